@@ -1,0 +1,51 @@
+"""Exceptions and warnings raised by roadworthy.
+
+Every error a user can cause derives from :class:`RoadworthyError` and from the built-in exception
+it resembles, so ``except ValueError`` in user code keeps working. The CLI turns these into one line on
+stderr and exit code 2; anything else is an internal error (exit code 3).
+"""
+
+from __future__ import annotations
+
+
+class RoadworthyError(Exception):
+    """Root of all roadworthy errors."""
+
+
+class InvalidInputError(RoadworthyError, ValueError):
+    """A model file, data file, policy or parameter the user supplied is wrong.
+
+    The message names the file or parameter, what was expected and what was found.
+    """
+
+
+class UnsupportedModelError(RoadworthyError, TypeError):
+    """The model's format or type cannot be adapted."""
+
+
+class MissingDependencyError(RoadworthyError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class UnsafeFileError(InvalidInputError):
+    """A file would have to be unpickled (run arbitrary code) and ``--trust-pickle`` was not given."""
+
+
+class RoadworthyWarning(UserWarning):
+    """Base class of warnings users can filter with ``warnings.filterwarnings``."""
+
+
+class UntrustworthyResultWarning(RoadworthyWarning):
+    """A number in the report may overstate robustness (e.g. signs of gradient masking)."""
+
+
+def require(module: str, extra: str, feature: str):  # noqa: ANN201 - returns a module
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs the optional package '{module}'. Install it with: pip install 'roadworthy[{extra}]'"
+        ) from exc

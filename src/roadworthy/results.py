@@ -1,0 +1,150 @@
+"""The report schema (``report.json``, schema_version "1") as Pydantic models.
+
+Renderers (HTML, Markdown, JUnit) are pure functions of :class:`Report`, so they can never disagree.
+Field names and metric names are a public contract: see ``docs/report-schema.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+SCHEMA_VERSION = "1"
+
+Status = Literal["pass", "warn", "fail", "error", "skipped"]
+Verdict = Literal["ready", "not-ready"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolInfo(_Model):
+    name: str = "roadworthy"
+    version: str
+    frameworks: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelDescription(_Model):
+    path: str | None
+    format: str
+    sha256: str | None = None
+    n_classes: int
+    white_box: bool
+    features: bool = False
+    output: str = "logits"
+
+
+class DataDescription(_Model):
+    path: str | None
+    sha256: str | None = None
+    n_samples: int
+    modality: str
+    input_shape: list[int]
+    class_names: list[str] | None = None
+
+
+class ExampleImage(_Model):
+    caption: str
+    uri: str
+
+
+class Example(_Model):
+    """One piece of visual evidence: an original input beside its changed version."""
+
+    title: str = ""
+    label: str | None = None
+    original: str | None = None
+    original_prediction: str | None = None
+    changed: str | None = None
+    changed_prediction: str | None = None
+    extra: list[ExampleImage] = Field(default_factory=list)
+
+
+class CheckResult(_Model):
+    id: str
+    suite: str
+    title: str
+    status: Status
+    summary: str = ""
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+    examples: list[Example] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    duration_s: float = 0.0
+    error: str | None = None
+
+    @field_serializer("metrics")
+    def _finite_metrics(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
+        return {k: _json_number(v) for k, v in metrics.items()}
+
+
+class Gate(_Model):
+    """One policy rule and its outcome. ``passed`` is ``None`` when the metric was not measured."""
+
+    rule: str
+    value: float | None
+    passed: bool | None
+    metric: str | None = None
+    source: str = "policy"
+
+
+class Report(_Model):
+    schema_version: str = SCHEMA_VERSION
+    tool: ToolInfo
+    created: str
+    seed: int
+    budget: str
+    model: ModelDescription
+    data: DataDescription
+    train_data: DataDescription | None = None
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    checks: list[CheckResult] = Field(default_factory=list)
+    gates: list[Gate] = Field(default_factory=list)
+    verdict: Verdict
+    baseline: dict[str, Any] | None = None
+
+    @field_serializer("metrics")
+    def _finite_metrics(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
+        return {k: _json_number(v) for k, v in metrics.items()}
+
+    def check(self, check_id: str) -> CheckResult | None:
+        """The result of ``check_id``, or ``None`` when it was not run."""
+        return next((c for c in self.checks if c.id == check_id), None)
+
+
+def _json_number(v: float | None) -> float | None:
+    """JSON has no NaN or infinity: unmeasurable numbers are written as null."""
+    if v is None or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def load_report(path: str) -> Report:
+    """Read and validate a ``report.json``; raise :class:`InvalidInputError` naming the file on failure."""
+    import json
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from roadworthy.errors import InvalidInputError
+
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"{path}: file not found") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{path}: not a readable JSON report ({exc})") from exc
+    if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
+        found = raw.get("schema_version") if isinstance(raw, dict) else type(raw).__name__
+        raise InvalidInputError(f"{path}: expected a roadworthy report with schema_version '1', found {found!r}")
+    try:
+        return Report.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(f"{path}: invalid report at '{where}': {first['msg']}") from exc
