@@ -1,0 +1,94 @@
+"""Figure helpers for the HTML report: matplotlib (Agg, loaded lazily) to inline SVG data URIs.
+
+Each check's ``figures(result)`` builds its plots from the numbers in its result with these helpers, so
+figures are a pure function of the report and the HTML file needs no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def figure(width: float = 5.0, height: float = 3.2) -> Iterator[tuple[Any, Any]]:
+    """``with figure() as (fig, ax):`` a matplotlib figure on the Agg backend, closed afterwards."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    try:
+        yield fig, ax
+    finally:
+        plt.close(fig)
+
+
+def to_data_uri(fig: Any, fmt: str = "svg") -> str:
+    """Serialise a figure as an inline ``data:`` URI (SVG by default: sharp and small for line plots)."""
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+    mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def line_plot(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    ylim: tuple[float, float] | None = (0.0, 1.0),
+    xlog: bool = False,
+) -> str:
+    """One line per named series ``{name: (xs, ys)}``; returns an SVG data URI."""
+    with figure() as (fig, ax):
+        for name, (xs, ys) in series.items():
+            ax.plot(list(xs), list(ys), marker="o", ms=3, label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+        if ylim:
+            ax.set_ylim(*ylim)
+        if xlog:
+            ax.set_xscale("symlog", linthresh=1e-3)
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7, loc="best")
+        return to_data_uri(fig)
+
+
+def heatmap(
+    values: Sequence[Sequence[float]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str = "",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    fmt: str = "{:.2f}",
+    cmap: str = "RdYlGn",
+) -> str:
+    """An annotated heat map (rows x columns); returns an SVG data URI."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    with figure(width=max(4.0, 0.7 * len(col_labels) + 2.5), height=max(2.5, 0.32 * len(row_labels) + 1.2)) as (
+        fig,
+        ax,
+    ):
+        im = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(len(col_labels)), labels=list(col_labels), fontsize=8)
+        ax.set_yticks(range(len(row_labels)), labels=list(row_labels), fontsize=8)
+        if arr.size <= 400:
+            for (i, j), v in np.ndenumerate(arr):
+                if np.isfinite(v):
+                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6.5)
+        if title:
+            ax.set_title(title)
+        fig.colorbar(im, ax=ax, fraction=0.04)
+        return to_data_uri(fig)
