@@ -1,0 +1,260 @@
+"""Post-hoc out-of-distribution scores and the metrics that rank them.
+
+Every detector maps a model's logits or penultimate features to a score per input, **higher = more
+out-of-distribution**; none needs retraining. The metrics treat OOD inputs as the ones to find:
+
+* :func:`auroc` — probability that a random OOD input scores above a random in-distribution (ID) one
+  (0.5 = chance, 1 = perfect separation).
+* :func:`fpr_at_tpr` — with the threshold that keeps 95% of ID inputs (the usual "TPR 95%" convention,
+  ID as positive), the share of OOD inputs that are wrongly kept: lower is better.
+* :func:`aupr` — average precision with ID as the positive class and ``-score`` as its confidence
+  ("AUPR-In", Hendrycks & Gimpel 2017).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import rankdata
+
+from roadworthy.errors import InvalidInputError
+from roadworthy.stats import softmax
+
+Space = Literal["logits", "features"]
+
+
+# --------------------------------------------------------------------------------------------- detectors
+
+
+class Detector:
+    """A post-hoc OOD score on logits or features. Subclasses set ``name``/``space`` and :meth:`score`."""
+
+    name: ClassVar[str]
+    space: ClassVar[Space] = "logits"
+    needs_fit: ClassVar[bool] = False
+    n_fitted: int = 0
+
+    def fit(self, z: np.ndarray, y: np.ndarray) -> Detector:
+        """Learn from in-distribution embeddings ``z`` with labels ``y`` (a no-op for logit scores)."""
+        self.n_fitted = len(z)
+        return self
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        """OOD score per row of ``z`` (higher = more out-of-distribution)."""
+        raise NotImplementedError
+
+
+class MaxSoftmax(Detector):
+    """Maximum softmax probability (Hendrycks & Gimpel, ICLR 2017): ``s = -max_c softmax(z)_c``."""
+
+    name = "msp"
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        return -softmax(np.asarray(z, np.float64), axis=1).max(axis=1)
+
+
+class MaxLogit(Detector):
+    """Maximum logit (Hendrycks et al., ICML 2022, "Scaling OOD detection"): ``s = -max_c z_c``."""
+
+    name = "max_logit"
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        return -np.asarray(z, np.float64).max(axis=1)
+
+
+class Energy(Detector):
+    """Free energy (Liu et al., NeurIPS 2020): ``s = -T logsumexp(z / T)`` with ``T = 1``.
+
+    Degenerate (constant) for a model that outputs probabilities: its "logits" are ``log p`` and
+    ``logsumexp(log p) = 0``.
+    """
+
+    name = "energy"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise InvalidInputError(f"`temperature` must be > 0. Got {temperature} instead.")
+        self.temperature = float(temperature)
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        t = self.temperature
+        return -t * logsumexp(np.asarray(z, np.float64) / t, axis=1)
+
+
+class Mahalanobis(Detector):
+    """Class-conditional Gaussian on penultimate features (Lee et al., NeurIPS 2018), without input noise.
+
+    Class means ``mu_c`` and one covariance ``Sigma`` shared by all classes are estimated from
+    in-distribution features; ``s = min_c (h - mu_c)^T (Sigma + ridge I)^-1 (h - mu_c)``. The ridge
+    (``ridge`` times the mean variance) keeps the inverse stable when features are few or collinear.
+    """
+
+    name = "mahalanobis"
+    space = "features"
+    needs_fit = True
+
+    def __init__(self, ridge: float = 1e-3) -> None:
+        self.ridge = float(ridge)
+        self.means: np.ndarray | None = None
+        self.whiten: np.ndarray | None = None
+
+    def fit(self, z: np.ndarray, y: np.ndarray) -> Mahalanobis:
+        h = np.asarray(z, np.float64)
+        y = np.asarray(y)
+        classes = np.unique(y)
+        if len(h) < 2:
+            raise InvalidInputError(
+                f"Mahalanobis needs at least 2 in-distribution samples. Got {len(h)} instead."
+            )
+        means = np.stack([h[y == c].mean(axis=0) for c in classes])
+        centred = h - means[np.searchsorted(classes, y)]
+        cov = centred.T @ centred / len(h)
+        scale = float(np.trace(cov)) / cov.shape[0]
+        cov += (self.ridge * scale + 1e-12) * np.eye(cov.shape[0])
+        vals, vecs = np.linalg.eigh(cov)
+        self.whiten = vecs / np.sqrt(np.clip(vals, 1e-12, None))
+        self.means = means @ self.whiten
+        self.n_fitted = len(h)
+        return self
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        if self.whiten is None or self.means is None:
+            raise RuntimeError("Mahalanobis.score called before fit")
+        w = np.asarray(z, np.float64) @ self.whiten
+        # squared distances to every class mean, via |a|^2 - 2ab + |b|^2 (chunked for memory)
+        out = np.empty(len(w))
+        mm = (self.means**2).sum(axis=1)
+        for i in range(0, len(w), 4096):
+            c = w[i : i + 4096]
+            d = (c**2).sum(axis=1, keepdims=True) - 2 * c @ self.means.T + mm
+            out[i : i + 4096] = d.min(axis=1)
+        return np.clip(out, 0.0, None)
+
+
+class KNN(Detector):
+    """Distance to the k-th nearest in-distribution neighbour of L2-normalised features (Sun et al., ICML 2022).
+
+    ``k`` follows the paper's scaling with the bank size: at most ``k``, and about 1% of the fitted
+    samples for small data (``k_used``), so a few hundred reference samples still give a stable score.
+    """
+
+    name = "knn"
+    space = "features"
+    needs_fit = True
+
+    def __init__(self, k: int = 50) -> None:
+        if k < 1:
+            raise InvalidInputError(f"`k` must be >= 1. Got {k} instead.")
+        self.k = int(k)
+        self.k_used = int(k)
+        self.bank: np.ndarray | None = None
+
+    @staticmethod
+    def _normalise(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, np.float32)
+        return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+    def fit(self, z: np.ndarray, y: np.ndarray | None = None) -> KNN:
+        if len(z) < 1:
+            raise InvalidInputError("k-NN needs at least one in-distribution sample. Got 0 instead.")
+        self.bank = self._normalise(z)
+        self.k_used = int(min(self.k, len(z), max(1, len(z) // 100)))
+        self.n_fitted = len(z)
+        return self
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        if self.bank is None:
+            raise RuntimeError("KNN.score called before fit")
+        q = self._normalise(z)
+        k = self.k_used
+        out = np.empty(len(q))
+        for i in range(0, len(q), 1024):
+            sim = q[i : i + 1024] @ self.bank.T
+            # k-th largest cosine similarity -> k-th smallest distance on the unit sphere
+            kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1]
+            out[i : i + 1024] = np.sqrt(np.clip(2.0 - 2.0 * kth.astype(np.float64), 0.0, None))
+        return out
+
+
+DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (MaxSoftmax, MaxLogit, Energy, Mahalanobis, KNN)}
+
+
+def make_detector(name: str, **kwargs: float) -> Detector:
+    """A fresh detector by name (``msp``, ``max_logit``, ``energy``, ``mahalanobis``, ``knn``)."""
+    if name not in DETECTORS:
+        raise InvalidInputError(f"unknown OOD detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return DETECTORS[name](**kwargs)
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def _check_scores(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(id_scores, np.float64).ravel()
+    b = np.asarray(ood_scores, np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise InvalidInputError(f"need in-distribution and OOD scores. Got {a.size} and {b.size} instead.")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise InvalidInputError("OOD scores must be finite; found NaN or infinity")
+    return a, b
+
+
+def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Area under the ROC curve for telling OOD (high score) from ID inputs; ties count one half.
+
+    Computed exactly as the Mann-Whitney U statistic, so it equals
+    ``sklearn.metrics.roc_auc_score([0]*n_id + [1]*n_ood, scores)``.
+    """
+    a, b = _check_scores(id_scores, ood_scores)
+    ranks = rankdata(np.concatenate([a, b]))
+    u = ranks[a.size :].sum() - b.size * (b.size + 1) / 2.0
+    return float(u / (a.size * b.size))
+
+
+def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """Share of OOD inputs accepted when the threshold accepts at least ``tpr`` of ID inputs.
+
+    The threshold is the smallest ID score ``tau`` with ``mean(id <= tau) >= tpr``; an input is accepted
+    when its score is ``<= tau``. This is the lowest false-positive rate on the ROC curve (ID positive)
+    whose true-positive rate reaches ``tpr``.
+    """
+    if not 0 < tpr <= 1:
+        raise InvalidInputError(f"`tpr` must be in (0, 1]. Got {tpr} instead.")
+    a, b = _check_scores(id_scores, ood_scores)
+    tau = np.sort(a)[max(0, math.ceil(tpr * a.size - 1e-9) - 1)]
+    return float(np.mean(b <= tau))
+
+
+def aupr(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Average precision with ID as positive and ``-score`` as confidence (``average_precision_score``)."""
+    a, b = _check_scores(id_scores, ood_scores)
+    conf = -np.concatenate([a, b])
+    pos = np.concatenate([np.ones(a.size, bool), np.zeros(b.size, bool)])
+    order = np.argsort(-conf, kind="mergesort")
+    conf, pos = conf[order], pos[order]
+    last = np.r_[np.flatnonzero(np.diff(conf) != 0), conf.size - 1]  # end of each run of equal scores
+    tp = np.cumsum(pos)[last]
+    fp = (last + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / a.size
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_points(id_scores: np.ndarray, ood_scores: np.ndarray, n_points: int = 51) -> dict[str, list[float]]:
+    """The ROC curve (OOD positive) sampled at ``n_points`` false-alarm rates, for plotting.
+
+    ``fpr`` is the share of ID inputs flagged as OOD, ``tpr`` the share of OOD inputs flagged.
+    """
+    a, b = _check_scores(id_scores, ood_scores)
+    thresholds = np.unique(np.concatenate([a, b]))[::-1]  # flag when score >= t
+    a_sorted, b_sorted = np.sort(a), np.sort(b)
+    fpr = 1.0 - np.searchsorted(a_sorted, thresholds, side="left") / a.size
+    tpr = 1.0 - np.searchsorted(b_sorted, thresholds, side="left") / b.size
+    fpr, tpr = np.r_[0.0, fpr], np.r_[0.0, tpr]
+    grid = np.linspace(0.0, 1.0, n_points)
+    # the best detection rate reachable at each false-alarm budget (the step curve's upper envelope)
+    idx = np.searchsorted(fpr, grid, side="right") - 1
+    return {"fpr": grid.tolist(), "tpr": np.maximum.accumulate(tpr)[idx].tolist()}

@@ -1,0 +1,59 @@
+"""The validity gate on the digits CNN: keeps valid inputs, rejects noise, falls back without features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadworthy.checks.base import Context
+from roadworthy.checks.ood.validity import ValidityGate, conformal_threshold, validity_gate
+
+
+def _noise(n: int = 200, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 1, 16, 16)).astype(np.float32)
+
+
+def test_gate_keeps_clean_inputs_and_rejects_noise(ctx: Context) -> None:
+    gate = validity_gate(ctx)
+    assert isinstance(gate, ValidityGate)
+    assert gate.detector.name == "mahalanobis"
+    held_out = gate.describe()["clean_in_envelope"]
+    assert held_out is not None and held_out >= 0.9
+    assert gate.in_envelope(ctx.data.x).mean() >= 0.9
+    assert gate.in_envelope(_noise()).mean() <= 0.2
+    assert validity_gate(ctx) is gate  # fitted once per session
+
+
+def test_gate_without_training_data_uses_half_the_evaluation_data(digits_model, digits_data) -> None:
+    ctx = Context(model=digits_model, data=digits_data, budget="quick", seed=0)
+    gate = validity_gate(ctx)
+    assert gate is not None
+    d = gate.describe()
+    assert d["fit_on"] == "half of the evaluation data"
+    assert d["n_fitted"] + d["n_calibration"] == digits_data.n_samples
+    assert gate.in_envelope(digits_data.x).mean() >= 0.9
+    assert gate.in_envelope(_noise()).mean() <= 0.5
+
+
+def test_gate_without_features_uses_energy(digits_model, digits_data, digits_train_data) -> None:
+    class LogitsOnly:  # the same network seen as a black box: predictions only
+        n_classes, input_spec, output, format = 10, digits_model.input_spec, "logits", "callable"
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return digits_model.predict(x)
+
+    ctx = Context(model=LogitsOnly(), data=digits_data, train_data=digits_train_data, budget="quick", seed=0)
+    gate = validity_gate(ctx)
+    assert gate is not None and gate.detector.name == "energy"
+    assert gate.in_envelope(digits_data.x).mean() >= 0.9
+
+
+def test_gate_is_deterministic_for_a_seed(digits_model, digits_data) -> None:
+    taus = [validity_gate(Context(model=digits_model, data=digits_data, seed=3)).threshold for _ in range(2)]
+    assert taus[0] == taus[1]
+
+
+@pytest.mark.parametrize(("n", "expected"), [(19, 19.0), (99, 95.0), (1, 1.0)])
+def test_conformal_threshold_covers_the_quantile(n: int, expected: float) -> None:
+    # scores 1..n: the ceil((n+1) * 0.95)-th smallest, capped at n
+    assert conformal_threshold(np.arange(1, n + 1, dtype=float)) == expected
