@@ -39,7 +39,7 @@ class UntrustworthyResultWarning(RoadworthyWarning):
     """A number in the report may overstate robustness (e.g. signs of gradient masking)."""
 
 
-def require(module: str, extra: str, feature: str):  # noqa: ANN201 - returns a module
+def require(module: str, extra: str, feature: str):
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra that provides it."""
     import importlib
 

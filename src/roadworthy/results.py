@@ -141,7 +141,9 @@ def load_report(path: str) -> Report:
         raise InvalidInputError(f"{path}: not a readable JSON report ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
         found = raw.get("schema_version") if isinstance(raw, dict) else type(raw).__name__
-        raise InvalidInputError(f"{path}: expected a roadworthy report with schema_version '1', found {found!r}")
+        raise InvalidInputError(
+            f"{path}: expected a roadworthy report with schema_version '1', found {found!r}"
+        )
     try:
         return Report.model_validate(raw)
     except ValidationError as exc:

@@ -7,7 +7,16 @@ import logging
 
 from roadworthy.checks.base import CHECKS, Check, Context, Outcome, Requires, register
 
-__all__ = ["CHECKS", "BUILTIN_MODULES", "Check", "Context", "Outcome", "Requires", "load_builtin_checks", "register"]
+__all__ = [
+    "CHECKS",
+    "BUILTIN_MODULES",
+    "Check",
+    "Context",
+    "Outcome",
+    "Requires",
+    "load_builtin_checks",
+    "register",
+]
 
 log = logging.getLogger(__name__)
 

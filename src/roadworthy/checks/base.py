@@ -157,7 +157,9 @@ def register(cls: type[Check]) -> type[Check]:
     if not getattr(cls, "id", "") or "." not in cls.id:
         raise ValueError(f"{cls.__name__}.id must look like 'suite.name', got {getattr(cls, 'id', None)!r}")
     if cls.id in CHECKS and CHECKS[cls.id] is not cls:
-        raise ValueError(f"check id {cls.id!r} is registered twice ({CHECKS[cls.id].__name__}, {cls.__name__})")
+        raise ValueError(
+            f"check id {cls.id!r} is registered twice ({CHECKS[cls.id].__name__}, {cls.__name__})"
+        )
     CHECKS[cls.id] = cls
     return cls
 

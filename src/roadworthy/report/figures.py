@@ -77,7 +77,9 @@ def heatmap(
     import numpy as np
 
     arr = np.asarray(values, dtype=float)
-    with figure(width=max(4.0, 0.7 * len(col_labels) + 2.5), height=max(2.5, 0.32 * len(row_labels) + 1.2)) as (
+    with figure(
+        width=max(4.0, 0.7 * len(col_labels) + 2.5), height=max(2.5, 0.32 * len(row_labels) + 1.2)
+    ) as (
         fig,
         ax,
     ):

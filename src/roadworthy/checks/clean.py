@@ -1,0 +1,147 @@
+"""The ``clean`` check: how the model does on the evaluation data as given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from roadworthy.checks.base import Check, Context, Outcome, register
+from roadworthy.results import CheckResult, Example
+from roadworthy.stats import expected_calibration_error, proportion_metrics, reliability_bins
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    n_bins: int = 15  #: bins of the expected calibration error
+    max_examples: int = 8  #: misclassified inputs shown in the report
+
+
+@register
+class CleanAccuracy(Check):
+    """Accuracy, per-class precision/recall/F1, confusion matrix and calibration on unchanged data.
+
+    ``clean.accuracy`` is the share of evaluation samples whose top-1 prediction equals the label, with
+    a 95% Wilson interval (``_ci_low``/``_ci_high``) and the sample count (``_n``). ``clean.ece`` is the
+    expected calibration error (Guo et al., 2017): the mean gap between confidence and accuracy.
+    ``clean.worst_class_accuracy`` is the lowest per-class recall: a model that is right 97% of the
+    time overall can still miss most stop signs.
+    """
+
+    id = "clean.accuracy"
+    title = "Clean accuracy"
+    Params = CleanParams
+
+    def run(self, ctx: Context) -> Outcome:
+        probs = ctx.clean_probs
+        y = ctx.data.y
+        pred = probs.argmax(axis=1)
+        k = ctx.n_classes
+        correct = pred == y
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (y, pred), 1)
+        support = cm.sum(axis=1)
+        predicted = cm.sum(axis=0)
+        tp = np.diag(cm)
+        recall = np.divide(tp, support, out=np.full(k, np.nan), where=support > 0)
+        precision = np.divide(tp, predicted, out=np.full(k, np.nan), where=predicted > 0)
+        f1 = np.where(
+            (precision + recall) > 0,
+            2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1),
+            0.0,
+        )
+        present = support > 0
+        macro_f1 = (
+            float(np.nanmean(np.where(np.isnan(f1), 0.0, f1)[present])) if present.any() else float("nan")
+        )
+
+        metrics = proportion_metrics("clean.accuracy", correct)
+        metrics["clean.ece"] = expected_calibration_error(probs, y, self.params.n_bins)
+        metrics["clean.macro_f1"] = macro_f1
+        metrics["clean.balanced_accuracy"] = float(np.nanmean(recall[present]))
+        worst = int(np.nanargmin(np.where(present, recall, np.inf)))
+        metrics.update(proportion_metrics("clean.worst_class_accuracy", int(tp[worst]), int(support[worst])))
+
+        per_class = []
+        for c in range(k):
+            lo_hi = proportion_metrics("r", int(tp[c]), int(support[c])) if support[c] else {}
+            per_class.append(
+                {
+                    "class": ctx.class_name(c),
+                    "support": int(support[c]),
+                    "accuracy": _num(recall[c]),
+                    "accuracy_ci_low": _num(lo_hi.get("r_ci_low")),
+                    "accuracy_ci_high": _num(lo_hi.get("r_ci_high")),
+                    "precision": _num(precision[c]),
+                    "recall": _num(recall[c]),
+                    "f1": _num(f1[c]),
+                }
+            )
+        details = {
+            "n_samples": len(y),
+            "per_class": per_class,
+            "confusion_matrix": cm.tolist(),
+            "class_names": [ctx.class_name(c) for c in range(k)],
+            "worst_class": ctx.class_name(worst),
+            "reliability": reliability_bins(probs, y, self.params.n_bins),
+        }
+        examples = []
+        if ctx.modality == "image":
+            from roadworthy.report.images import png_data_uri
+
+            wrong = np.flatnonzero(~correct)
+            # most confident mistakes first: those are the dangerous ones
+            wrong = wrong[np.argsort(-probs[wrong].max(axis=1))][: self.params.max_examples]
+            for i in wrong:
+                examples.append(
+                    Example(
+                        title=f"sample {int(i)}: confidence {probs[i].max():.2f}",
+                        label=ctx.class_name(y[i]),
+                        original=png_data_uri(ctx.data.x[i]),
+                        original_prediction=ctx.class_name(pred[i]),
+                    )
+                )
+        acc = metrics["clean.accuracy"]
+        summary = (
+            f"{acc:.1%} of {len(y)} samples correct (95% CI {metrics['clean.accuracy_ci_low']:.1%}-"
+            f"{metrics['clean.accuracy_ci_high']:.1%}); weakest class {ctx.class_name(worst)} at {recall[worst]:.1%}."
+        )
+        return Outcome(metrics=metrics, details=details, examples=examples, summary=summary)
+
+    @staticmethod
+    def figures(result: CheckResult) -> list[tuple[str, str]]:
+        from roadworthy.report.figures import figure, heatmap, to_data_uri
+
+        d = result.details
+        out = []
+        cm = np.asarray(d.get("confusion_matrix", []), dtype=float)
+        names = d.get("class_names", [])
+        if cm.size and len(names) <= 40:
+            rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+            out.append(
+                (
+                    "Confusion matrix (rows: true class, share of that class predicted as each column)",
+                    heatmap(rows, names, names, vmin=0, vmax=1, cmap="Blues"),
+                )
+            )
+        rel = d.get("reliability")
+        if rel:
+            with figure(4.2, 3.4) as (fig, ax):
+                conf = np.asarray(rel["confidence"], float)
+                acc = np.asarray(rel["accuracy"], float)
+                ok = np.isfinite(conf)
+                ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+                ax.plot(conf[ok], acc[ok], "o-", label="model")
+                ax.set_xlabel("confidence")
+                ax.set_ylabel("accuracy")
+                ax.set_xlim(0, 1)
+                ax.set_ylim(0, 1)
+                ax.legend(fontsize=7)
+                out.append(("Reliability diagram on clean data", to_data_uri(fig)))
+        return out
+
+
+def _num(v: float | None) -> float | None:
+    if v is None or not np.isfinite(v):
+        return None
+    return float(v)

@@ -1,0 +1,147 @@
+"""``report.html``: one self-contained page (no network, no scripts), verdict first.
+
+Everything user-controlled (class names, paths, messages) is escaped by Jinja2's autoescaping; images
+are inline data URIs that must be PNG or SVG (checked here), so the page opens offline and nothing in
+it can run code. A Content-Security-Policy forbids any fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import OrderedDict
+from typing import Any
+
+from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_sentence
+from roadworthy.results import CheckResult, Report
+
+log = logging.getLogger("roadworthy")
+
+_SAFE_URI = re.compile(r"^data:image/(png|svg\+xml|jpeg);base64,[A-Za-z0-9+/=]+$")
+
+# Which NIST AI 100-2 class each suite's tests belong to (algorithms-spec section H).
+THREAT_MODEL = OrderedDict(
+    [
+        (
+            "sanity",
+            ("deployment", "not an attack: engineering hygiene (determinism, batch effects, latency)"),
+        ),
+        ("clean", ("deployment", "not an attack: baseline accuracy on data like the test set")),
+        (
+            "shift",
+            ("deployment", "distribution shift (robustness to natural corruptions; not an attack class)"),
+        ),
+        ("ood", ("deployment", "distribution shift: detection of unfamiliar inputs and calibration")),
+        ("attack", ("deployment", "evasion (integrity violation, untargeted): white-box and black-box")),
+        (
+            "integrity",
+            ("training", "poisoning: data integrity audit (label errors, targeted/backdoor poisoning)"),
+        ),
+        ("fuzz", ("deployment", "evasion: natural-perturbation robustness found by coverage-guided fuzzing")),
+    ]
+)
+
+OUT_OF_SCOPE = (
+    "privacy attacks (membership inference, model extraction, data reconstruction, property inference)",
+    "model poisoning and supply-chain attacks on the model file or its dependencies",
+    "physical-world attacks: the laser and sticker attacks model physical perturbations digitally only",
+    "generative-AI abuse (prompt injection, jailbreaks)",
+)
+
+LIMITATIONS = (
+    "Attack results are empirical lower bounds on vulnerability, not certificates of robustness.",
+    "Detectors (label issues, poisoning, OOD) have false positives and false negatives: flagged samples "
+    "are candidates for human review.",
+    "Every number depends on the seed, the budget and the evaluation sample; intervals are 95% Wilson "
+    "intervals on that sample.",
+    "Shift severities follow ImageNet-C / CIFAR-10-C tables adapted to the image size; values are not "
+    "comparable with published ImageNet-C numbers.",
+)
+
+
+def safe_uri(uri: str | None) -> str:
+    """Return ``uri`` if it is an inline PNG/SVG/JPEG data URI, else an empty string."""
+    if uri and _SAFE_URI.match(uri):
+        return uri
+    return ""
+
+
+def _figures(result: CheckResult) -> list[tuple[str, str]]:
+    from roadworthy.checks import CHECKS, load_builtin_checks
+
+    load_builtin_checks()
+    cls = CHECKS.get(result.id)
+    if cls is None or result.status in ("skipped", "error"):
+        return []
+    try:
+        return [(cap, safe_uri(uri)) for cap, uri in cls.figures(result) if safe_uri(uri)]
+    except Exception as exc:  # noqa: BLE001 - a broken figure must not cost the report
+        log.warning("figure for %s failed: %s", result.id, exc)
+        return []
+
+
+def metric_rows(metrics: dict[str, float | None]) -> list[dict[str, Any]]:
+    """One row per metric, with its CI bounds and sample count folded in."""
+    rows = []
+    for name in sorted(metrics):
+        if name.endswith(("_ci_low", "_ci_high")) or (name.endswith("_n") and name[:-2] in metrics):
+            continue
+        lo, hi, n = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high"), metrics.get(f"{name}_n")
+        rows.append(
+            {
+                "name": name,
+                "value": fmt_value(metrics[name]),
+                "ci": f"{fmt_value(lo)} – {fmt_value(hi)}" if lo is not None and hi is not None else "",
+                "n": int(n) if n is not None and math.isfinite(n) else "",
+            }
+        )
+    return rows
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML string."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("roadworthy", "report/templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = fmt_value
+    env.filters["safe_uri"] = safe_uri
+    suites: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+    for c in report.checks:
+        suites.setdefault(c.suite, []).append(
+            {"r": c, "figures": _figures(c), "metrics": metric_rows(c.metrics)}
+        )
+    suite_rows = []
+    for suite, items in suites.items():
+        stage, nist = THREAT_MODEL.get(suite, ("deployment", ""))
+        ran = [i["r"] for i in items if i["r"].status not in ("skipped",)]
+        suite_rows.append(
+            {"suite": suite, "stage": stage, "nist": nist, "ran": len(ran), "total": len(items)}
+        )
+    counts: dict[str, int] = {}
+    for c in report.checks:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    headline = [
+        {**row, "name": row["name"]} for row in metric_rows(report.metrics) if row["name"] in HEADLINE_METRICS
+    ]
+    headline.sort(key=lambda r: HEADLINE_METRICS.index(r["name"]))
+    gates = sorted(report.gates, key=lambda g: {False: 0, None: 2, True: 1}[g.passed])
+    template = env.get_template("report.html.j2")
+    return template.render(
+        report=report,
+        verdict_sentence=verdict_sentence(report),
+        gates=gates,
+        headline=headline,
+        suites=suites,
+        suite_rows=suite_rows,
+        all_metrics=metric_rows(report.metrics),
+        counts=counts,
+        out_of_scope=OUT_OF_SCOPE,
+        limitations=LIMITATIONS,
+    )

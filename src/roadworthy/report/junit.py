@@ -1,0 +1,57 @@
+"""``junit.xml``: one test case per gate, so any CI shows which rule held and which failed."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+from roadworthy.results import Report
+
+
+def render_junit(report: Report) -> str:
+    """JUnit XML: a failed gate is a ``<failure>``, a gate on an unmeasured metric is ``<skipped>``."""
+    cases = report.gates
+    failures = sum(1 for g in cases if g.passed is False)
+    skipped = sum(1 for g in cases if g.passed is None)
+    duration = sum(c.duration_s for c in report.checks)
+    suites = ET.Element(
+        "testsuites",
+        name="roadworthy",
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(skipped),
+        time=f"{duration:.3f}",
+    )
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=f"roadworthy gates ({report.verdict})",
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(skipped),
+        time=f"{duration:.3f}",
+        timestamp=report.created,
+    )
+    props = ET.SubElement(suite, "properties")
+    for k, v in (
+        ("verdict", report.verdict),
+        ("model", report.model.path or ""),
+        ("seed", str(report.seed)),
+        ("budget", report.budget),
+        ("roadworthy", report.tool.version),
+    ):
+        ET.SubElement(props, "property", name=k, value=v)
+    for g in cases:
+        classname = f"roadworthy.{g.source}" + (f".{g.metric.split('.', 1)[0]}" if g.metric else "")
+        case = ET.SubElement(suite, "testcase", name=g.rule, classname=classname, time="0")
+        value = "not measured" if g.value is None else f"{g.value:.6g}"
+        if g.passed is False:
+            f = ET.SubElement(case, "failure", message=f"{g.rule} failed: value {value}", type="GateFailed")
+            f.text = f"measured {g.metric} = {value}; rule: {g.rule}"
+        elif g.passed is None:
+            ET.SubElement(case, "skipped", message=f"not evaluated: {g.metric} was not measured")
+        else:
+            ET.SubElement(case, "system-out").text = f"{g.metric} = {value}"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -1,0 +1,145 @@
+"""Runs checks: orders them, skips what the model cannot support, isolates failures, times each one.
+
+A check that raises is recorded with status ``error`` and its message; the others still run. After
+every check the caller's ``on_result`` hook runs (the session writes a partial report there), so no
+result already computed is lost to a later failure.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+
+from roadworthy.checks import SUITE_ORDER
+from roadworthy.checks.base import Check, Context
+from roadworthy.errors import RoadworthyWarning
+from roadworthy.results import CheckResult
+
+log = logging.getLogger("roadworthy")
+
+
+def order_checks(classes: Iterable[type[Check]]) -> list[type[Check]]:
+    """Suite order (sanity, clean, shift, ood, attack, integrity, ...), then dependencies first."""
+    rank = {s: i for i, s in enumerate(SUITE_ORDER)}
+    pending = sorted(classes, key=lambda c: rank.get(c.suite(), len(rank)))
+    ordered: list[type[Check]] = []
+    placed: set[str] = set()
+    ids = [c.id for c in pending]
+    while pending:
+        progressed = False
+        for cls in list(pending):
+            deps = [i for i in ids if i != cls.id and any(fnmatch.fnmatchcase(i, p) for p in cls.depends_on)]
+            # a check that depends on "suite.*" must not wait for another aggregator of the same pattern
+            deps = [d for d in deps if d in placed or not _depends_on_each_other(cls, d, pending)]
+            if all(d in placed for d in deps):
+                ordered.append(cls)
+                placed.add(cls.id)
+                pending.remove(cls)
+                progressed = True
+        if not progressed:  # a cycle: run the rest in suite order rather than never
+            ordered.extend(pending)
+            break
+    return ordered
+
+
+def _depends_on_each_other(cls: type[Check], other_id: str, pending: list[type[Check]]) -> bool:
+    other = next((c for c in pending if c.id == other_id), None)
+    return other is not None and any(fnmatch.fnmatchcase(cls.id, p) for p in other.depends_on)
+
+
+def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckResult:
+    """Run one check in isolation and return its result (never raises for a failing check)."""
+    base = {"id": cls.id, "suite": cls.suite(), "title": cls.title}
+    reason = cls.unmet(ctx)
+    if reason:
+        return CheckResult(**base, status="skipped", summary=f"Skipped: {reason}.")
+    start = time.perf_counter()
+    check = cls(params, budget=ctx.budget) if params is not None else cls(budget=ctx.budget)
+    _seed_frameworks(ctx.seed)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RoadworthyWarning)
+            outcome = check.run(ctx)
+    except Exception as exc:  # noqa: BLE001 - a crashing check must not take the others down
+        log.warning("check %s failed: %s", cls.id, exc)
+        return CheckResult(
+            **base,
+            status="error",
+            error=f"{type(exc).__name__}: {exc}",
+            summary=f"The check crashed: {type(exc).__name__}: {exc}",
+            details={"traceback": traceback.format_exc(limit=8)[-4000:]},
+            params=check.params_dict(),
+            duration_s=time.perf_counter() - start,
+        )
+    extra = [str(w.message) for w in caught if issubclass(w.category, RoadworthyWarning)]
+    all_warnings = list(dict.fromkeys([*outcome.warnings, *extra]))
+    return CheckResult(
+        **base,
+        status="warn" if all_warnings else "pass",
+        summary=outcome.summary,
+        metrics={k: float(v) if v is not None else None for k, v in outcome.metrics.items()},
+        details=_jsonable(outcome.details),
+        examples=outcome.examples,
+        warnings=all_warnings,
+        params=check.params_dict(),
+        duration_s=time.perf_counter() - start,
+    )
+
+
+def run_checks(
+    classes: Sequence[type[Check]],
+    ctx: Context,
+    on_result: Callable[[CheckResult], None] | None = None,
+    done: dict[str, CheckResult] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> list[CheckResult]:
+    """Run ``classes`` in dependency order; results already in ``done`` (a resumed run) are reused."""
+    results: list[CheckResult] = []
+    for cls in order_checks(classes):
+        if done and cls.id in done and done[cls.id].status != "error":
+            result = done[cls.id]
+        else:
+            if say:
+                say(f"- {cls.id} ...")
+            result = run_check(cls, ctx)
+            if say:
+                say(f"  {cls.id}: {result.status} ({result.duration_s:.1f} s)")
+        ctx.results[cls.id] = result
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def _seed_frameworks(seed: int) -> None:
+    import random
+    import sys
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def _jsonable(v: object) -> object:
+    import math
+
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
