@@ -1,0 +1,168 @@
+"""The Python API: ``roadworthy.check(model, data, ...)`` does what ``roadworthy check`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from roadworthy.data.base import Dataset
+from roadworthy.errors import InvalidInputError
+from roadworthy.policy import Policy
+from roadworthy.results import Report, load_report
+
+__all__ = ["as_dataset", "check", "load_data", "load_model"]
+
+
+def load_model(source: Any, **kwargs: Any) -> Any:
+    """Load a model from a file or wrap a Python object; see :func:`roadworthy.models.load_model`."""
+    from roadworthy.models import load_model as _load
+
+    return _load(source, **kwargs)
+
+
+def load_data(path: str | Path, **kwargs: Any) -> Dataset:
+    """Read ``.npz``, an image-folder tree, ``.csv`` or ``.parquet``; see :func:`roadworthy.data.load_data`."""
+    from roadworthy.data import load_data as _load
+
+    return _load(path, **kwargs)
+
+
+def as_dataset(
+    data: Any, *, name: str, class_names: Sequence[str] | None = None, **load_kwargs: Any
+) -> Dataset:
+    """A :class:`Dataset` from a Dataset, a path, or an ``(x, y)`` pair of arrays (images NCHW in [0, 1])."""
+    import numpy as np
+
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, str | Path):
+        return load_data(data, class_names=class_names, **load_kwargs)
+    if isinstance(data, tuple) and len(data) == 2:
+        x = np.asarray(data[0], dtype=np.float32)
+        y = np.asarray(data[1])
+        if not np.issubdtype(y.dtype, np.integer):
+            raise InvalidInputError(f"{name}: labels must be integers, got dtype {y.dtype}")
+        modality = "image" if x.ndim == 4 else "tabular"
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
+            raise InvalidInputError(
+                f"{name}: x contains {int(bad.sum())} NaN or infinite values (first at index {first})"
+            )
+        if len(x) == 0 or len(x) != len(y):
+            raise InvalidInputError(
+                f"{name}: x and y must be non-empty and of equal length, got {len(x)} and {len(y)}"
+            )
+        return Dataset(
+            x=x,
+            y=y.astype(np.int64),
+            modality=modality,
+            class_names=list(class_names) if class_names else None,
+            path=None,
+        )
+    raise InvalidInputError(
+        f"{name}: expected a path, a roadworthy Dataset or an (x, y) tuple, got {type(data).__name__}"
+    )
+
+
+def check(
+    model: Any,
+    data: Any,
+    train_data: Any = None,
+    *,
+    ood_data: Any = None,
+    suites: Sequence[str] | None = None,
+    budget: str = "standard",
+    seed: int = 0,
+    policy: Policy | str | Path | None = None,
+    baseline: Report | str | Path | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    trust_pickle: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    target: str | None = None,
+    class_names: Sequence[str] | None = None,
+    feature_layer: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    batch_size: int = 256,
+    progress: Any = None,
+    say: Any = None,
+) -> Report:
+    """Run the selected suites on ``model`` and return the judged :class:`Report`.
+
+    Parameters
+    ----------
+    model
+        A path (TorchScript, ``torch.export`` ``.pt2``, ``.onnx``, ``.skops``; pickles only with
+        ``trust_pickle``), an ``nn.Module``, a scikit-learn estimator, any callable ``f(x) -> scores``,
+        or an object following :class:`roadworthy.models.base.Model`.
+    data, train_data, ood_data
+        Evaluation data, optional training data (enables the integrity suite) and optional OOD data:
+        paths, :class:`Dataset` objects or ``(x, y)`` tuples.
+    suites
+        Suite names, check ids or patterns (``None``: all). ``sanity`` and ``clean`` always run.
+    budget
+        ``quick`` (every CI run), ``standard`` or ``thorough`` (release).
+    policy, baseline
+        A :class:`Policy` or a YAML path (default policy when ``None``); a baseline report (object or
+        path) for the ``max_drop`` comparison and mCE.
+    out
+        When given, ``report.json``, ``report.html``, ``report.md`` and ``junit.xml`` are written there.
+    """
+    from roadworthy.data import validate_compat
+    from roadworthy.models import model_sha256
+    from roadworthy.report import write_reports
+    from roadworthy.session import Session
+
+    load_kw: dict[str, Any] = {}
+    if target is not None:
+        load_kw["target"] = target
+    ds = as_dataset(data, name="data", class_names=class_names, **load_kw)
+    train = (
+        as_dataset(train_data, name="train_data", class_names=class_names or ds.class_names, **load_kw)
+        if train_data is not None
+        else None
+    )
+    ood = as_dataset(ood_data, name="ood_data", **load_kw) if ood_data is not None else None
+
+    shape = tuple(input_shape) if input_shape else ds.input_shape
+    m = load_model(
+        model, trust_pickle=trust_pickle, mean=mean, std=std, input_shape=shape, feature_layer=feature_layer
+    )
+    ds = validate_compat(m, ds, ds.path or "data")
+    if train is not None:
+        train = validate_compat(m, train, train.path or "train_data")
+    if ood is not None:
+        ood = validate_compat(m, ood, ood.path or "ood_data")
+    if ds.class_names is None:
+        ds.class_names = [str(getattr(m, "classes_", range(m.n_classes))[i]) for i in range(m.n_classes)]
+    if train is not None and train.class_names is None:
+        train.class_names = ds.class_names
+
+    pol = policy if isinstance(policy, Policy) else Policy.load(policy)
+    base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
+    model_path = str(model) if isinstance(model, str | Path) else None
+    session = Session(
+        model=m,
+        data=ds,
+        train_data=train,
+        ood_data=ood,
+        suites=suites,
+        budget=budget,
+        seed=seed,
+        policy=pol,
+        baseline=base,
+        out=Path(out) if out is not None else None,
+        resume=resume,
+        batch_size=batch_size,
+        model_path=model_path,
+        model_sha256=model_sha256(model) if model_path else None,
+        progress=progress,
+        say=say,
+    )
+    report = session.run()
+    if out is not None:
+        write_reports(report, out)
+    return report

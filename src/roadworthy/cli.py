@@ -1,0 +1,350 @@
+"""The ``roadworthy`` command line.
+
+Exit codes: 0 ready (every gate holds), 1 not ready (a gate failed), 2 bad usage or bad input (one line
+on stderr, no traceback), 3 internal error (set ``ROADWORTHY_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from roadworthy import __version__
+from roadworthy.errors import InvalidInputError, RoadworthyError
+
+EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="roadworthy", message="%(prog)s %(version)s")
+def app() -> None:
+    """Crash-test a trained model before deployment and write a readiness report."""
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"{option} must be comma-separated numbers like 0.485,0.456,0.406. Got {text!r}."
+        ) from exc
+
+
+def _ints(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"{option} must be comma-separated integers like 3,32,32. Got {text!r}."
+        ) from exc
+
+
+def _echo(text: str) -> None:
+    click.echo(text)
+
+
+def _progress_and_say() -> tuple[object, object]:
+    from roadworthy.progress import PlainProgress, RichProgress, use_rich
+
+    if use_rich():
+        rp = RichProgress()
+        return rp, rp.line
+    pp = PlainProgress()
+    return pp, pp.line
+
+
+def _finish(report: object, out: Path, strict: bool = True) -> int:
+    from roadworthy.report.text import verdict_sentence
+
+    verdict = report.verdict  # type: ignore[attr-defined]
+    _echo(f"roadworthy: {verdict.upper()} — {verdict_sentence(report)}")  # type: ignore[arg-type]
+    _echo(f"report: {out / 'report.html'}")
+    if not strict:
+        return EXIT_READY
+    return EXIT_READY if verdict == "ready" else EXIT_NOT_READY
+
+
+@app.command()
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Model file (.pt TorchScript, .pt2, .onnx, .skops; .pkl/.joblib with --trust-pickle).",
+)
+@click.option(
+    "--data",
+    "-d",
+    required=True,
+    help="Evaluation data: .npz (x, y), image folder per class, .csv/.parquet with --target.",
+)
+@click.option("--train-data", help="Training data (same formats); enables the integrity suite.")
+@click.option("--ood-data", help="Your own out-of-distribution samples for the OOD detectors.")
+@click.option(
+    "--suite", "-s", multiple=True, help="Suite name, check id or pattern; repeatable. Default: all."
+)
+@click.option(
+    "--budget",
+    type=click.Choice(["quick", "standard", "thorough"]),
+    default="standard",
+    show_default=True,
+    help="quick (every CI run) | standard | thorough (release).",
+)
+@click.option("--policy", help="Policy YAML with gates (default: the documented default policy).")
+@click.option("--baseline", help="report.json of the last deployed model, for max_drop gates and mCE.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("roadworthy-report"),
+    show_default=True,
+    help="Output folder for report.json, report.html, report.md, junit.xml.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--trust-pickle", is_flag=True, help="Allow loading pickle files (runs code from the file).")
+@click.option(
+    "--mean", help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406 (applied inside the adapter)."
+)
+@click.option("--std", help="Per-channel std the model expects.")
+@click.option("--target", help="Label column of CSV/Parquet data.")
+@click.option("--class-names", help="Comma-separated class names, in label order.")
+@click.option("--input-shape", help="Per-sample input shape when the model does not say, e.g. 3,32,32.")
+@click.option("--feature-layer", help="Layer (or ONNX tensor) whose input gives the penultimate features.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Batch size of model calls.")
+@click.option("--resume", is_flag=True, help="Reuse finished checks of an interrupted run in --out.")
+@click.option("--verbose", "-v", is_flag=True)
+def check(
+    model: str,
+    data: str,
+    train_data: str | None,
+    ood_data: str | None,
+    suite: tuple[str, ...],
+    budget: str,
+    policy: str | None,
+    baseline: str | None,
+    out: Path,
+    seed: int,
+    backend: str,
+    trust_pickle: bool,
+    mean: str | None,
+    std: str | None,
+    target: str | None,
+    class_names: str | None,
+    input_shape: str | None,
+    feature_layer: str | None,
+    batch_size: int,
+    resume: bool,
+    verbose: bool,
+) -> int:
+    """Run the suites on a model and write the readiness report. Exit 0 ready, 1 not ready, 2 bad input."""
+    from roadworthy.api import check as run_check
+
+    _logging(verbose)
+    if backend not in ("local", "ray"):
+        raise InvalidInputError(f"--backend must be 'local' or 'ray'. Got {backend!r} instead.")
+    if backend == "ray":
+        from roadworthy.errors import require
+
+        require("ray", "ray", "--backend ray")
+    if batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1. Got {batch_size} instead.")
+    progress, say = _progress_and_say()
+    names = [c.strip() for c in class_names.split(",")] if class_names else None
+    with _maybe_live(progress):
+        report = run_check(
+            model,
+            data,
+            train_data,
+            ood_data=ood_data,
+            suites=suite or None,
+            budget=budget,
+            seed=seed,
+            policy=policy,
+            baseline=baseline,
+            out=out,
+            resume=resume,
+            trust_pickle=trust_pickle,
+            mean=_floats(mean, "--mean"),
+            std=_floats(std, "--std"),
+            target=target,
+            class_names=names,
+            feature_layer=feature_layer,
+            input_shape=_ints(input_shape, "--input-shape"),
+            batch_size=batch_size,
+            progress=progress,
+            say=say,
+        )
+    return _finish(report, out)
+
+
+@app.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("roadworthy-report"),
+    show_default=True,
+    help="Output folder.",
+)
+@click.option(
+    "--budget", type=click.Choice(["quick", "standard", "thorough"]), default="quick", show_default=True
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when the demo model is not ready.")
+@click.option("--verbose", "-v", is_flag=True)
+def demo(out: Path, budget: str, seed: int, strict: bool, verbose: bool) -> int:
+    """The built-in road-sign model and data (with planted poisoning), full report."""
+    from roadworthy.demo.command import run_demo
+
+    _logging(verbose)
+    progress, say = _progress_and_say()
+    with _maybe_live(progress):
+        report = run_demo(out=out, budget=budget, seed=seed, progress=progress, say=say)
+    return _finish(report, out, strict=strict)
+
+
+@app.command()
+@click.argument("report_json", metavar="REPORT.json", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder (default: the report's folder).")
+def render(report_json: Path, out: Path | None) -> int:
+    """Rebuild report.html, report.md and junit.xml from a report.json."""
+    from roadworthy.report import write_reports
+    from roadworthy.results import load_report
+
+    report = load_report(str(report_json))
+    target = out or report_json.parent
+    written = write_reports(report, target, formats=("html", "markdown", "junit"))
+    for path in written.values():
+        _echo(str(path))
+    return EXIT_READY
+
+
+@app.command()
+@click.argument("old", metavar="OLD.json", type=click.Path(path_type=Path))
+@click.argument("new", metavar="NEW.json", type=click.Path(path_type=Path))
+@click.option(
+    "--max-drop",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Largest tolerated drop of an accuracy-like metric.",
+)
+def compare(old: Path, new: Path, max_drop: float) -> int:
+    """Metric by metric changes between two reports. Exit 1 when an accuracy-like metric dropped by more than --max-drop."""
+    from roadworthy.compare import compare_reports, format_comparison
+    from roadworthy.results import load_report
+
+    if not 0 <= max_drop <= 1:
+        raise InvalidInputError(f"--max-drop must be in [0, 1]. Got {max_drop} instead.")
+    rows, regressions = compare_reports(load_report(str(old)), load_report(str(new)), max_drop)
+    _echo(format_comparison(rows, regressions, max_drop))
+    return EXIT_NOT_READY if regressions else EXIT_READY
+
+
+@app.command("list")
+def list_checks() -> int:
+    """Suites and checks, one line each."""
+    from roadworthy.checks import SUITE_ORDER, load_builtin_checks
+
+    registry = load_builtin_checks()
+    rank = {s: i for i, s in enumerate(SUITE_ORDER)}
+    for cid in sorted(registry, key=lambda i: (rank.get(i.split(".")[0], 99), i)):
+        cls = registry[cid]
+        req = []
+        if cls.requires.capabilities:
+            req.append("+".join(sorted(cls.requires.capabilities)))
+        if cls.requires.modalities != frozenset({"image", "tabular"}):
+            req.append("/".join(sorted(cls.requires.modalities)))
+        if cls.requires.train_data:
+            req.append("train-data")
+        budgets = ",".join(b for b in ("quick", "standard", "thorough") if b in cls.budgets)
+        _echo(f"{cid:<34} {cls.title:<44} [{budgets}]" + (f" needs {', '.join(req)}" if req else ""))
+    return EXIT_READY
+
+
+@app.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("roadworthy.yaml"),
+    show_default=True,
+    help="Where to write the policy.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(out: Path, force: bool) -> int:
+    """Write a commented roadworthy.yaml policy with the default gates."""
+    from roadworthy.policy import DEFAULT_POLICY_TEXT
+
+    if out.exists() and not force:
+        raise InvalidInputError(f"{out}: already exists; pass --force to overwrite it")
+    out.write_text(DEFAULT_POLICY_TEXT, encoding="utf-8")
+    _echo(f"wrote {out}")
+    return EXIT_READY
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class _maybe_live:
+    """Start/stop a Rich live display around a run; plain progress needs nothing."""
+
+    def __init__(self, progress: object) -> None:
+        self.progress = progress
+
+    def __enter__(self) -> object:
+        if hasattr(self.progress, "__enter__"):
+            return self.progress.__enter__()  # type: ignore[attr-defined]
+        return self.progress
+
+    def __exit__(self, *exc: object) -> None:
+        if hasattr(self.progress, "__exit__"):
+            self.progress.__exit__(*exc)  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps errors to exit codes and one-line messages."""
+    try:
+        code = app.main(args=argv, prog_name="roadworthy", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.stderr.write("roadworthy: interrupted\n")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except RoadworthyError as exc:
+        sys.stderr.write(f"roadworthy: error: {_one_line(exc)}\n")
+        if os.environ.get("ROADWORTHY_DEBUG"):
+            raise
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        sys.stderr.write("roadworthy: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("ROADWORTHY_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"roadworthy: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(set ROADWORTHY_DEBUG=1 for the traceback and please report it)\n"
+        )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500]
+
+
+if __name__ == "__main__":
+    main()
