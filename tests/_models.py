@@ -22,17 +22,24 @@ def digits_images(size: int = 16, channels: int = 1) -> tuple[np.ndarray, np.nda
     return x.numpy().astype(np.float32), d.target.astype(np.int64)
 
 
-def tiny_cnn(in_channels: int = 1, n_classes: int = 10, size: int = 16):  # noqa: ANN201
+def tiny_cnn(in_channels: int = 1, n_classes: int = 10, size: int = 16):
     import torch.nn as nn
 
     return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * (size // 4) ** 2, 32), nn.ReLU(), nn.Linear(32, n_classes),
+        nn.Conv2d(in_channels, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * (size // 4) ** 2, 32),
+        nn.ReLU(),
+        nn.Linear(32, n_classes),
     )
 
 
-def train(module, x: np.ndarray, y: np.ndarray, epochs: int = 8, seed: int = 0, lr: float = 3e-3):  # noqa: ANN001, ANN201
+def train(module, x: np.ndarray, y: np.ndarray, epochs: int = 8, seed: int = 0, lr: float = 3e-3):
     """Adam on full mini-batches; returns the module in eval mode."""
     import torch
 

@@ -47,7 +47,9 @@ def digits_data(digits_split):
     from roadworthy.data.base import Dataset
 
     _, _, x_te, y_te = digits_split
-    return Dataset(x=x_te, y=y_te, modality="image", class_names=[str(i) for i in range(10)], path="digits-test")
+    return Dataset(
+        x=x_te, y=y_te, modality="image", class_names=[str(i) for i in range(10)], path="digits-test"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +57,9 @@ def digits_train_data(digits_split):
     from roadworthy.data.base import Dataset
 
     x_tr, y_tr, _, _ = digits_split
-    return Dataset(x=x_tr, y=y_tr, modality="image", class_names=[str(i) for i in range(10)], path="digits-train")
+    return Dataset(
+        x=x_tr, y=y_tr, modality="image", class_names=[str(i) for i in range(10)], path="digits-train"
+    )
 
 
 @pytest.fixture()

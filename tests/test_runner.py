@@ -1,0 +1,98 @@
+"""Runner: failure isolation, skipping, dependency order, partial reports and resume."""
+
+from __future__ import annotations
+
+import json
+
+from roadworthy.checks.base import Check, Outcome, Requires
+from roadworthy.runner import order_checks, run_check, run_checks
+
+
+class Boom(Check):
+    id = "test.boom"
+    title = "Crashes"
+
+    def run(self, ctx):
+        raise RuntimeError("kaboom")
+
+
+class Fine(Check):
+    id = "test.fine"
+    title = "Works"
+
+    def run(self, ctx):
+        return Outcome(metrics={"test.fine.value": 1.0}, summary="ok")
+
+
+class NeedsTrain(Check):
+    id = "test.needs_train"
+    title = "Needs training data"
+    requires = Requires(train_data=True)
+
+    def run(self, ctx):  # pragma: no cover - must be skipped
+        raise AssertionError
+
+
+class Summary(Check):
+    id = "test.summary"
+    title = "Reads the others"
+    depends_on = ("test.*",)
+
+    def run(self, ctx):
+        return Outcome(metrics={"test.summary.seen": float(len(ctx.results))})
+
+
+def test_a_crashing_check_is_isolated(ctx):
+    results = run_checks([Boom, Fine], ctx)
+    by_id = {r.id: r for r in results}
+    assert by_id["test.boom"].status == "error"
+    assert by_id["test.boom"].error == "RuntimeError: kaboom"
+    assert "kaboom" in by_id["test.boom"].details["traceback"]
+    assert by_id["test.fine"].status == "pass" and by_id["test.fine"].metrics == {"test.fine.value": 1.0}
+
+
+def test_unmet_requirements_skip_with_reason(ctx):
+    ctx.train_data = None
+    r = run_check(NeedsTrain, ctx)
+    assert r.status == "skipped" and "--train-data" in r.summary
+
+
+def test_dependencies_run_first(ctx):
+    assert [c.id for c in order_checks([Summary, Boom, Fine])][-1] == "test.summary"
+    results = run_checks([Summary, Fine, Boom], ctx)
+    assert results[-1].metrics["test.summary.seen"] == 2.0
+
+
+def test_partial_report_after_each_check_and_resume(tmp_path, digits_model, digits_data, monkeypatch):
+    from roadworthy.checks import base
+    from roadworthy.session import PARTIAL_NAME, Session
+
+    monkeypatch.setitem(base.CHECKS, Fine.id, Fine)
+    monkeypatch.setitem(base.CHECKS, Boom.id, Boom)
+    seen = []
+    session = Session(model=digits_model, data=digits_data, suites=["test"], budget="quick", out=tmp_path)
+
+    def spy(text):
+        seen.append(text)
+        partial = tmp_path / PARTIAL_NAME
+        if text.startswith("  test.fine"):
+            saved = json.loads(partial.read_text()) if partial.exists() else None
+            # the partial file holds every check finished before this one
+            assert saved is not None and {c["id"] for c in saved["checks"]} >= {"clean.accuracy"}
+
+    session.say = spy
+    report = session.run()
+    assert not (tmp_path / PARTIAL_NAME).exists()
+    ids = [c.id for c in report.checks]
+    assert "test.fine" in ids and "clean.accuracy" in ids
+    assert report.verdict == "not-ready"  # test.boom errored and the default policy fails on errors
+
+    # an interrupted run leaves the partial report; --resume reuses its finished checks
+    partial = session.build_report([c for c in report.checks if c.id == "test.fine"], report.created)
+    (tmp_path / PARTIAL_NAME).write_text(partial.model_dump_json())
+    calls = []
+    monkeypatch.setattr(Fine, "run", lambda self, ctx: calls.append(1) or Outcome())
+    Session(
+        model=digits_model, data=digits_data, suites=["test"], budget="quick", out=tmp_path, resume=True
+    ).run()
+    assert calls == []
