@@ -20,15 +20,20 @@ def _cell(text: str) -> str:
     )
 
 
+def _code(text: str) -> str:
+    """Inline code in a table cell: literal text (no HTML is interpreted in code spans), no backticks."""
+    return "`" + str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ") + "`"
+
+
 def render_markdown(report: Report, max_checks: int = 60) -> str:
     """Verdict, gates, headline metrics and one line per check; never longer than ``MAX_CHARS``."""
     icon = {True: "✅", False: "❌", None: "⚪"}
     lines = [
-        f"## roadworthy: **{report.verdict.upper()}**",
+        f"## roadworthy: **{report.verdict.replace('-', ' ').upper()}**",
         "",
         verdict_sentence(report),
         "",
-        f"Model `{_cell(report.model.path or report.model.format)}` · data `{_cell(report.data.path or '')}` "
+        f"Model {_code(report.model.path or report.model.format)} · data {_code(report.data.path or '')} "
         f"({report.data.n_samples} samples) · budget `{report.budget}` · seed `{report.seed}`",
         "",
         "| gate | value | result |",
@@ -37,7 +42,7 @@ def render_markdown(report: Report, max_checks: int = 60) -> str:
     order = sorted(report.gates, key=lambda g: {False: 0, None: 2, True: 1}[g.passed])
     for g in order:
         result = {True: "pass", False: "**FAIL**", None: "not evaluated"}[g.passed]
-        lines.append(f"| {icon[g.passed]} `{_cell(g.rule)}` | {fmt_value(g.value)} | {result} |")
+        lines.append(f"| {icon[g.passed]} {_code(g.rule)} | {fmt_value(g.value)} | {result} |")
     head = [(m, report.metrics[m]) for m in HEADLINE_METRICS if m in report.metrics]
     if head:
         lines += ["", "| metric | value | 95% CI |", "|---|---|---|"]
@@ -50,7 +55,9 @@ def render_markdown(report: Report, max_checks: int = 60) -> str:
     status_icon = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥", "skipped": "⏭️"}
     lines += ["", "<details><summary>Checks</summary>", "", "| check | status | summary |", "|---|---|---|"]
     for c in report.checks[:max_checks]:
-        lines.append(f"| `{c.id}` | {status_icon.get(c.status, '')} {c.status} | {_cell(c.summary)[:300]} |")
+        lines.append(
+            f"| {_code(c.id)} | {status_icon.get(c.status, '')} {c.status} | {_cell(c.summary)[:300]} |"
+        )
     if len(report.checks) > max_checks:
         lines.append(f"| … | | {len(report.checks) - max_checks} more checks in report.html |")
     lines += ["", "</details>", "", f"<sub>roadworthy {report.tool.version} · {report.created}</sub>", ""]
