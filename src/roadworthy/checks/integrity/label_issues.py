@@ -1,0 +1,296 @@
+"""Mislabelled training samples found by confident learning."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.integrity._embedding import train_representation
+from roadworthy.errors import InvalidInputError
+from roadworthy.stats import proportion_metrics
+
+if TYPE_CHECKING:
+    from roadworthy.results import CheckResult, Example
+
+FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+RANKINGS = ("self_confidence", "normalized_margin")
+
+
+def out_of_sample_probs(
+    z: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    n_folds: int = 5,
+    seed: int = 0,
+    c: float = 1.0,
+    max_iter: int = 200,
+) -> tuple[np.ndarray, int]:
+    """Class probabilities for every row from a logistic regression that never saw that row.
+
+    Stratified K-fold cross-validation of a multinomial logistic regression on ``z`` (already
+    standardised). Folds after the first start from the previous fold's coefficients (warm start),
+    which converges in a fraction of the iterations and changes the solution by less than the solver's
+    tolerance.
+
+    Parameters
+    ----------
+    z
+        ``(n_samples, n_dims)`` representation of the samples.
+    y
+        Given labels in ``[0, n_classes)``.
+    n_classes
+        Number of columns of the result (classes absent from a fold's training part get a tiny floor).
+    n_folds
+        Number of folds; lowered to the size of the smallest class when that is smaller.
+    seed
+        Fold assignment seed.
+    c, max_iter
+        Inverse regularisation strength and iteration cap of the logistic regression.
+
+    Returns
+    -------
+    probs, n_folds
+        ``(n_samples, n_classes)`` float64 probabilities and the number of folds used.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=n_classes)
+    folds = int(min(n_folds, counts[counts > 0].min()))
+    if folds < 2:
+        folds = 2  # singletons: StratifiedKFold warns and still splits; their probabilities are a guess
+    probs = np.zeros((len(y), n_classes), dtype=np.float64)
+    clf = LogisticRegression(C=c, max_iter=max_iter, warm_start=True, tol=1e-3)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="The least populated class")
+        for train_idx, test_idx in splitter.split(z, y):
+            seen = np.unique(y[train_idx])
+            if getattr(clf, "classes_", None) is not None and not np.array_equal(clf.classes_, seen):
+                clf = LogisticRegression(C=c, max_iter=max_iter, warm_start=True, tol=1e-3)
+            if len(seen) == 1:
+                probs[np.ix_(test_idx, seen)] = 1.0
+                continue
+            clf.fit(z[train_idx], y[train_idx])
+            probs[np.ix_(test_idx, clf.classes_)] = clf.predict_proba(z[test_idx])
+    # every class keeps a little mass so confident learning never divides by zero
+    probs = np.clip(probs, 1e-9, None)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs, folds
+
+
+def confident_learning(
+    y: np.ndarray,
+    probs: np.ndarray,
+    filter_by: str = "prune_by_noise_rate",
+    rank_by: str = "self_confidence",
+) -> dict[str, Any]:
+    """Label issues by confident learning (Northcutt et al. 2021), with cleanlab as the engine.
+
+    Returns a dict with ``indices`` (most suspicious first), ``scores`` (label quality, low = suspicious),
+    ``confident_joint`` and ``joint`` (K x K, row = given label, column = likely true label).
+    """
+    from cleanlab.count import compute_confident_joint, estimate_joint
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    cj = compute_confident_joint(y, probs)
+    joint = estimate_joint(y, probs, confident_joint=cj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mask = find_label_issues(y, probs, filter_by=filter_by, confident_joint=cj, n_jobs=1)
+    quality = get_label_quality_scores(y, probs, method=rank_by)
+    flagged = np.flatnonzero(mask)
+    order = flagged[np.argsort(quality[flagged], kind="stable")]
+    return {"indices": order, "scores": quality[order], "confident_joint": cj, "joint": joint}
+
+
+@register
+class LabelIssues(Check):
+    """Training samples whose given label is probably wrong, by confident learning.
+
+    Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR 2021.
+    Threat model: careless annotation or deliberate label-flipping poisoning (stop signs labelled as
+    speed limits) teaches the model the wrong pattern. Out-of-sample class probabilities come from a
+    5-fold cross-validated logistic regression on the model's penultimate features (the raw inputs when
+    the model has no feature layer): a cheap, approximate stand-in for retraining the model K times.
+    Per-class confidence thresholds give the confident joint of (given, true) labels; prune-by-noise-rate
+    flags the samples behind its off-diagonal mass. ``integrity.label_issues.rate`` is the flagged share
+    of the training set: candidates for human review, not proven errors (about half of flagged test-set
+    candidates were confirmed by people in Northcutt, Athalye & Mueller 2021).
+    """
+
+    id = "integrity.label_issues"
+    title = "Label issues (confident learning)"
+    requires = Requires(train_data=True)
+
+    @dataclass(frozen=True)
+    class Params:
+        n_folds: int = 5
+        filter_by: str = "prune_by_noise_rate"
+        rank_by: str = "self_confidence"
+        max_dims: int = 64
+        c: float = 1.0
+        max_iter: int = 200
+        n_examples: int = 8
+
+    Params: ClassVar[type] = Params  # type: ignore[no-redef]
+    budget_params: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"max_iter": 100},
+        "thorough": {"max_iter": 500},
+    }
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.params
+        if p.filter_by not in FILTERS:
+            raise InvalidInputError(
+                f"`filter_by` must be one of {', '.join(FILTERS)}. Got {p.filter_by!r} instead."
+            )
+        if p.rank_by not in RANKINGS:
+            raise InvalidInputError(
+                f"`rank_by` must be one of {', '.join(RANKINGS)}. Got {p.rank_by!r} instead."
+            )
+        if p.n_folds < 2:
+            raise InvalidInputError(f"`n_folds` must be at least 2. Got {p.n_folds} instead.")
+        train = ctx.train_data
+        assert train is not None
+        y = np.asarray(train.y, dtype=np.int64)
+        k = ctx.n_classes
+        if y.min() < 0 or y.max() >= k:
+            raise InvalidInputError(f"training labels must be integers in [0, {k}). Found {int(y.max())}.")
+        z, source = train_representation(ctx, p.max_dims)
+        with ctx.progress.task("label issues: cross-validated probabilities", total=1) as t:
+            probs, folds = out_of_sample_probs(z, y, k, p.n_folds, seed=ctx.seed, c=p.c, max_iter=p.max_iter)
+            t.advance()
+        found = confident_learning(y, probs, p.filter_by, p.rank_by)
+        idx = found["indices"]
+        suggested = probs[idx].argmax(axis=1)
+        joint = np.asarray(found["joint"], dtype=np.float64)
+        n = len(y)
+        cv_accuracy = float((probs.argmax(axis=1) == y).mean())
+
+        warns = []
+        if cv_accuracy < 0.5:
+            warns.append(
+                f"the cross-validated classifier on {source} reaches only {cv_accuracy:.0%} accuracy: its "
+                "probabilities are a weak basis for judging labels, expect many false flags"
+            )
+        if folds < p.n_folds:
+            warns.append(f"the smallest class has only {folds} samples, so {folds} folds were used")
+
+        pairs = _confused_pairs(joint, n, ctx)
+        noise_rate = float(max(0.0, 1.0 - np.trace(joint)))
+        details: dict[str, Any] = {
+            "indices": idx.tolist(),
+            "suggested_labels": suggested.tolist(),
+            "given_labels": y[idx].tolist(),
+            "scores": np.round(found["scores"], 5).tolist(),
+            "score": p.rank_by,
+            "estimated_noise_rate": noise_rate,
+            "estimated_n_errors": round(noise_rate * n),
+            "confused_pairs": pairs,
+            "probability_source": {
+                "mode": "cross-validated proxy on frozen features",
+                "approximate": True,
+                "classifier": f"multinomial logistic regression, {folds}-fold cross-validation",
+                "inputs": source,
+                "cv_accuracy": cv_accuracy,
+            },
+            "filter_by": p.filter_by,
+            "n_samples": n,
+            "class_names": [ctx.class_name(i) for i in range(k)],
+        }
+        if k <= 50:
+            details["joint"] = np.round(joint, 6).tolist()
+            details["confident_joint"] = np.asarray(found["confident_joint"]).astype(int).tolist()
+
+        examples = [
+            _example(ctx, int(i), int(s), float(q), p.rank_by)
+            for i, s, q in zip(idx[: p.n_examples], suggested, found["scores"], strict=False)
+        ]
+        summary = (
+            f"{len(idx)} of {n} training samples ({len(idx) / n:.1%}) look mislabelled; "
+            f"estimated noise rate {noise_rate:.1%}"
+        )
+        if pairs:
+            top = pairs[0]
+            summary += f", mostly {top['given']} that look like {top['likely']} ({top['n_estimated']})"
+        summary += "."
+        metrics = {"integrity.label_issues.count": float(len(idx))}
+        metrics.update(proportion_metrics("integrity.label_issues.rate", len(idx), n))
+        return Outcome(metrics=metrics, details=details, examples=examples, warnings=warns, summary=summary)
+
+    @staticmethod
+    def figures(result: CheckResult) -> list[tuple[str, str]]:
+        joint = result.details.get("joint")
+        names = result.details.get("class_names")
+        if not joint or not names or len(names) > 20:
+            return []
+        from roadworthy.report.figures import heatmap
+
+        q = np.asarray(joint, dtype=np.float64)
+        rows = q.sum(axis=1, keepdims=True)
+        rows[rows == 0] = 1.0
+        share = q / rows
+        uri = heatmap(
+            share,
+            names,
+            names,
+            title="given label (row) vs likely true label (column)",
+            vmin=0.0,
+            vmax=1.0,
+            cmap="Blues",
+        )
+        return [
+            (
+                "Estimated share of each given label that truly belongs to each class (confident joint, "
+                "row-normalised); off-diagonal cells are label noise",
+                uri,
+            )
+        ]
+
+
+def _confused_pairs(joint: np.ndarray, n: int, ctx: Context, top: int = 10) -> list[dict[str, Any]]:
+    off = joint.copy()
+    np.fill_diagonal(off, 0.0)
+    order = np.argsort(off, axis=None)[::-1][:top]
+    pairs = []
+    for flat in order:
+        i, j = np.unravel_index(flat, off.shape)
+        n_est = round(off[i, j] * n)
+        if n_est < 1:
+            break
+        pairs.append(
+            {
+                "given": ctx.class_name(int(i)),
+                "likely": ctx.class_name(int(j)),
+                "given_label": int(i),
+                "likely_label": int(j),
+                "share": float(off[i, j]),
+                "n_estimated": n_est,
+            }
+        )
+    return pairs
+
+
+def _example(ctx: Context, i: int, suggested: int, score: float, rank_by: str) -> Example:
+    from roadworthy.report.images import png_data_uri
+    from roadworthy.results import Example
+
+    train = ctx.train_data
+    assert train is not None
+    image = png_data_uri(train.x[i]) if train.modality == "image" else None
+    score_txt = f"{score:.2f}" if math.isfinite(score) else "n/a"
+    return Example(
+        title=f"training sample #{i} ({rank_by.replace('_', ' ')} {score_txt})",
+        label=ctx.class_name(int(train.y[i])),
+        original=image,
+        original_prediction=ctx.class_name(suggested),
+    )

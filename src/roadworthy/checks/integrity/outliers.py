@@ -1,0 +1,156 @@
+"""Training samples unlike any other, and how the classes are balanced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.integrity._embedding import train_representation
+from roadworthy.errors import InvalidInputError
+from roadworthy.stats import proportion_metrics
+
+if TYPE_CHECKING:
+    from roadworthy.results import CheckResult
+
+
+def knn_distance(z: np.ndarray, k: int) -> np.ndarray:
+    """Mean distance of every row of ``z`` to its ``k`` nearest other rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = max(1, min(k, len(z) - 1))
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
+    return dist[:, 1:].mean(axis=1)
+
+
+@register
+class Outliers(Check):
+    """Training samples far from every other sample in the model's feature space.
+
+    The score of a sample is its mean distance to its ``k`` nearest neighbours (a kNN outlier score,
+    Ramaswamy, Rastogi & Shim, SIGMOD 2000) in the model's standardised penultimate features, or the
+    inputs when the model has none. A sample is an outlier when its log score lies beyond Tukey's far-out
+    fence (third quartile + ``fence`` x interquartile range) of all scores. Outliers are corrupt files,
+    samples from another domain, or rare cases the data under-represents: worth a look, not a verdict.
+    ``integrity.outliers.count`` is how many samples lie beyond the fence.
+    """
+
+    id = "integrity.outliers"
+    title = "Outliers in training data"
+    requires = Requires(train_data=True)
+
+    @dataclass(frozen=True)
+    class Params:
+        k: int = 10
+        fence: float = 3.0
+        max_dims: int = 64
+        n_examples: int = 6
+
+    Params: ClassVar[type] = Params  # type: ignore[no-redef]
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.params
+        if p.k < 1:
+            raise InvalidInputError(f"`k` must be at least 1. Got {p.k} instead.")
+        train = ctx.train_data
+        assert train is not None
+        z, source = train_representation(ctx, p.max_dims)
+        score = np.log(knn_distance(z, p.k) + 1e-12)
+        q1, q3 = np.percentile(score, [25, 75])
+        cut = q3 + p.fence * (q3 - q1)
+        flagged = np.flatnonzero(score > cut)
+        flagged = flagged[np.argsort(-score[flagged], kind="stable")]
+        n = train.n_samples
+        details = {
+            "indices": flagged.tolist(),
+            "scores": np.round(np.exp(score[flagged]), 5).tolist(),
+            "threshold": float(np.exp(cut)),
+            "median_score": float(np.exp(np.median(score))),
+            "representation": source,
+            "k": p.k,
+        }
+        examples = []
+        if train.modality == "image":
+            from roadworthy.report.images import png_data_uri
+            from roadworthy.results import Example
+
+            med = float(np.exp(np.median(score)))
+            for i in flagged[: p.n_examples]:
+                examples.append(
+                    Example(
+                        title=f"training sample #{int(i)}: {np.exp(score[i]) / med:.1f}x the median neighbour distance",
+                        label=ctx.class_name(int(train.y[i])),
+                        original=png_data_uri(train.x[i]),
+                    )
+                )
+        summary = (
+            f"{len(flagged)} of {n} training samples ({len(flagged) / n:.1%}) lie far from all others in "
+            f"{source}."
+        )
+        metrics = {"integrity.outliers.count": float(len(flagged))}
+        metrics.update(proportion_metrics("integrity.outliers.rate", len(flagged), n))
+        return Outcome(metrics=metrics, details=details, examples=examples, summary=summary)
+
+
+@register
+class ClassBalance(Check):
+    """How many training samples each class has.
+
+    ``integrity.class_balance.imbalance_ratio`` is the size of the largest class over the smallest
+    (classes the model knows but the training data lacks are listed and reported as a warning; the ratio
+    is then computed over the classes present). A model sees rare classes too seldom to learn them; the
+    per-class accuracy in ``clean`` tells whether that cost anything.
+    """
+
+    id = "integrity.class_balance"
+    title = "Class balance of training data"
+    requires = Requires(train_data=True)
+
+    def run(self, ctx: Context) -> Outcome:
+        train = ctx.train_data
+        assert train is not None
+        k = ctx.n_classes
+        counts = np.bincount(np.asarray(train.y, dtype=np.int64), minlength=k)[:k]
+        present = counts[counts > 0]
+        ratio = float(present.max() / present.min())
+        missing = [ctx.class_name(c) for c in np.flatnonzero(counts == 0)]
+        warns = (
+            [f"the training data has no sample of {len(missing)} class(es): {', '.join(missing[:10])}"]
+            if missing
+            else []
+        )
+        n = int(counts.sum())
+        big, small = int(np.argmax(counts)), int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))
+        summary = (
+            f"largest class {ctx.class_name(big)} has {ratio:.1f}x the samples of the smallest, "
+            f"{ctx.class_name(small)} ({counts[big]} vs {counts[small]})."
+        )
+        details: dict[str, Any] = {
+            "counts": {ctx.class_name(c): int(counts[c]) for c in range(k)},
+            "shares": {ctx.class_name(c): float(counts[c] / n) for c in range(k)},
+            "missing_classes": missing,
+            "largest": ctx.class_name(big),
+            "smallest": ctx.class_name(small),
+        }
+        metrics = {
+            "integrity.class_balance.imbalance_ratio": ratio,
+            "integrity.class_balance.missing_classes": float(len(missing)),
+        }
+        return Outcome(metrics=metrics, details=details, warnings=warns, summary=summary)
+
+    @staticmethod
+    def figures(result: CheckResult) -> list[tuple[str, str]]:
+        counts = result.details.get("counts") or {}
+        if not counts or len(counts) > 60:
+            return []
+        from roadworthy.report.figures import figure, to_data_uri
+
+        names, values = list(counts), list(counts.values())
+        with figure(width=max(4.5, 0.3 * len(names) + 2), height=3.0) as (fig, ax):
+            ax.bar(range(len(names)), values, color="#4c72b0")
+            ax.set_xticks(range(len(names)), labels=names, rotation=60, ha="right", fontsize=7)
+            ax.set_ylabel("training samples")
+            uri = to_data_uri(fig)
+        return [("Training samples per class", uri)]

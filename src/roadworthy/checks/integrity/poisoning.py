@@ -1,0 +1,355 @@
+"""Poisoned training data: a separate cluster inside one class that looks like another class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.integrity._embedding import reduce_dims, shrink_inputs
+from roadworthy.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from roadworthy.results import CheckResult, Example
+
+
+@dataclass
+class ClassScan:
+    """What the scan of one class in one representation found."""
+
+    label: int
+    n: int
+    members: np.ndarray  # training rows of the suspect group (ascending)
+    relative_size: float
+    silhouette: float
+    source: int  # the other class the group resembles most (-1: none)
+    resemblance: float  # share of the group whose nearest class mean is ``source``
+    spectral_ratio: float  # top-1 / top-2 singular value of the centred class
+    tau: np.ndarray  # spectral signature score of every member of the class (rows ``rows``)
+    rows: np.ndarray
+    partition: str  # "2-means" or "nearest class mean"
+
+
+def scan_class(
+    z: np.ndarray,
+    y: np.ndarray,
+    label: int,
+    means: np.ndarray,
+    n_components: int,
+    seed: int,
+    max_silhouette_samples: int = 2000,
+) -> ClassScan:
+    """Activation clustering and spectral signature of class ``label`` in representation ``z``.
+
+    Two candidate splits of the class are scored by silhouette in its top ``n_components`` principal
+    components: the 2-means split of activation clustering (Chen et al. 2018), and the group of members
+    whose nearest class mean is another class (a poisoned group shows up as samples that look like a
+    different class). The better-separated split is kept. The spectral signature (Tran et al. 2018) is
+    the squared projection of every centred member on the top right singular vector.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    rows = np.flatnonzero(y == label)
+    zc = z[rows]
+    m = zc - zc.mean(axis=0)
+    _, s, vt = np.linalg.svd(m, full_matrices=False)
+    tau = (m @ vt[0]) ** 2
+    ratio = float(s[0] / s[1]) if len(s) > 1 and s[1] > 0 else float("inf")
+    red = m @ vt[: min(n_components, len(vt))].T
+
+    rng = np.random.default_rng(seed)
+    sub = rng.choice(len(rows), size=min(len(rows), max_silhouette_samples), replace=False)
+
+    def sil(assign: np.ndarray) -> float:
+        if assign.min() == assign.max() or min(assign[sub].sum(), (~assign[sub]).sum()) < 2:
+            return -1.0
+        return float(silhouette_score(red[sub], assign[sub].astype(int)))
+
+    km = KMeans(n_clusters=2, n_init=3, random_state=seed).fit(red)
+    small = np.argmin(np.bincount(km.labels_, minlength=2))
+    split_km = km.labels_ == small
+
+    # nearest class mean, with the class's own mean taken from its members (all of them)
+    dist = ((zc[:, None, :] - means[None, :, :]) ** 2).sum(axis=2)
+    nearest = dist.argmin(axis=1)
+    others = nearest[nearest != label]
+    split_nm = np.zeros(len(rows), bool)
+    if len(others):
+        top_other = np.bincount(others).argmax()
+        split_nm = nearest == top_other
+
+    candidates = [("2-means", split_km, sil(split_km)), ("nearest class mean", split_nm, sil(split_nm))]
+    name, split, best = max(candidates, key=lambda c: c[2])
+    members = rows[split]
+    # which other class the group resembles: nearest mean among the other classes
+    if split.any():
+        d_other = dist[split].copy()
+        d_other[:, label] = np.inf
+        votes = np.bincount(d_other.argmin(axis=1), minlength=len(means))
+        source = int(votes.argmax())
+        resemblance = float((nearest[split] == source).mean())
+    else:
+        source, resemblance = -1, 0.0
+    return ClassScan(
+        label=label,
+        n=len(rows),
+        members=members,
+        relative_size=float(split.mean()),
+        silhouette=best,
+        source=source,
+        resemblance=resemblance,
+        spectral_ratio=ratio,
+        tau=tau,
+        rows=rows,
+        partition=name,
+    )
+
+
+def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
+    """(value - median) / (1.4826 * MAD), with the scale floored at ``floor`` so a few near-equal
+    classes do not turn tiny differences into huge scores."""
+    v = np.asarray(values, dtype=np.float64)
+    med = np.median(v)
+    mad = 1.4826 * np.median(np.abs(v - med))
+    return (v - med) / max(mad, floor)
+
+
+@register
+class Poisoning(Check):
+    """Backdoor and targeted label-flip poisoning, found per class in the training data.
+
+    Activation clustering (Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks by Activation
+    Clustering", 2018) and spectral signatures (Tran, Li & Madry, "Spectral Signatures in Backdoor
+    Attacks", NeurIPS 2018). Threat model: an attacker adds samples of a source class (with or without a
+    trigger patch) labelled as a target class, so the model learns "stop sign -> speed limit". Such
+    samples form a compact group inside the target class that looks like another class. Each class is
+    scanned in the model's penultimate features and in the (shrunk) inputs: a 2-means split and a
+    "nearest class mean is another class" split, scored by silhouette; the spectral signature ranks
+    members. A class is called poisoned when its suspect group is small (< ``max_relative_size`` of the
+    class), mostly resembles one other class, and separates far better than the other classes' groups
+    (robust z-score of the silhouette across classes >= ``z_threshold``). ``integrity.poisoning.score``
+    is the largest such z-score over classes (0 when no class has a small group that resembles another
+    class); ``suspect_count`` the number of samples in groups of flagged classes.
+    """
+
+    id = "integrity.poisoning"
+    title = "Data poisoning (activation clustering, spectral signatures)"
+    requires = Requires(capabilities=frozenset({"features"}), train_data=True)
+
+    @dataclass(frozen=True)
+    class Params:
+        n_components: int = 10
+        max_relative_size: float = 0.35
+        min_resemblance: float = 0.5
+        z_threshold: float = 2.5
+        min_silhouette: float = 0.25
+        min_group: int = 5
+        min_class_size: int = 20
+        max_dims: int = 64
+        n_examples: int = 4
+
+    Params: ClassVar[type] = Params  # type: ignore[no-redef]
+    budget_params: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.params
+        if not 0.0 < p.max_relative_size <= 0.5:
+            raise InvalidInputError(
+                f"`max_relative_size` must be in (0, 0.5]. Got {p.max_relative_size} instead."
+            )
+        train = ctx.train_data
+        assert train is not None
+        y = np.asarray(train.y, dtype=np.int64)
+        k = ctx.n_classes
+        labels = [c for c in range(k) if (y == c).sum() >= p.min_class_size]
+        views = {"features": reduce_dims(ctx.train_features, p.max_dims, ctx.seed, per_column=True)}
+        if train.modality == "image":
+            shrunk = ctx.cached("integrity.train_inputs_shrunk", lambda: shrink_inputs(train.x))
+            views["inputs"] = reduce_dims(shrunk, p.max_dims, ctx.seed, per_column=False)
+
+        scans: dict[str, list[ClassScan]] = {}
+        with ctx.progress.task("poisoning: scanning classes", total=len(views) * len(labels)) as t:
+            for view, z in views.items():
+                means = np.stack(
+                    [
+                        z[y == c].mean(axis=0) if (y == c).any() else np.full(z.shape[1], np.inf)
+                        for c in range(k)
+                    ]
+                )
+                scans[view] = []
+                for c in labels:
+                    scans[view].append(scan_class(z, y, c, means, p.n_components, seed=ctx.seed))
+                    t.advance()
+
+        table, flagged = self._decide(scans, labels, ctx)
+        return self._outcome(ctx, scans, table, flagged, len(y))
+
+    def _decide(
+        self, scans: dict[str, list[ClassScan]], labels: list[int], ctx: Context
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, ClassScan, float]]]:
+        p = self.params
+        table: list[dict[str, Any]] = [{"label": c, "class": ctx.class_name(c)} for c in labels]
+        flagged: list[tuple[str, ClassScan, float]] = []
+        for view, per_class in scans.items():
+            sil = np.array([s.silhouette for s in per_class])
+            z_sil = robust_z(sil, floor=0.03)
+            z_ratio = robust_z(np.log([max(s.spectral_ratio, 1.0) for s in per_class]), floor=0.05)
+            for row, s, zs, zr in zip(table, per_class, z_sil, z_ratio, strict=False):
+                eligible = (
+                    len(s.members) >= max(p.min_group, 0.01 * s.n)
+                    and s.source >= 0
+                    and s.relative_size <= p.max_relative_size
+                    and s.resemblance >= p.min_resemblance
+                )
+                row[view] = {
+                    "relative_size": round(s.relative_size, 4),
+                    "silhouette": round(s.silhouette, 4),
+                    "silhouette_z": round(float(zs), 3),
+                    "spectral_ratio": round(s.spectral_ratio, 4),
+                    "spectral_ratio_z": round(float(zr), 3),
+                    "split": s.partition,
+                    "resembles": ctx.class_name(s.source) if s.source >= 0 else None,
+                    "resemblance": round(s.resemblance, 3),
+                    "group_size": len(s.members),
+                }
+                score = float(zs) if eligible else 0.0
+                row[view]["score"] = round(score, 3)
+                if eligible and zs >= p.z_threshold and s.silhouette >= p.min_silhouette:
+                    flagged.append((view, s, score))
+        # one verdict per class: the view with the strongest evidence
+        best: dict[int, tuple[str, ClassScan, float]] = {}
+        for view, s, score in flagged:
+            if s.label not in best or score > best[s.label][2]:
+                best[s.label] = (view, s, score)
+        return table, sorted(best.values(), key=lambda f: -f[2])
+
+    def _outcome(
+        self,
+        ctx: Context,
+        scans: dict[str, list[ClassScan]],
+        table: list[dict[str, Any]],
+        flagged: list[tuple[str, ClassScan, float]],
+        n: int,
+    ) -> Outcome:
+        p = self.params
+        suspects: list[int] = []
+        scores: list[float] = []
+        verdicts = []
+        for view, s, score in flagged:
+            # rank the group: most atypical along the class's top singular direction first
+            tau = s.tau[np.searchsorted(s.rows, s.members)]
+            order = np.argsort(-tau, kind="stable")
+            suspects.extend(s.members[order].tolist())
+            scale = float(np.median(s.tau)) or 1.0
+            scores.extend(np.round(tau[order] / scale, 3).tolist())
+            verdicts.append(
+                {
+                    "class": ctx.class_name(s.label),
+                    "label": s.label,
+                    "n_suspects": len(s.members),
+                    "class_size": s.n,
+                    "resembles": ctx.class_name(s.source),
+                    "resembles_label": s.source,
+                    "evidence": view,
+                    "split": s.partition,
+                    "silhouette": round(s.silhouette, 4),
+                    "silhouette_z": round(score, 3),
+                    "relative_size": round(s.relative_size, 4),
+                }
+            )
+        all_scores = [row[v]["score"] for row in table for v in scans]
+        score_metric = max([0.0, *all_scores])
+        if verdicts:
+            v = verdicts[0]
+            summary = (
+                f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
+                f"(most resemble {v['resembles']})"
+            )
+            if len(verdicts) > 1:
+                summary += f"; {len(verdicts) - 1} more class(es) flagged"
+            summary += "."
+        else:
+            summary = (
+                f"no class of {len(table)} scanned holds a separate cluster that looks like another class "
+                f"(largest score {score_metric:.1f}, threshold {p.z_threshold:g})."
+            )
+        details = {
+            "suspect_classes": [v["class"] for v in verdicts],
+            "indices": suspects,
+            "scores": scores,
+            "verdicts": verdicts,
+            "classes": table,
+            "views": list(scans),
+            "n_samples": n,
+        }
+        examples = [ex for _, s, _ in flagged[:2] for ex in _examples(ctx, s, p.n_examples)]
+        metrics = {
+            "integrity.poisoning.suspect_count": float(len(suspects)),
+            "integrity.poisoning.score": float(score_metric),
+        }
+        return Outcome(metrics=metrics, details=details, examples=examples, summary=summary)
+
+    @staticmethod
+    def figures(result: CheckResult) -> list[tuple[str, str]]:
+        rows = result.details.get("classes") or []
+        views = result.details.get("views") or []
+        if not rows or not views:
+            return []
+        from roadworthy.report.figures import figure, to_data_uri
+
+        names = [r["class"] for r in rows]
+        with figure(width=max(4.5, 0.35 * len(names) + 2), height=3.2) as (fig, ax):
+            width = 0.8 / len(views)
+            for i, view in enumerate(views):
+                vals = [r[view]["score"] for r in rows]
+                ax.bar(np.arange(len(names)) + i * width, vals, width, label=view)
+            ax.set_xticks(
+                np.arange(len(names)) + 0.4 - width / 2, labels=names, rotation=60, ha="right", fontsize=7
+            )
+            thr = result.params.get("z_threshold")
+            if thr is not None:
+                ax.axhline(thr, color="red", lw=1, ls="--", label="threshold")
+            ax.set_ylabel("separation z-score")
+            ax.legend(fontsize=7)
+            uri = to_data_uri(fig)
+        return [
+            (
+                "Per class: how much better its look-alike group separates than other classes' (robust z of "
+                "the silhouette; 0 = no small group resembling another class)",
+                uri,
+            )
+        ]
+
+
+def _examples(ctx: Context, s: ClassScan, n_examples: int) -> list[Example]:
+    from roadworthy.report.images import png_data_uri
+    from roadworthy.results import Example, ExampleImage
+
+    train = ctx.train_data
+    assert train is not None
+    if train.modality != "image":
+        return []
+    tau = s.tau[np.searchsorted(s.rows, s.members)]
+    suspects = s.members[np.argsort(-tau, kind="stable")][:n_examples]
+    clean_rows = np.setdiff1d(s.rows, s.members)
+    clean_tau = s.tau[np.searchsorted(s.rows, clean_rows)]
+    clean = clean_rows[np.argsort(clean_tau, kind="stable")][: len(suspects)]  # most typical members
+    out = []
+    for i, j in zip(suspects, clean, strict=False):
+        out.append(
+            Example(
+                title=f"class {ctx.class_name(s.label)}: suspect #{int(i)} beside a typical member #{int(j)}",
+                label=ctx.class_name(s.label),
+                original=png_data_uri(train.x[i]),
+                original_prediction=f"resembles {ctx.class_name(s.source)}",
+                extra=[
+                    ExampleImage(
+                        caption=f"typical {ctx.class_name(s.label)} (#{int(j)})", uri=png_data_uri(train.x[j])
+                    )
+                ],
+            )
+        )
+    return out
