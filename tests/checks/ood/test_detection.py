@@ -1,0 +1,109 @@
+"""The ood.<detector> checks and ood.summary on the digits CNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadworthy.checks.base import CHECKS, Context
+from roadworthy.checks.ood.detection import DetectionParams
+from roadworthy.data.base import Dataset
+from roadworthy.results import CheckResult
+
+DETECTORS = ("ood.msp", "ood.max_logit", "ood.energy", "ood.mahalanobis", "ood.knn")
+SMALL = DetectionParams(n_id=300, n_per_source=100)
+
+
+def _run(check_id: str, ctx: Context, params: DetectionParams = SMALL):
+    return CHECKS[check_id](params=params).run(ctx)
+
+
+def _result(check_id: str, outcome) -> CheckResult:
+    return CheckResult(
+        id=check_id, suite="ood", title="", status="pass", metrics=outcome.metrics, details=outcome.details
+    )
+
+
+@pytest.mark.parametrize("check_id", ["ood.mahalanobis", "ood.knn"])
+def test_feature_detectors_separate_uniform_noise(ctx: Context, check_id: str) -> None:
+    out = _run(check_id, ctx)
+    assert out.metrics[f"{check_id}.uniform_noise.auroc"] > 0.9
+    assert out.metrics[f"{check_id}.uniform_noise.fpr95"] < 0.3
+    assert out.metrics[f"{check_id}.photos.auroc"] > 0.9
+    assert out.details["fitted_on"] == "training data" and out.details["n_fitted"] == ctx.train_data.n_samples
+
+
+def test_every_detector_reports_its_metrics_per_source(ctx: Context) -> None:
+    for check_id in DETECTORS:
+        out = _run(check_id, ctx)
+        srcs = out.details["sources"]
+        assert set(srcs) >= {"uniform_noise", "photos", "shift_gaussian_noise", "shift_contrast"}
+        for name in ("auroc", "fpr95", "aupr"):
+            assert 0.0 <= out.metrics[f"{check_id}.{name}"] <= 1.0
+        assert out.metrics[f"{check_id}.auroc"] == pytest.approx(np.mean([r["auroc"] for r in srcs.values()]))
+        assert out.metrics[f"{check_id}.auroc"] > 0.6  # a 97% CNN's own scores beat chance on average
+        assert out.details["n_id"] == 300
+        (caption, uri), *_ = CHECKS[check_id].figures(_result(check_id, out))
+        assert uri.startswith("data:image/svg+xml;base64,") and "ROC" in caption
+
+
+def test_summary_names_the_best_detector_and_describes_the_gate(ctx: Context) -> None:
+    out = _run("ood.summary", ctx)
+    d = out.details
+    assert d["best_detector"] in d["detectors"] and len(d["detectors"]) == 5
+    assert out.metrics["ood.best_auroc"] == pytest.approx(max(d["mean_auroc"].values()))
+    assert out.metrics["ood.best_auroc"] == pytest.approx(
+        _run(f"ood.{d['best_detector']}", ctx).metrics[f"ood.{d['best_detector']}.auroc"]
+    )
+    gate = d["validity_gate"]
+    assert gate["detector"] == "mahalanobis" and gate["out_of_envelope"]["uniform_noise"] > 0.8
+    assert out.metrics["ood.validity.clean_in_envelope"] >= 0.9
+    assert 1 <= len(out.examples) <= 8 and out.examples[0].original.startswith("data:image/png")
+    assert len(CHECKS["ood.summary"].figures(_result("ood.summary", out))) == 2
+
+
+def test_user_ood_data_is_scored_as_its_own_source(digits_model, digits_data, digits_train_data) -> None:
+    rng = np.random.default_rng(5)
+    inverted = Dataset(
+        x=1.0 - digits_data.x[:80], y=np.zeros(80, np.int64), modality="image", path="inverted.npz"
+    )
+    ctx = Context(
+        model=digits_model, data=digits_data, train_data=digits_train_data, ood_data=inverted, seed=0
+    )
+    out = _run("ood.knn", ctx)
+    assert (
+        out.details["sources"]["user"]["n"] == 80
+        and out.details["sources"]["user"]["origin"] == "inverted.npz"
+    )
+    assert out.metrics["ood.knn.user.auroc"] > 0.9  # white digits on black are far from black on white
+    bad = Dataset(x=rng.random((5, 1, 8, 8)).astype(np.float32), y=np.zeros(5, np.int64), modality="image")
+    ctx_bad = Context(model=digits_model, data=digits_data, ood_data=bad, seed=0)
+    with pytest.raises(ValueError, match="--ood-data: inputs must have the evaluation data's shape"):
+        _run("ood.msp", ctx_bad)
+
+
+def test_same_seed_same_numbers_other_seed_other_inputs(digits_model, digits_data, digits_train_data) -> None:
+    def metrics(seed: int) -> dict[str, float]:
+        c = Context(model=digits_model, data=digits_data, train_data=digits_train_data, seed=seed)
+        return _run("ood.energy", c).metrics
+
+    first, again, other = metrics(0), metrics(0), metrics(1)
+    assert first == again
+    assert first != other
+
+
+def test_probability_models_are_warned_about_a_constant_energy(digits_model, digits_data) -> None:
+    class Probs:  # the same network behind a softmax, as many exported models are
+        n_classes, input_spec, output, format = 10, digits_model.input_spec, "probs", "callable"
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            z = digits_model.predict(x)
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+
+    ctx = Context(model=Probs(), data=digits_data, seed=0)
+    energy = _run("ood.energy", ctx)
+    assert energy.warnings and energy.metrics["ood.energy.auroc"] == pytest.approx(0.5, abs=0.05)
+    summary = _run("ood.summary", ctx)
+    assert "energy" not in summary.details["detectors"]
+    assert summary.details["validity_gate"]["detector"] == "msp"
