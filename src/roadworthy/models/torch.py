@@ -1,19 +1,32 @@
-"""PyTorch adapter: an ``nn.Module``, a TorchScript file, a ``torch.export`` program, or (with
+"""PyTorch adapter: an ``nn.Module``, a TorchScript module, a ``torch.export`` program, or (with
 ``--trust-pickle``) a whole module saved with ``torch.save``.
 
 The adapter puts the module in eval mode, applies the model's normalisation inside (so callers work in
-pixel units), exposes gradients (``white_box``) and penultimate features through a forward hook on the
-input of the last ``nn.Linear`` (or a layer the user names).
+pixel units), exposes gradients (``white_box``) and penultimate features: the input of the last linear
+layer, or of a layer the user names. How the features are reached depends on the kind of module:
+
+``nn.Module``
+    a forward pre-hook on the layer.
+TorchScript
+    compiled modules run no Python hooks, so the adapter runs the prefix of a (nested) ``Sequential``
+    up to the layer; other TorchScript models have no features.
+``torch.export``
+    the graph is copied and its output rewired to the input of the last ``linear``/``addmm`` node
+    (or of the first node the named layer produced).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import copy
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from roadworthy.errors import InvalidInputError
+from roadworthy.models._common import first_line, prefix
 from roadworthy.models.base import InputSpec, OutputKind, detect_output_kind
 
 
@@ -26,13 +39,24 @@ class TorchModel:
         The network; it receives normalised float32 inputs and returns scores ``(N, K)``
         (a tuple or dict output uses its first tensor).
     input_shape
-        Per-sample shape, e.g. ``(3, 32, 32)`` or ``(20,)``.
+        Per-sample shape, e.g. ``(3, 32, 32)`` or ``(20,)``. Optional for ``torch.export`` modules,
+        whose graph records it.
+    n_classes
+        Expected number of output columns; checked against a probe batch.
     mean, std
         Per-channel normalisation applied inside the adapter: ``(x - mean) / std``.
     output
         ``"logits"``, ``"probs"`` or ``None`` to detect from a probe batch.
     feature_layer
-        Name of the module whose *input* is taken as the features (default: the last ``nn.Linear``).
+        Name of the module whose *input* is taken as the features (default: the last linear layer).
+    modality
+        ``"image"`` or ``"tabular"``; by default image for 3-D per-sample shapes.
+    format
+        Label for the report: ``"torch"``, ``"torchscript"``, ``"torch.export"``, ``"torch.save"``.
+    device
+        Where the module runs.
+    name
+        The model's file name, used in error messages.
     """
 
     format = "torch"
@@ -40,7 +64,7 @@ class TorchModel:
     def __init__(
         self,
         module: Any,
-        input_shape: Sequence[int],
+        input_shape: Sequence[int] | None = None,
         n_classes: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -49,29 +73,43 @@ class TorchModel:
         modality: str | None = None,
         format: str = "torch",
         device: str = "cpu",
+        name: str | None = None,
     ) -> None:
         import torch
 
         self._torch = torch
         self.format = format
+        self.name = name
         self.device = torch.device(device)
-        self.module = module.eval() if hasattr(module, "eval") else module
+        self.kind = _module_kind(module)
+        self.module = module
+        if hasattr(module, "eval"):
+            # torch.export modules refuse eval(): their train/eval behaviour was fixed at export time
+            with contextlib.suppress(NotImplementedError):
+                self.module = module.eval() or module
         if hasattr(self.module, "to"):
             self.module = self.module.to(self.device)
-        shape = tuple(int(s) for s in input_shape)
+        graph_shape, self._fixed_batch = _export_input(self.module) if self.kind == "export" else (None, None)
+        shape = _resolve_shape(graph_shape, input_shape, name)
         if modality is None:
             modality = "image" if len(shape) == 3 else "tabular"
         self.input_spec = InputSpec(modality=modality, shape=shape)  # type: ignore[arg-type]
         self._mean = self._stat(mean, shape, "mean")
         self._std = self._stat(std, shape, "std")
         if self._std is not None and bool((self._std == 0).any()):
-            raise InvalidInputError("--std must not contain zeros")
-        probe = self._raw(torch.rand((2, *shape), generator=torch.Generator().manual_seed(0)))
-        self.n_classes = int(n_classes if n_classes is not None else probe.shape[1])
-        self.output: OutputKind = output or detect_output_kind(probe.detach().cpu().numpy())
+            raise InvalidInputError("`std` must not contain zeros.")
+        probe = self._probe(shape)
+        if n_classes is not None and int(n_classes) != probe.shape[1]:
+            raise InvalidInputError(
+                f"{prefix(name)}the model returns {probe.shape[1]} scores per sample but "
+                f"{n_classes} classes were given"
+            )
+        self.n_classes = int(probe.shape[1])
+        self.output: OutputKind = output or detect_output_kind(probe)
         self.white_box = True
-        self._feature_module = self._find_feature_module(feature_layer)
-        self.has_features = self._feature_module is not None
+        self.feature_layer = feature_layer
+        self._features_fn = self._find_features(feature_layer)
+        self.has_features = self._features_fn is not None
 
     # -- internals
     def _stat(self, v: Sequence[float] | None, shape: tuple[int, ...], name: str) -> Any:
@@ -80,9 +118,34 @@ class TorchModel:
         t = self._torch.tensor(list(v), dtype=self._torch.float32, device=self.device)
         if len(shape) == 3:
             if t.numel() not in (1, shape[0]):
-                raise InvalidInputError(f"--{name} needs 1 or {shape[0]} values (one per channel), got {t.numel()}")
+                raise InvalidInputError(
+                    f"`{name}` needs 1 or {shape[0]} values (one per channel). Got {t.numel()} instead."
+                )
             t = t.view(1, -1, 1, 1)
+        elif t.numel() not in (1, shape[0]):
+            raise InvalidInputError(
+                f"`{name}` needs 1 or {shape[0]} values (one per feature). Got {t.numel()} instead."
+            )
         return t
+
+    def _probe(self, shape: tuple[int, ...]) -> np.ndarray:
+        torch = self._torch
+        n = self._fixed_batch or 2
+        x = torch.rand((n, *shape), generator=torch.Generator().manual_seed(0)).to(self.device)
+        try:
+            with torch.inference_mode():
+                out = self._raw(x)
+        except Exception as exc:  # a foreign framework error, translated at the boundary
+            raise InvalidInputError(
+                f"{prefix(self.name)}the model failed on a probe batch of shape {tuple(x.shape)} "
+                f"({first_line(exc)}). Check that the data fits the model's input."
+            ) from exc
+        if out.ndim != 2 or out.shape[0] != n:
+            raise InvalidInputError(
+                f"{prefix(self.name)}the model must return scores of shape (N, n_classes); "
+                f"for a batch of {n} it returned {tuple(out.shape)}"
+            )
+        return out.detach().float().cpu().numpy()
 
     def _normalise(self, x: Any) -> Any:
         if self._mean is not None:
@@ -91,35 +154,146 @@ class TorchModel:
             x = x / self._std
         return x
 
+    def _call(self, fn: Callable[[Any], Any], x: Any) -> Any:
+        """``fn(x)``, split into exact chunks when the module only takes a fixed batch size."""
+        b = self._fixed_batch
+        if b is None or x.shape[0] == b:
+            return fn(x)
+        torch = self._torch
+        outs = []
+        for i in range(0, x.shape[0], b):
+            chunk = x[i : i + b]
+            n = chunk.shape[0]
+            if n < b:
+                chunk = torch.cat([chunk, chunk.new_zeros((b - n, *chunk.shape[1:]))], dim=0)
+            outs.append(fn(chunk)[:n])
+        return torch.cat(outs, dim=0)
+
     def _raw(self, x: Any) -> Any:
-        out = self.module(self._normalise(x))
-        if isinstance(out, dict):
-            out = next(iter(out.values()))
-        if isinstance(out, list | tuple):
-            out = out[0]
+        def run(t: Any) -> Any:
+            return _first_tensor(self.module(self._normalise(t)))
+
+        out = self._call(run, x)
         if out.ndim == 1:
             out = out[:, None]
         return out
 
-    def _find_feature_module(self, name: str | None) -> Any:
+    def _find_features(self, name: str | None) -> Callable[[Any], Any] | None:
+        if self.kind == "script":
+            return self._script_features(name)
+        if self.kind == "export":
+            return self._export_features(name)
+        return self._hook_features(name)
+
+    def _hook_features(self, name: str | None) -> Callable[[Any], Any] | None:
         torch = self._torch
-        if not isinstance(self.module, torch.nn.Module) or isinstance(self.module, torch.jit.ScriptModule):
-            # TorchScript modules support forward pre-hooks only on some versions; try by name below.
-            pass
         named = dict(self.module.named_modules()) if hasattr(self.module, "named_modules") else {}
         if name is not None:
-            if name not in named:
-                raise InvalidInputError(f"--feature-layer '{name}' is not a module of the model; it has: "
-                                        f"{', '.join(list(named)[1:12])}")
-            return named[name]
-        last = None
-        for _, m in named.items():
-            if isinstance(m, torch.nn.Linear) or getattr(m, "original_name", None) == "Linear":
-                last = m
-        return last
+            if name not in named or name == "":
+                raise InvalidInputError(
+                    f"{prefix(self.name)}feature layer '{name}' is not a module of the model; "
+                    f"it has: {', '.join(n for n in list(named)[1:16])}"
+                )
+            layer = named[name]
+        else:
+            linears = [m for m in named.values() if isinstance(m, torch.nn.Linear)]
+            if not linears:
+                return None
+            layer = linears[-1]
+
+        def features(x: Any) -> Any:
+            store: list[Any] = []
+
+            def hook(_m: Any, inputs: Any) -> None:
+                store.append(inputs[0].detach())
+
+            handle = layer.register_forward_pre_hook(hook)
+            try:
+                self._raw(x)
+            finally:
+                handle.remove()
+            if not store:
+                raise InvalidInputError(
+                    f"{prefix(self.name)}the feature layer was not called during the forward pass"
+                )
+            return store[-1]
+
+        return features
+
+    def _script_features(self, name: str | None) -> Callable[[Any], Any] | None:
+        leaves = list(_sequential_leaves(self.module, ""))
+        if not leaves or (len(leaves) == 1 and leaves[0][0] == ""):
+            if name is not None:
+                raise InvalidInputError(
+                    f"{prefix(self.name)}TorchScript models run no hooks, so features are only reachable "
+                    "in a (nested) Sequential model; export with torch.export or ONNX, or pass the "
+                    "nn.Module through the Python API"
+                )
+            return None
+        if name is None:
+            cut = max((i for i, (_, m) in enumerate(leaves) if _is_linear(m)), default=None)
+            if cut is None:
+                return None
+        else:
+            cut = next((i for i, (n, _) in enumerate(leaves) if n == name or n.startswith(name + ".")), None)
+            if cut is None:
+                raise InvalidInputError(
+                    f"{prefix(self.name)}feature layer '{name}' is not a layer of the Sequential model; "
+                    f"it has: {', '.join(n for n, _ in leaves[:16])}"
+                )
+        prefix_layers = [m for _, m in leaves[:cut]]
+
+        def features(x: Any) -> Any:
+            def run(t: Any) -> Any:
+                h = self._normalise(t)
+                for layer in prefix_layers:
+                    h = layer(h)
+                return h
+
+            return self._call(run, x)
+
+        return features
+
+    def _export_features(self, name: str | None) -> Callable[[Any], Any] | None:
+        torch = self._torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm = copy.deepcopy(self.module)
+        nodes = list(gm.graph.nodes)
+        feature_node = None
+        if name is None:
+            for node in nodes:
+                if node.op != "call_function":
+                    continue
+                if node.target in (torch.ops.aten.linear.default, torch.ops.aten.mm.default):
+                    feature_node = node.args[0]
+                elif node.target is torch.ops.aten.addmm.default:
+                    feature_node = node.args[1]
+            if feature_node is None:
+                return None
+        else:
+            feature_node = _module_input_node(nodes, name)
+            if feature_node is None:
+                layers = sorted(
+                    {p for n in nodes for p, _ in (n.meta.get("nn_module_stack") or {}).values() if p}
+                )
+                raise InvalidInputError(
+                    f"{prefix(self.name)}feature layer '{name}' is not a layer of the exported program; "
+                    f"it has: {', '.join(layers[:16])}"
+                )
+        output = next(n for n in nodes if n.op == "output")
+        output.args = (_replace_first_leaf(output.args[0], feature_node),)
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+
+        def features(x: Any) -> Any:
+            return self._call(lambda t: _first_tensor(gm(self._normalise(t))), x)
+
+        return features
 
     # -- protocol
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """Scores ``(N, n_classes)`` for a float32 batch in pixel units."""
         torch = self._torch
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
@@ -135,20 +309,104 @@ class TorchModel:
     def features(self, x: np.ndarray) -> np.ndarray:
         """Penultimate-layer embeddings ``(N, F)``: the input of the feature layer, flattened."""
         torch = self._torch
-        if self._feature_module is None:
-            raise InvalidInputError("this model exposes no feature layer; pass --feature-layer NAME")
-        store: list[Any] = []
+        if self._features_fn is None:
+            raise InvalidInputError(
+                f"{prefix(self.name)}this model exposes no feature layer; pass feature_layer=NAME "
+                "(--feature-layer NAME)"
+            )
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            return self._features_fn(t).flatten(1).float().cpu().numpy()
 
-        def hook(_m: Any, inputs: Any) -> None:
-            store.append(inputs[0].detach())
 
-        handle = self._feature_module.register_forward_pre_hook(hook)
-        try:
-            with torch.inference_mode():
-                t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-                self._raw(t)
-        finally:
-            handle.remove()
-        if not store:
-            raise InvalidInputError("the feature layer was not called during the forward pass")
-        return store[-1].flatten(1).float().cpu().numpy()
+# -- module introspection -------------------------------------------------------------------------
+
+
+def _module_kind(module: Any) -> str:
+    """``script`` for TorchScript, ``export`` for a ``torch.export`` graph, else ``module``."""
+    import torch
+
+    if isinstance(module, torch.jit.ScriptModule):
+        return "script"
+    if isinstance(module, torch.fx.GraphModule):
+        for node in module.graph.nodes:
+            if node.op == "placeholder" and "val" in node.meta:
+                return "export"
+    return "module"
+
+
+def _export_input(module: Any) -> tuple[tuple[int | None, ...] | None, int | None]:
+    """Per-sample input shape and fixed batch size (``None`` when dynamic) from an exported graph."""
+    for node in module.graph.nodes:
+        if node.op == "placeholder" and "val" in node.meta and hasattr(node.meta["val"], "shape"):
+            dims = [d if isinstance(d, int) else None for d in node.meta["val"].shape]
+            if not dims:
+                return None, None
+            return tuple(dims[1:]), dims[0]
+    return None, None
+
+
+def _resolve_shape(
+    graph_shape: tuple[int | None, ...] | None, given: Sequence[int] | None, name: str | None
+) -> tuple[int, ...]:
+    """The per-sample shape: the graph's where it is concrete, else the one given."""
+    if graph_shape is not None and all(d is not None for d in graph_shape):
+        return tuple(int(d) for d in graph_shape)  # type: ignore[arg-type]
+    if given is None:
+        raise InvalidInputError(
+            f"{prefix(name)}the model does not record its input shape; pass input_shape=(C, H, W) or (D,)"
+        )
+    shape = tuple(int(s) for s in given)
+    if graph_shape is not None and (
+        len(shape) != len(graph_shape)
+        or any(want is not None and have != want for have, want in zip(shape, graph_shape, strict=True))
+    ):
+        raise InvalidInputError(
+            f"{prefix(name)}the model takes inputs of shape {graph_shape} per sample, not {shape}"
+        )
+    return shape
+
+
+def _first_tensor(out: Any) -> Any:
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    while isinstance(out, list | tuple):
+        out = out[0]
+    return out
+
+
+def _is_linear(module: Any) -> bool:
+    import torch
+
+    return isinstance(module, torch.nn.Linear) or getattr(module, "original_name", None) == "Linear"
+
+
+def _sequential_leaves(module: Any, name: str) -> Any:
+    """``(qualified name, module)`` in call order through nested ``Sequential`` containers."""
+    kind = getattr(module, "original_name", None) or type(module).__name__
+    if kind == "Sequential":
+        for child_name, child in module.named_children():
+            yield from _sequential_leaves(child, f"{name}.{child_name}" if name else child_name)
+    else:
+        yield name, module
+
+
+def _module_input_node(nodes: list[Any], name: str) -> Any:
+    """The first value flowing into module ``name`` of an exported graph (from ``nn_module_stack``)."""
+    for node in nodes:
+        if node.op != "call_function":
+            continue
+        paths = [p for p, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        if any(p == name or p.startswith(name + ".") for p in paths):
+            for arg in node.args:
+                if hasattr(arg, "op") and arg.op != "get_attr":
+                    return arg
+    return None
+
+
+def _replace_first_leaf(args: Any, node: Any) -> Any:
+    if isinstance(args, tuple | list):
+        if not args:
+            return args
+        return type(args)([_replace_first_leaf(args[0], node), *args[1:]])
+    return node

@@ -1,0 +1,110 @@
+"""Helpers the framework adapters share: normalisation in NumPy, fixed-batch splitting, probe errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roadworthy.errors import InvalidInputError
+
+
+def prefix(name: str | None) -> str:
+    """``"model.onnx: "`` for messages, or nothing when the model has no file."""
+    return f"{name}: " if name else ""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, shortened: foreign errors stay on one line."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def stat_array(values: Sequence[float] | None, shape: tuple[int | None, ...], name: str) -> np.ndarray | None:
+    """``--mean`` / ``--std`` as an array that broadcasts over a ``(N, *shape)`` batch.
+
+    Images take one value or one per channel; tabular data one value or one per feature.
+    """
+    if values is None:
+        return None
+    v = np.asarray(list(values), dtype=np.float32).ravel()
+    if len(shape) == 3:
+        channels = shape[0]
+        if v.size != 1 and (channels is None or v.size != channels):
+            raise InvalidInputError(
+                f"`{name}` needs 1 or {channels} values (one per channel). Got {v.size} instead."
+            )
+        return v.reshape(1, -1, 1, 1)
+    width = shape[0] if shape else None
+    if v.size != 1 and (width is None or v.size != width):
+        raise InvalidInputError(
+            f"`{name}` needs 1 or {width} values (one per feature). Got {v.size} instead."
+        )
+    return v.reshape(1, -1)
+
+
+def check_std(std: np.ndarray | None) -> None:
+    if std is not None and bool((std == 0).any()):
+        raise InvalidInputError("`std` must not contain zeros.")
+
+
+def normalise(x: np.ndarray, mean: np.ndarray | None, std: np.ndarray | None) -> np.ndarray:
+    """``(x - mean) / std`` in float32, each part skipped when not given."""
+    if mean is not None:
+        x = x - mean
+    if std is not None:
+        x = x / std
+    return x.astype(np.float32, copy=False)
+
+
+def run_fixed_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int | None) -> np.ndarray:
+    """Run ``fn`` on ``x`` when the model only accepts exactly ``batch`` samples per call.
+
+    The last chunk is padded with zeros and the padding's outputs are dropped.
+    """
+    if batch is None or len(x) == batch:
+        return fn(x)
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            pad = np.zeros((batch - n, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad], axis=0)
+        outs.append(np.asarray(fn(chunk))[:n])
+    return np.concatenate(outs, axis=0)
+
+
+def as_shape(shape: Sequence[Any] | None) -> tuple[int, ...] | None:
+    """A per-sample shape as a tuple of ints (``None`` stays ``None``)."""
+    if shape is None:
+        return None
+    return tuple(int(s) for s in shape)
+
+
+def modality_of(shape: Sequence[Any]) -> str:
+    return "image" if len(shape) == 3 else "tabular"
+
+
+def sha256_path(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's sorted relative paths and file contents."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(item.relative_to(path).as_posix().encode())
+            digest.update(b"\0")
+            _update_file(digest, item)
+    else:
+        _update_file(digest, path)
+    return digest.hexdigest()
+
+
+def _update_file(digest: Any, path: Path) -> None:
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)

@@ -1,0 +1,156 @@
+"""The digits CNN loaded from every file format gives the module's own predictions and features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadworthy.errors import InvalidInputError
+from roadworthy.models import capabilities, describe_model, load_model, to_probs
+
+FORMATS = {
+    "script": "torchscript",
+    "trace": "torchscript",
+    "export": "torch.export",
+    "export_b1": "torch.export",
+    "onnx": "onnx",
+    "onnx_b1": "onnx",
+    "onnx_nhwc": "onnx",
+}
+
+
+@pytest.mark.parametrize("key", list(FORMATS))
+def test_file_gives_the_modules_predictions_and_features(key, model_files, digits_x, reference):
+    logits, features = reference
+    model = load_model(model_files[key], input_shape=(1, 16, 16))
+    assert model.format == FORMATS[key]
+    assert model.n_classes == 10
+    assert model.input_spec.shape == (1, 16, 16)
+    scores = model.predict(digits_x)  # 200 samples: the fixed-batch files run in chunks of 1
+    assert scores.shape == (200, 10)
+    if key == "onnx_nhwc":
+        assert model.output == "probs"
+        np.testing.assert_allclose(scores, to_probs(logits, "logits"), atol=1e-5)
+    else:
+        assert model.output == "logits"
+        np.testing.assert_allclose(scores, logits, atol=1e-4)
+    assert "features" in capabilities(model)
+    np.testing.assert_allclose(model.features(digits_x), features, atol=1e-4)
+
+
+@pytest.mark.parametrize("key", ["script", "export", "export_b1"])
+def test_torch_files_are_white_box_with_real_gradients(key, model_files, digits_x, digits_module):
+    import torch
+
+    model = load_model(model_files[key], input_shape=(1, 16, 16))
+    assert "white_box" in capabilities(model)
+    x = torch.from_numpy(digits_x[:3]).requires_grad_(True)
+    model.forward_torch(x).sum().backward()
+    x_ref = torch.from_numpy(digits_x[:3]).requires_grad_(True)
+    digits_module(x_ref).sum().backward()
+    assert float(x.grad.abs().sum()) > 0
+    np.testing.assert_allclose(x.grad.numpy(), x_ref.grad.numpy(), atol=1e-5)
+
+
+def test_onnx_is_black_box_and_reads_layout_and_batch_from_the_graph(model_files):
+    plain = load_model(model_files["onnx"])  # no input_shape needed: the graph says (1, 16, 16)
+    assert "white_box" not in capabilities(plain)
+    assert (plain.input_name, plain.layout, plain._fixed_batch) == ("pixels", "NCHW", None)
+    nhwc = load_model(model_files["onnx_nhwc"])
+    assert (nhwc.layout, nhwc.input_spec.shape) == ("NHWC", (1, 16, 16))
+    fixed = load_model(model_files["onnx_b1"])
+    assert fixed._fixed_batch == 1
+
+
+def test_export_reads_shape_and_fixed_batch_from_the_graph(model_files):
+    model = load_model(model_files["export_b1"])
+    assert model.input_spec.shape == (1, 16, 16)
+    assert model._fixed_batch == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "layer"),
+    [("script", "7"), ("export", "7"), ("onnx", "/6/Flatten_output_0")],
+)
+def test_named_feature_layer(key, layer, model_files, digits_module, digits_x):
+    from roadworthy.models.torch import TorchModel
+
+    expected = TorchModel(digits_module, input_shape=(1, 16, 16), feature_layer="7").features(digits_x[:20])
+    assert expected.shape == (20, 256)  # the input of layer 7 is the flattened conv output
+    model = load_model(model_files[key], input_shape=(1, 16, 16), feature_layer=layer)
+    np.testing.assert_allclose(model.features(digits_x[:20]), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("key", ["script", "export", "onnx"])
+def test_unknown_feature_layer_is_refused_with_the_layers_it_has(key, model_files):
+    with pytest.raises(InvalidInputError, match=r"feature (layer|tensor) 'nope' is not"):
+        load_model(model_files[key], input_shape=(1, 16, 16), feature_layer="nope")
+
+
+@pytest.mark.parametrize("key", ["script", "export", "onnx"])
+def test_normalisation_is_applied_inside_the_adapter(key, model_files, digits_module, digits_x):
+    import torch
+
+    model = load_model(model_files[key], input_shape=(1, 16, 16), mean=[0.5], std=[0.25])
+    with torch.no_grad():
+        expected = digits_module((torch.from_numpy(digits_x[:16]) - 0.5) / 0.25).numpy()
+    np.testing.assert_allclose(model.predict(digits_x[:16]), expected, atol=1e-4)
+
+
+def test_torchscript_without_sequential_has_no_features(tmp_path):
+    import warnings
+
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(4, 8)
+            self.head = torch.nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.relu(self.body(x)))
+
+    path = tmp_path / "net.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(Net()).save(str(path))
+    model = load_model(path, input_shape=(4,))
+    assert model.input_spec.modality == "tabular"
+    assert "white_box" in capabilities(model)
+    assert "features" not in capabilities(model)
+    with pytest.raises(InvalidInputError, match="TorchScript models run no hooks"):
+        load_model(path, input_shape=(4,), feature_layer="head")
+
+
+def test_probe_failure_names_the_shape(model_files):
+    with pytest.raises(InvalidInputError) as info:
+        load_model(model_files["script"], input_shape=(1, 20, 20))
+    message = str(info.value)
+    assert message.startswith(
+        f"{model_files['script']}: the model failed on a probe batch of shape (2, 1, 20, 20)"
+    )
+    assert "\n" not in message
+
+
+def test_torchscript_needs_an_input_shape(model_files):
+    with pytest.raises(InvalidInputError, match=r"does not record its input shape; pass input_shape"):
+        load_model(model_files["script"])
+
+
+def test_describe_model(model_files):
+    from roadworthy.models import model_sha256
+
+    model = load_model(model_files["onnx"])
+    info = describe_model(model, model_files["onnx"])
+    assert info == {
+        "path": str(model_files["onnx"]),
+        "format": "onnx",
+        "sha256": model_sha256(model_files["onnx"]),
+        "n_classes": 10,
+        "white_box": False,
+        "features": True,
+        "output": "logits",
+        "input_shape": [1, 16, 16],
+    }
+    assert len(info["sha256"]) == 64
