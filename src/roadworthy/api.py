@@ -128,9 +128,23 @@ def check(
     ood = as_dataset(ood_data, name="ood_data", **load_kw) if ood_data is not None else None
 
     shape = tuple(input_shape) if input_shape else ds.input_shape
-    m = load_model(
-        model, trust_pickle=trust_pickle, mean=mean, std=std, input_shape=shape, feature_layer=feature_layer
-    )
+    try:
+        m = load_model(
+            model,
+            trust_pickle=trust_pickle,
+            mean=mean,
+            std=std,
+            input_shape=shape,
+            feature_layer=feature_layer,
+        )
+    except InvalidInputError as exc:
+        if input_shape or "probe batch" not in str(exc):
+            raise
+        # the model gave no input shape, so it was probed with the data's: say which file does not fit
+        raise InvalidInputError(
+            f"{ds.path or 'data'}: samples of shape {ds.input_shape} do not fit the model ({exc}); "
+            "pass --input-shape if the model expects another shape"
+        ) from exc
     ds = validate_compat(m, ds, ds.path or "data")
     if train is not None:
         train = validate_compat(m, train, train.path or "train_data")

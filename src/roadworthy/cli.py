@@ -65,7 +65,7 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
     from roadworthy.report.text import verdict_sentence
 
     verdict = report.verdict  # type: ignore[attr-defined]
-    _echo(f"roadworthy: {verdict.upper()} — {verdict_sentence(report)}")  # type: ignore[arg-type]
+    _echo(f"roadworthy: {verdict.replace('-', ' ').upper()} — {verdict_sentence(report)}")  # type: ignore[arg-type]
     _echo(f"report: {out / 'report.html'}")
     if not strict:
         return EXIT_READY
