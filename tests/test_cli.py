@@ -249,7 +249,7 @@ def test_baseline_comparison_gates(files, tmp_path, capsys):
     (tmp_path / "base.json").write_text(json.dumps(base))
     policy = tmp_path / "p.yaml"
     policy.write_text("gates: []\n")
-    code, out, _ = run(
+    code, _, _ = run(
         [
             "check",
             "-m",
