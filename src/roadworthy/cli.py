@@ -119,6 +119,7 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 @click.option("--feature-layer", help="Layer (or ONNX tensor) whose input gives the penultimate features.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Batch size of model calls.")
 @click.option("--resume", is_flag=True, help="Reuse finished checks of an interrupted run in --out.")
+@click.option("--mlflow", "log_mlflow", is_flag=True, help="Log metrics, verdict and report files to MLflow.")
 @click.option("--verbose", "-v", is_flag=True)
 def check(
     model: str,
@@ -141,6 +142,7 @@ def check(
     feature_layer: str | None,
     batch_size: int,
     resume: bool,
+    log_mlflow: bool,
     verbose: bool,
 ) -> int:
     """Run the suites on a model and write the readiness report. Exit 0 ready, 1 not ready, 2 bad input."""
@@ -153,6 +155,10 @@ def check(
         from roadworthy.errors import require
 
         require("ray", "ray", "--backend ray")
+    if log_mlflow:
+        from roadworthy.errors import require
+
+        require("mlflow", "mlflow", "--mlflow logging")  # fail before the run, not after
     if batch_size < 1:
         raise InvalidInputError(f"--batch-size must be at least 1. Got {batch_size} instead.")
     progress, say = _progress_and_say()
@@ -181,6 +187,11 @@ def check(
             progress=progress,
             say=say,
         )
+    if log_mlflow:
+        from roadworthy.trackers import log_to_mlflow
+
+        run_id = log_to_mlflow(report, out)
+        _echo(f"mlflow run: {run_id}")
     return _finish(report, out)
 
 
