@@ -1,0 +1,122 @@
+"""The reference AutoAttack ensemble (Croce & Hein, ICML 2020), when the optional package is installed.
+
+AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square) is the number the field trusts; it costs
+hundreds of times a PGD-10 run on a CPU, so it runs only in the ``thorough`` budget. The package is an
+optional extra (``pip install 'roadworthy[autoattack]'``, which brings ``pyautoattack``); without it the
+check is skipped and says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from roadworthy.checks.attack import _common as common
+from roadworthy.checks.attack import trust
+from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+
+MODULE = "pyautoattack"
+
+
+@dataclass(frozen=True)
+class AutoAttackParams:
+    n_samples: int = 1000  #: inputs attacked
+    eps: float = 8 / 255  #: L-inf budget
+    version: str = "standard"  #: AutoAttack version: standard, plus or rand
+    batch_size: int = 250
+
+
+@register
+class AutoAttackEnsemble(Check):
+    """AutoAttack, standard version (Croce & Hein, "Reliable evaluation of adversarial robustness with an
+    ensemble of diverse parameter-free attacks", ICML 2020), through the ``pyautoattack`` package.
+
+    Threat model: white-box evasion (its Square member is black-box), untargeted, L-inf budget ``eps``.
+    ``attack.autoattack.robust_accuracy`` is the share of inputs classified correctly that no attack of
+    the ensemble could flip: the reference number for published robustness claims.
+    """
+
+    id = "attack.autoattack"
+    title = "AutoAttack ensemble (reference, L-inf)"
+    Params = AutoAttackParams
+    requires = Requires(capabilities=frozenset({"white_box"}), modalities=frozenset({"image"}), min_classes=3)
+    budgets = frozenset({"thorough"})
+    budget_params = {
+        "quick": {"n_samples": 64},
+        "standard": {"n_samples": 200},
+        "thorough": {"n_samples": 1000},
+    }
+
+    @classmethod
+    def unmet(cls, ctx: Context) -> str | None:
+        if importlib.util.find_spec(MODULE) is None:
+            return f"the optional package '{MODULE}' is not installed (pip install 'roadworthy[autoattack]')"
+        return super().unmet(ctx)
+
+    def run(self, ctx: Context) -> Outcome:
+        import torch
+
+        from roadworthy.errors import require
+
+        aa = require(MODULE, "autoattack", "attack.autoattack")
+        p = self.params
+        name = self.id
+        device = getattr(ctx.model, "device", "cpu")
+        _idx, x, y, pred0 = common.attack_sample(ctx, p.n_samples)
+        correct0 = pred0 == y
+
+        class _Logits(torch.nn.Module):
+            def __init__(self, fn: Any) -> None:
+                super().__init__()
+                self.fn = fn
+
+            def forward(self, t: torch.Tensor) -> torch.Tensor:
+                return self.fn(t)
+
+        attack = aa.AutoAttack(
+            _Logits(ctx.model.forward_torch),  # type: ignore[attr-defined]
+            norm="Linf",
+            eps=p.eps,
+            version=p.version,
+            device=device,
+            seed=ctx.torch_seed(name) % (2**31),
+        )
+        attack.verbose = False
+        xc, yc = x[correct0], y[correct0]
+        with ctx.progress.task(f"AutoAttack on {len(xc)} inputs", total=1) as task:
+            if len(xc):
+                out = attack.run_standard_evaluation(
+                    torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device), batch_size=p.batch_size
+                )
+                adv = (out[0] if isinstance(out, tuple) else out).detach().cpu().numpy().astype(np.float32)
+            else:
+                adv = xc.copy()
+            task.advance()
+        common.verify_budget(xc, adv, p.eps, "linf", name)
+        pred = ctx.predict_logits(adv).argmax(axis=1) if len(adv) else np.zeros(0, int)
+        flip = np.zeros(len(y), bool)
+        flip[correct0] = pred != yc
+        metrics, details = common.sweep_metrics(name, y, correct0, {p.eps: flip}, p.eps, None, ctx.class_name)
+        ok, statement, warnings = trust.verdict([])
+        metrics[f"{name}.trustworthy"] = 1.0 if ok else 0.0
+        details["trust"] = {
+            "trustworthy": ok,
+            "statement": "reference ensemble; " + statement,
+            "findings": [],
+        }
+        details["threat_model"] = common.threat_model(
+            "white-box",
+            "linf",
+            p.eps,
+            (p.eps,),
+            None,
+            samples=len(y),
+            version=p.version,
+            package=f"{MODULE} {getattr(aa, '__version__', '?')}",
+        )
+        ra = metrics[f"{name}.robust_accuracy"]
+        summary = f"AutoAttack ({p.version}): robust accuracy {ra:.1%} at {common.describe_eps(p.eps, 'linf')} ({len(y)} inputs)."
+        return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)

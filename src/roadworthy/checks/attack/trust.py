@@ -1,0 +1,149 @@
+"""Self-checks that tell whether an attack's numbers can be trusted.
+
+A weak attack reports high robust accuracy and so gives false comfort; gradient masking (quantised or
+randomised models, saturated softmax, non-differentiable preprocessing) makes white-box attacks fail
+silently (Athalye, Carlini, Wagner, ICML 2018; Carlini et al., "On Evaluating Adversarial Robustness",
+2019). Each function here looks for one such sign and returns a :class:`Finding`; a check turns its
+findings into ``attack.<a>.trustworthy``, one plain sentence, and warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: Share of inputs with zero or non-finite gradients above which the white-box numbers are not trusted.
+MAX_DEAD_GRADIENTS = 0.10
+#: Robust accuracy at a huge strength above which the attack is considered too weak (or masked).
+MAX_ACCURACY_AT_HUGE_EPS = 0.10
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One self-check: its name, whether it holds, and a plain reason when it does not."""
+
+    name: str
+    ok: bool
+    message: str
+    value: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gradient_health(
+    forward: Callable[[Any], Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: str = "ce",
+    batch_size: int = 256,
+    device: Any = "cpu",
+) -> dict[str, float]:
+    """Share of inputs whose loss gradient w.r.t. the input is all zero, or contains NaN/infinity.
+
+    The loss is the one the attack ascends (``ce`` or ``dlr``), computed in float64 so that a confident
+    but healthy model does not read as masked through float32 softmax saturation.
+    """
+    import torch
+
+    from roadworthy.checks.attack.gradient import input_gradient
+
+    zero = nonfinite = 0
+    for i in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[i : i + batch_size]).to(device)
+        yb = torch.from_numpy(y[i : i + batch_size]).to(device)
+        g, _, _ = input_gradient(forward, xb, yb, loss)
+        flat = g.flatten(1)
+        bad = ~torch.isfinite(flat).all(dim=1)
+        nonfinite += int(bad.sum())
+        zero += int(((flat == 0).all(dim=1) & ~bad).sum())
+    n = max(1, len(x))
+    return {"zero": zero / n, "nonfinite": nonfinite / n, "n": float(len(x))}
+
+
+def gradient_finding(health: dict[str, float], limit: float = MAX_DEAD_GRADIENTS) -> Finding:
+    dead = health["zero"] + health["nonfinite"]
+    if dead > limit:
+        kind = "zero" if health["zero"] >= health["nonfinite"] else "NaN or infinite"
+        return Finding(
+            "gradients",
+            False,
+            f"gradients were {kind} for {dead:.0%} of samples (gradient masking?)",
+            dead,
+        )
+    return Finding("gradients", True, f"input gradients are usable on {1 - dead:.0%} of samples", dead)
+
+
+def huge_eps_finding(accuracy: float, eps_text: str, limit: float = MAX_ACCURACY_AT_HUGE_EPS) -> Finding:
+    """At an absurd strength an attack that works drives accuracy to about zero (Carlini et al. 2019)."""
+    if accuracy > limit:
+        return Finding(
+            "huge_eps",
+            False,
+            f"robust accuracy stays at {accuracy:.0%} at a huge strength ({eps_text}); a working attack reaches ~0%",
+            accuracy,
+        )
+    return Finding(
+        "huge_eps", True, f"robust accuracy falls to {accuracy:.0%} at a huge strength ({eps_text})", accuracy
+    )
+
+
+def monotone_finding(
+    eps: Sequence[float], accuracy: Sequence[float], n: int, labels: Sequence[str]
+) -> Finding:
+    """Robust accuracy measured independently per strength must not rise with strength (beyond noise).
+
+    Noise allowance: two samples' worth or 2 points, whichever is larger.
+    """
+    tol = max(0.02, 2.0 / max(1, n))
+    worst, where = 0.0, None
+    for i in range(1, len(eps)):
+        rise = accuracy[i] - min(accuracy[:i])
+        if rise > worst:
+            worst, where = rise, i
+    if where is not None and worst > tol:
+        j = int(np.argmin(accuracy[:where]))
+        return Finding(
+            "monotone",
+            False,
+            f"robust accuracy rose with strength ({accuracy[j]:.0%} at {labels[j]}, {accuracy[where]:.0%} at "
+            f"{labels[where]})",
+            worst,
+        )
+    return Finding("monotone", True, "robust accuracy falls as strength grows", worst)
+
+
+def comparison_finding(
+    name: str,
+    weak: str,
+    weak_value: float,
+    weak_ci_high: float,
+    strong: str,
+    strong_value: float,
+    eps_text: str,
+) -> Finding:
+    """A weaker attack (black-box, one-step) must not beat a stronger one (white-box, iterative) at one budget."""
+    if weak_ci_high < strong_value:
+        return Finding(
+            name,
+            False,
+            f"{weak} beats {strong} at {eps_text} ({weak_value:.0%} vs {strong_value:.0%} robust accuracy): "
+            f"{strong} is too weak or the gradients are masked",
+            strong_value - weak_value,
+        )
+    return Finding(name, True, f"{weak} does not beat {strong} at {eps_text}", strong_value - weak_value)
+
+
+def verdict(findings: Sequence[Finding]) -> tuple[bool, str, list[str]]:
+    """``(trustworthy, statement, warnings)`` from a check's findings."""
+    bad = [f for f in findings if not f.ok]
+    if bad:
+        text = "; ".join(f.message for f in bad)
+        return False, f"not trustworthy: {text}", [f"not trustworthy: {f.message}" for f in bad]
+    if not findings:
+        return True, "trustworthy as far as can be checked (no self-check applies to this attack)", []
+    checked = ", ".join(f.name.replace("_", " ") for f in findings)
+    return True, f"trustworthy ({checked} checked)", []
