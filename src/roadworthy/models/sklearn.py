@@ -149,11 +149,8 @@ class SklearnModel:
         self.output: OutputKind = output or kind  # type: ignore[assignment]
         width = getattr(estimator, "n_features_in_", None)
         if width is not None:
+            # the estimator knows its width; a data set that does not fit is reported by validate_compat
             shape: tuple[int, ...] = (int(width),)
-            if input_shape is not None and int(np.prod(tuple(input_shape))) != width:
-                raise InvalidInputError(
-                    f"{prefix(name)}the model takes {width} features per sample, not {tuple(input_shape)}"
-                )
         elif input_shape is not None:
             shape = (int(np.prod(tuple(input_shape))),)
         else:

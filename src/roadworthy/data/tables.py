@@ -1,0 +1,89 @@
+"""CSV and Parquet tables with a label column (``target``); every other column is a numeric feature.
+
+String labels become class indices in sorted order (the names are kept as class names); integer labels
+are used as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roadworthy.data._validate import apply_class_names, check_finite, integer_labels
+from roadworthy.data.base import Dataset
+from roadworthy.errors import InvalidInputError, require
+from roadworthy.models._common import first_line
+
+
+def load_table(path: Path, display: str, target: str | None, class_names: list[str] | None = None) -> Dataset:
+    """Read a ``.csv`` or ``.parquet`` file into float32 features ``(N, D)`` and int64 labels."""
+    pd = require("pandas", "tables", "Reading CSV or Parquet data")
+    frame = _read(pd, path, display)
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    if target is None:
+        raise InvalidInputError(
+            f"{display}: name the label column with --target COLUMN (columns: {_list(columns)})"
+        )
+    if target not in columns:
+        raise InvalidInputError(f"{display}: no column '{target}' (columns: {_list(columns)})")
+    if len(frame) == 0:
+        raise InvalidInputError(f"{display}: no rows (empty data)")
+    features = [c for c in columns if c != target]
+    if not features:
+        raise InvalidInputError(f"{display}: no feature columns besides the target '{target}'")
+    non_numeric = [
+        c
+        for c in features
+        if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
+    ]
+    if non_numeric:
+        raise InvalidInputError(
+            f"{display}: feature columns must be numeric; found non-numeric columns: {_list(non_numeric)} "
+            "(encode them as numbers first)"
+        )
+    x = frame[features].to_numpy(dtype=np.float32, na_value=np.nan)
+    check_finite(x, display, "features contain")
+    labels_series = frame[target]
+    missing = labels_series.isna().to_numpy()
+    if missing.any():
+        raise InvalidInputError(
+            f"{display}: target column '{target}' has {int(missing.sum())} missing values "
+            f"(first at index {int(np.flatnonzero(missing)[0])})"
+        )
+    raw = labels_series.to_numpy()
+    if raw.dtype == object:
+        raw = raw.astype(str)
+    y, label_values = integer_labels(raw, display, what=f"target column '{target}'")
+    return Dataset(
+        x=x,
+        y=y,
+        modality="tabular",
+        class_names=apply_class_names(label_values, class_names, y, display),
+        path=display,
+        feature_names=features,
+        meta={"format": path.suffix.lower().lstrip("."), "target": target, "label_values": label_values},
+    )
+
+
+def _read(pd: Any, path: Path, display: str) -> Any:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            require("pyarrow", "tables", "Reading Parquet data")
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise InvalidInputError(f"{display}: the file is empty (no columns)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
+        raise InvalidInputError(
+            f"{display}: not a valid {kind} file (truncated or corrupt: {first_line(exc)})"
+        ) from exc
+
+
+def _list(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
