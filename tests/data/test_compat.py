@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -19,14 +21,16 @@ def grey_onnx(tmp_path_factory):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("compat") / "grey.onnx"
-    torch.onnx.export(
-        tiny_cnn().eval(),
-        (torch.rand(2, 1, 16, 16),),
-        str(path),
-        dynamo=False,
-        dynamic_axes={"input": {0: "n"}},
-        input_names=["input"],
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            tiny_cnn().eval(),
+            (torch.rand(2, 1, 16, 16),),
+            str(path),
+            dynamo=False,
+            dynamic_axes={"input": {0: "n"}},
+            input_names=["input"],
+        )
     return load_model(path)
 
 
@@ -76,7 +80,9 @@ def test_channels_last_confusion_gets_a_hint(tmp_path):
             return x.flatten(1)[:, :4]
 
     path = tmp_path / "wide.onnx"
-    torch.onnx.export(Wide(), (torch.rand(1, 3, 8, 5),), str(path), dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Wide(), (torch.rand(1, 3, 8, 5),), str(path), dynamo=False)
     model = load_model(path)
     assert model.input_spec.shape == (3, 8, 5)
     with pytest.raises(
