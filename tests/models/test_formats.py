@@ -97,7 +97,7 @@ def test_normalisation_is_applied_inside_the_adapter(key, model_files, digits_mo
     np.testing.assert_allclose(model.predict(digits_x[:16]), expected, atol=1e-4)
 
 
-def test_torchscript_without_sequential_has_no_features(tmp_path):
+def test_torchscript_features_beyond_sequential_come_from_the_graph(tmp_path):
     import warnings
 
     import torch
@@ -109,18 +109,37 @@ def test_torchscript_without_sequential_has_no_features(tmp_path):
             self.head = torch.nn.Linear(8, 3)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(torch.relu(self.body(x)))
+            return self.head(torch.relu(self.body(x)) * 2)
 
-    path = tmp_path / "net.pt"
+    class ConvOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean(dim=(2, 3))
+
+    torch.manual_seed(0)
+    net = Net().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.jit.script(Net()).save(str(path))
-    model = load_model(path, input_shape=(4,))
+        torch.jit.script(net).save(str(tmp_path / "net.pt"))
+        torch.jit.script(ConvOnly()).save(str(tmp_path / "conv.pt"))
+    x = np.random.default_rng(0).random((6, 4), dtype=np.float32)
+    model = load_model(tmp_path / "net.pt", input_shape=(4,))
     assert model.input_spec.modality == "tabular"
-    assert "white_box" in capabilities(model)
-    assert "features" not in capabilities(model)
-    with pytest.raises(InvalidInputError, match="TorchScript models run no hooks"):
-        load_model(path, input_shape=(4,), feature_layer="head")
+    assert {"white_box", "features"} <= capabilities(model)
+    with torch.no_grad():
+        hidden = (torch.relu(net.body(torch.from_numpy(x))) * 2).numpy()
+    np.testing.assert_allclose(model.features(x), hidden, atol=1e-6)
+    named = load_model(tmp_path / "net.pt", input_shape=(4,), feature_layer="body")
+    np.testing.assert_allclose(named.features(x), x, atol=1e-6)  # the input of the first layer
+    with pytest.raises(
+        InvalidInputError, match=r"feature layer 'tail' has no parameters used in the TorchScript graph"
+    ):
+        load_model(tmp_path / "net.pt", input_shape=(4,), feature_layer="tail")
+    conv = load_model(tmp_path / "conv.pt", input_shape=(1, 8, 8))
+    assert "white_box" in capabilities(conv) and "features" not in capabilities(conv)
 
 
 def test_probe_failure_names_the_shape(model_files):

@@ -9,7 +9,8 @@ layer, or of a layer the user names. How the features are reached depends on the
     a forward pre-hook on the layer.
 TorchScript
     compiled modules run no Python hooks, so the adapter runs the prefix of a (nested) ``Sequential``
-    up to the layer; other TorchScript models have no features.
+    up to the layer; for other TorchScript models it copies the inlined graph with its output rewired
+    to the layer's input (no features when that fails).
 ``torch.export``
     the graph is copied and its output rewired to the input of the last ``linear``/``addmm`` node
     (or of the first node the named layer produced).
@@ -223,13 +224,7 @@ class TorchModel:
     def _script_features(self, name: str | None) -> Callable[[Any], Any] | None:
         leaves = list(_sequential_leaves(self.module, ""))
         if not leaves or (len(leaves) == 1 and leaves[0][0] == ""):
-            if name is not None:
-                raise InvalidInputError(
-                    f"{prefix(self.name)}TorchScript models run no hooks, so features are only reachable "
-                    "in a (nested) Sequential model; export with torch.export or ONNX, or pass the "
-                    "nn.Module through the Python API"
-                )
-            return None
+            return self._script_graph_features(name)
         if name is None:
             cut = max((i for i, (_, m) in enumerate(leaves) if _is_linear(m)), default=None)
             if cut is None:
@@ -251,6 +246,47 @@ class TorchModel:
                 return h
 
             return self._call(run, x)
+
+        return features
+
+    def _script_graph_features(self, name: str | None) -> Callable[[Any], Any] | None:
+        """Features of a TorchScript model that is not a Sequential: a copy of its inlined graph whose
+        output is the input of the last ``aten::linear`` (or of the first op using the named layer's
+        parameters). This uses TorchScript internals, so any failure means "no features", checked on a
+        probe batch here rather than in the middle of a run.
+        """
+        torch = self._torch
+        try:
+            graph = self.module.inlined_graph.copy()
+            value = _script_feature_value(graph, name)
+            if value is None:
+                fn = None
+            else:
+                while len(list(graph.outputs())):
+                    graph.eraseOutput(0)
+                graph.registerOutput(value)
+                torch._C._jit_pass_dce(graph)
+                fn = torch._C._create_function_from_graph("roadworthy_features", graph)
+                with torch.inference_mode():
+                    fn(self.module._c, self._normalise(torch.zeros((1, *self.input_spec.shape))))
+        except (RuntimeError, AttributeError, TypeError) as exc:
+            if name is not None:
+                raise InvalidInputError(
+                    f"{prefix(self.name)}cannot read layer '{name}' from this TorchScript model "
+                    f"({first_line(exc)}); export with torch.export or ONNX, or pass the nn.Module "
+                    "through the Python API"
+                ) from exc
+            return None
+        if fn is None:
+            if name is not None:
+                raise InvalidInputError(
+                    f"{prefix(self.name)}feature layer '{name}' has no parameters used in the TorchScript "
+                    "graph; name a layer with weights (e.g. the classifier's Linear)"
+                )
+            return None
+
+        def features(x: Any) -> Any:
+            return self._call(lambda t: fn(self.module._c, self._normalise(t)), x)
 
         return features
 
@@ -389,6 +425,43 @@ def _sequential_leaves(module: Any, name: str) -> Any:
             yield from _sequential_leaves(child, f"{name}.{child_name}" if name else child_name)
     else:
         yield name, module
+
+
+def _script_feature_value(graph: Any, name: str | None) -> Any:
+    """The TorchScript value flowing into the last ``aten::linear`` or into layer ``name``'s first op."""
+
+    def attr_path(value: Any) -> list[str] | None:
+        node = value.node()
+        if node.kind() != "prim::GetAttr":
+            return [] if node.kind() == "prim::Param" else None
+        parent = attr_path(node.input())
+        return None if parent is None else [*parent, node.s("name")]
+
+    def data_input(node: Any) -> Any:
+        for value in node.inputs():
+            if (
+                value.node().kind() not in ("prim::GetAttr", "prim::Constant")
+                and value.type().kind() == "TensorType"
+            ):
+                return value
+        return None
+
+    if name is None:
+        found = None
+        for node in graph.nodes():
+            if node.kind() in ("aten::linear", "aten::addmm", "aten::matmul"):
+                value = node.inputsAt(1) if node.kind() == "aten::addmm" else node.inputsAt(0)
+                found = value if value.type().kind() == "TensorType" else found
+        return found
+    parts = name.split(".")
+    for node in graph.nodes():
+        if node.kind() in ("prim::GetAttr", "prim::Constant"):
+            continue
+        for value in node.inputs():
+            path = attr_path(value)
+            if path is not None and path[: len(parts)] == parts and len(path) > len(parts):
+                return data_input(node)
+    return None
 
 
 def _module_input_node(nodes: list[Any], name: str) -> Any:
