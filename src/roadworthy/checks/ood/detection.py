@@ -451,11 +451,8 @@ class DetectionSummary(Check):
             )
             out.append(("ROC curves per detector, all OOD sources pooled", uri))
         if d.get("auroc"):
-            rows = [d["auroc"][n] for n in d["detectors"]]
-            out.append(
-                (
-                    "AUROC per detector (rows) and OOD source (columns)",
-                    heatmap(rows, d["detectors"], d["sources"], vmin=0.5),
-                )
-            )
+            cols = [d["auroc"][n] for n in d["detectors"]]
+            rows = np.asarray(cols, float).T.tolist()  # sources down, detectors across: long names fit
+            uri = heatmap(rows, d["sources"], d["detectors"], vmin=0.5)
+            out.append(("AUROC per OOD source (rows) and detector (columns); 0.5 is chance", uri))
         return out

@@ -244,7 +244,7 @@ def aupr(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
 
 
 def roc_points(id_scores: np.ndarray, ood_scores: np.ndarray, n_points: int = 51) -> dict[str, list[float]]:
-    """The ROC curve (OOD positive) sampled at ``n_points`` false-alarm rates, for plotting.
+    """The ROC curve (OOD positive) at ``n_points`` even false-alarm rates plus ten below 0.1, for plotting.
 
     ``fpr`` is the share of ID inputs flagged as OOD, ``tpr`` the share of OOD inputs flagged.
     """
@@ -254,7 +254,8 @@ def roc_points(id_scores: np.ndarray, ood_scores: np.ndarray, n_points: int = 51
     fpr = 1.0 - np.searchsorted(a_sorted, thresholds, side="left") / a.size
     tpr = 1.0 - np.searchsorted(b_sorted, thresholds, side="left") / b.size
     fpr, tpr = np.r_[0.0, fpr], np.r_[0.0, tpr]
-    grid = np.linspace(0.0, 1.0, n_points)
+    # dense at low false-alarm rates, where a deployed threshold would sit
+    grid = np.unique(np.r_[np.linspace(0.0, 0.1, 11), np.linspace(0.0, 1.0, n_points)])
     # the best detection rate reachable at each false-alarm budget (the step curve's upper envelope)
     idx = np.searchsorted(fpr, grid, side="right") - 1
     return {"fpr": grid.tolist(), "tpr": np.maximum.accumulate(tpr)[idx].tolist()}

@@ -10,7 +10,6 @@ distribution while keeping every marginal (each column shuffled independently).
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 
@@ -25,6 +24,8 @@ FAR_IMAGE_SOURCES = ("uniform_noise", "gaussian_noise", "flat_colour", "photos")
 FAR_TABULAR_SOURCES = ("uniform_noise", "gaussian_noise")
 NEAR_IMAGE_SHIFTS = ("gaussian_noise", "contrast", "fog", "defocus_blur")
 NEAR_TABULAR_SHIFTS = ("shuffled_columns",)
+#: a shifted batch whose mean absolute change is below this counts as unchanged
+UNCHANGED = 1e-3
 
 
 # ------------------------------------------------------------------------------------------ far-OOD images
@@ -128,22 +129,26 @@ def shifted_images(
 ) -> tuple[np.ndarray, str]:
     """``x`` under shift ``name`` at ``severity`` (1-5), and where the shift came from.
 
-    Uses the shift suite's ``apply_shift`` when it knows the shift, else a simple built-in version of
-    the same corruption; the second value is ``"shift suite"`` or ``"built-in"``.
+    Uses the shift suite's ``apply_shift`` when it knows the shift and it changes the inputs, else a
+    simple built-in version of the same corruption; the second value is ``"shift suite"`` or
+    ``"built-in"``.
     """
     apply_shift = _shift_suite()
     if apply_shift is not None:
-        params = inspect.signature(apply_shift).parameters
-        kwargs: dict[str, object] = {}
-        if "rng" in params:
-            kwargs["rng"] = rng
-        elif "seed" in params:
-            kwargs["seed"] = int(rng.integers(0, 2**31))
         try:
-            out = apply_shift(x, name, severity, **kwargs)
-            return np.clip(np.asarray(out, np.float32), 0.0, 1.0), "shift suite"
-        except (KeyError, ValueError, TypeError) as exc:
-            log.info("shift suite could not apply %s (%s); using the built-in version", name, exc)
+            out = np.clip(
+                np.asarray(apply_shift(name=name, x=x, severity=severity, rng=rng), np.float32), 0, 1
+            )
+            if np.abs(out - x).mean() >= UNCHANGED:
+                return out, "shift suite"
+            # e.g. a blur whose radius rounds to nothing on small images: no use as a changed input
+            log.info("the shift suite's %s left the inputs unchanged; using the built-in version", name)
+        except (KeyError, ValueError) as exc:  # a shift it does not have, or inputs it cannot take
+            log.info("the shift suite cannot apply %s (%s); using the built-in version", name, exc)
+        except TypeError as exc:
+            log.warning(
+                "the shift suite's apply_shift has an unexpected signature (%s); using built-in shifts", exc
+            )
     out = _fallback_shift(np.asarray(x, np.float64), name, severity, rng)
     return np.clip(out, 0.0, 1.0).astype(np.float32), "built-in"
 
