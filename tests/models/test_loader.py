@@ -182,3 +182,12 @@ def test_function_model_probs_and_normalisation():
     np.testing.assert_allclose(model.predict(x), softmax_of_mean((x - 1) / 2), atol=1e-6)
     with pytest.raises(InvalidInputError, match=r"`std` must not contain zeros"):
         load_model(softmax_of_mean, input_shape=(4,), std=[0.0])
+
+
+@pytest.mark.parametrize(
+    ("key", "fmt"), [("script", "torchscript"), ("export", "torch.export"), ("onnx", "onnx")]
+)
+def test_format_is_sniffed_from_content_not_extension(key, fmt, model_files, tmp_path):
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes(Path(model_files[key]).read_bytes())
+    assert load_model(renamed, input_shape=(1, 16, 16)).format == fmt

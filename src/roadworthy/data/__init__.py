@@ -67,7 +67,7 @@ def load_data(
     if not p.exists():
         raise InvalidInputError(f"{display}: no such file or folder")
     if channels is not None and channels not in (1, 3, 4):
-        raise InvalidInputError(f"`channels` must be 1 or 3. Got {channels} instead.")
+        raise InvalidInputError(f"`channels` must be 1, 3 or 4. Got {channels} instead.")
     if p.is_dir():
         from roadworthy.data.images import load_image_folder
 

@@ -32,7 +32,7 @@ def load_image_folder(
     from PIL import Image, UnidentifiedImageError
 
     if channels not in (None, 1, 3):
-        raise InvalidInputError(f"`channels` must be 1 or 3. Got {channels} instead.")
+        raise InvalidInputError(f"`channels` must be 1 or 3 for an image folder. Got {channels} instead.")
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     skipped = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
     if not folders:

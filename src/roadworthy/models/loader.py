@@ -157,10 +157,10 @@ def load_file(path: Path, opts: LoadOptions, display: str) -> Model:
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         return _load_pickle(path, opts, display)
+    if head.startswith(b"PK\x03\x04"):
+        return _load_zip(path, opts, display, suffix)
     if suffix == ".onnx":
         return _load_onnx(path, opts, display)
-    if head.startswith(b"PK"):
-        return _load_zip(path, opts, display, suffix)
     if suffix in TORCH_SUFFIXES:
         if head[:1] == b"\x80":  # a legacy (non-zip) torch.save file starts with a pickle
             return _load_torch_save(path, opts, display)
