@@ -262,7 +262,8 @@ def apgd_checkpoints(steps: int) -> list[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p[1:] if math.ceil(q * steps) < steps})
+    marks = {math.ceil(q * steps - 1e-9) for q in p[1:]}  # the tolerance absorbs float error in p_j
+    return sorted(m for m in marks if 0 < m < steps)
 
 
 def apgd(

@@ -1,0 +1,141 @@
+"""Black-box attacks fool an ONNX export of the digits CNN through nothing but its outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadworthy.checks.attack import _common as common
+from roadworthy.checks.attack.hopskipjump import HopSkipJump, hop_skip_jump
+from roadworthy.checks.attack.laser import LaserBeam, laser_attack, render_laser, wavelength_to_rgb
+from roadworthy.checks.attack.pixels import FewPixelAttack, LineAttack, render_line, render_pixels
+from roadworthy.checks.attack.square import SquareAttack, p_schedule, square_attack
+from roadworthy.runner import run_check
+from tests.checks.attack.conftest import headline
+
+
+@pytest.fixture(scope="module")
+def correct_inputs(digits_onnx_model, digits_data):
+    """The first 24 test digits the ONNX model classifies correctly."""
+    x, y = digits_data.x[:40], digits_data.y[:40]
+    ok = digits_onnx_model.predict(x).argmax(1) == y
+    return x[ok][:24], y[ok][:24]
+
+
+def test_onnx_model_is_black_box(onnx_ctx):
+    assert "white_box" not in onnx_ctx.capabilities
+    assert (onnx_ctx.clean_pred == onnx_ctx.data.y).mean() > 0.9
+
+
+def test_square_attack_fools_the_onnx_model(digits_onnx_model, correct_inputs):
+    x, y = correct_inputs
+
+    def logits(b):
+        return digits_onnx_model.predict(b)
+
+    adv, queries = square_attack(logits, x, y, eps=0.3, max_queries=150, rng=np.random.default_rng(0))
+    common.verify_budget(x, adv, 0.3, "linf", "square")
+    fooled = logits(adv).argmax(1) != y
+    assert fooled.mean() > 0.9
+    assert queries.max() <= 150 and queries[fooled].mean() < 100
+
+
+def test_square_p_schedule_halves():
+    assert p_schedule(0.8, 0, 10000) == 0.8
+    assert p_schedule(0.8, 30, 10000) == 0.4
+    assert p_schedule(0.8, 9000, 10000) == pytest.approx(0.8 / 512)
+
+
+def test_hopskipjump_fools_the_onnx_model_with_labels_only(digits_onnx_model, correct_inputs):
+    x, y = correct_inputs[0][:12], correct_inputs[1][:12]
+    calls = []
+
+    def labels(b):
+        calls.append(len(b))
+        return digits_onnx_model.predict(b).argmax(1)
+
+    adv, dist, queries = hop_skip_jump(labels, x, y, max_queries=600, rng=np.random.default_rng(0))
+    assert np.isfinite(dist).all()
+    assert (labels(adv) != y).all()
+    assert np.allclose(dist, common.perturbation_norms(x, adv, "l2"), atol=1e-4)
+    assert queries.max() <= 600
+    assert sum(calls[:-1]) == queries.sum()  # every query is counted
+    # The iterations shrink the distance well below where the noise start lies (~ sqrt(256) * 0.4).
+    assert np.median(dist) < 2.5
+
+
+def test_blackbox_checks_run_on_the_onnx_model(onnx_ctx):
+    square = run_check(
+        SquareAttack, onnx_ctx, SquareAttack.Params(n_samples=32, max_queries=100, sweep=(8 / 255, 0.3))
+    )
+    assert square.status == "pass", square.error
+    assert square.metrics["attack.square.eps_0.30000.robust_accuracy"] < 0.2
+    assert square.metrics["attack.square.queries"] <= 100
+    assert square.details["threat_model"]["nist_class"] == "evasion, black-box"
+
+    hsj = run_check(HopSkipJump, onnx_ctx, HopSkipJump.Params(n_samples=12, max_queries=300))
+    assert hsj.status == "pass", hsj.error
+    assert np.isfinite(hsj.metrics["attack.hopskipjump.median_perturbation"])
+    assert (
+        hsj.metrics["attack.hopskipjump.eps_2.00000.robust_accuracy"]
+        < hsj.metrics["attack.hopskipjump.eps_0.10000.robust_accuracy"]
+    )
+
+
+def test_sparse_and_laser_checks_run_on_the_onnx_model(onnx_ctx):
+    pixels = run_check(
+        FewPixelAttack,
+        onnx_ctx,
+        FewPixelAttack.Params(n_samples=16, strengths=(1, 4), default=4, popsize=12, generations=5),
+    )
+    assert pixels.status == "pass", pixels.error
+    assert pixels.metrics["attack.pixels.queries"] <= 12 * 6
+    line = run_check(
+        LineAttack,
+        onnx_ctx,
+        LineAttack.Params(n_samples=16, strengths=(16,), default=16, popsize=12, generations=5),
+    )
+    assert line.status == "pass", line.error
+    assert line.metrics["attack.line.success_rate"] > 0, headline(line.metrics)
+    laser = run_check(LaserBeam, onnx_ctx, LaserBeam.Params(n_samples=16, restarts=1, iterations=20))
+    assert laser.status == "pass", laser.error
+    assert laser.metrics["attack.laser.success_rate"] > 0.5
+    assert laser.metrics["attack.laser.queries"] <= 41
+    assert laser.details["threat_model"]["physically_realisable"] is True
+    assert laser.examples and laser.examples[0].changed.startswith("data:image/png")
+
+
+def test_renderers_respect_their_budgets():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (5, 3, 16, 16)).astype(np.float32)
+    params = rng.uniform([0, 0, 0, 0, 0] * 3, [16, 16, 1, 1, 1] * 3, size=(5, 15))
+    out = render_pixels(x, params)
+    assert (common.perturbation_norms(x, out, "l0") <= 3).all()
+    lines = render_line(6)(x, rng.uniform([0, 0, 0, 0, 0, 0], [2, 1, 1, 1, 1, 1], size=(5, 6)))
+    changed = np.abs(lines - x).max(axis=1) > 0
+    assert (changed.sum(axis=(1, 2)) <= 6).all()
+    for img in changed:  # all changed pixels lie on one row or one column
+        r, c = np.nonzero(img)
+        assert len(set(r)) <= 1 or len(set(c)) <= 1
+    beam = render_laser(x, np.array([[550.0, 0.3, 0.0, 2.0, 1.0]] * 5))
+    common.verify_budget(x, beam, None, None, "laser")
+    assert (beam >= x - 1e-6).all()  # light only adds
+
+
+def test_wavelength_colours():
+    rgb = wavelength_to_rgb(np.array([440.0, 490.0, 510.0, 580.0, 645.0, 900.0]))
+    np.testing.assert_allclose(
+        rgb, [[0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], atol=1e-9
+    )
+
+
+def test_blackbox_attacks_are_deterministic(digits_onnx_model, correct_inputs):
+    x, y = correct_inputs
+    a = laser_attack(
+        lambda b: digits_onnx_model.predict(b), x[:6], y[:6], 1, 10, rng=np.random.default_rng(3)
+    )
+    b = laser_attack(
+        lambda b: digits_onnx_model.predict(b), x[:6], y[:6], 1, 10, rng=np.random.default_rng(3)
+    )
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_array_equal(u, v)
