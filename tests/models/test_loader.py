@@ -191,3 +191,18 @@ def test_format_is_sniffed_from_content_not_extension(key, fmt, model_files, tmp
     renamed = tmp_path / "model.bin"
     renamed.write_bytes(Path(model_files[key]).read_bytes())
     assert load_model(renamed, input_shape=(1, 16, 16)).format == fmt
+
+
+def test_bad_arguments_are_named(digits_module):
+    with pytest.raises(
+        InvalidInputError, match=r"^`output` must be 'logits' or 'probs'. Got 'softmax' instead.$"
+    ):
+        load_model(digits_module, input_shape=(1, 16, 16), output="softmax")
+    with pytest.raises(
+        InvalidInputError, match=r"^`mean` needs 1 or 1 values \(one per channel\). Got 3 instead.$"
+    ):
+        load_model(digits_module, input_shape=(1, 16, 16), mean=[0.1, 0.2, 0.3])
+    with pytest.raises(
+        InvalidInputError, match=r"the model returns 10 scores per sample but 7 classes were given"
+    ):
+        load_model(digits_module, input_shape=(1, 16, 16), n_classes=7)

@@ -94,8 +94,13 @@ def load_model(
     UnsupportedModelError
         The format or object type is not one roadworthy adapts.
     """
+    from roadworthy.errors import InvalidInputError
     from roadworthy.models.loader import LoadOptions, adapt_object, load_file
 
+    if output not in (None, "logits", "probs"):
+        raise InvalidInputError(f"`output` must be 'logits' or 'probs'. Got {output!r} instead.")
+    if n_classes is not None and int(n_classes) < 1:
+        raise InvalidInputError(f"`n_classes` must be at least 1. Got {n_classes} instead.")
     opts = LoadOptions(
         trust_pickle=trust_pickle,
         mean=tuple(float(v) for v in mean) if mean is not None else None,
