@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def check(
     batch_size: int = 256,
     progress: Any = None,
     say: Any = None,
+    backend: str = "local",
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -110,6 +112,8 @@ def check(
         path) for the ``max_drop`` comparison and mCE.
     out
         When given, ``report.json``, ``report.html``, ``report.md`` and ``junit.xml`` are written there.
+    backend
+        ``local`` (this process) or ``ray`` (independent checks in parallel; ``roadworthy[ray]``).
     """
     from roadworthy.data import validate_compat
     from roadworthy.models import model_sha256
@@ -175,6 +179,16 @@ def check(
         model_sha256=model_sha256(model) if model_path else None,
         progress=progress,
         say=say,
+        backend=backend,
+        model_recipe=functools.partial(
+            load_model,
+            model,
+            trust_pickle=trust_pickle,
+            mean=mean,
+            std=std,
+            input_shape=shape,
+            feature_layer=feature_layer,
+        ),
     )
     report = session.run()
     if out is not None:

@@ -154,7 +154,7 @@ def check(
     if backend == "ray":
         from roadworthy.errors import require
 
-        require("ray", "ray", "--backend ray")
+        require("ray", "ray", "--backend ray")  # fail before loading anything
     if log_mlflow:
         from roadworthy.errors import require
 
@@ -186,6 +186,7 @@ def check(
             batch_size=batch_size,
             progress=progress,
             say=say,
+            backend=backend,
         )
     if log_mlflow:
         from roadworthy.trackers import log_to_mlflow

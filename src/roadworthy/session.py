@@ -121,6 +121,8 @@ class Session:
     model_sha256: str | None = None
     progress: Any = None
     say: Callable[[str], None] | None = None
+    backend: str = "local"
+    model_recipe: Callable[[], Any] | None = None  #: rebuilds the model in another process (ray backend)
 
     def context(self) -> Context:
         from roadworthy.checks.base import NullProgress
@@ -148,7 +150,16 @@ class Session:
                 partial = self.build_report(list(ctx.results.values()), created)
                 write_text_atomic(self.out / PARTIAL_NAME, partial.model_dump_json(indent=1))
 
-        results = run_checks(classes, ctx, on_result=checkpoint, done=done, say=self.say)
+        if self.backend == "ray":
+            from roadworthy.backends.ray import run_ray
+
+            results = run_ray(
+                classes, ctx, on_result=checkpoint, done=done, say=self.say, model_recipe=self.model_recipe
+            )
+        elif self.backend == "local":
+            results = run_checks(classes, ctx, on_result=checkpoint, done=done, say=self.say)
+        else:
+            raise InvalidInputError(f"--backend must be 'local' or 'ray'. Got {self.backend!r} instead.")
         report = self.build_report(results, created)
         if self.out is not None:
             (self.out / PARTIAL_NAME).unlink(missing_ok=True)
