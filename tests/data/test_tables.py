@@ -100,3 +100,14 @@ def test_table_faults(frame, tmp_path, monkeypatch):
         InvalidInputError, match=r"^cut.parquet: not a valid Parquet file \(truncated or corrupt: "
     ):
         load_data("cut.parquet", target="risk")
+
+
+def test_saved_row_index_is_ignored_with_a_warning(frame, tmp_path):
+    from roadworthy.errors import RoadworthyWarning
+
+    frame.to_csv(tmp_path / "indexed.csv")  # index=True writes an "Unnamed: 0" column
+    with pytest.warns(
+        RoadworthyWarning, match=r"ignored column Unnamed: 0 \(a saved row index, not a feature\)"
+    ):
+        ds = load_data(tmp_path / "indexed.csv", target="risk")
+    assert ds.feature_names == ["age", "income", "member"]

@@ -6,6 +6,7 @@ are used as they are.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from roadworthy.data._validate import apply_class_names, check_finite, integer_labels
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError, require
+from roadworthy.errors import InvalidInputError, RoadworthyWarning, require
 from roadworthy.models._common import first_line
 
 
@@ -31,7 +32,16 @@ def load_table(path: Path, display: str, target: str | None, class_names: list[s
         raise InvalidInputError(f"{display}: no column '{target}' (columns: {_list(columns)})")
     if len(frame) == 0:
         raise InvalidInputError(f"{display}: no rows (empty data)")
-    features = [c for c in columns if c != target]
+    index_like = [c for c in columns if c.startswith("Unnamed: ") and c != target]
+    if index_like:
+        # pandas writes its row index as "Unnamed: 0" when to_csv is called without index=False
+        warnings.warn(
+            f"{display}: ignored column{'s' if len(index_like) > 1 else ''} {_list(index_like)} "
+            "(a saved row index, not a feature)",
+            RoadworthyWarning,
+            stacklevel=3,
+        )
+    features = [c for c in columns if c != target and c not in index_like]
     if not features:
         raise InvalidInputError(f"{display}: no feature columns besides the target '{target}'")
     non_numeric = [
