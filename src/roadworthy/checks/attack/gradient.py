@@ -74,7 +74,7 @@ def input_gradient(
     """``(d loss / d x, logits, loss)`` per sample; zeros when the output does not depend on ``x`` at all."""
     import torch
 
-    xr = x.detach().clone().requires_grad_(True)
+    xr = x.detach().requires_grad_(True)  # a new leaf sharing storage: no copy
     with torch.enable_grad():
         logits = forward(xr)
         values = LOSSES[loss](logits, y)
@@ -111,7 +111,7 @@ def project(x_adv: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, norm: str)
 
     d = x_adv - x0
     if norm == "linf":
-        d = torch.maximum(torch.minimum(d, eps), -eps)
+        d = torch.clamp(d, -eps, eps)
     else:
         d = d * torch.clamp(eps / (_norm(d) + 1e-12), max=1.0)
     return (x0 + d).clamp(0.0, 1.0)
