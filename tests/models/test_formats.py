@@ -62,10 +62,37 @@ def test_onnx_is_black_box_and_reads_layout_and_batch_from_the_graph(model_files
     assert fixed._fixed_batch == 1
 
 
-def test_export_reads_shape_and_fixed_batch_from_the_graph(model_files):
+def test_export_reads_shape_from_the_graph_and_frees_a_fixed_batch_when_safe(model_files):
     model = load_model(model_files["export_b1"])
     assert model.input_spec.shape == (1, 16, 16)
+    assert model._fixed_batch is None  # the batch-1 guard was dropped: the graph gives the same for any batch
+
+
+def test_export_that_bakes_its_batch_size_runs_sample_by_sample(tmp_path):
+    import warnings
+
+    import torch
+
+    class Baked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(x.reshape(1, -1))  # only right for a batch of one
+
+    torch.manual_seed(0)
+    module = Baked().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(module, (torch.rand(1, 1, 4, 4),)), str(tmp_path / "baked.pt2"))
+    model = load_model(tmp_path / "baked.pt2")
     assert model._fixed_batch == 1
+    x = np.random.default_rng(0).random((5, 1, 4, 4), dtype=np.float32)
+    with torch.no_grad():
+        expected = module.head(torch.from_numpy(x).reshape(5, -1)).numpy()
+    np.testing.assert_allclose(model.predict(x), expected, atol=1e-5)
+    np.testing.assert_allclose(model.features(x), x.reshape(5, -1), atol=1e-6)
 
 
 @pytest.mark.parametrize(

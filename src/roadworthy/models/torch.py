@@ -92,6 +92,8 @@ class TorchModel:
             self.module = self.module.to(self.device)
         graph_shape, self._fixed_batch = _export_input(self.module) if self.kind == "export" else (None, None)
         shape = _resolve_shape(graph_shape, input_shape, name)
+        if self._fixed_batch is not None:
+            self._free_batch(shape)
         if modality is None:
             modality = "image" if len(shape) == 3 else "tabular"
         self.input_spec = InputSpec(modality=modality, shape=shape)  # type: ignore[arg-type]
@@ -147,6 +149,34 @@ class TorchModel:
                 f"for a batch of {n} it returned {tuple(out.shape)}"
             )
         return out.detach().float().cpu().numpy()
+
+    def _free_batch(self, shape: tuple[int, ...]) -> None:
+        """Drop the batch-size guard of a program exported with a fixed batch, if that is safe.
+
+        ``torch.export`` with one example input fixes the batch (often at 1), and looping over single
+        samples is slow. Many such graphs compute the same for any batch; a copy without the guard is
+        kept only when it reproduces the guarded program sample by sample on a probe batch.
+        """
+        torch = self._torch
+        b = int(self._fixed_batch or 1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                free = copy.deepcopy(self.module)
+            guards = [
+                n for n in free.graph.nodes if n.op == "call_module" and str(n.target).startswith("_guards")
+            ]
+            for node in guards:
+                free.graph.erase_node(node)
+            free.recompile()
+            x = torch.rand((2 * b + 1, *shape), generator=torch.Generator().manual_seed(1)).to(self.device)
+            with torch.inference_mode():
+                expected = self._call(lambda t: _first_tensor(self.module(t)), x)
+                got = _first_tensor(free(x))
+        except Exception:  # noqa: BLE001 - any failure means the batch stays fixed
+            return
+        if tuple(got.shape) == tuple(expected.shape) and torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+            self.module, self._fixed_batch = free, None
 
     def _normalise(self, x: Any) -> Any:
         if self._mean is not None:
