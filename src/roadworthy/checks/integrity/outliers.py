@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.integrity._embedding import train_representation
+from roadworthy.checks.integrity._embedding import reduce_dims, shrink_inputs, train_representation
 from roadworthy.errors import InvalidInputError
 from roadworthy.stats import proportion_metrics
 
@@ -27,12 +27,13 @@ def knn_distance(z: np.ndarray, k: int) -> np.ndarray:
 
 @register
 class Outliers(Check):
-    """Training samples far from every other sample in the model's feature space.
+    """Training samples far from every other sample, in the model's features or in the inputs.
 
     The score of a sample is its mean distance to its ``k`` nearest neighbours (a kNN outlier score,
-    Ramaswamy, Rastogi & Shim, SIGMOD 2000) in the model's standardised penultimate features, or the
-    inputs when the model has none. A sample is an outlier when its log score lies beyond Tukey's far-out
-    fence (third quartile + ``fence`` x interquartile range) of all scores. Outliers are corrupt files,
+    Ramaswamy, Rastogi & Shim, SIGMOD 2000), computed in two views: the model's standardised penultimate
+    features (when it has them) and the inputs (images shrunk to at most 16 px a side; tables
+    standardised). A sample is an outlier when its log score lies beyond Tukey's far-out fence (third
+    quartile + ``fence`` x interquartile range) in either view. Outliers are corrupt files,
     samples from another domain, or rare cases the data under-represents: worth a look, not a verdict.
     ``integrity.outliers.count`` is how many samples lie beyond the fence.
     """
@@ -54,21 +55,38 @@ class Outliers(Check):
         p = self.params
         if p.k < 1:
             raise InvalidInputError(f"`k` must be at least 1. Got {p.k} instead.")
+        if p.fence <= 0:
+            raise InvalidInputError(f"`fence` must be positive. Got {p.fence} instead.")
         train = ctx.train_data
         assert train is not None
-        z, source = train_representation(ctx, p.max_dims)
-        score = np.log(knn_distance(z, p.k) + 1e-12)
-        q1, q3 = np.percentile(score, [25, 75])
-        cut = q3 + p.fence * (q3 - q1)
-        flagged = np.flatnonzero(score > cut)
-        flagged = flagged[np.argsort(-score[flagged], kind="stable")]
+        views = {}
+        if "features" in ctx.capabilities:
+            views["features"] = train_representation(ctx, p.max_dims)[0]
+        shrunk = ctx.cached("integrity.train_inputs_shrunk", lambda: shrink_inputs(train.x))
+        views["inputs"] = reduce_dims(shrunk, p.max_dims, ctx.seed, per_column=train.modality != "image")
+        # per view: log of the kNN distance relative to the median, and the far-out fence on that scale
+        excess = np.full((len(views), train.n_samples), -np.inf)
+        thresholds = {}
+        for v, z in enumerate(views.values()):
+            score = np.log(knn_distance(z, p.k) + 1e-12)
+            score -= np.median(score)
+            q1, q3 = np.percentile(score, [25, 75])
+            cut = q3 + p.fence * (q3 - q1)
+            thresholds[list(views)[v]] = float(np.exp(cut))
+            excess[v] = score - cut
+        worst = excess.max(axis=0)
+        flagged = np.flatnonzero(worst > 0)
+        flagged = flagged[np.argsort(-worst[flagged], kind="stable")]
+        ratio = np.exp(excess + np.log(list(thresholds.values()))[:, None])  # distance / median distance
         n = train.n_samples
+        names = list(views)
         details = {
             "indices": flagged.tolist(),
-            "scores": np.round(np.exp(score[flagged]), 5).tolist(),
-            "threshold": float(np.exp(cut)),
-            "median_score": float(np.exp(np.median(score))),
-            "representation": source,
+            "scores": np.round(ratio.max(axis=0)[flagged], 4).tolist(),
+            "score": "mean distance to the k nearest neighbours / its median, in the view where it is largest",
+            "view": [names[int(excess[:, i].argmax())] for i in flagged],
+            "thresholds": thresholds,
+            "views": names,
             "k": p.k,
         }
         examples = []
@@ -76,19 +94,17 @@ class Outliers(Check):
             from roadworthy.report.images import png_data_uri
             from roadworthy.results import Example
 
-            med = float(np.exp(np.median(score)))
-            for i in flagged[: p.n_examples]:
+            for i, view in zip(flagged[: p.n_examples], details["view"], strict=False):
                 examples.append(
                     Example(
-                        title=f"training sample #{int(i)}: {np.exp(score[i]) / med:.1f}x the median neighbour distance",
+                        title=f"training sample #{int(i)}: {ratio.max(axis=0)[i]:.1f}x the median neighbour "
+                        f"distance ({view})",
                         label=ctx.class_name(int(train.y[i])),
                         original=png_data_uri(train.x[i]),
                     )
                 )
-        summary = (
-            f"{len(flagged)} of {n} training samples ({len(flagged) / n:.1%}) lie far from all others in "
-            f"{source}."
-        )
+        where = " and ".join({"features": "the model's features", "inputs": "the inputs"}[v] for v in names)
+        summary = f"{len(flagged)} of {n} training samples ({len(flagged) / n:.1%}) lie far from all others in {where}."
         metrics = {"integrity.outliers.count": float(len(flagged))}
         metrics.update(proportion_metrics("integrity.outliers.rate", len(flagged), n))
         return Outcome(metrics=metrics, details=details, examples=examples, summary=summary)

@@ -108,6 +108,18 @@ def scan_class(
     )
 
 
+@dataclass
+class Suspicion:
+    """A class called poisoned: the view that decided, its scan, score and the ranked suspects."""
+
+    view: str
+    scan: ClassScan
+    score: float
+    members: np.ndarray  # training rows, most suspicious first
+    tau: np.ndarray  # their spectral signature scores
+    votes: np.ndarray  # in how many views each was in the group
+
+
 def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
     """(value - median) / (1.4826 * MAD), with the scale floored at ``floor`` so a few near-equal
     classes do not turn tiny differences into huge scores."""
@@ -144,8 +156,8 @@ class Poisoning(Check):
         n_components: int = 10
         max_relative_size: float = 0.35
         min_resemblance: float = 0.5
-        z_threshold: float = 2.5
-        min_silhouette: float = 0.25
+        z_threshold: float = 2.0
+        min_silhouette: float = 0.3
         min_group: int = 5
         min_class_size: int = 20
         max_dims: int = 64
@@ -189,10 +201,10 @@ class Poisoning(Check):
 
     def _decide(
         self, scans: dict[str, list[ClassScan]], labels: list[int], ctx: Context
-    ) -> tuple[list[dict[str, Any]], list[tuple[str, ClassScan, float]]]:
+    ) -> tuple[list[dict[str, Any]], list[Suspicion]]:
         p = self.params
         table: list[dict[str, Any]] = [{"label": c, "class": ctx.class_name(c)} for c in labels]
-        flagged: list[tuple[str, ClassScan, float]] = []
+        groups: list[tuple[str, ClassScan, float]] = []
         for view, per_class in scans.items():
             sil = np.array([s.silhouette for s in per_class])
             z_sil = robust_z(sil, floor=0.03)
@@ -217,39 +229,62 @@ class Poisoning(Check):
                 }
                 score = float(zs) if eligible else 0.0
                 row[view]["score"] = round(score, 3)
-                if eligible and zs >= p.z_threshold and s.silhouette >= p.min_silhouette:
-                    flagged.append((view, s, score))
-        # one verdict per class: the view with the strongest evidence
-        best: dict[int, tuple[str, ClassScan, float]] = {}
-        for view, s, score in flagged:
-            if s.label not in best or score > best[s.label][2]:
-                best[s.label] = (view, s, score)
-        return table, sorted(best.values(), key=lambda f: -f[2])
+                if eligible and s.silhouette >= p.min_silhouette:
+                    groups.append((view, s, score))
+        # one verdict per class, from the view with the strongest evidence; its suspects are the union of the
+        # groups that point to the same source class in every view (a backdoor may split off in one view
+        # only partly), members found in more views first
+        by_class: dict[int, list[tuple[str, ClassScan, float]]] = {}
+        for view, s, score in groups:
+            by_class.setdefault(s.label, []).append((view, s, score))
+        verdicts: list[Suspicion] = []
+        for found in by_class.values():
+            view, s, score = max(found, key=lambda f: f[2])
+            if score < p.z_threshold:
+                continue
+            agreeing = [g for _, g, _ in found if g.source == s.source]
+            votes = np.zeros(s.n)
+            for g in agreeing:
+                votes[np.searchsorted(s.rows, g.members)] += 1
+            in_group = np.flatnonzero(votes > 0)
+            order = np.lexsort((-s.tau[in_group], -votes[in_group]))
+            members = s.rows[in_group[order]]
+            verdicts.append(
+                Suspicion(
+                    view=view,
+                    scan=s,
+                    score=score,
+                    members=members,
+                    tau=s.tau[in_group[order]],
+                    votes=votes[in_group[order]],
+                )
+            )
+        return table, sorted(verdicts, key=lambda v: -v.score)
 
     def _outcome(
         self,
         ctx: Context,
         scans: dict[str, list[ClassScan]],
         table: list[dict[str, Any]],
-        flagged: list[tuple[str, ClassScan, float]],
+        flagged: list[Suspicion],
         n: int,
     ) -> Outcome:
         p = self.params
         suspects: list[int] = []
         scores: list[float] = []
+        votes: list[int] = []
         verdicts = []
-        for view, s, score in flagged:
-            # rank the group: most atypical along the class's top singular direction first
-            tau = s.tau[np.searchsorted(s.rows, s.members)]
-            order = np.argsort(-tau, kind="stable")
-            suspects.extend(s.members[order].tolist())
+        for f in flagged:
+            s, view, score = f.scan, f.view, f.score
+            suspects.extend(f.members.tolist())
             scale = float(np.median(s.tau)) or 1.0
-            scores.extend(np.round(tau[order] / scale, 3).tolist())
+            scores.extend(np.round(f.tau / scale, 3).tolist())
+            votes.extend(f.votes.astype(int).tolist())
             verdicts.append(
                 {
                     "class": ctx.class_name(s.label),
                     "label": s.label,
-                    "n_suspects": len(s.members),
+                    "n_suspects": len(f.members),
                     "class_size": s.n,
                     "resembles": ctx.class_name(s.source),
                     "resembles_label": s.source,
@@ -280,12 +315,14 @@ class Poisoning(Check):
             "suspect_classes": [v["class"] for v in verdicts],
             "indices": suspects,
             "scores": scores,
+            "score": "spectral signature (squared projection on the class's top singular vector) / class median",
+            "views_agreeing": votes,
             "verdicts": verdicts,
             "classes": table,
             "views": list(scans),
             "n_samples": n,
         }
-        examples = [ex for _, s, _ in flagged[:2] for ex in _examples(ctx, s, p.n_examples)]
+        examples = [ex for f in flagged[:2] for ex in _examples(ctx, f, p.n_examples)]
         metrics = {
             "integrity.poisoning.suspect_count": float(len(suspects)),
             "integrity.poisoning.score": float(score_metric),
@@ -324,7 +361,7 @@ class Poisoning(Check):
         ]
 
 
-def _examples(ctx: Context, s: ClassScan, n_examples: int) -> list[Example]:
+def _examples(ctx: Context, f: Suspicion, n_examples: int) -> list[Example]:
     from roadworthy.report.images import png_data_uri
     from roadworthy.results import Example, ExampleImage
 
@@ -332,9 +369,9 @@ def _examples(ctx: Context, s: ClassScan, n_examples: int) -> list[Example]:
     assert train is not None
     if train.modality != "image":
         return []
-    tau = s.tau[np.searchsorted(s.rows, s.members)]
-    suspects = s.members[np.argsort(-tau, kind="stable")][:n_examples]
-    clean_rows = np.setdiff1d(s.rows, s.members)
+    s = f.scan
+    suspects = f.members[:n_examples]
+    clean_rows = np.setdiff1d(s.rows, f.members)
     clean_tau = s.tau[np.searchsorted(s.rows, clean_rows)]
     clean = clean_rows[np.argsort(clean_tau, kind="stable")][: len(suspects)]  # most typical members
     out = []

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadworthy.checks.integrity.poisoning import Poisoning, robust_z
+from roadworthy.errors import InvalidInputError
+from roadworthy.results import CheckResult
+from tests.checks.integrity.conftest import make_ctx
+
+
+def test_backdoored_cnn_is_flagged_naming_target_and_source(
+    backdoored_module, backdoored_digits, digits_split
+):
+    x, y, poisoned = backdoored_digits
+    _, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(backdoored_module, x, y, x_te, y_te))
+    assert out.details["suspect_classes"] == ["6"]
+    verdict = out.details["verdicts"][0]
+    assert verdict["resembles"] == "3"
+    assert "class 6 looks poisoned" in out.summary
+    flagged = set(out.details["indices"])
+    hits = len(flagged & set(poisoned.tolist()))
+    assert hits / len(poisoned) >= 0.8
+    assert hits / len(flagged) >= 0.8
+    assert out.metrics["integrity.poisoning.suspect_count"] == len(flagged)
+    assert out.metrics["integrity.poisoning.score"] >= Poisoning.Params().z_threshold
+    assert len(out.details["scores"]) == len(out.details["indices"])
+    # the gallery shows a suspect beside a typical member of the same class
+    assert out.examples and out.examples[0].extra and out.examples[0].label == "6"
+
+
+def test_clean_twin_is_not_flagged(clean_twin_module, digits_split):
+    x_tr, y_tr, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(clean_twin_module, x_tr, y_tr, x_te, y_te))
+    assert out.details["suspect_classes"] == []
+    assert out.details["indices"] == []
+    assert out.metrics["integrity.poisoning.suspect_count"] == 0
+    assert out.metrics["integrity.poisoning.score"] < Poisoning.Params().z_threshold
+    assert "no class" in out.summary
+
+
+def test_figure_is_built_from_the_result(ctx):
+    out = Poisoning().run(ctx)
+    result = CheckResult(
+        id=Poisoning.id,
+        suite="integrity",
+        title=Poisoning.title,
+        status="pass",
+        metrics=out.metrics,
+        details=out.details,
+        params={"z_threshold": 2.5},
+    )
+    figs = Poisoning.figures(CheckResult.model_validate_json(result.model_dump_json()))
+    assert len(figs) == 1 and figs[0][1].startswith("data:image/svg+xml")
+
+
+def test_robust_z_ignores_one_extreme_class():
+    z = robust_z(np.array([0.20, 0.22, 0.21, 0.19, 0.60]), floor=0.01)
+    assert z[-1] > 10
+    assert np.abs(z[:-1]).max() < 1.5
+    assert np.isfinite(robust_z(np.ones(4), floor=0.03)).all()
+
+
+def test_bad_relative_size_is_named(ctx):
+    with pytest.raises(InvalidInputError, match="max_relative_size"):
+        Poisoning(Poisoning.Params(max_relative_size=0.9)).run(ctx)
