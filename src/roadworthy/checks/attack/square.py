@@ -145,7 +145,13 @@ class SquareAttack(Check):
     Params = SquareParams
     requires = Requires(modalities=frozenset({"image"}))
     budget_params = {
-        "quick": {"n_samples": 64, "sweep": (8 / 255,), "max_queries": 300, "huge_samples": 16},
+        "quick": {
+            "n_samples": 48,
+            "sweep": (8 / 255,),
+            "max_queries": 200,
+            "huge_samples": 8,
+            "huge_queries": 50,
+        },
         "standard": {"n_samples": 200, "max_queries": 1000},
         "thorough": {"n_samples": 500, "max_queries": 5000, "huge_samples": 64},
     }
