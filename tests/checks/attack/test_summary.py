@@ -84,3 +84,17 @@ def test_autoattack_is_skipped_with_a_reason_when_absent(ctx, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     result = run_check(AutoAttackEnsemble, ctx)
     assert result.status == "skipped" and "pyautoattack" in result.summary
+
+
+def test_autoattack_agrees_with_our_apgd_when_installed(ctx):
+    import pytest
+
+    pytest.importorskip("pyautoattack")
+    from roadworthy.checks.attack.gradient import APGDCE
+
+    params = AutoAttackEnsemble.Params(n_samples=32, version="custom", attacks=("apgd-ce",))
+    result = run_check(AutoAttackEnsemble, ctx, params)
+    assert result.status == "pass", result.error
+    theirs = result.metrics["attack.autoattack.robust_accuracy"]
+    ours = APGDCE(APGDCE.Params(n_samples=32, steps=100, sweep=(8 / 255,)), budget="quick").run(ctx)
+    assert abs(ours.metrics["attack.apgd_ce.robust_accuracy"] - theirs) <= 2 / 32

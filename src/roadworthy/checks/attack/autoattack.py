@@ -25,7 +25,8 @@ MODULE = "pyautoattack"
 class AutoAttackParams:
     n_samples: int = 1000  #: inputs attacked
     eps: float = 8 / 255  #: L-inf budget
-    version: str = "standard"  #: AutoAttack version: standard, plus or rand
+    version: str = "standard"  #: AutoAttack version: standard, plus, rand, or custom (with ``attacks``)
+    attacks: tuple[str, ...] = ()  #: for ``version="custom"``: e.g. ("apgd-ce", "apgd-t")
     batch_size: int = 250
 
 
@@ -76,8 +77,10 @@ class AutoAttackEnsemble(Check):
             def forward(self, t: torch.Tensor) -> torch.Tensor:
                 return self.fn(t)
 
+        custom = {"attacks": list(p.attacks)} if p.version == "custom" else {}
         attack = aa.AutoAttack(
             _Logits(ctx.model.forward_torch),  # type: ignore[attr-defined]
+            **custom,
             norm="Linf",
             eps=p.eps,
             version=p.version,
