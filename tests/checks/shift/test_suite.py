@@ -31,7 +31,7 @@ def test_every_shift_is_a_registered_check() -> None:
 
 @pytest.mark.parametrize("name", ["contrast", "fog", "low_light", "rotation", "translation", "stickers"])
 def test_strong_shifts_hurt_more_at_severity_5(ctx, name: str) -> None:
-    idx = ctx.sample(200, "test")
+    idx = ctx.sample(300, "test")
     x, y = ctx.data.x[idx], ctx.data.y[idx]
     acc = {
         s: float(
@@ -39,7 +39,7 @@ def test_strong_shifts_hurt_more_at_severity_5(ctx, name: str) -> None:
         )
         for s in (1, 5)
     }
-    assert acc[5] < acc[1] - 0.05, acc
+    assert acc[5] < acc[1] - 0.02, acc  # at least 2 points lower
 
 
 def test_one_shift_check_reports_accuracy_per_severity(ctx) -> None:

@@ -70,8 +70,10 @@ class Shift:
         severity = check_severity(severity)
         if severity == 0 or x.shape[0] == 0:
             return x.copy()
-        out = self.fn(x, severity, rng)
-        return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0).astype(np.float32, copy=False)
+        out = np.asarray(self.fn(x, severity, rng), dtype=np.float32)
+        if out is x or not out.flags.writeable:
+            out = out.copy()
+        return np.clip(out, 0.0, 1.0, out=out)
 
 
 SHIFTS: dict[str, Shift] = {}

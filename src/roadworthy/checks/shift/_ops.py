@@ -35,8 +35,10 @@ def per_image(fn: Callable[..., np.ndarray], x: np.ndarray, *args: object) -> np
     y = to_hwc(x)
     if y.shape[-1] == 1:
         y = y[..., 0]
-    out = [fn(img, *(a[i] for a in args)) for i, img in enumerate(y)]
-    return to_nchw(np.stack(out))
+    out = np.empty(y.shape, np.float32)
+    for i, img in enumerate(y):
+        out[i] = fn(img, *(a[i] for a in args))
+    return to_nchw(out)
 
 
 def cv2():

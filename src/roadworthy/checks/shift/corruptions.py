@@ -25,7 +25,10 @@ from roadworthy.checks.shift._base import image_size, large_weight, shift, sized
 @shift("gaussian_noise", "noise", "Additive Gaussian noise (sensor noise in good light).", imagenet_c=True)
 def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (sigma,) = sized(severity, image_size(x), [0.04, 0.06, 0.08, 0.09, 0.10], [0.08, 0.12, 0.18, 0.26, 0.38])
-    return x + np.float32(sigma) * ops.normal(rng, x.shape)
+    noise = ops.normal(rng, x.shape)
+    noise *= np.float32(sigma)
+    noise += x
+    return noise
 
 
 @shift("shot_noise", "noise", "Poisson (photon) noise: few photons per pixel.", imagenet_c=True)
@@ -49,7 +52,11 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 @shift("speckle_noise", "extra", "Multiplicative Gaussian noise (ImageNet-C held-out extra).")
 def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (c,) = sized(severity, image_size(x), [0.06, 0.1, 0.12, 0.16, 0.2], [0.15, 0.2, 0.35, 0.45, 0.6])
-    return x + x * np.float32(c) * ops.normal(rng, x.shape)
+    noise = ops.normal(rng, x.shape)
+    noise *= np.float32(c)
+    noise += 1.0
+    noise *= x
+    return noise
 
 
 # ------------------------------------------------------------------------------------------- blur
