@@ -186,7 +186,7 @@ def _estimate_gradient(
     for s in range(0, len(rows), chunk):
         sl = slice(s, s + chunk)
         m = len(rows[sl])
-        u = rng.standard_normal((m, n_evals, d)).astype(np.float32)
+        u = rng.standard_normal((m, n_evals, d), dtype=np.float32)
         u /= np.linalg.norm(u, axis=2, keepdims=True) + 1e-12
         base = x_b[sl].reshape(m, 1, d)
         dl = np.asarray(delta, np.float64)[sl].reshape(m, 1, 1) if np.ndim(delta) else float(delta)
