@@ -14,11 +14,14 @@ def _precision_recall(flagged: list[int], truth: np.ndarray) -> tuple[float, flo
     return hits / max(1, len(flagged)), hits / len(truth)
 
 
-def test_planted_flips_are_recovered_from_model_features(flipped_module, flipped_digits, digits_split):
+@pytest.mark.parametrize("classifier", ["lda", "logreg"])
+def test_planted_flips_are_recovered_from_model_features(
+    flipped_module, flipped_digits, digits_split, classifier
+):
     x_tr, _, x_te, y_te = digits_split
     y_noisy, flipped = flipped_digits
     ctx = make_ctx(flipped_module, x_tr, y_noisy, x_te, y_te)
-    out = LabelIssues(budget="quick").run(ctx)
+    out = LabelIssues(LabelIssues.Params(classifier=classifier)).run(ctx)
     precision, recall = _precision_recall(out.details["indices"], flipped)
     assert precision >= 0.8
     assert recall >= 0.6
@@ -106,7 +109,9 @@ def test_out_of_sample_probs_handles_a_class_with_few_samples():
     assert (probs[:, 3] < 1e-6).all()  # a class with no training sample gets only the floor
 
 
-@pytest.mark.parametrize(("field", "value"), [("filter_by", "nope"), ("rank_by", "nope"), ("n_folds", 1)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("filter_by", "nope"), ("rank_by", "nope"), ("n_folds", 1), ("classifier", "svm")]
+)
 def test_bad_parameters_are_named(ctx, field, value):
     params = LabelIssues.Params(**{field: value})
     with pytest.raises(InvalidInputError, match=field):

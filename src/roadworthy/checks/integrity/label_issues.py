@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 RANKINGS = ("self_confidence", "normalized_margin")
+CLASSIFIERS = ("lda", "logreg")
+CLASSIFIER_NAMES = {
+    "lda": "linear discriminant analysis (shrinkage)",
+    "logreg": "multinomial logistic regression",
+}
 
 
 def out_of_sample_probs(
@@ -27,15 +32,20 @@ def out_of_sample_probs(
     n_classes: int,
     n_folds: int = 5,
     seed: int = 0,
+    classifier: str = "lda",
     c: float = 1.0,
     max_iter: int = 200,
 ) -> tuple[np.ndarray, int]:
-    """Class probabilities for every row from a logistic regression that never saw that row.
+    """Class probabilities for every row from a classifier that never saw that row.
 
-    Stratified K-fold cross-validation of a multinomial logistic regression on ``z`` (already
-    standardised). Folds after the first start from the previous fold's coefficients (warm start),
-    which converges in a fraction of the iterations and changes the solution by less than the solver's
-    tolerance.
+    Stratified K-fold cross-validation of a linear classifier on ``z`` (already standardised).
+
+    ``"lda"`` (default) is linear discriminant analysis with Ledoit-Wolf shrinkage: class means and one
+    shared covariance, fitted in closed form. Being generative, it cannot carve out a small foreign
+    group inside a class the way a discriminative model does, so a group of mislabelled samples that
+    the network memorised (their features sit in their own pocket) is still called by the class it
+    resembles. ``"logreg"`` is a multinomial logistic regression (cleanlab's usual recipe); folds after
+    the first start from the previous fold's coefficients.
 
     Parameters
     ----------
@@ -49,6 +59,8 @@ def out_of_sample_probs(
         Number of folds; lowered to the size of the smallest class when that is smaller.
     seed
         Fold assignment seed.
+    classifier
+        ``"lda"`` or ``"logreg"``.
     c, max_iter
         Inverse regularisation strength and iteration cap of the logistic regression.
 
@@ -57,31 +69,41 @@ def out_of_sample_probs(
     probs, n_folds
         ``(n_samples, n_classes)`` float64 probabilities and the number of folds used.
     """
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
+    if classifier not in CLASSIFIERS:
+        raise InvalidInputError(
+            f"`classifier` must be one of {', '.join(CLASSIFIERS)}. Got {classifier!r} instead."
+        )
     counts = np.bincount(y, minlength=n_classes)
-    folds = int(min(n_folds, counts[counts > 0].min()))
-    if folds < 2:
-        folds = 2  # singletons: StratifiedKFold warns and still splits; their probabilities are a guess
+    folds = max(2, int(min(n_folds, counts[counts > 0].min())))  # singletons: their probabilities are a guess
+
+    def make() -> Any:
+        if classifier == "lda":
+            return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+        return LogisticRegression(C=c, max_iter=max_iter, warm_start=True, tol=1e-3)
+
     probs = np.zeros((len(y), n_classes), dtype=np.float64)
-    clf = LogisticRegression(C=c, max_iter=max_iter, warm_start=True, tol=1e-3)
+    clf = make()
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message="The least populated class")
+        warnings.filterwarnings("ignore", message="Variables are collinear")
         for train_idx, test_idx in splitter.split(z, y):
             seen = np.unique(y[train_idx])
             if getattr(clf, "classes_", None) is not None and not np.array_equal(clf.classes_, seen):
-                clf = LogisticRegression(C=c, max_iter=max_iter, warm_start=True, tol=1e-3)
+                clf = make()
             if len(seen) == 1:
                 probs[np.ix_(test_idx, seen)] = 1.0
                 continue
             clf.fit(z[train_idx], y[train_idx])
             probs[np.ix_(test_idx, clf.classes_)] = clf.predict_proba(z[test_idx])
     # every class keeps a little mass so confident learning never divides by zero
-    probs = np.clip(probs, 1e-9, None)
+    probs = np.clip(np.nan_to_num(probs, nan=0.0), 1e-9, None)
     probs /= probs.sum(axis=1, keepdims=True)
     return probs, folds
 
@@ -119,8 +141,10 @@ class LabelIssues(Check):
     Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR 2021.
     Threat model: careless annotation or deliberate label-flipping poisoning (stop signs labelled as
     speed limits) teaches the model the wrong pattern. Out-of-sample class probabilities come from a
-    5-fold cross-validated logistic regression on the model's penultimate features (the raw inputs when
-    the model has no feature layer): a cheap, approximate stand-in for retraining the model K times.
+    5-fold cross-validated linear discriminant analysis on the model's penultimate features (the raw
+    inputs when the model has no feature layer): a cheap, approximate stand-in for retraining the model
+    K times that still sees samples the network memorised under a wrong label (see
+    :func:`out_of_sample_probs`).
     Per-class confidence thresholds give the confident joint of (given, true) labels; prune-by-noise-rate
     flags the samples behind its off-diagonal mass. ``integrity.label_issues.rate`` is the flagged share
     of the training set: candidates for human review, not proven errors (about half of flagged test-set
@@ -134,6 +158,7 @@ class LabelIssues(Check):
     @dataclass(frozen=True)
     class Params:
         n_folds: int = 5
+        classifier: str = "lda"
         filter_by: str = "prune_by_noise_rate"
         rank_by: str = "self_confidence"
         max_dims: int = 64
@@ -157,6 +182,10 @@ class LabelIssues(Check):
             raise InvalidInputError(
                 f"`rank_by` must be one of {', '.join(RANKINGS)}. Got {p.rank_by!r} instead."
             )
+        if p.classifier not in CLASSIFIERS:
+            raise InvalidInputError(
+                f"`classifier` must be one of {', '.join(CLASSIFIERS)}. Got {p.classifier!r} instead."
+            )
         if p.n_folds < 2:
             raise InvalidInputError(f"`n_folds` must be at least 2. Got {p.n_folds} instead.")
         train = ctx.train_data
@@ -167,7 +196,9 @@ class LabelIssues(Check):
             raise InvalidInputError(f"training labels must be integers in [0, {k}). Found {int(y.max())}.")
         z, source = train_representation(ctx, p.max_dims)
         with ctx.progress.task("label issues: cross-validated probabilities", total=1) as t:
-            probs, folds = out_of_sample_probs(z, y, k, p.n_folds, seed=ctx.seed, c=p.c, max_iter=p.max_iter)
+            probs, folds = out_of_sample_probs(
+                z, y, k, p.n_folds, seed=ctx.seed, classifier=p.classifier, c=p.c, max_iter=p.max_iter
+            )
             t.advance()
         found = confident_learning(y, probs, p.filter_by, p.rank_by)
         idx = found["indices"]
@@ -199,7 +230,7 @@ class LabelIssues(Check):
             "probability_source": {
                 "mode": "cross-validated proxy on frozen features",
                 "approximate": True,
-                "classifier": f"multinomial logistic regression, {folds}-fold cross-validation",
+                "classifier": f"{CLASSIFIER_NAMES[p.classifier]}, {folds}-fold cross-validation",
                 "inputs": source,
                 "cv_accuracy": cv_accuracy,
             },
