@@ -30,15 +30,40 @@ def to_nchw(y: np.ndarray) -> np.ndarray:
 def per_image(fn: Callable[..., np.ndarray], x: np.ndarray, *args: object) -> np.ndarray:
     """``fn(image_hwc, *per_image_args)`` for each image; gray images are passed as 2-D arrays.
 
-    ``args`` are sequences with one entry per image (kernels, maps, fill values).
+    ``args`` are sequences with one entry per image (kernels, maps, fill values). Channels are interleaved
+    and split again with OpenCV's ``merge``/``split``, several times faster than a NumPy transpose.
     """
-    y = to_hwc(x)
-    if y.shape[-1] == 1:
-        y = y[..., 0]
-    out = np.empty(y.shape, np.float32)
-    for i, img in enumerate(y):
-        out[i] = fn(img, *(a[i] for a in args))
-    return to_nchw(out)
+    c = cv2()
+    n, ch = x.shape[:2]
+    out = np.empty(x.shape, np.float32)
+    for i in range(n):
+        img = x[i, 0] if ch == 1 else c.merge(list(x[i]))
+        res = fn(img, *(a[i] for a in args))
+        if ch == 1:
+            out[i, 0] = res
+        else:
+            for k, plane in enumerate(c.split(res)):
+                out[i, k] = plane
+    return out
+
+
+def per_plane(fn: Callable[..., np.ndarray], x: np.ndarray, *args: object) -> np.ndarray:
+    """``fn(plane, *per_image_args)`` for each 2-D channel plane of each image (channel-independent ops).
+
+    Planes of a contiguous NCHW batch are contiguous, so OpenCV reads them without any reshuffling.
+    ``args`` have one entry per image; an entry with one value per channel (a fill colour) is indexed by
+    channel as well when it is a 1-D array of the channel count.
+    """
+    n, ch = x.shape[:2]
+    x = np.ascontiguousarray(x, np.float32)
+    out = np.empty(x.shape, np.float32)
+    for i in range(n):
+        per = [a[i] for a in args]
+        for k in range(ch):
+            out[i, k] = fn(
+                x[i, k], *(v[k] if isinstance(v, np.ndarray) and v.shape == (ch,) else v for v in per)
+            )
+    return out
 
 
 def cv2():
@@ -118,7 +143,12 @@ def gaussian_blur(
     c = cv2()
     k = 2 * math.ceil(truncate * sigma) + 1
     b = c.BORDER_REPLICATE if border == "replicate" else c.BORDER_REFLECT_101
-    return per_image(lambda im: c.GaussianBlur(im, (k, k), sigma, borderType=b), x)
+    if x.shape[2] * x.shape[3] <= SMALL_PIXELS:
+        taps = c.getGaussianKernel(k, sigma, c.CV_64F).ravel()
+        return separable(
+            x, _border_matrix(x.shape[2], taps, border), _border_matrix(x.shape[3], taps, border)
+        )
+    return per_plane(lambda im: c.GaussianBlur(im, (k, k), sigma, borderType=b), x)
 
 
 def filter2d(x: np.ndarray, kernel: np.ndarray, border: str = "reflect") -> np.ndarray:
@@ -126,7 +156,7 @@ def filter2d(x: np.ndarray, kernel: np.ndarray, border: str = "reflect") -> np.n
     c = cv2()
     b = c.BORDER_REPLICATE if border == "replicate" else c.BORDER_REFLECT_101
     k = np.ascontiguousarray(kernel, np.float32)
-    return per_image(lambda im: c.filter2D(im, -1, k, borderType=b), x)
+    return per_plane(lambda im: c.filter2D(im, -1, k, borderType=b), x)
 
 
 def line_taps(width: int, sigma: float, angle_deg: float) -> list[tuple[int, int, float]]:
@@ -187,18 +217,85 @@ def disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- resampling
 
 
+SMALL_PIXELS = 64 * 64  # up to this many pixels, separable resampling as two batched matrix products
+
+
+def separable(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``rows @ plane @ cols.T`` for every plane of the batch, as two large matrix products.
+
+    ``rows`` is ``(H_out, H)`` and ``cols`` ``(W_out, W)``: any linear resampling that acts on rows and
+    columns separately (zoom, box down- and upscaling). Fast for small images, where one OpenCV call per
+    plane would cost more in call overhead than in arithmetic.
+    """
+    import torch  # its matrix product honours the session's thread setting (NumPy's BLAS may not)
+
+    n, c, h, w = x.shape
+    ho, wo = rows.shape[0], cols.shape[0]
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).reshape(n * c, h, w)
+    t = torch.matmul(torch.from_numpy(np.ascontiguousarray(rows, np.float32)), t)  # (n c, ho, w)
+    t = torch.matmul(t, torch.from_numpy(np.ascontiguousarray(cols.T, np.float32)))  # (n c, ho, wo)
+    return t.reshape(n, c, ho, wo).numpy()
+
+
+def box_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Box (area) resampling from ``n_in`` to ``n_out`` samples: overlap-weighted means (PIL's BOX filter)."""
+    edges_out = np.arange(n_out + 1) * (n_in / n_out)
+    lo, hi = edges_out[:-1, None], edges_out[1:, None]
+    src_lo, src_hi = np.arange(n_in)[None, :], np.arange(1, n_in + 1)[None, :]
+    overlap = np.clip(np.minimum(hi, src_hi) - np.maximum(lo, src_lo), 0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def nearest_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Nearest-neighbour resampling from ``n_in`` to ``n_out`` samples (OpenCV's ``INTER_NEAREST``)."""
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.arange(n_out), np.minimum((np.arange(n_out) * (n_in / n_out)).astype(int), n_in - 1)] = 1.0
+    return m
+
+
+def _border_matrix(n: int, taps: np.ndarray, border: str) -> np.ndarray:
+    """The ``n x n`` matrix of a centred 1-D correlation with ``taps`` and replicated or reflected edges."""
+    r = len(taps) // 2
+    m = np.zeros((n, n), np.float64)
+    rows = np.arange(n)
+    for t, wt in enumerate(taps):
+        src = rows + t - r
+        if border == "replicate":
+            src = np.clip(src, 0, n - 1)
+        else:  # reflect without repeating the edge (OpenCV's BORDER_REFLECT_101), as often as needed
+            period = 2 * (n - 1) if n > 1 else 1
+            src = np.abs(src) % period
+            src = np.where(src >= n, period - src, src)
+        np.add.at(m, (rows, src), wt)
+    return m.astype(np.float32)
+
+
+def zoom_matrix(n: int, factor: float) -> np.ndarray:
+    """Bilinear zoom by ``factor`` about the centre of ``n`` samples, edges replicated."""
+    centre = (n - 1) / 2
+    src = centre + (np.arange(n) - centre) / factor
+    i0 = np.floor(src).astype(int)
+    a = (src - i0).astype(np.float32)
+    m = np.zeros((n, n), np.float32)
+    np.add.at(m, (np.arange(n), np.clip(i0, 0, n - 1)), 1 - a)
+    np.add.at(m, (np.arange(n), np.clip(i0 + 1, 0, n - 1)), a)
+    return m
+
+
 def zoom_center(x: np.ndarray, factor: float) -> np.ndarray:
     """Zoom into the centre of every image by ``factor`` (bilinear, edges replicated)."""
     if factor == 1.0:
         return x.copy()
     c = cv2()
     _, _, h, w = x.shape
+    if h * w <= SMALL_PIXELS:
+        return separable(x, zoom_matrix(h, factor), zoom_matrix(w, factor))
     cy, cx = (h - 1) / 2, (w - 1) / 2
     inv = np.array(
         [[1 / factor, 0, cx * (1 - 1 / factor)], [0, 1 / factor, cy * (1 - 1 / factor)]], np.float32
     )
     flags = c.INTER_LINEAR | c.WARP_INVERSE_MAP
-    return per_image(lambda im: c.warpAffine(im, inv, (w, h), flags=flags, borderMode=c.BORDER_REPLICATE), x)
+    return per_plane(lambda im: c.warpAffine(im, inv, (w, h), flags=flags, borderMode=c.BORDER_REPLICATE), x)
 
 
 def remap(
@@ -216,14 +313,13 @@ def remap(
     mx = np.ascontiguousarray(map_x, np.float32)
     my = np.ascontiguousarray(map_y, np.float32)
     if border == "constant":
-        f = np.zeros((x.shape[0], x.shape[1])) if fill is None else fill
+        f = np.zeros((x.shape[0], x.shape[1])) if fill is None else np.asarray(fill, np.float64)
 
-        def one(im: np.ndarray, a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
-            val = tuple(float(t) for t in v) + (0.0,) * (4 - len(v))
-            return c.remap(im, a, b, c.INTER_LINEAR, borderMode=c.BORDER_CONSTANT, borderValue=val)
+        def one(im: np.ndarray, a: np.ndarray, b: np.ndarray, v: float) -> np.ndarray:
+            return c.remap(im, a, b, c.INTER_LINEAR, borderMode=c.BORDER_CONSTANT, borderValue=float(v))
 
-        return per_image(one, x, mx, my, f)
-    return per_image(
+        return per_plane(one, x, mx, my, f)
+    return per_plane(
         lambda im, a, b: c.remap(im, a, b, c.INTER_LINEAR, borderMode=c.BORDER_REFLECT_101), x, mx, my
     )
 
@@ -236,13 +332,12 @@ def warp(x: np.ndarray, matrices: np.ndarray, fill: np.ndarray) -> np.ndarray:
     c = cv2()
     _, _, h, w = x.shape
 
-    def one(im: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
-        val = tuple(float(t) for t in v) + (0.0,) * (4 - len(v))
+    def one(im: np.ndarray, m: np.ndarray, v: float) -> np.ndarray:
         return c.warpPerspective(
-            im, m, (w, h), flags=c.INTER_LINEAR, borderMode=c.BORDER_CONSTANT, borderValue=val
+            im, m, (w, h), flags=c.INTER_LINEAR, borderMode=c.BORDER_CONSTANT, borderValue=float(v)
         )
 
-    return per_image(one, x, np.asarray(matrices, np.float64), fill)
+    return per_plane(one, x, np.asarray(matrices, np.float64), np.asarray(fill, np.float64))
 
 
 def border_fill(x: np.ndarray) -> np.ndarray:

@@ -44,8 +44,7 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     (amount,) = sized(severity, image_size(x), [0.01, 0.02, 0.03, 0.05, 0.07], [0.03, 0.06, 0.09, 0.17, 0.27])
     u = ops.uniform(rng, x.shape)
     out = x.copy()
-    out[u < amount / 2] = 0.0
-    out[(u >= amount / 2) & (u < amount)] = 1.0
+    np.copyto(out, (u >= amount / 2).astype(np.float32), where=u < amount)  # half pepper (0), half salt (1)
     return out
 
 
@@ -78,16 +77,19 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
     delta, iterations = max(1, round(delta)), max(1, round(iterations))
     n, _c, h, w = x.shape
     out = ops.gaussian_blur(x, sigma)
-    rows, cols = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
-    batch = np.arange(n)[:, None, None]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cv2 = ops.cv2()
     for _ in range(iterations):
         # every pixel takes the value of a random neighbour up to `delta` px up/left or down/right
-        dy = rng.integers(-delta, delta, (n, h, w))
-        dx = rng.integers(-delta, delta, (n, h, w))
-        src_y = np.clip(rows + dy, 0, h - 1)
-        src_x = np.clip(cols + dx, 0, w - 1)
-        out = out.transpose(0, 2, 3, 1)[batch, src_y, src_x].transpose(0, 3, 1, 2)
-    return ops.gaussian_blur(np.ascontiguousarray(out), sigma)
+        map_y = yy[None] + rng.integers(-delta, delta, (n, h, w)).astype(np.float32)
+        map_x = xx[None] + rng.integers(-delta, delta, (n, h, w)).astype(np.float32)
+        out = ops.per_plane(
+            lambda im, a, b: cv2.remap(im, a, b, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE),
+            out,
+            map_x,
+            map_y,
+        )
+    return ops.gaussian_blur(out, sigma)
 
 
 @shift("motion_blur", "blur", "Camera or object motion: a line blur at a random angle.", imagenet_c=True)
@@ -300,8 +302,13 @@ def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     _, _, h, w = x.shape
     sh, sw = max(1, int(h * c)), max(1, int(w * c))
     # upscaling as the tables' authors did: box (area) for CIFAR-10-C, nearest neighbour for ImageNet-C
-    up = cv2.INTER_AREA if large_weight(size) < 0.5 else cv2.INTER_NEAREST
-    return ops.per_image(
+    box_up = large_weight(size) < 0.5
+    if h * w <= ops.SMALL_PIXELS:
+        up_rows = ops.box_matrix(h, sh) if box_up else ops.nearest_matrix(h, sh)
+        up_cols = ops.box_matrix(w, sw) if box_up else ops.nearest_matrix(w, sw)
+        return ops.separable(x, up_rows @ ops.box_matrix(sh, h), up_cols @ ops.box_matrix(sw, w))
+    up = cv2.INTER_AREA if box_up else cv2.INTER_NEAREST
+    return ops.per_plane(
         lambda im: cv2.resize(
             cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA), (w, h), interpolation=up
         ),
@@ -314,17 +321,17 @@ def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> 
     (q,) = sized(severity, image_size(x), [80, 65, 58, 50, 40], [25, 18, 15, 10, 7])
     cv2 = ops.cv2()
     params = [cv2.IMWRITE_JPEG_QUALITY, round(q)]
-    u8 = np.rint(ops.to_hwc(x) * 255).astype(np.uint8)
-    u8 = u8[..., ::-1] if u8.shape[-1] == 3 else u8[..., 0]  # OpenCV expects BGR
-    out = np.stack(
-        [
-            cv2.imdecode(cv2.imencode(".jpg", np.ascontiguousarray(im), params)[1], cv2.IMREAD_UNCHANGED)
-            for im in u8
-        ]
-    )
-    if out.ndim == 4:
-        out = out[..., ::-1]
-    return ops.to_nchw(out.astype(np.float32) / 255)
+    n, c = x.shape[:2]
+    out = np.empty(x.shape, np.float32)
+    for i in range(n):
+        # 8-bit planes (rounded, saturated: what a JPEG file holds), interleaved as BGR for OpenCV's encoder
+        planes = [cv2.convertScaleAbs(x[i, k], alpha=255.0) for k in range(c - 1, -1, -1)]
+        img = cv2.merge(planes) if c == 3 else planes[0]
+        dec = cv2.imdecode(cv2.imencode(".jpg", img, params)[1], cv2.IMREAD_UNCHANGED)
+        for k, plane in enumerate(cv2.split(dec) if c == 3 else [dec]):
+            out[i, c - 1 - k] = plane
+    out *= np.float32(1 / 255)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- extras
