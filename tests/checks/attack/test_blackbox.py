@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack.hopskipjump import HopSkipJump, hop_skip_jump
@@ -139,3 +141,40 @@ def test_blackbox_attacks_are_deterministic(digits_onnx_model, correct_inputs):
     )
     for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
+
+
+def _linear_scores(seed: int):
+    w = np.random.default_rng(seed).normal(size=(2 * 6 * 6, 4)).astype(np.float32)
+
+    def scores(b: np.ndarray) -> np.ndarray:
+        return b.reshape(len(b), -1) @ w
+
+    return scores
+
+
+@settings(max_examples=20, deadline=None)
+@given(eps=st.floats(1e-3, 1.0), queries=st.integers(1, 30), seed=st.integers(0, 2**16))
+def test_square_stays_inside_eps_range_and_query_cap(eps, queries, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (5, 2, 6, 6)).astype(np.float32)
+    x[0] = 0.0
+    x[1] = 1.0
+    scores = _linear_scores(seed)
+    y = scores(x).argmax(1)
+    adv, q = square_attack(scores, x, y, eps, queries, rng=rng)
+    common.verify_budget(x, adv, eps, "linf", "square")
+    assert (q <= queries).all() and (q >= 1).all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(queries=st.integers(20, 200), seed=st.integers(0, 2**16))
+def test_hopskipjump_never_exceeds_its_query_cap(queries, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (4, 2, 6, 6)).astype(np.float32)
+    scores = _linear_scores(seed)
+    y = scores(x).argmax(1)
+    adv, dist, q = hop_skip_jump(lambda b: scores(b).argmax(1), x, y, max_queries=queries, rng=rng)
+    assert (q <= queries).all()
+    common.verify_budget(x, adv, np.where(np.isfinite(dist), dist, 0.0), "l2", "hsj")
+    ok = np.isfinite(dist)
+    assert (scores(adv[ok]).argmax(1) != y[ok]).all()
