@@ -227,14 +227,21 @@ def separable(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     columns separately (zoom, box down- and upscaling). Fast for small images, where one OpenCV call per
     plane would cost more in call overhead than in arithmetic.
     """
-    import torch  # its matrix product honours the session's thread setting (NumPy's BLAS may not)
+    import torch
 
     n, c, h, w = x.shape
     ho, wo = rows.shape[0], cols.shape[0]
-    t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).reshape(n * c, h, w)
-    t = torch.matmul(torch.from_numpy(np.ascontiguousarray(rows, np.float32)), t)  # (n c, ho, w)
-    t = torch.matmul(t, torch.from_numpy(np.ascontiguousarray(cols.T, np.float32)))  # (n c, ho, wo)
-    return t.reshape(n, c, ho, wo).numpy()
+    threads = torch.get_num_threads()
+    # small products run single-threaded: thread hand-offs cost more than they save, badly so on a busy
+    # machine (NumPy's BLAS would pick its own thread count, so torch it is)
+    torch.set_num_threads(1)
+    try:
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).reshape(n * c, h, w)
+        t = torch.matmul(torch.from_numpy(np.ascontiguousarray(rows, np.float32)), t)  # (n c, ho, w)
+        t = torch.matmul(t, torch.from_numpy(np.ascontiguousarray(cols.T, np.float32)))  # (n c, ho, wo)
+        return t.reshape(n, c, ho, wo).numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def box_matrix(n_out: int, n_in: int) -> np.ndarray:
