@@ -1,0 +1,178 @@
+"""Shift suite vs the ``imagecorruptions`` package: per-image time for every corruption both implement.
+
+Run by hand (the reference library is not a dependency; see benchmarks/README.md for how to install it)::
+
+    .venv/bin/python -m benchmarks.bench_shift [--n32 200] [--n224 12]
+
+Both sides run single-threaded on the same images (crops of scikit-learn's two sample photographs): roadworthy
+on one float32 NCHW batch per severity (its native format), imagecorruptions image by image on uint8 HWC
+arrays (its native format). For each corruption the time per image is averaged over severities 1-5. Writes
+``benchmarks/results/shift.json`` and ``benchmarks/results/shift.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def photos(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """``n`` random square crops of scikit-learn's sample photos, resized to ``size``: float32 NCHW."""
+    import cv2
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    imgs = load_sample_images().images
+    out = []
+    for i in range(n):
+        img = imgs[i % len(imgs)]
+        side = int(rng.integers(160, min(img.shape[:2]) + 1))
+        top = int(rng.integers(0, img.shape[0] - side + 1))
+        left = int(rng.integers(0, img.shape[1] - side + 1))
+        crop = img[top : top + side, left : left + side]
+        out.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+    return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
+
+
+def time_ours(name: str, x: np.ndarray, repeats: int) -> float:
+    from roadworthy.checks.shift import SHIFTS
+
+    shift = SHIFTS[name]
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for s in range(1, 6):
+            shift.apply(x, s, np.random.default_rng(s))
+        best = min(best, time.perf_counter() - start)
+    return best / (5 * len(x)) * 1e3
+
+
+def time_reference(name: str, x: np.ndarray, repeats: int) -> float:
+    from imagecorruptions import corrupt
+
+    u8 = [np.ascontiguousarray(np.rint(im.transpose(1, 2, 0) * 255).astype(np.uint8)) for im in x]
+    best = math.inf
+    for _ in range(repeats):
+        np.random.seed(0)
+        start = time.perf_counter()
+        for s in range(1, 6):
+            for im in u8:
+                corrupt(im, severity=s, corruption_name=name)
+        best = min(best, time.perf_counter() - start)
+    return best / (5 * len(x)) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n32", type=int, default=200, help="images at 32 px")
+    parser.add_argument("--n224", type=int, default=12, help="images at 224 px")
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    args = parser.parse_args()
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import imagecorruptions
+            from imagecorruptions import get_corruption_names
+    except ImportError as exc:
+        raise SystemExit(
+            f"imagecorruptions is not installed ({exc}); see benchmarks/README.md, section 'Shift suite'"
+        ) from exc
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+
+    rows = []
+    summary = {}
+    for size, n in ((32, args.n32), (224, args.n224)):
+        x = photos(n, size)
+        ratios = []
+        for name in get_corruption_names("all"):
+            ours = time_ours(name, x, args.repeats)
+            try:
+                ref: float | None = time_reference(name, x, args.repeats)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - a crashing reference is a result, not a failure
+                ref, error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
+            ratio = ref / ours if ref is not None else None
+            if ratio is not None:
+                ratios.append(ratio)
+            rows.append(
+                {
+                    "size": size,
+                    "n_images": n,
+                    "corruption": name,
+                    "roadworthy_ms": ours,
+                    "reference_ms": ref,
+                    "speedup": ratio,
+                    "reference_error": error,
+                }
+            )
+            shown = f"{ratio:7.1f}x" if ratio else "reference crashed"
+            print(
+                f"{size:4d} px  {name:18s} roadworthy {ours:8.3f} ms  imagecorruptions {ref or float('nan'):8.3f} ms  {shown}"
+            )
+        gm = float(np.exp(np.mean(np.log(ratios)))) if ratios else None
+        summary[str(size)] = {
+            "geometric_mean_speedup": gm,
+            "slowest_ratio": min(ratios) if ratios else None,
+            "compared": len(ratios),
+            "reference_crashed": [
+                r["corruption"] for r in rows if r["size"] == size and r["reference_error"]
+            ],
+        }
+        print(f"{size:4d} px  geometric mean speedup {gm:.1f}x over {len(ratios)} corruptions")
+
+    meta = {
+        "imagecorruptions": getattr(imagecorruptions, "__version__", "1.1.2"),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": 1,
+        "repeats": args.repeats,
+        "images": "random square crops of scikit-learn's sample photos (china.jpg, flower.jpg)",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "shift.json").write_text(
+        json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=2) + "\n"
+    )
+    lines = [
+        "# Shift suite vs imagecorruptions",
+        "",
+        f"Per-image milliseconds, mean over severities 1-5, best of {args.repeats}, one thread each "
+        f"(imagecorruptions {meta['imagecorruptions']}, NumPy {meta['numpy']}, OpenCV {meta['opencv']}). "
+        "roadworthy transforms one float32 NCHW batch per severity; imagecorruptions one uint8 image at a time.",
+        "",
+        "| size | corruption | roadworthy ms | imagecorruptions ms | speedup |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        ref = f"{r['reference_ms']:.3f}" if r["reference_ms"] is not None else "reference crashed"
+        sp = f"{r['speedup']:.1f}x" if r["speedup"] is not None else "-"
+        lines.append(f"| {r['size']} | {r['corruption']} | {r['roadworthy_ms']:.3f} | {ref} | {sp} |")
+    lines.append("")
+    for size, s in summary.items():
+        crashed = ", ".join(s["reference_crashed"]) or "none"
+        lines.append(
+            f"- **{size} px**: geometric mean speedup **{s['geometric_mean_speedup']:.1f}x** over {s['compared']} "
+            f"corruptions, slowest ratio {s['slowest_ratio']:.1f}x; reference crashed (NumPy 2 / scikit-image API): {crashed}."
+        )
+    (RESULTS / "shift.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
