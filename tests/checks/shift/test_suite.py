@@ -96,7 +96,7 @@ def test_summary_is_consistent_with_the_shift_checks(ctx) -> None:
     # the grid lists the worst shift first, one column per severity
     assert d["shifts"][0] == d["worst_shift"] and d["severities"] == [1, 3, 5]
     assert d["grid"][0] == [per[d["worst_shift"]].details["severity_accuracy"][str(s)] for s in (1, 3, 5)]
-    assert "not directly comparable" in d["caveat"]
+    assert "not directly comparable" in d["caveat"] and d["parameter_table"] == "cifar"
     assert "shift.mce" not in m  # no baseline
     ((caption, uri),) = ShiftSummary.figures(r)
     assert "worst shift first" in caption and uri.startswith("data:image/svg+xml;base64,")

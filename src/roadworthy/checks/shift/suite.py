@@ -427,7 +427,9 @@ class ShiftSummary(Check):
                 ((name, s, a) for name, g in grid.items() for s, a in g.items()), key=lambda t: t[2]
             ),
             "n_samples": n,
-            "parameter_table": by_shift[order[0]].details.get("parameter_table"),
+            "parameter_table": next(
+                (t for r in results if (t := r.details.get("parameter_table")) not in (None, "own")), "own"
+            ),
             "image_size": by_shift[order[0]].details.get("image_size"),
             "caveat": CAVEAT,
             "definitions": {
