@@ -194,8 +194,10 @@ def motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) 
         p = max(max(abs(t[0]), abs(t[1])) for t in taps)
         xp = np.pad(x[idx], ((0, 0), (0, 0), (p, p), (p, p)), mode="edge") if p else x[idx]
         acc = np.zeros((len(idx), ch, h, w), np.float32)
+        tmp = np.empty_like(acc)
         for dy, dx, wt in taps:
-            acc += np.float32(wt) * xp[:, :, p + dy : p + dy + h, p + dx : p + dx + w]
+            np.multiply(xp[:, :, p + dy : p + dy + h, p + dx : p + dx + w], np.float32(wt), out=tmp)
+            acc += tmp
         out[idx] = acc
     return out
 

@@ -42,10 +42,10 @@ def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 )
 def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (amount,) = sized(severity, image_size(x), [0.01, 0.02, 0.03, 0.05, 0.07], [0.03, 0.06, 0.09, 0.17, 0.27])
-    u = ops.uniform(rng, x.shape)
-    out = x.copy()
-    np.copyto(out, (u >= amount / 2).astype(np.float32), where=u < amount)  # half pepper (0), half salt (1)
-    return out
+    u = rng.integers(0, 1 << 16, x.shape, dtype=np.uint16)  # 16-bit uniforms: ample for these rates
+    hit = u < np.uint16(round(amount * (1 << 16)))
+    salt = u >= np.uint16(round(amount / 2 * (1 << 16)))  # half of the hits pepper (0), half salt (1)
+    return np.where(hit, salt.astype(np.float32), x)
 
 
 @shift("speckle_noise", "extra", "Multiplicative Gaussian noise (ImageNet-C held-out extra).")
@@ -189,13 +189,34 @@ def frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     large = [(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)]
     keep, amount = sized(severity, image_size(x), small, large)
     n, c, h, w = x.shape
-    th, tw = h + h // 2, w + w // 2
-    textures = frost_textures(rng, min(n, 4), th, tw, c)
-    pick = rng.integers(0, len(textures), n)
-    top = rng.integers(0, th - h + 1, n)[:, None, None] + np.arange(h)[None, :, None]
-    left = rng.integers(0, tw - w + 1, n)[:, None, None] + np.arange(w)[None, None, :]
-    crops = textures.transpose(0, 2, 3, 1)[pick[:, None, None], top, left].transpose(0, 3, 1, 2)
-    return np.float32(keep) * x + np.float32(amount) * crops
+    bank = _frost_bank(h + h // 2, w + w // 2, c)
+    # like ImageNet-C: a random crop of one of six frost pictures, here also flipped at random
+    pick = rng.integers(0, len(bank), n)
+    top = rng.integers(0, bank.shape[2] - h + 1, n)
+    left = rng.integers(0, bank.shape[3] - w + 1, n)
+    flip = rng.integers(0, 4, n)
+    out = np.empty_like(x)
+    for i in range(n):
+        crop = bank[pick[i], :, top[i] : top[i] + h, left[i] : left[i] + w]
+        crop = crop[:, ::-1] if flip[i] & 1 else crop
+        out[i] = crop[:, :, ::-1] if flip[i] & 2 else crop
+    out *= np.float32(amount)
+    out += np.float32(keep) * x
+    return out
+
+
+_FROST_BANKS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _frost_bank(h: int, w: int, channels: int) -> np.ndarray:
+    """Six frost textures of ``h x w`` px, generated once per size from a fixed seed (ImageNet-C ships six
+    fixed photographs; the randomness is in the crop)."""
+    key = (h, w, channels)
+    if key not in _FROST_BANKS:
+        if len(_FROST_BANKS) >= 4:
+            _FROST_BANKS.pop(next(iter(_FROST_BANKS)))
+        _FROST_BANKS[key] = frost_textures(np.random.default_rng(0xF2057), 6, h, w, channels)
+    return _FROST_BANKS[key]
 
 
 @shift("fog", "weather", "Fog: a smooth fractal haze that lowers contrast unevenly.", imagenet_c=True)
