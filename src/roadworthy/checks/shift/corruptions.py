@@ -213,7 +213,7 @@ def _frost_bank(h: int, w: int, channels: int) -> np.ndarray:
     fixed photographs; the randomness is in the crop)."""
     key = (h, w, channels)
     if key not in _FROST_BANKS:
-        if len(_FROST_BANKS) >= 4:
+        if len(_FROST_BANKS) >= 2:  # a bank is 6 x 1.5^2 image areas: keep few
             _FROST_BANKS.pop(next(iter(_FROST_BANKS)))
         _FROST_BANKS[key] = frost_textures(np.random.default_rng(0xF2057), 6, h, w, channels)
     return _FROST_BANKS[key]
