@@ -26,6 +26,7 @@ def test_gate_keeps_clean_inputs_and_rejects_noise(ctx: Context) -> None:
     assert gate.in_envelope(ctx.data.x).mean() >= 0.9
     assert gate.in_envelope(_noise()).mean() < 0.5  # rejects most noise (0 to 0.3 across trainings)
     assert validity_gate(ctx) is gate  # fitted once per session
+    assert gate.in_envelope(ctx.data.x[:0]).shape == (0,)
 
 
 def test_gate_without_training_data_uses_half_the_evaluation_data(digits_model, digits_data) -> None:

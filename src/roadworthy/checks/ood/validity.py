@@ -70,7 +70,10 @@ class ValidityGate:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """OOD score per input of ``x`` (higher = further outside the training distribution)."""
-        return self.detector.score(self.embed(np.asarray(x, np.float32)))
+        x = np.asarray(x, np.float32)
+        if len(x) == 0:
+            return np.zeros(0)
+        return self.detector.score(self.embed(x))
 
     def in_envelope(self, x: np.ndarray) -> np.ndarray:
         """Boolean per input: true where the input still looks like in-distribution data."""
