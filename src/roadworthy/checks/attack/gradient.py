@@ -390,20 +390,20 @@ def _ladder(start: float, stop: float) -> list[float]:
 
 @dataclass(frozen=True)
 class GradientParams:
-    n_samples: int = 500  #: inputs attacked (a class-balanced prefix of the evaluation data)
+    n_samples: int = 300  #: inputs attacked (a class-balanced prefix of the evaluation data)
     eps: float = 8 / 255  #: default strength (reported as ``attack.<a>.robust_accuracy``)
     sweep: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)  #: strengths of the curve
     steps: int = 20  #: iterations per restart
     restarts: int = 1  #: random restarts (only inputs not yet fooled are attacked again)
     step_ratio: float = 2.5  #: PGD step size as ``step_ratio * eps / steps``
-    refine_steps: int = 3  #: bisection steps for each input's smallest flipping eps
+    refine_steps: int = 2  #: bisection steps for each input's smallest flipping eps
     huge_eps: float = 0.5  #: self-check: a strength at which a working attack fools almost everything
     max_examples: int = 6
 
 
 _LINF_BUDGETS = {
     "quick": {"n_samples": 200, "steps": 10, "restarts": 1, "refine_steps": 1},
-    "standard": {"n_samples": 500, "steps": 20, "restarts": 2, "refine_steps": 3},
+    "standard": {"n_samples": 300, "steps": 20, "restarts": 1, "refine_steps": 2},
     "thorough": {"n_samples": 100_000, "steps": 50, "restarts": 3, "refine_steps": 5},
 }
 
@@ -590,7 +590,7 @@ class FGSM(_GradientAttack):
     iterative = False
     budget_params = {
         "quick": {"n_samples": 200, "refine_steps": 5},
-        "standard": {"n_samples": 500, "refine_steps": 8},
+        "standard": {"n_samples": 500, "refine_steps": 6},
         "thorough": {"n_samples": 100_000, "refine_steps": 10},
     }
 
@@ -660,7 +660,7 @@ class PGDL2(_GradientAttack):
 
 _APGD_BUDGETS = {
     "quick": {"n_samples": 128, "steps": 20, "restarts": 1},
-    "standard": {"n_samples": 500, "steps": 50, "restarts": 1},
+    "standard": {"n_samples": 300, "steps": 50, "restarts": 1, "sweep": (4 / 255, 8 / 255, 16 / 255)},
     "thorough": {"n_samples": 100_000, "steps": 100, "restarts": 5, "refine_steps": 2},
 }
 

@@ -205,10 +205,10 @@ def _estimate_gradient(
 
 @dataclass(frozen=True)
 class HSJParams:
-    n_samples: int = 100  #: inputs attacked
+    n_samples: int = 50  #: inputs attacked
     eps: float = 0.5  #: default L2 budget for ``robust_accuracy``
     sweep: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)  #: L2 budgets of the curve
-    max_queries: int = 2000  #: label queries per input
+    max_queries: int = 1500  #: label queries per input
     init_evals: int = 100
     max_evals: int = 10000
     max_start_failures: float = 0.1  #: self-check: share of inputs without a misclassified start
@@ -232,7 +232,7 @@ class HopSkipJump(Check):
     budgets = frozenset({"standard", "thorough"})
     budget_params = {
         "quick": {"n_samples": 32, "max_queries": 500},
-        "standard": {"n_samples": 100, "max_queries": 2000},
+        "standard": {"n_samples": 40, "max_queries": 1000},
         "thorough": {"n_samples": 250, "max_queries": 5000},
     }
 

@@ -155,7 +155,7 @@ def _record(best, best_p, success, rows, theta, p, fooled) -> None:
 
 @dataclass(frozen=True)
 class LaserParams:
-    n_samples: int = 100  #: inputs attacked
+    n_samples: int = 64  #: inputs attacked
     restarts: int = 3  #: random restarts of the greedy search
     iterations: int = 100  #: greedy iterations per restart (2 queries each)
     max_step: float = 0.2  #: largest move, as a share of each parameter's range
@@ -181,7 +181,7 @@ class LaserBeam(Check):
     budgets = frozenset({"standard", "thorough"})
     budget_params = {
         "quick": {"n_samples": 32, "restarts": 2, "iterations": 30},
-        "standard": {"n_samples": 100, "restarts": 3, "iterations": 100},
+        "standard": {"n_samples": 64, "restarts": 3, "iterations": 100},
         "thorough": {"n_samples": 250, "restarts": 5, "iterations": 200},
     }
 

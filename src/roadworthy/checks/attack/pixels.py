@@ -146,11 +146,11 @@ def render_line(length: int) -> Renderer:
 
 @dataclass(frozen=True)
 class PixelParams:
-    n_samples: int = 100  #: inputs attacked
+    n_samples: int = 64  #: inputs attacked
     strengths: tuple[int, ...] = (1, 3, 5)  #: numbers of changed pixels tried, smallest first
     default: int = 3  #: the budget reported as ``robust_accuracy``
     popsize: int = 40  #: DE population per input
-    generations: int = 30  #: DE generations (queries per input <= popsize * (generations + 1) per strength)
+    generations: int = 25  #: DE generations (queries per input <= popsize * (generations + 1) per strength)
     f: float = 0.5  #: DE mutation factor
     max_examples: int = 6
 
@@ -300,7 +300,7 @@ class FewPixelAttack(_SparseAttack):
     Params = PixelParams
     budget_params = {
         "quick": {"n_samples": 32, "strengths": (1, 3), "popsize": 20, "generations": 10},
-        "standard": {"n_samples": 100, "popsize": 40, "generations": 30},
+        "standard": {"n_samples": 48, "popsize": 30, "generations": 20},
         "thorough": {"n_samples": 250, "popsize": 100, "generations": 100},
     }
 
@@ -340,7 +340,7 @@ class LineAttack(_SparseAttack):
     crossover = 0.9
     budget_params = {
         "quick": {"n_samples": 32, "strengths": (4, 16), "popsize": 20, "generations": 10},
-        "standard": {"n_samples": 100, "popsize": 40, "generations": 30},
+        "standard": {"n_samples": 48, "popsize": 30, "generations": 20},
         "thorough": {"n_samples": 250, "strengths": (1, 2, 4, 8, 16, 32), "popsize": 80, "generations": 100},
     }
 

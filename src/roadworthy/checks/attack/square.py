@@ -119,7 +119,7 @@ def square_attack(
 
 @dataclass(frozen=True)
 class SquareParams:
-    n_samples: int = 200  #: inputs attacked (a class-balanced prefix of the evaluation data)
+    n_samples: int = 100  #: inputs attacked (a class-balanced prefix of the evaluation data)
     eps: float = 8 / 255  #: default L-inf strength
     sweep: tuple[float, ...] = (4 / 255, 8 / 255, 16 / 255)  #: strengths of the curve
     max_queries: int = 1000  #: queries per input and strength (initialisation included)
@@ -152,7 +152,7 @@ class SquareAttack(Check):
             "huge_samples": 8,
             "huge_queries": 50,
         },
-        "standard": {"n_samples": 200, "max_queries": 1000},
+        "standard": {"n_samples": 64, "max_queries": 1000},
         "thorough": {"n_samples": 500, "max_queries": 5000, "huge_samples": 64},
     }
 
