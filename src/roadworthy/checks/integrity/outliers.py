@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.integrity._embedding import reduce_dims, shrink_inputs, train_representation
+from roadworthy.checks.integrity._embedding import (
+    prefetch_features,
+    reduce_dims,
+    shrink_inputs,
+    single_threaded_blas,
+    train_representation,
+)
 from roadworthy.errors import InvalidInputError
 from roadworthy.stats import proportion_metrics
 
@@ -52,6 +58,11 @@ class Outliers(Check):
     Params: ClassVar[type] = Params  # type: ignore[no-redef]
 
     def run(self, ctx: Context) -> Outcome:
+        prefetch_features(ctx)  # the model runs with all its threads; the small-matrix work below with one
+        with single_threaded_blas():
+            return self._run(ctx)
+
+    def _run(self, ctx: Context) -> Outcome:
         p = self.params
         if p.k < 1:
             raise InvalidInputError(f"`k` must be at least 1. Got {p.k} instead.")

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.integrity._embedding import reduce_dims, shrink_inputs
+from roadworthy.checks.integrity._embedding import (
+    prefetch_features,
+    reduce_dims,
+    shrink_inputs,
+    single_threaded_blas,
+)
 from roadworthy.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -167,6 +172,11 @@ class Poisoning(Check):
     budget_params: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def run(self, ctx: Context) -> Outcome:
+        prefetch_features(ctx)  # the model runs with all its threads; the small-matrix work below with one
+        with single_threaded_blas():
+            return self._run(ctx)
+
+    def _run(self, ctx: Context) -> Outcome:
         p = self.params
         if not 0.0 < p.max_relative_size <= 0.5:
             raise InvalidInputError(
