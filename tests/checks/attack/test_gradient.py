@@ -192,3 +192,10 @@ def test_l2_and_apgd_checks_run(ctx):
     assert dlr.metrics["attack.apgd_dlr.trustworthy"] == 1.0, headline(dlr.metrics)
     figs = PGDL2.figures(run_check(PGDL2, ctx, PGDL2.Params(n_samples=16, steps=2, refine_steps=0)))
     assert figs and figs[0][1].startswith("data:image/svg+xml")
+
+
+def test_invalid_strength_is_a_clear_user_error(ctx):
+    from roadworthy.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"every `eps` must be \(0, 1\] for L-inf"):
+        PGDLinf(PGDLinf.Params(n_samples=8, eps=2.0), budget="quick").run(ctx)

@@ -23,6 +23,7 @@ import numpy as np
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import torch
@@ -441,7 +442,8 @@ class _GradientAttack(Check):
         correct0 = pred0 == y
         sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
         if any(not (0 < e <= (1 if self.norm == "linf" else math.inf)) for e in sweep):
-            raise ValueError(f"{name}: every strength must be in (0, 1] for L-inf. Got {sweep} instead.")
+            limit = "(0, 1] for L-inf" if self.norm == "linf" else "> 0"
+            raise InvalidInputError(f"{name}: every `eps` must be {limit}. Got {sweep} instead.")
         xc, yc = x[correct0], y[correct0]
         xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
         self.prepare(forward, xt, yt)
