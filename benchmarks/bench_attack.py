@@ -13,7 +13,8 @@ Run by hand (ART is not a dependency; see benchmarks/README.md for how to instal
   cap is set to ART's mean.
 
 Everything runs on one CPU thread (both sides), so the comparison does not depend on the machine's load
-from other processes as much. Writes ``benchmarks/results/attack.json`` and ``benchmarks/results/attack.md``.
+from other processes as much. Writes ``benchmarks/results/attack.{json,md}`` for the demo road-sign model and
+``benchmarks/results/attack.digits.{json,md}`` for the digits CNN.
 """
 
 from __future__ import annotations
@@ -440,8 +441,9 @@ def main() -> None:
     xh, yh = x[: args.n_hsj], y[: args.n_hsj]
     res["hsj"] = [bench_hsj(model, module, xh, yh, mean, std, it, [0.5, 1.0, 2.0]) for it in (5, 15)]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "attack.json").write_text(json.dumps(res, indent=2) + "\n")
-    (RESULTS / "attack.md").write_text(markdown(res))
+    stem = "attack.digits" if digits else "attack"  # the demo model's results are the headline
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(res))
     print(markdown(res))
 
 
