@@ -153,7 +153,7 @@ def check(
     if train is not None:
         train = validate_compat(m, train, train.path or "train_data")
     if ood is not None:
-        ood = validate_compat(m, ood, ood.path or "ood_data")
+        ood = validate_compat(m, ood, ood.path or "ood_data", check_labels=False)
     if ds.class_names is None:
         ds.class_names = [str(getattr(m, "classes_", range(m.n_classes))[i]) for i in range(m.n_classes)]
     if train is not None and train.class_names is None:
