@@ -84,7 +84,14 @@ def heatmap(
         ax,
     ):
         im = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-        ax.set_xticks(range(len(col_labels)), labels=list(col_labels), fontsize=8)
+        long = max((len(str(c)) for c in col_labels), default=0) * len(col_labels) > 60
+        ax.set_xticks(
+            range(len(col_labels)),
+            labels=list(col_labels),
+            fontsize=8,
+            rotation=45 if long else 0,
+            ha="right" if long else "center",
+        )
         ax.set_yticks(range(len(row_labels)), labels=list(row_labels), fontsize=8)
         if arr.size <= 400:
             for (i, j), v in np.ndenumerate(arr):
