@@ -99,6 +99,14 @@ def metric_rows(metrics: dict[str, float | None]) -> list[dict[str, Any]]:
     return rows
 
 
+def _shift_order(item: dict[str, Any]) -> tuple[int, float]:
+    r: CheckResult = item["r"]
+    if r.id == "shift.summary":
+        return (0, 0.0)
+    acc = r.metrics.get(f"{r.id}.accuracy")
+    return (1, acc) if acc is not None and math.isfinite(acc) else (2, 0.0)
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML string."""
     import jinja2
@@ -117,6 +125,8 @@ def render_html(report: Report) -> str:
         suites.setdefault(c.suite, []).append(
             {"r": c, "figures": _figures(c), "metrics": metric_rows(c.metrics)}
         )
+    if "shift" in suites:  # worst shifts first, the summary above them
+        suites["shift"].sort(key=_shift_order)
     suite_rows = []
     for suite, items in suites.items():
         stage, nist = THREAT_MODEL.get(suite, ("deployment", ""))
