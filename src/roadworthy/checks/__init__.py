@@ -8,8 +8,8 @@ import logging
 from roadworthy.checks.base import CHECKS, Check, Context, Outcome, Requires, register
 
 __all__ = [
-    "CHECKS",
     "BUILTIN_MODULES",
+    "CHECKS",
     "Check",
     "Context",
     "Outcome",

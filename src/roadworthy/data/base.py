@@ -27,7 +27,7 @@ class Dataset:
 
     @property
     def n_samples(self) -> int:
-        return int(len(self.y))
+        return len(self.y)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -57,7 +57,7 @@ def stratified_sample(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     while quota.sum() < n:
         quota[np.argmax(counts - quota)] += 1
     picks = []
-    for c, q in zip(classes, quota):
+    for c, q in zip(classes, quota, strict=True):
         idx = np.flatnonzero(y == c)
         picks.append(rng.choice(idx, size=min(q, len(idx)), replace=False))
     out = np.sort(np.concatenate(picks))
