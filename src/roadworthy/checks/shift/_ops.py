@@ -75,24 +75,48 @@ def cv2():
 # ----------------------------------------------------------------------------------------- noise
 
 
-def normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 noise drawn from a torch generator seeded by ``rng`` (about 4x faster
-    than NumPy's float32 ziggurat on one core, and as reproducible)."""
-    import torch
+_NORMAL_QUANTILES: list[np.ndarray] = []
 
-    g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    return torch.randn(shape, generator=g, dtype=torch.float32).numpy()
+
+def normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 noise by inverse-CDF look-up: one 16-bit uniform integer per value indexes the
+    65,536 mid-quantiles of the normal distribution (rescaled to unit variance).
+
+    About 4x faster than a float32 ziggurat on one core. The values are the normal distribution discretised
+    at probability steps of 1/65536 (tails cut at 4.3 sigma): for image noise, added to 8-bit pixels and
+    clipped, indistinguishable from exact draws.
+    """
+    if not _NORMAL_QUANTILES:
+        from scipy.special import ndtri
+
+        q = ndtri((np.arange(1 << 16) + 0.5) / (1 << 16))
+        _NORMAL_QUANTILES.append((q / q.std()).astype(np.float32))
+    u = uniform_bits(rng, math.prod(shape))
+    return np.take(_NORMAL_QUANTILES[0], u).reshape(shape)
 
 
 def uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.random(shape, dtype=np.float32)
 
 
-_POISSON_TABLES: dict[float, tuple[np.ndarray, np.ndarray, int]] = {}
+def uniform_bits(rng: np.random.Generator, n: int, dtype: type = np.uint16) -> np.ndarray:
+    """``n`` uniformly random unsigned integers of ``dtype`` (all bits random), straight from the bit
+    generator: several times cheaper than ``rng.integers`` for bulk draws."""
+    per_word = 8 // np.dtype(dtype).itemsize
+    return rng.bit_generator.random_raw(-(-n // per_word)).view(dtype)[:n]
 
 
-def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """CDF and guide table of Poisson(level / 255 * c) for the 256 grey levels."""
+_GUIDE_BITS = 12  # the Poisson guide table has 2**12 cells per grey level
+_IMPURE = np.uint16(0x8000)  # flag on a guide cell that a CDF step falls into
+_POISSON_TABLES: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray]:
+    """CDF ``(256, K)`` and guide table of Poisson(level / 255 * c) for the 256 grey levels.
+
+    Guide cell ``j`` of a level holds the smallest ``k`` whose CDF exceeds ``j / 2**12``, with the
+    :data:`_IMPURE` bit set when the CDF also steps inside the cell (then the draw is finished by search).
+    """
     if c not in _POISSON_TABLES:
         from scipy.special import gammaln
 
@@ -105,30 +129,43 @@ def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray, int]:
         logp[0, 0] = 0.0
         cdf = np.cumsum(np.exp(logp), axis=1)
         cdf[:, -1] = 1.0
-        n_guide = 2 * (kmax + 1)
-        edges = np.arange(n_guide) / n_guide
-        guide = np.stack([np.searchsorted(row, edges, side="right") for row in cdf]).astype(np.int32)
-        _POISSON_TABLES[c] = (cdf.ravel(), guide.ravel(), n_guide)
+        cells = 1 << _GUIDE_BITS
+        edges = np.arange(cells + 1) / cells
+        start = np.stack([np.searchsorted(row, edges[:-1], side="right") for row in cdf])
+        pure = np.take_along_axis(cdf, start, axis=1) >= edges[None, 1:]
+        guide = start.astype(np.uint16) | np.where(pure, np.uint16(0), _IMPURE)
+        _POISSON_TABLES[c] = (cdf, guide.ravel())
     return _POISSON_TABLES[c]
 
 
 def poisson_scaled(x: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
     """``Poisson(x * c) / c`` for ``x`` in [0, 1], sampled exactly by table inversion.
 
-    ``x`` is rounded to 8-bit grey levels for the table look-up (an input of 8-bit origin is unchanged);
-    a guide table makes each draw one or two comparisons, several times faster than ``rng.poisson``.
+    ``x`` is rounded to 8-bit grey levels for the table look-up (an input of 8-bit origin is unchanged).
+    Each draw inverts the CDF at a 32-bit uniform: the top 12 bits pick a guide cell, which gives the
+    answer directly unless a CDF step falls inside it (a few per cent of draws, finished by search).
     """
-    cdf, guide, n_guide = _poisson_table(float(c))
-    width = cdf.size // 256
-    level = np.rint(x.ravel() * 255.0).astype(np.int32)
-    u = rng.random(level.size)
-    k = guide[level * n_guide + (u * n_guide).astype(np.int32)]
-    base = level * width
-    todo = np.flatnonzero(u >= cdf[base + k])
-    while todo.size:
-        k[todo] += 1
-        todo = todo[u[todo] >= cdf[base[todo] + k[todo]]]
-    return (k.astype(np.float32) / np.float32(c)).reshape(x.shape)
+    cdf, guide = _poisson_table(float(c))
+    shift = 32 - _GUIDE_BITS
+    level = np.rint(x.ravel() * np.float32(255.0)).astype(np.uint32)
+    u = uniform_bits(rng, level.size, np.uint32)
+    idx = u >> np.uint32(shift)
+    idx |= level << np.uint32(_GUIDE_BITS)
+    k = np.take(guide, idx)
+    todo = np.flatnonzero(k >= _IMPURE)
+    if todo.size:
+        kt = (k[todo] & ~_IMPURE).astype(np.intp)
+        ut = (u[todo] + 0.5) / 2.0**32
+        flat, base = cdf.ravel(), level[todo].astype(np.intp) * cdf.shape[1]
+        pending = np.arange(todo.size)
+        while pending.size:
+            step = ut[pending] >= flat[base[pending] + kt[pending]]
+            kt[pending[step]] += 1
+            pending = pending[step]
+        k[todo] = kt
+    out = k.astype(np.float32)
+    out /= np.float32(c)
+    return out.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------------------- filters
