@@ -42,10 +42,13 @@ def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 )
 def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (amount,) = sized(severity, image_size(x), [0.01, 0.02, 0.03, 0.05, 0.07], [0.03, 0.06, 0.09, 0.17, 0.27])
-    u = rng.integers(0, 1 << 16, x.shape, dtype=np.uint16)  # 16-bit uniforms: ample for these rates
-    hit = u < np.uint16(round(amount * (1 << 16)))
+    u = ops.uniform_bits(rng, x.size).reshape(x.shape)  # 16-bit uniforms: ample for these rates
+    miss = u >= np.uint16(round(amount * (1 << 16)))
     salt = u >= np.uint16(round(amount / 2 * (1 << 16)))  # half of the hits pepper (0), half salt (1)
-    return np.where(hit, salt.astype(np.float32), x)
+    salt &= ~miss
+    out = np.multiply(x, miss, dtype=np.float32)  # arithmetic on masks: much faster than masked writes
+    out += salt
+    return out
 
 
 @shift("speckle_noise", "extra", "Multiplicative Gaussian noise (ImageNet-C held-out extra).")
