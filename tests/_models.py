@@ -22,8 +22,12 @@ def digits_images(size: int = 16, channels: int = 1) -> tuple[np.ndarray, np.nda
     return x.numpy().astype(np.float32), d.target.astype(np.int64)
 
 
-def tiny_cnn(in_channels: int = 1, n_classes: int = 10, size: int = 16):
+def tiny_cnn(in_channels: int = 1, n_classes: int = 10, size: int = 16, seed: int = 0):
+    """A small CNN whose initial weights are fixed by ``seed`` (torch's global seed is random per process)."""
+    import torch
     import torch.nn as nn
+
+    torch.manual_seed(seed)
 
     return nn.Sequential(
         nn.Conv2d(in_channels, 8, 3, padding=1),
