@@ -220,6 +220,8 @@ def motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) 
     Angles are rounded to whole degrees and the images that share one are blurred together by shifting
     and adding (the line kernel is sparse, so this beats a dense 2-D convolution); edges are replicated.
     """
+    import torch
+
     width = max(1, round(2 * radius + 1))
     sigma = max(float(sigma), 1e-3)
     _n, ch, h, w = x.shape
@@ -230,12 +232,11 @@ def motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) 
         taps = [t for t in line_taps(width, sigma, float(a)) if abs(t[0]) < h and abs(t[1]) < w]
         p = max(max(abs(t[0]), abs(t[1])) for t in taps)
         xp = np.pad(x[idx], ((0, 0), (0, 0), (p, p), (p, p)), mode="edge") if p else x[idx]
-        acc = np.zeros((len(idx), ch, h, w), np.float32)
-        tmp = np.empty_like(acc)
-        for dy, dx, wt in taps:
-            np.multiply(xp[:, :, p + dy : p + dy + h, p + dx : p + dx + w], np.float32(wt), out=tmp)
-            acc += tmp
-        out[idx] = acc
+        src = torch.from_numpy(np.ascontiguousarray(xp, np.float32))
+        acc = torch.zeros((len(idx), ch, h, w), dtype=torch.float32)
+        for dy, dx, wt in taps:  # one fused multiply-add pass per tap
+            acc.add_(src[:, :, p + dy : p + dy + h, p + dx : p + dx + w], alpha=wt)
+        out[idx] = acc.numpy()
     return out
 
 
