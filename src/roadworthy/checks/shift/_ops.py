@@ -538,15 +538,6 @@ def colour(x: np.ndarray, rgb: tuple[float, float, float]) -> np.ndarray:
 
 
 def equalize_hist_u8(a: np.ndarray) -> np.ndarray:
-    """OpenCV's ``equalizeHist`` for a stack of uint8 maps ``(n, h, w)`` at once."""
-    n = a.shape[0]
-    flat = a.reshape(n, -1).astype(np.int64)
-    hist = np.bincount((flat + 256 * np.arange(n)[:, None]).ravel(), minlength=256 * n).reshape(n, 256)
-    cdf = np.cumsum(hist, axis=1)
-    total = flat.shape[1]
-    first = (hist > 0).argmax(axis=1)  # the darkest grey level present
-    low = hist[np.arange(n), first]
-    denom = np.maximum(total - low, 1)
-    lut = np.clip(np.rint((cdf - low[:, None]) * (255.0 / denom[:, None])), 0, 255)
-    lut[total == low] = np.arange(256)  # a constant map stays as it is
-    return np.take_along_axis(lut, flat, axis=1).reshape(a.shape).astype(np.uint8)
+    """OpenCV's ``equalizeHist`` for each of a stack of uint8 maps ``(n, h, w)``."""
+    c = cv2()
+    return np.stack([c.equalizeHist(m) for m in np.ascontiguousarray(a, np.uint8)])
