@@ -338,3 +338,11 @@ def curve_figures(result: Any) -> list[tuple[str, str]]:
             line_plot({result.id: (xs, curve["robust_accuracy"])}, unit, "robust accuracy"),
         )
     ]
+
+
+def fill_in(attacked: np.ndarray, values: np.ndarray, fill: object) -> np.ndarray:
+    """Per-sample ``values`` computed on the attacked rows (``attacked`` is a boolean mask over every
+    sample) spread back to all samples; rows not attacked (already misclassified) get ``fill``."""
+    full = np.full(len(attacked), fill, dtype=values.dtype)
+    full[attacked] = values
+    return full

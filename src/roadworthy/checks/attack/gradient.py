@@ -505,17 +505,12 @@ class _GradientAttack(Check):
                     lo[rows[~flip]] = mid[~flip]
                 task.advance()
 
-        def expand(v: np.ndarray, fill: Any) -> np.ndarray:
-            full = np.full(len(y), fill, dtype=v.dtype)
-            full[correct0] = v
-            return full
-
-        broken = {e: expand(b, False) for e, b in broken_c.items()}
-        min_eps = expand(hi, np.inf)
+        broken = {e: common.fill_in(correct0, b, False) for e, b in broken_c.items()}
+        min_eps = common.fill_in(correct0, hi, np.inf)
         metrics, details = common.sweep_metrics(
             name, y, correct0, broken, p.eps, min_eps, ctx.class_name, norm=self.norm
         )
-        raw_acc = [float((correct0 & ~expand(raw[e], False)).mean()) for e in sweep]
+        raw_acc = [float((correct0 & ~common.fill_in(correct0, raw[e], False)).mean()) for e in sweep]
         details["raw_robust_accuracy"] = dict(zip([common.eps_key(e) for e in sweep], raw_acc, strict=True))
         # Self-checks: usable gradients, a curve that falls (independent per-strength runs), ~0% at `huge`.
         n_health = min(256, len(xc))
@@ -523,7 +518,11 @@ class _GradientAttack(Check):
         findings = [trust.gradient_finding(health)]
         labels = [common.describe_eps(e, self.norm) for e in sweep]
         findings.append(trust.monotone_finding(sweep, raw_acc, len(y), labels))
-        huge_acc = float((correct0 & ~expand(np.isfinite(hi), False)).mean()) if ladder else math.nan
+        huge_acc = (
+            float((correct0 & ~common.fill_in(correct0, np.isfinite(hi), False)).mean())
+            if ladder
+            else math.nan
+        )
         if self.iterative and ladder:
             findings.append(trust.huge_eps_finding(huge_acc, common.describe_eps(huge, self.norm)))
         ok, statement, warnings = trust.verdict(findings)

@@ -260,14 +260,17 @@ class HopSkipJump(Check):
         dist = np.where(success, dist, np.inf)
         sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
 
-        def expand(v: np.ndarray, fill: object) -> np.ndarray:
-            full = np.full(len(y), fill, dtype=v.dtype)
-            full[correct0] = v
-            return full
-
-        broken = {e: expand(dist <= e, False) for e in sweep}
+        broken = {e: common.fill_in(correct0, dist <= e, False) for e in sweep}
         metrics, details = common.sweep_metrics(
-            name, y, correct0, broken, p.eps, expand(dist, np.inf), ctx.class_name, expand(queries, 0.0), "l2"
+            name,
+            y,
+            correct0,
+            broken,
+            p.eps,
+            common.fill_in(correct0, dist, np.inf),
+            ctx.class_name,
+            common.fill_in(correct0, queries, 0.0),
+            "l2",
         )
         no_start = float((~np.isfinite(dist)).mean()) if len(dist) else 0.0
         findings = []

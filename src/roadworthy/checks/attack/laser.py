@@ -204,20 +204,15 @@ class LaserBeam(Check):
         pred = ctx.predict_probs(adv).argmax(axis=1) if len(adv) else np.zeros(0, int)
         fooled = pred != yc
 
-        def expand(v: np.ndarray, fill: object) -> np.ndarray:
-            full = np.full(len(y), fill, dtype=v.dtype)
-            full[correct0] = v
-            return full
-
         metrics, details = common.sweep_metrics(
             name,
             y,
             correct0,
-            {1.0: expand(fooled, False)},
+            {1.0: common.fill_in(correct0, fooled, False)},
             1.0,
             None,
             ctx.class_name,
-            expand(queries, 0.0),
+            common.fill_in(correct0, queries, 0.0),
             "laser",
             per_strength=False,
         )

@@ -228,21 +228,16 @@ class _SparseAttack(Check):
                 raw[float(k)] = found.copy()
                 task.advance()
 
-        def expand(v: np.ndarray, fill: object) -> np.ndarray:
-            full = np.full(len(y), fill, dtype=v.dtype)
-            full[correct0] = v
-            return full
-
-        broken = {e: expand(b, False) for e, b in raw.items()}
+        broken = {e: common.fill_in(correct0, b, False) for e, b in raw.items()}
         metrics, details = common.sweep_metrics(
             name,
             y,
             correct0,
             broken,
             float(default),
-            expand(hi, np.inf),
+            common.fill_in(correct0, hi, np.inf),
             ctx.class_name,
-            expand(q_default, 0.0),
+            common.fill_in(correct0, q_default, 0.0),
             "l0",
         )
         ok, statement, warnings = trust.verdict([])

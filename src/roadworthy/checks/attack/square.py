@@ -190,21 +190,16 @@ class SquareAttack(Check):
             huge = self._huge_check(ctx, xc, yc)
             task.advance()
 
-        def expand(v: np.ndarray, fill: object) -> np.ndarray:
-            full = np.full(len(y), fill, dtype=v.dtype)
-            full[correct0] = v
-            return full
-
-        broken = {e: expand(b, False) for e, b in raw.items()}
+        broken = {e: common.fill_in(correct0, b, False) for e, b in raw.items()}
         metrics, details = common.sweep_metrics(
             name,
             y,
             correct0,
             broken,
             p.eps,
-            expand(hi, np.inf),
+            common.fill_in(correct0, hi, np.inf),
             ctx.class_name,
-            expand(q_default, 0.0),
+            common.fill_in(correct0, q_default, 0.0),
             "linf",
         )
         findings = [huge] if huge is not None else []
