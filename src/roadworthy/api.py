@@ -40,26 +40,20 @@ def as_dataset(
     if isinstance(data, str | Path):
         return load_data(data, class_names=class_names, **load_kwargs)
     if isinstance(data, tuple) and len(data) == 2:
+        from roadworthy.data._validate import check_finite, integer_labels
+
         x = np.asarray(data[0], dtype=np.float32)
-        y = np.asarray(data[1])
-        if not np.issubdtype(y.dtype, np.integer):
-            raise InvalidInputError(f"{name}: labels must be integers, got dtype {y.dtype}")
-        modality = "image" if x.ndim == 4 else "tabular"
-        bad = ~np.isfinite(x)
-        if bad.any():
-            first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
+        if len(x) == 0 or len(x) != len(data[1]):
             raise InvalidInputError(
-                f"{name}: x contains {int(bad.sum())} NaN or infinite values (first at index {first})"
+                f"{name}: x and y must be non-empty and of equal length, got {len(x)} and {len(data[1])}"
             )
-        if len(x) == 0 or len(x) != len(y):
-            raise InvalidInputError(
-                f"{name}: x and y must be non-empty and of equal length, got {len(x)} and {len(y)}"
-            )
+        check_finite(x, name)
+        y, found_names = integer_labels(np.asarray(data[1]), name)
         return Dataset(
             x=x,
-            y=y.astype(np.int64),
-            modality=modality,
-            class_names=list(class_names) if class_names else None,
+            y=y,
+            modality="image" if x.ndim == 4 else "tabular",
+            class_names=list(class_names) if class_names else found_names,
             path=None,
         )
     raise InvalidInputError(

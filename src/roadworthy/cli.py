@@ -25,25 +25,15 @@ def app() -> None:
     """Crash-test a trained model before deployment and write a readiness report."""
 
 
-def _floats(text: str | None, option: str) -> list[float] | None:
+def _numbers(text: str | None, option: str, kind: type, example: str) -> list | None:
+    """Comma-separated numbers of one ``kind`` (float or int) from an option, or a one-line error."""
     if text is None:
         return None
     try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
+        return [kind(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError as exc:
         raise InvalidInputError(
-            f"{option} must be comma-separated numbers like 0.485,0.456,0.406. Got {text!r}."
-        ) from exc
-
-
-def _ints(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError as exc:
-        raise InvalidInputError(
-            f"{option} must be comma-separated integers like 3,32,32. Got {text!r}."
+            f"{option} must be comma-separated numbers like {example}. Got {text!r}."
         ) from exc
 
 
@@ -177,12 +167,12 @@ def check(
             out=out,
             resume=resume,
             trust_pickle=trust_pickle,
-            mean=_floats(mean, "--mean"),
-            std=_floats(std, "--std"),
+            mean=_numbers(mean, "--mean", float, "0.485,0.456,0.406"),
+            std=_numbers(std, "--std", float, "0.229,0.224,0.225"),
             target=target,
             class_names=names,
             feature_layer=feature_layer,
-            input_shape=_ints(input_shape, "--input-shape"),
+            input_shape=_numbers(input_shape, "--input-shape", int, "3,32,32"),
             batch_size=batch_size,
             progress=progress,
             say=say,
