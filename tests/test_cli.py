@@ -295,12 +295,16 @@ def test_python_api_accepts_arrays_and_names_bad_ones(digits_module, digits_spli
     assert report.data.n_samples == 100 and report.metrics["clean.accuracy"] > 0.9
     bad = x[:100].copy()
     bad[5, 0, 1, 1] = np.inf
-    with pytest.raises(InvalidInputError, match=r"data: x contains 1 NaN or infinite values \(first at index 5\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"data: x contains 1 NaN or infinite values \(first at index 5\)"
+    ):
         roadworthy.check(digits_module, (bad, y[:100]), suites=["clean"], budget="quick")
     with pytest.raises(InvalidInputError, match=r"Found 0\.5 at index 0"):
         roadworthy.check(digits_module, (x[:2], np.array([0.5, 1.0])), suites=["clean"], budget="quick")
 
 
 def test_bad_mean_option_is_a_one_line_error(files, capsys):
-    code, _, err = run(["check", "-m", files / "model.pt", "-d", files / "test.npz", "--mean", "0.5,abc"], capsys)
+    code, _, err = run(
+        ["check", "-m", files / "model.pt", "-d", files / "test.npz", "--mean", "0.5,abc"], capsys
+    )
     assert "--mean must be comma-separated numbers" in _one_line_error(code, err)
