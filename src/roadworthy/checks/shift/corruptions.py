@@ -230,8 +230,11 @@ def fog(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     n, _, h, w = x.shape
     mapsize = 1 << (max(h, w) - 1).bit_length()  # the next power of two
     haze = ops.plasma_fractal(rng, n, mapsize, float(decay))[:, None, :h, :w]
+    haze *= np.float32(strength)
     peak = x.max(axis=(1, 2, 3), keepdims=True)
-    return (x + np.float32(strength) * haze) * peak / (peak + np.float32(strength))
+    out = x + haze
+    out *= peak / (peak + np.float32(strength))
+    return out
 
 
 @shift(
