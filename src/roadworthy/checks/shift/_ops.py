@@ -42,8 +42,7 @@ def per_image(fn: Callable[..., np.ndarray], x: np.ndarray, *args: object) -> np
         if ch == 1:
             out[i, 0] = res
         else:
-            for k, plane in enumerate(c.split(res)):
-                out[i, k] = plane
+            c.split(res, list(out[i]))  # straight into the output planes
     return out
 
 
@@ -331,20 +330,52 @@ def zoom_matrix(n: int, factor: float) -> np.ndarray:
     return m
 
 
+def crop_zoom(img: np.ndarray, factor: float) -> np.ndarray:
+    """One image (``H x W`` or ``H x W x C``) zoomed into its centre by ``factor`` >= 1, same size.
+
+    As the reference ``clipped_zoom``: the central ``ceil(H / factor)`` rows and columns are resized up
+    (bilinear) and the centre of the result is kept; the zoom centre may be off by up to half a pixel.
+    Four times faster than an affine warp for the same result.
+    """
+    c = cv2()
+    h, w = img.shape[:2]
+    ch, cw = min(h, math.ceil(h / factor)), min(w, math.ceil(w / factor))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    size = (max(w, round(cw * factor)), max(h, round(ch * factor)))
+    big = c.resize(img[top : top + ch, left : left + cw], size, interpolation=c.INTER_LINEAR)
+    t, le = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
+    return big[t : t + h, le : le + w]
+
+
 def zoom_center(x: np.ndarray, factor: float) -> np.ndarray:
     """Zoom into the centre of every image by ``factor`` (bilinear, edges replicated)."""
     if factor == 1.0:
         return x.copy()
-    c = cv2()
     _, _, h, w = x.shape
     if h * w <= SMALL_PIXELS:
         return separable(x, zoom_matrix(h, factor), zoom_matrix(w, factor))
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    inv = np.array(
-        [[1 / factor, 0, cx * (1 - 1 / factor)], [0, 1 / factor, cy * (1 - 1 / factor)]], np.float32
-    )
-    flags = c.INTER_LINEAR | c.WARP_INVERSE_MAP
-    return per_plane(lambda im: c.warpAffine(im, inv, (w, h), flags=flags, borderMode=c.BORDER_REPLICATE), x)
+    return per_image(lambda im: crop_zoom(im, factor), x)
+
+
+def zoom_mean(x: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """``(x + sum of x zoomed by each of factors) / (len(factors) + 1)``: ImageNet-C's zoom blur, whose
+    factors start at 1, so that the unzoomed image counts twice, as in the reference."""
+    _, _, h, w = x.shape
+    if h * w <= SMALL_PIXELS:
+        out = x.copy()
+        for z in factors:
+            out += zoom_center(x, float(z))
+        out *= np.float32(1 / (len(factors) + 1))
+        return out
+
+    def one(img: np.ndarray) -> np.ndarray:
+        acc = img.copy()
+        for z in factors:
+            acc += img if z == 1.0 else crop_zoom(img, float(z))
+        acc *= np.float32(1 / (len(factors) + 1))
+        return acc
+
+    return per_image(one, x)
 
 
 def remap(
