@@ -8,6 +8,7 @@ filters accept at most 4 channels per call; everything else is vectorised over t
 from __future__ import annotations
 
 import math
+import platform
 from collections.abc import Callable
 
 import numpy as np
@@ -215,30 +216,66 @@ def line_taps(width: int, sigma: float, angle_deg: float) -> list[tuple[int, int
     return [(yy, xx, ww) for (yy, xx), ww in taps.items()]
 
 
+#: kernels of at most this many cells go through OpenCV's direct (spatial) filter, which visits only the
+#: non-zero taps; larger ones through its DFT (OpenCV's switch-over is 130 cells on x86, 50 elsewhere)
+DIRECT_FILTER_CELLS = 121 if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86") else 49
+
+
+def line_segments(taps: list[tuple[int, int, float]]) -> list[tuple[int, int, np.ndarray]]:
+    """Split a sparse kernel's taps (in line order) into small dense kernels ``(top, left, kernel)``.
+
+    Each piece spans at most :data:`DIRECT_FILTER_CELLS` cells, so OpenCV filters it directly, at a cost
+    of its few non-zero taps, instead of through a DFT of the whole line's bounding box.
+    """
+    pieces: list[list[tuple[int, int, float]]] = [[]]
+    for tap in taps:
+        trial = [*pieces[-1], tap]
+        ys, xs = [t[0] for t in trial], [t[1] for t in trial]
+        if pieces[-1] and (max(ys) - min(ys) + 1) * (max(xs) - min(xs) + 1) > DIRECT_FILTER_CELLS:
+            pieces.append([tap])
+        else:
+            pieces[-1] = trial
+    out = []
+    for piece in pieces:
+        top, left = min(t[0] for t in piece), min(t[1] for t in piece)
+        k = np.zeros((max(t[0] for t in piece) - top + 1, max(t[1] for t in piece) - left + 1), np.float32)
+        for dy, dx, wt in piece:
+            k[dy - top, dx - left] += wt
+        out.append((top, left, k))
+    return out
+
+
 def motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) -> np.ndarray:
     """Motion blur of image ``i`` along ``angles[i]`` degrees (line length ``2 * radius + 1`` px).
 
-    Angles are rounded to whole degrees and the images that share one are blurred together by shifting
-    and adding (the line kernel is sparse, so this beats a dense 2-D convolution); edges are replicated.
+    Angles are rounded to whole degrees. The line kernel is sparse: it is cut into short pieces that
+    OpenCV's direct filter applies at the cost of their non-zero taps (a dense 2-D filter of the line's
+    bounding box would cost its whole area); edges are replicated.
     """
-    import torch
-
+    c = cv2()
     width = max(1, round(2 * radius + 1))
     sigma = max(float(sigma), 1e-3)
-    _n, ch, h, w = x.shape
-    out = np.empty_like(x)
-    rounded = np.rint(angles).astype(int)
-    for a in np.unique(rounded):
-        idx = np.flatnonzero(rounded == a)
+    _n, _ch, h, w = x.shape
+    pieces: dict[int, tuple[int, list[tuple[int, int, np.ndarray]]]] = {}
+    for a in np.unique(np.rint(angles).astype(int)).tolist():
         taps = [t for t in line_taps(width, sigma, float(a)) if abs(t[0]) < h and abs(t[1]) < w]
-        p = max(max(abs(t[0]), abs(t[1])) for t in taps)
-        xp = np.pad(x[idx], ((0, 0), (0, 0), (p, p), (p, p)), mode="edge") if p else x[idx]
-        src = torch.from_numpy(np.ascontiguousarray(xp, np.float32))
-        acc = torch.zeros((len(idx), ch, h, w), dtype=torch.float32)
-        for dy, dx, wt in taps:  # one fused multiply-add pass per tap
-            acc.add_(src[:, :, p + dy : p + dy + h, p + dx : p + dx + w], alpha=wt)
-        out[idx] = acc.numpy()
-    return out
+        pieces[a] = (max(max(abs(t[0]), abs(t[1])) for t in taps), line_segments(taps))
+
+    def one(img: np.ndarray, angle: float) -> np.ndarray:
+        p, segs = pieces[round(angle)]
+        padded = c.copyMakeBorder(img, p, p, p, p, c.BORDER_REPLICATE) if p else img
+        acc = None
+        for top, left, k in segs:
+            kh, kw = k.shape
+            view = padded[p + top : p + top + h + kh - 1, p + left : p + left + w + kw - 1]
+            part = c.filter2D(view, -1, k, anchor=(0, 0), borderType=c.BORDER_REPLICATE)[:h, :w]
+            if acc is None:
+                acc = np.ascontiguousarray(part)
+            else:
+                acc += part
+        return acc
+
+    return per_image(one, x, np.rint(angles))
 
 
 def disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:

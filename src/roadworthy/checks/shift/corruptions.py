@@ -250,8 +250,10 @@ def brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 @shift("contrast", "digital", "Lower contrast: pixels pulled towards the image mean.", imagenet_c=True)
 def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (c,) = sized(severity, image_size(x), [0.75, 0.5, 0.4, 0.3, 0.15], [0.4, 0.3, 0.2, 0.1, 0.05])
-    means = x.mean(axis=(2, 3), keepdims=True)
-    return (x - means) * np.float32(c) + means
+    means = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+    out = x * np.float32(c)
+    out += (means * (1 - c)).astype(np.float32)  # (x - mean) * c + mean
+    return out
 
 
 def _elastic_table(rows: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
@@ -330,24 +332,13 @@ def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
         up_rows = ops.box_matrix(h, sh) if box_up else ops.nearest_matrix(h, sh)
         up_cols = ops.box_matrix(w, sw) if box_up else ops.nearest_matrix(w, sw)
         return ops.separable(x, up_rows @ ops.box_matrix(sh, h), up_cols @ ops.box_matrix(sw, w))
-    if box_up:
-        return ops.per_plane(
-            lambda im: cv2.resize(
-                cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_AREA
-            ),
-            x,
-        )
-    # box-downscale each image in one OpenCV call (channels interleaved), then upscale the whole batch by
-    # nearest neighbour as repeated rows and columns (a copy, no arithmetic)
-    small = np.empty((x.shape[0], x.shape[1], sh, sw), np.float32)
-    for i, img in enumerate(x):
-        res = cv2.resize(
-            img[0] if len(img) == 1 else cv2.merge(list(img)), (sw, sh), interpolation=cv2.INTER_AREA
-        )
-        small[i] = res[None] if res.ndim == 2 else res.transpose(2, 0, 1)
-    rows = np.bincount(np.minimum((np.arange(h) * (sh / h)).astype(int), sh - 1), minlength=sh)
-    cols = np.bincount(np.minimum((np.arange(w) * (sw / w)).astype(int), sw - 1), minlength=sw)
-    return np.repeat(np.repeat(small, cols, axis=3), rows, axis=2)
+    up = cv2.INTER_AREA if box_up else cv2.INTER_NEAREST
+    return ops.per_image(
+        lambda im: cv2.resize(
+            cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA), (w, h), interpolation=up
+        ),
+        x,
+    )
 
 
 @shift("jpeg_compression", "digital", "JPEG compression artefacts (libjpeg at low quality).", imagenet_c=True)
