@@ -73,7 +73,9 @@ def patch_reference() -> list[str]:
         np.float_ = np.float64  # type: ignore[attr-defined]
         patched.append("np.float_ = np.float64 (fog)")
 
-    def gaussian_compat(image, sigma=1, multichannel=None, **kwargs):  # noqa: ANN001, ANN202
+    def gaussian_compat(
+        image: np.ndarray, sigma: float = 1, multichannel: bool | None = None, **kwargs: object
+    ) -> np.ndarray:
         if multichannel is not None:
             kwargs.setdefault("channel_axis", -1 if multichannel else None)
         return gaussian(image, sigma=sigma, **kwargs)
