@@ -7,6 +7,7 @@ filters accept at most 4 channels per call; everything else is vectorised over t
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 from collections.abc import Callable
@@ -227,14 +228,18 @@ def line_segments(taps: list[tuple[int, int, float]]) -> list[tuple[int, int, np
     Each piece spans at most :data:`DIRECT_FILTER_CELLS` cells, so OpenCV filters it directly, at a cost
     of its few non-zero taps, instead of through a DFT of the whole line's bounding box.
     """
-    pieces: list[list[tuple[int, int, float]]] = [[]]
-    for tap in taps:
-        trial = [*pieces[-1], tap]
-        ys, xs = [t[0] for t in trial], [t[1] for t in trial]
-        if pieces[-1] and (max(ys) - min(ys) + 1) * (max(xs) - min(xs) + 1) > DIRECT_FILTER_CELLS:
-            pieces.append([tap])
-        else:
-            pieces[-1] = trial
+    pieces: list[list[tuple[int, int, float]]] = []
+    y0 = y1 = x0 = x1 = 0
+    for dy, dx, wt in taps:
+        if pieces:
+            ny0, ny1, nx0, nx1 = min(y0, dy), max(y1, dy), min(x0, dx), max(x1, dx)
+            if (ny1 - ny0 + 1) * (nx1 - nx0 + 1) <= DIRECT_FILTER_CELLS:
+                pieces[-1].append((dy, dx, wt))
+                y0, y1, x0, x1 = ny0, ny1, nx0, nx1
+                continue
+        pieces.append([(dy, dx, wt)])
+        y0 = y1 = dy
+        x0 = x1 = dx
     out = []
     for piece in pieces:
         top, left = min(t[0] for t in piece), min(t[1] for t in piece)
@@ -243,6 +248,13 @@ def line_segments(taps: list[tuple[int, int, float]]) -> list[tuple[int, int, np
             k[dy - top, dx - left] += wt
         out.append((top, left, k))
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _line_pieces(width: int, sigma: float, angle: int, h: int, w: int) -> tuple[int, list]:
+    """Padding and :func:`line_segments` of the motion-blur line (cached: angles are whole degrees)."""
+    taps = [t for t in line_taps(width, sigma, float(angle)) if abs(t[0]) < h and abs(t[1]) < w]
+    return max(max(abs(t[0]), abs(t[1])) for t in taps), line_segments(taps)
 
 
 def motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) -> np.ndarray:
@@ -256,13 +268,9 @@ def motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) 
     width = max(1, round(2 * radius + 1))
     sigma = max(float(sigma), 1e-3)
     _n, _ch, h, w = x.shape
-    pieces: dict[int, tuple[int, list[tuple[int, int, np.ndarray]]]] = {}
-    for a in np.unique(np.rint(angles).astype(int)).tolist():
-        taps = [t for t in line_taps(width, sigma, float(a)) if abs(t[0]) < h and abs(t[1]) < w]
-        pieces[a] = (max(max(abs(t[0]), abs(t[1])) for t in taps), line_segments(taps))
 
     def one(img: np.ndarray, angle: float) -> np.ndarray:
-        p, segs = pieces[round(angle)]
+        p, segs = _line_pieces(width, sigma, round(angle), h, w)
         padded = c.copyMakeBorder(img, p, p, p, p, c.BORDER_REPLICATE) if p else img
         acc = None
         for top, left, k in segs:
