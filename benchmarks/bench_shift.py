@@ -43,17 +43,15 @@ def photos(n: int, size: int, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
 
 
-def time_ours(name: str, x: np.ndarray, repeats: int) -> float:
+def run_ours(name: str, x: np.ndarray) -> float:
+    """Seconds for roadworthy to apply ``name`` at severities 1-5 to the batch ``x``."""
     from roadworthy.checks.shift import SHIFTS
 
     shift = SHIFTS[name]
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for s in range(1, 6):
-            shift.apply(x, s, np.random.default_rng(s))
-        best = min(best, time.perf_counter() - start)
-    return best / (5 * len(x)) * 1e3
+    start = time.perf_counter()
+    for s in range(1, 6):
+        shift.apply(x, s, np.random.default_rng(s))
+    return time.perf_counter() - start
 
 
 def patch_reference() -> list[str]:
@@ -85,28 +83,49 @@ def patch_reference() -> list[str]:
     return patched
 
 
-def time_reference(name: str, x: np.ndarray, repeats: int) -> float:
+def run_reference(name: str, u8: list[np.ndarray]) -> float:
+    """Seconds for imagecorruptions to apply ``name`` at severities 1-5 to each uint8 HWC image."""
     from imagecorruptions import corrupt
 
+    np.random.seed(0)
+    start = time.perf_counter()
+    for s in range(1, 6):
+        for im in u8:
+            corrupt(im, severity=s, corruption_name=name)
+    return time.perf_counter() - start
+
+
+def time_both(name: str, x: np.ndarray, repeats: int) -> tuple[float, float | None, str | None]:
+    """Per-image milliseconds (best of ``repeats``) of both sides, runs interleaved so that a slow spell
+    of a shared machine hits both alike; each side is warmed up once first (tables, imports).
+    Returns ``(ours, reference or None, reference error or None)``."""
     u8 = [np.ascontiguousarray(np.rint(im.transpose(1, 2, 0) * 255).astype(np.uint8)) for im in x]
-    best = math.inf
+    run_ours(name, x[:2])
+    ours, ref, error = math.inf, math.inf, None
+    try:
+        run_reference(name, u8[:1])
+    except Exception as exc:  # noqa: BLE001 - a crashing reference is a result, not a failure
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
     for _ in range(repeats):
-        np.random.seed(0)
-        start = time.perf_counter()
-        for s in range(1, 6):
-            for im in u8:
-                corrupt(im, severity=s, corruption_name=name)
-        best = min(best, time.perf_counter() - start)
-    return best / (5 * len(x)) * 1e3
+        ours = min(ours, run_ours(name, x))
+        if error is None:
+            ref = min(ref, run_reference(name, u8))
+    per_image = 1e3 / (5 * len(x))
+    return ours * per_image, None if error else ref * per_image, error
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n32", type=int, default=200, help="images at 32 px")
     parser.add_argument("--n224", type=int, default=12, help="images at 224 px")
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--sizes", default="32,224", help="image sizes to run, comma-separated")
     parser.add_argument("--only", default="", help="corruptions to run, comma-separated (default: all)")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's allocator defaults instead of the settings a roadworthy run uses (roadworthy.memory)",
+    )
     parser.add_argument(
         "--no-patch",
         action="store_true",
@@ -130,6 +149,10 @@ def main() -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
 
+    from roadworthy.memory import keep_freed_memory
+
+    # both sides run in this process under the allocator settings a roadworthy run applies
+    allocator = "glibc defaults" if args.default_malloc or not keep_freed_memory() else "roadworthy.memory"
     patched = [] if args.no_patch else patch_reference()
     names = [c for c in get_corruption_names("all") if not args.only or c in args.only.split(",")]
     sizes = {int(s) for s in args.sizes.split(",")}
@@ -141,12 +164,7 @@ def main() -> None:
         x = photos(n, size)
         ratios = []
         for name in names:
-            ours = time_ours(name, x, args.repeats)
-            try:
-                ref: float | None = time_reference(name, x, args.repeats)
-                error = None
-            except Exception as exc:  # noqa: BLE001 - a crashing reference is a result, not a failure
-                ref, error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
+            ours, ref, error = time_both(name, x, args.repeats)
             ratio = ref / ours if ref is not None else None
             if ratio is not None:
                 ratios.append(ratio)
@@ -187,6 +205,7 @@ def main() -> None:
         "repeats": args.repeats,
         "images": "random square crops of scikit-learn's sample photos (china.jpg, flower.jpg)",
         "reference_patches": patched,
+        "allocator": allocator,
     }
     if args.only or sizes != {32, 224}:
         print("partial run (--only / --sizes): results/shift.* not written")
@@ -198,7 +217,8 @@ def main() -> None:
     lines = [
         "# Shift suite vs imagecorruptions",
         "",
-        f"Per-image milliseconds, mean over severities 1-5, best of {args.repeats}, one thread each "
+        f"Per-image milliseconds, mean over severities 1-5, best of {args.repeats} interleaved runs after a "
+        f"warm-up, one thread each, both under the same allocator settings ({allocator}) "
         f"(imagecorruptions {meta['imagecorruptions']}, NumPy {meta['numpy']}, OpenCV {meta['opencv']}). "
         "roadworthy transforms one float32 NCHW batch per severity; imagecorruptions one uint8 image at a time.",
         "",

@@ -140,6 +140,9 @@ class Session:
         )
 
     def run(self) -> Report:
+        from roadworthy.memory import keep_freed_memory
+
+        keep_freed_memory()
         classes = select_checks(self.suites, self.budget)
         ctx = self.context()
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
