@@ -513,6 +513,22 @@ def signed_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return out
 
 
+def _wrapped(a: np.ndarray, after: bool) -> np.ndarray:
+    """``(n, k, k)`` maps extended periodically by one row and column after (or before) them: the
+    neighbours across the edge of a periodic map, as views instead of ``np.roll`` copies."""
+    n, k, _ = a.shape
+    out = np.empty((n, k + 1, k + 1), a.dtype)
+    if after:
+        out[:, :k, :k] = a
+        out[:, k, :k] = a[:, 0]
+        out[:, :, k] = out[:, :, 0]
+    else:
+        out[:, 1:, 1:] = a
+        out[:, 0, 1:] = a[:, -1]
+        out[:, :, 0] = out[:, :, k]
+    return out
+
+
 def plasma_fractal(rng: np.random.Generator, n: int, mapsize: int, decay: float) -> np.ndarray:
     """``n`` diamond-square height maps ``(n, mapsize, mapsize)`` in [0, 1] (ImageNet-C's fog texture).
 
@@ -528,23 +544,25 @@ def plasma_fractal(rng: np.random.Generator, n: int, mapsize: int, decay: float)
         k = grid.shape[1]
         noise = signed_uniform(rng, (3, n, k, k))
         noise *= np.float32(wibble * wibble)
-        right = np.roll(grid, -1, axis=2)
-        below = np.roll(grid, -1, axis=1)
+        g = _wrapped(grid, after=True)  # g[:, i + 1, j + 1] is the corner below right of grid[:, i, j]
+        corner, right, below = g[:, :-1, :-1], g[:, :-1, 1:], g[:, 1:, :-1]
         # square step: the centre of each cell, from its four corners
-        centre = grid + below
-        centre += np.roll(centre, -1, axis=2)
+        centre = corner + below
+        centre += right
+        centre += g[:, 1:, 1:]
         centre *= quarter
         centre += noise[0]
+        cp = _wrapped(centre, after=False)  # cp[:, i, j] is the centre above left of centre[:, i, j]
         # diamond step: the midpoint of a cell's top edge (two corners, the centres below and above) ...
-        top = grid + right
+        top = corner + right
         top += centre
-        top += np.roll(centre, 1, axis=1)
+        top += cp[:, :-1, 1:]
         top *= quarter
         top += noise[1]
         # ... and of its left edge (two corners, the centres right and left)
-        left = grid + below
+        left = corner + below
         left += centre
-        left += np.roll(centre, 1, axis=2)
+        left += cp[:, 1:, :-1]
         left *= quarter
         left += noise[2]
         finer = np.empty((n, 2 * k, 2 * k), np.float32)

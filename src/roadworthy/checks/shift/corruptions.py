@@ -333,12 +333,16 @@ def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
         up_cols = ops.box_matrix(w, sw) if box_up else ops.nearest_matrix(w, sw)
         return ops.separable(x, up_rows @ ops.box_matrix(sh, h), up_cols @ ops.box_matrix(sw, w))
     up = cv2.INTER_AREA if box_up else cv2.INTER_NEAREST
-    return ops.per_image(
-        lambda im: cv2.resize(
-            cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA), (w, h), interpolation=up
-        ),
-        x,
-    )
+    n, ch = x.shape[:2]
+    out = np.empty(x.shape, np.float32)
+    for i in range(n):
+        # box-downscale the interleaved image in one call, then upscale each small plane straight into place
+        small = cv2.resize(
+            x[i, 0] if ch == 1 else cv2.merge(list(x[i])), (sw, sh), interpolation=cv2.INTER_AREA
+        )
+        for k, plane in enumerate([small] if ch == 1 else cv2.split(small)):
+            cv2.resize(plane, (w, h), out[i, k], interpolation=up)
+    return out
 
 
 @shift("jpeg_compression", "digital", "JPEG compression artefacts (libjpeg at low quality).", imagenet_c=True)
