@@ -97,9 +97,9 @@ DOWNSAMPLE_BIAS = (1.0, 2.0)
 # "fancy" upsampling weights of the nearer and the farther chroma sample
 NEAR, FAR = 0.75, 0.25
 
-# Batches are processed in chunks of at most this many (padded) pixels, which bounds the scratch memory
-# (about 40 bytes a pixel) whatever the batch size; 2**20 is 20 images of 224 x 224 or 1024 of 32 x 32.
-CHUNK_PIXELS = 2**20
+# Batches are processed in chunks of at most this many (padded) pixels: it bounds the scratch memory (about
+# 30 bytes a pixel, 8 MB) whatever the batch size and keeps it in cache. 5 images of 224 x 224, 256 of 32 x 32.
+CHUNK_PIXELS = 2**18
 
 
 def quant_table(base: np.ndarray, quality: int) -> np.ndarray:
@@ -145,6 +145,7 @@ class _Matrices:
     chroma_inv: np.ndarray  # (8u, 10, 16): dequantise + inverse horizontal DCT + horizontal upsampling
     chroma_edges: np.ndarray  # (8u, 8v, 2): dequantised coefficients -> the block's first and last column
     chroma_rows: np.ndarray  # (16, 8): inverse vertical DCT + vertical upsampling
+    rgb_to_ycbcr: np.ndarray  # (3, 3), for samples in [0, 1]
     luma_dc: float  # the level shift, in quantised DC units
 
 
@@ -171,6 +172,7 @@ def _matrices(quality: int) -> _Matrices:
         chroma_inv=f32(dequant_pad[:, :, None] * up_cols[None]),
         chroma_edges=f32(chroma[:, :, None] * d[None][:, :, [0, BLOCK - 1]]),
         chroma_rows=f32((d @ _upsample_matrix(neighbours=False)).T),
+        rgb_to_ycbcr=f32(RGB_TO_YCBCR * MAX_SAMPLE),
         luma_dc=dc_shift / luma[0, 0],
     )
 
@@ -248,37 +250,43 @@ def _mcu_rows(a: torch.Tensor, rows: int) -> torch.Tensor:
     return a.reshape(n, h // rows, rows, w)
 
 
-def _forward(planes: np.ndarray, fwd: np.ndarray, dct: np.ndarray, out: np.ndarray) -> None:
+def _forward(planes: np.ndarray, fwd: np.ndarray, m: _Matrices, out: np.ndarray, tmp: np.ndarray) -> None:
     """DCT coefficients divided by the quantisation table, not yet rounded, into ``out``.
 
-    ``planes``: ``(K, 8, P)`` sample rows (K stacks of MCU-row layouts with 8 rows each); ``out``: ``(K, 8u, P //
-    8, 8v)``, may be a strided view.
+    ``planes``: ``(K, 8, P)`` sample rows (K stacks of MCU-row layouts with 8 rows each); ``out``: ``(K, 8u,
+    P // 8, 8v)``, may be a strided view; ``tmp``: scratch of the shape of ``planes``.
     """
     k = planes.shape[0]
-    vertical = np.matmul(dct, planes)  # (K, 8u, P): the columns of every block transformed
-    np.matmul(vertical.reshape(k, BLOCK, -1, BLOCK), fwd, out=out)  # rows transformed, divided by the table
+    np.matmul(m.dct, planes, out=tmp)  # the columns of every block transformed: (K, 8u, P)
+    np.matmul(tmp.reshape(k, BLOCK, -1, BLOCK), fwd, out=out)  # rows transformed, divided by the table
 
 
-def _gray(x: np.ndarray, out: np.ndarray, m: _Matrices) -> None:
+def _inverse_luma(coef: np.ndarray, m: _Matrices, out: np.ndarray, tmp: np.ndarray) -> None:
+    """Quantised luma coefficients ``(K, 8u, P // 8, 8v)`` -> samples ``(K, 8, P)`` in ``out`` (+128, unclamped)."""
+    coef[:, 0, :, 0] += m.luma_dc  # the decoder's +128, folded into DC
+    np.matmul(coef, m.luma_inv, out=tmp.reshape(coef.shape))
+    np.matmul(m.idct, tmp, out=out)
+
+
+def _gray(x: np.ndarray, out: np.ndarray, m: _Matrices, scratch: _Scratch) -> None:
     """Round trip of one-channel images (padded to multiples of 8) into ``out``, in gray levels 0..255."""
     n, _, hp, wp = x.shape
     p = n * hp * wp // BLOCK
-    plane = np.empty((BLOCK, n, hp // BLOCK, wp), np.float32)  # MCU-row layout
-    tiles = torch.from_numpy(plane).permute(1, 2, 0, 3)
-    torch.round(_mcu_rows(torch.from_numpy(x)[:, 0] * MAX_SAMPLE, BLOCK), out=tiles)
-    torch.from_numpy(plane).clamp_(0, MAX_SAMPLE)
-    coef = np.empty((1, BLOCK, p // BLOCK, BLOCK), np.float32)
-    _forward(plane.reshape(1, BLOCK, p), m.luma_fwd, m.dct, coef)
+    plane = scratch("luma", BLOCK, n, hp // BLOCK, wp)  # MCU-row layout
+    tmp = scratch("luma_tmp", 1, BLOCK, p)
+    coef = scratch("luma_coef", 1, BLOCK, p // BLOCK, BLOCK)
+    plane_t, out_t = torch.from_numpy(plane), torch.from_numpy(out)
+    torch.mul(_mcu_rows(torch.from_numpy(x)[:, 0], BLOCK), MAX_SAMPLE, out=plane_t.permute(1, 2, 0, 3))
+    plane_t.round_().clamp_(0, MAX_SAMPLE)
+    _forward(plane.reshape(1, BLOCK, p), m.luma_fwd, m, coef, tmp)
     coef[:, 0, :, 0] -= m.luma_dc  # level shift -128, folded into DC
     np.rint(coef, out=coef)
-    coef[:, 0, :, 0] += m.luma_dc  # decoder's +128
-    rows = np.matmul(coef, m.luma_inv).reshape(1, BLOCK, p)
-    np.matmul(m.idct, rows, out=plane.reshape(1, BLOCK, p))
-    torch.clamp(tiles, 0, MAX_SAMPLE, out=_mcu_rows(torch.from_numpy(out)[:, 0], BLOCK))
-    torch.from_numpy(out).round_()
+    _inverse_luma(coef, m, plane.reshape(1, BLOCK, p), tmp)
+    torch.clamp(plane_t.permute(1, 2, 0, 3), 0, MAX_SAMPLE, out=_mcu_rows(out_t[:, 0], BLOCK))
+    out_t.round_()
 
 
-def _colour(x: np.ndarray, out: np.ndarray, m: _Matrices, height: int) -> None:
+def _colour(x: np.ndarray, out: np.ndarray, m: _Matrices, height: int, scratch: _Scratch) -> None:
     """Round trip of RGB images (padded to multiples of 16) into ``out``, in gray levels 0..255.
 
     ``height`` is the unpadded height: chroma rows below it are replaced by copies of the last real one.
@@ -290,9 +298,8 @@ def _colour(x: np.ndarray, out: np.ndarray, m: _Matrices, height: int) -> None:
     out_t = torch.from_numpy(out)
 
     # --- encoder: Y, Cb, Cr at full resolution (in ``out``, used as scratch), each rounded
-    ycc = torch.from_numpy(RGB_TO_YCBCR.astype(np.float32) * np.float32(MAX_SAMPLE))
-    torch.matmul(ycc, torch.from_numpy(x).view(n, 3, -1), out=out_t.view(n, 3, -1))
-    luma = np.empty((2 * BLOCK, n, mh, wp), np.float32)  # MCU-row layout, 16 rows
+    np.matmul(m.rgb_to_ycbcr, x.reshape(n, 3, -1), out=out.reshape(n, 3, -1))
+    luma = scratch("luma", 2 * BLOCK, n, mh, wp)  # MCU-row layout, 16 rows
     luma_t = torch.from_numpy(luma)
     torch.round(_mcu_rows(out_t[:, 0], 2 * BLOCK), out=luma_t.permute(1, 2, 0, 3))
     luma_t.clamp_(0, MAX_SAMPLE)
@@ -301,49 +308,54 @@ def _colour(x: np.ndarray, out: np.ndarray, m: _Matrices, height: int) -> None:
 
     # 4:2:0: 2x2 sums + bias, / 4, floored, written in MCU-row layout (2 components, 8 rows)
     pairs = chroma_full.reshape(n, 2, hp // 2, 2, wp)
-    rows = torch.add(pairs[:, :, :, 0], pairs[:, :, :, 1])  # (N, 2, H/2, W)
-    chroma = np.empty((2, BLOCK, n, mh, wp // 2), np.float32)
+    rows = torch.from_numpy(scratch("chroma_rows", n, 2, hp // 2, wp))
+    torch.add(pairs[:, :, :, 0], pairs[:, :, :, 1], out=rows)
+    chroma = scratch("chroma", 2, BLOCK, n, mh, wp // 2)
     chroma_t = torch.from_numpy(chroma)
     cols = rows.view(n, 2, mh, BLOCK, wp // 2, 2).permute(1, 0, 2, 3, 4, 5)
     torch.add(cols[..., 0], cols[..., 1], out=chroma_t.permute(0, 2, 3, 1, 4))
-    bias = torch.tensor(DOWNSAMPLE_BIAS, dtype=torch.float32).repeat(wp // 4)
-    chroma_t.add_(bias).mul_(0.25).floor_().clamp_(-LEVEL_SHIFT, MAX_SAMPLE - LEVEL_SHIFT)
+    bias = torch.tensor(DOWNSAMPLE_BIAS, dtype=torch.float32)
+    chroma_t.view(2, BLOCK, n, mh, wp // 4, 2).add_(bias)
+    chroma_t.mul_(0.25).floor_().clamp_(-LEVEL_SHIFT, MAX_SAMPLE - LEVEL_SHIFT)
     last = (height + 1) // 2 - 1  # last real chroma row; libjpeg replicates it down to whole blocks
     for row in range(last + 1, mh * BLOCK):
         chroma[:, row % BLOCK, :, row // BLOCK] = chroma[:, last % BLOCK, :, last // BLOCK]
 
     # --- DCT and quantisation
-    luma_coef = np.empty((2, BLOCK, p // BLOCK, BLOCK), np.float32)
-    _forward(luma.reshape(2, BLOCK, p), m.luma_fwd, m.dct, luma_coef)
+    tmp = scratch("luma_tmp", 2, BLOCK, p)
+    luma_coef = scratch("luma_coef", 2, BLOCK, p // BLOCK, BLOCK)
+    _forward(luma.reshape(2, BLOCK, p), m.luma_fwd, m, luma_coef, tmp)
     luma_coef[:, 0, :, 0] -= m.luma_dc  # level shift -128, folded into DC (chroma is centred already)
     np.rint(luma_coef, out=luma_coef)
     # chroma coefficients get two extra columns for the neighbouring blocks' edge samples (see below)
-    chroma_coef = np.empty((2, BLOCK, pc // BLOCK, BLOCK + 2), np.float32)
-    _forward(chroma.reshape(2, BLOCK, pc), m.chroma_fwd, m.dct, chroma_coef[..., :BLOCK])
-    with np.errstate(all="ignore"):  # the two extra columns are uninitialised here, overwritten below
+    chroma_coef = scratch("chroma_coef", 2, BLOCK, pc // BLOCK, BLOCK + 2)
+    _forward(chroma.reshape(2, BLOCK, pc), m.chroma_fwd, m, chroma_coef[..., :BLOCK], tmp[:, :, :pc])
+    with np.errstate(all="ignore"):  # the two extra columns hold stale values here, overwritten below
         np.rint(chroma_coef, out=chroma_coef)
 
-    # --- decoder: luma
-    luma_coef[:, 0, :, 0] += m.luma_dc  # +128
-    luma_rows = np.matmul(luma_coef, m.luma_inv).reshape(2, BLOCK, p)
-    np.matmul(m.idct, luma_rows, out=luma.reshape(2, BLOCK, p))
+    # --- decoder: luma, clamped and rounded as libjpeg's inverse DCT output
+    _inverse_luma(luma_coef, m, luma.reshape(2, BLOCK, p), tmp)
     luma_t.clamp_(0, MAX_SAMPLE).round_()
 
     # chroma: the horizontal upsampling of a block's edge columns needs the neighbouring blocks' edge
     # samples; they are computed per block (first and last column) and stored next to each block's
     # coefficients, replicated at the image edges, so that one matrix product does IDCT + upsampling.
-    edges = np.matmul(chroma_coef[..., :BLOCK], m.chroma_edges).reshape(2, BLOCK, n * mh, mw, 2)
+    edges = scratch("chroma_edges", 2, BLOCK, pc // BLOCK, 2)
+    np.matmul(chroma_coef[..., :BLOCK], m.chroma_edges, out=edges)
+    edges = edges.reshape(2, BLOCK, n * mh, mw, 2)
     coef = chroma_coef.reshape(2, BLOCK, n * mh, mw, BLOCK + 2)
     coef[:, :, :, 1:, BLOCK] = edges[:, :, :, :-1, 1]  # last column of the block to the left
     coef[:, :, :, 0, BLOCK] = edges[:, :, :, 0, 0]
     coef[:, :, :, :-1, BLOCK + 1] = edges[:, :, :, 1:, 0]  # first column of the block to the right
     coef[:, :, :, -1, BLOCK + 1] = edges[:, :, :, -1, 1]
-    upsampled_rows = np.matmul(chroma_coef, m.chroma_inv).reshape(2, BLOCK, p)
-    full = torch.from_numpy(np.matmul(m.chroma_rows, upsampled_rows))  # (2, 16, P): full-resolution Cb, Cr
+    np.matmul(chroma_coef, m.chroma_inv, out=tmp.reshape(2, BLOCK, pc // BLOCK, 2 * BLOCK))
+    full = scratch("chroma_full", 2, 2 * BLOCK, p)  # full-resolution Cb, Cr (centred)
+    np.matmul(m.chroma_rows, tmp, out=full)
     # vertical upsampling across MCU rows: the first / last output row of an MCU used its own edge row
     # (replication); mix in 1/4 of the neighbouring MCU's edge row instead, except at the image edges
-    tiles = full.view(2, 2 * BLOCK, n, mh, wp)
-    step = tiles[:, 0, :, 1:] - tiles[:, -1, :, :-1]
+    tiles = torch.from_numpy(full).view(2, 2 * BLOCK, n, mh, wp)
+    step = torch.from_numpy(scratch("chroma_step", 2, n, mh - 1, wp))
+    torch.sub(tiles[:, 0, :, 1:], tiles[:, -1, :, :-1], out=step)
     tiles[:, 0, :, 1:].sub_(step, alpha=FAR)
     tiles[:, -1, :, :-1].add_(step, alpha=FAR)
 
