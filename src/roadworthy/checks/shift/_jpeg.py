@@ -4,8 +4,8 @@
 their defaults) does to an image, for a whole float32 NCHW batch at once, without entropy coding (which is
 lossless and so does not change the decoded image):
 
-1. 8-bit RGB -> YCbCr (JFIF, full range), each sample rounded to an integer, as libjpeg's ``jccolor.c``.
-   Gray images (one channel) are a single Y component.
+1. Quantisation to 8 bit (``round(x * 255)``, clamped to 0..255), then RGB -> YCbCr (JFIF, full range), each
+   sample rounded to an integer, as libjpeg's ``jccolor.c``. Gray images are a single Y component.
 2. 4:2:0 chroma subsampling (the default of both encoders): the sum of each 2x2 block of rounded Cb / Cr
    samples plus libjpeg's alternating bias (1, 2, 1, 2, ... along a row), divided by 4 and floored, exactly as
    ``h2v2_downsample``.
@@ -19,11 +19,18 @@ lossless and so does not change the decoded image):
    the farther chroma sample in each direction, with the edge samples replicated.
 6. YCbCr -> RGB (JFIF), rounding and clamping to 0..255; the result is returned divided by 255.
 
-All of it is matrix products on reshaped arrays (no per-image or per-block Python loop). Each plane is held in
-an "MCU-row layout": a ``(R, N, M, W)`` array whose element ``[r, n, m, x]`` is pixel ``(m * R + r, x)`` of
-image ``n`` (``R`` = rows per MCU). Row ``r`` of every block is then one contiguous slab, so the vertical
-transform of all blocks is a single ``(8, 8) @ (8, N * M * W)`` product and the horizontal one a
-``(..., 8) @ (8, 8)`` product over the contiguous runs of 8 columns.
+All of it is matrix products and elementwise operations on reshaped arrays, with no per-image or per-block
+Python loop. Each plane is held in an "MCU-row layout": a ``(R, N, M, W)`` array whose element ``[r, n, m, x]``
+is pixel ``(m * R + r, x)`` of image ``n`` (``R`` = rows per MCU). Row ``r`` of every block is then one
+contiguous slab, so the vertical transform of all blocks is a single ``(8, 8) @ (8, N * M * W)`` product and
+the horizontal one a ``(..., 8) @ (8, 8)`` product over the contiguous runs of 8 columns.
+
+Speed: the work is memory-bound, so it runs on one thread (``torch.set_num_threads(1)`` and a one-thread BLAS
+for the duration of the call, as :func:`roadworthy.checks.shift._ops.separable` does), in chunks of at most
+:data:`CHUNK_PIXELS` pixels that stay in cache, on scratch arrays reused from call to call. It beats a
+per-image libjpeg loop on small images (about 3x OpenCV's and 10x Pillow's on 32 x 32) but not on large ones,
+where libjpeg-turbo's SIMD code works on one cache-resident image at a time (on 224 x 224: about 1.1x
+Pillow's speed and 0.55x OpenCV's, single-threaded).
 
 Departures from libjpeg, each worth a fraction of a gray level on average (mean absolute difference to Pillow
 about 0.1-0.7 gray levels on photographs, see ``tests/checks/shift/test_jpeg.py``):
@@ -36,19 +43,22 @@ about 0.1-0.7 gray levels on photographs, see ``tests/checks/shift/test_jpeg.py`
   folded into one linear map;
 * the dequantised chroma is upsampled with replication at the padded MCU edge rather than at the last real
   chroma sample, which changes the last row / column only when a side is not a multiple of 16;
-* the input is not rounded to 8 bit before the colour conversion (identical for 8-bit inputs, up to float
-  error), and out-of-range inputs are clamped after it (Y, Cb, Cr) rather than before (R, G, B).
+* the colour conversion uses floating-point JFIF coefficients where libjpeg uses 16-bit fixed point.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["jpeg_roundtrip", "quant_table"]
 
@@ -98,12 +108,13 @@ DOWNSAMPLE_BIAS = (1.0, 2.0)
 NEAR, FAR = 0.75, 0.25
 
 # Batches are processed in chunks of at most this many (padded) pixels: it bounds the scratch memory (about
-# 30 bytes a pixel, 8 MB) whatever the batch size and keeps it in cache. 5 images of 224 x 224, 256 of 32 x 32.
+# 40 bytes a pixel, 10 MB) whatever the batch size and keeps it in cache. 5 images of 224 x 224, 256 of 32 x 32.
 CHUNK_PIXELS = 2**18
 
 
 def quant_table(base: np.ndarray, quality: int) -> np.ndarray:
-    """IJG quality scaling of an Annex K table (``jpeg_set_quality`` with ``force_baseline``): float64 (8, 8)."""
+    """IJG scaling of an Annex K table to ``quality`` 1..100 (libjpeg's ``jpeg_set_quality`` with
+    ``force_baseline``): float64 (8, 8), entries clipped to 1..255."""
     scale = 5000 // quality if quality < 50 else 200 - 2 * quality
     return np.clip((base.astype(np.int64) * scale + 50) // 100, 1, 255).astype(np.float64)
 
@@ -145,7 +156,7 @@ class _Matrices:
     chroma_inv: np.ndarray  # (8u, 10, 16): dequantise + inverse horizontal DCT + horizontal upsampling
     chroma_edges: np.ndarray  # (8u, 8v, 2): dequantised coefficients -> the block's first and last column
     chroma_rows: np.ndarray  # (16, 8): inverse vertical DCT + vertical upsampling
-    rgb_to_ycbcr: np.ndarray  # (3, 3), for samples in [0, 1]
+    rgb_to_ycbcr: np.ndarray  # (3, 3)
     luma_dc: float  # the level shift, in quantised DC units
 
 
@@ -172,7 +183,7 @@ def _matrices(quality: int) -> _Matrices:
         chroma_inv=f32(dequant_pad[:, :, None] * up_cols[None]),
         chroma_edges=f32(chroma[:, :, None] * d[None][:, :, [0, BLOCK - 1]]),
         chroma_rows=f32((d @ _upsample_matrix(neighbours=False)).T),
-        rgb_to_ycbcr=f32(RGB_TO_YCBCR * MAX_SAMPLE),
+        rgb_to_ycbcr=f32(RGB_TO_YCBCR),
         luma_dc=dc_shift / luma[0, 0],
     )
 
@@ -200,6 +211,27 @@ _SCRATCH = _Scratch()
 _SCRATCH_LOCK = threading.Lock()
 
 
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()  # inspects the loaded libraries once (milliseconds); limiting is then cheap
+
+
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """torch and NumPy's BLAS on one thread (restored after).
+
+    The work is memory-bound, so a second thread gains little, and on a busy machine the thread pools'
+    spin-waiting made it an order of magnitude slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _blas().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
     """Encode every image as baseline JPEG at ``quality`` and decode it again (libjpeg defaults, emulated).
 
@@ -214,7 +246,7 @@ def jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected an (N, C, H, W) batch with C in {{1, 3}}, got shape {x.shape}")
-    if isinstance(quality, bool) or int(quality) != quality or not 1 <= quality <= 100:
+    if not isinstance(quality, numbers.Integral) or isinstance(quality, bool) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
     n, c, h, w = x.shape
     if x.size == 0:
@@ -231,17 +263,24 @@ def jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
     shared = _SCRATCH_LOCK.acquire(blocking=False)
     try:
         scratch = _SCRATCH if shared else _Scratch()
-        for start in range(0, n, per_chunk):
-            part = slice(start, start + per_chunk)
-            if c == 1:
-                _gray(x[part], out[part], m, scratch)
-            else:
-                _colour(x[part], out[part], m, h, scratch)
+        with _single_threaded():
+            for start in range(0, n, per_chunk):
+                part = slice(start, start + per_chunk)
+                if c == 1:
+                    _gray(x[part], out[part], m, scratch)
+                else:
+                    _colour(x[part], out[part], m, h, scratch)
     finally:
         if shared:
             _SCRATCH_LOCK.release()
     out *= np.float32(1 / MAX_SAMPLE)
     return out if (hp, wp) == (h, w) else np.ascontiguousarray(out[:, :, :h, :w])
+
+
+@lru_cache(maxsize=16)
+def _bias_row(width: int) -> torch.Tensor:
+    """libjpeg's downsampling bias along a chroma row, divided by 4: 0.25, 0.5, 0.25, ... (``width`` samples)."""
+    return torch.tensor(DOWNSAMPLE_BIAS, dtype=torch.float32).repeat(width // 2) / 4
 
 
 def _mcu_rows(a: torch.Tensor, rows: int) -> torch.Tensor:
@@ -297,13 +336,15 @@ def _colour(x: np.ndarray, out: np.ndarray, m: _Matrices, height: int, scratch: 
     pc = p // 2  # ... of a chroma plane (half the width, 8-row MCUs)
     out_t = torch.from_numpy(out)
 
-    # --- encoder: Y, Cb, Cr at full resolution (in ``out``, used as scratch), each rounded
-    np.matmul(m.rgb_to_ycbcr, x.reshape(n, 3, -1), out=out.reshape(n, 3, -1))
+    # --- encoder: 8-bit RGB (in ``out``, used as scratch) -> Y, Cb, Cr at full resolution, each rounded
+    torch.mul(torch.from_numpy(x), MAX_SAMPLE, out=out_t).round_().clamp_(0, MAX_SAMPLE)
+    ycc = scratch("ycc", n, 3, hp, wp)
+    np.matmul(m.rgb_to_ycbcr, out.reshape(n, 3, -1), out=ycc.reshape(n, 3, -1))
+    ycc_t = torch.from_numpy(ycc)
     luma = scratch("luma", 2 * BLOCK, n, mh, wp)  # MCU-row layout, 16 rows
     luma_t = torch.from_numpy(luma)
-    torch.round(_mcu_rows(out_t[:, 0], 2 * BLOCK), out=luma_t.permute(1, 2, 0, 3))
-    luma_t.clamp_(0, MAX_SAMPLE)
-    chroma_full = out_t[:, 1:]
+    torch.round(_mcu_rows(ycc_t[:, 0], 2 * BLOCK), out=luma_t.permute(1, 2, 0, 3))
+    chroma_full = ycc_t[:, 1:]
     chroma_full.round_()
 
     # 4:2:0: 2x2 sums + bias, / 4, floored, written in MCU-row layout (2 components, 8 rows)
@@ -314,9 +355,7 @@ def _colour(x: np.ndarray, out: np.ndarray, m: _Matrices, height: int, scratch: 
     chroma_t = torch.from_numpy(chroma)
     cols = rows.view(n, 2, mh, BLOCK, wp // 2, 2).permute(1, 0, 2, 3, 4, 5)
     torch.add(cols[..., 0], cols[..., 1], out=chroma_t.permute(0, 2, 3, 1, 4))
-    bias = torch.tensor(DOWNSAMPLE_BIAS, dtype=torch.float32)
-    chroma_t.view(2, BLOCK, n, mh, wp // 4, 2).add_(bias)
-    chroma_t.mul_(0.25).floor_().clamp_(-LEVEL_SHIFT, MAX_SAMPLE - LEVEL_SHIFT)
+    chroma_t.mul_(0.25).add_(_bias_row(wp // 2)).floor_().clamp_(-LEVEL_SHIFT, MAX_SAMPLE - LEVEL_SHIFT)
     last = (height + 1) // 2 - 1  # last real chroma row; libjpeg replicates it down to whole blocks
     for row in range(last + 1, mh * BLOCK):
         chroma[:, row % BLOCK, :, row // BLOCK] = chroma[:, last % BLOCK, :, last // BLOCK]
