@@ -56,11 +56,12 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 @shift("speckle_noise", "extra", "Multiplicative Gaussian noise (ImageNet-C held-out extra).")
 def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (c,) = sized(severity, image_size(x), [0.06, 0.1, 0.12, 0.16, 0.2], [0.15, 0.2, 0.35, 0.45, 0.6])
-    noise = ops.normal(rng, x.shape)
-    noise *= np.float32(c)
-    noise += 1.0
-    noise *= x
-    return noise
+    import torch
+
+    t = torch.from_numpy(x)
+    return torch.addcmul(
+        t, t, torch.from_numpy(ops.normal(rng, x.shape)), value=float(c)
+    ).numpy()  # x(1 + cN)
 
 
 # ------------------------------------------------------------------------------------------- blur
@@ -199,13 +200,15 @@ def frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     top = rng.integers(0, bank.shape[2] - h + 1, n)
     left = rng.integers(0, bank.shape[3] - w + 1, n)
     flip = rng.integers(0, 4, n)
+    cv2 = ops.cv2()
     out = np.empty_like(x)
+    codes = {1: 0, 2: 1, 3: -1}  # flip bit 1: upside down (cv2 code 0), bit 2: mirrored (1), both (-1)
     for i in range(n):
-        crop = bank[pick[i], :, top[i] : top[i] + h, left[i] : left[i] + w]
-        crop = crop[:, ::-1] if flip[i] & 1 else crop
-        out[i] = crop[:, :, ::-1] if flip[i] & 2 else crop
-    out *= np.float32(amount)
-    out += np.float32(keep) * x
+        for k in range(c):
+            crop = bank[pick[i], k, top[i] : top[i] + h, left[i] : left[i] + w]
+            if flip[i]:
+                crop = cv2.flip(crop, codes[int(flip[i])])
+            cv2.addWeighted(crop, float(amount), x[i, k], float(keep), 0.0, out[i, k])
     return out
 
 
@@ -244,9 +247,14 @@ def fog(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
 def brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (c,) = sized(severity, image_size(x), [0.05, 0.1, 0.15, 0.2, 0.3], [0.1, 0.2, 0.3, 0.4, 0.5])
     v = x.max(axis=1, keepdims=True)
-    v_new = np.minimum(v + np.float32(c), 1.0)
+    v_new = np.minimum(v + np.float32(c), np.float32(1))
     # with hue and saturation kept, every RGB channel is proportional to V (and black becomes grey V')
-    return np.where(v > 0, x * (v_new / np.maximum(v, 1e-12)), v_new)
+    scale = v_new / np.maximum(v, np.float32(1e-12))
+    out = x * scale
+    black = v <= 0
+    if black.any():
+        np.maximum(out, v_new * black, out=out)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- digital
@@ -255,10 +263,12 @@ def brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 @shift("contrast", "digital", "Lower contrast: pixels pulled towards the image mean.", imagenet_c=True)
 def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     (c,) = sized(severity, image_size(x), [0.75, 0.5, 0.4, 0.3, 0.15], [0.4, 0.3, 0.2, 0.1, 0.05])
-    means = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
-    out = x * np.float32(c)
-    out += (means * (1 - c)).astype(np.float32)  # (x - mean) * c + mean
-    return out
+    import torch
+
+    t = torch.from_numpy(x)
+    out = t * float(c)
+    out += t.mean(dim=(2, 3), keepdim=True) * float(1 - c)  # (x - mean) * c + mean
+    return out.numpy()
 
 
 def _elastic_table(rows: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
@@ -437,11 +447,16 @@ def saturate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     if x.shape[1] == 1:
         return x.copy()  # a gray image has no saturation; the reference returns it unchanged too
     v = x.max(axis=1, keepdims=True)
-    lo = x.min(axis=1, keepdims=True)
-    s = np.where(v > 0, (v - lo) / np.maximum(v, 1e-12), 0.0)
+    spread = v - x.min(axis=1, keepdims=True)
+    s = spread / np.maximum(v, np.float32(1e-12))  # HSV saturation (0 for black)
     s_new = np.clip(s * np.float32(gain) + np.float32(offset), 0.0, 1.0)
-    # with hue and value kept, channel = V - V * S * g(hue); grey pixels have hue 0 (red), as in skimage
-    g = np.where(
-        s > 0, (v - x) / np.maximum(v - lo, 1e-12), np.array([0, 1, 1], np.float32)[None, :, None, None]
-    )
-    return v - v * s_new * g
+    # with hue and value kept, channel = V - V * S' * (V - channel) / (V - min): one weight k per pixel,
+    # channel' = k * channel + (1 - k) * V
+    grey = spread <= 0
+    k = v * s_new / np.where(grey, np.float32(1), spread)
+    k[grey] = 0.0
+    out = x * k
+    out += v * (1 - k)
+    if offset > 0:  # grey pixels gain saturation with hue 0 (red), as in skimage: G and B drop to V (1 - S')
+        out[:, 1:] -= v * s_new * grey
+    return out
