@@ -518,23 +518,26 @@ def smooth_noise(rng: np.random.Generator, n: int, h: int, w: int, sigma: float)
     c = cv2()
     step = max(1, int(sigma // 3))
     gh, gw = -(-h // step), -(-w // step)
-    field = rng.random((n, gh, gw), dtype=np.float32)
-    field *= 2.0
-    field -= 1.0
+    field = signed_uniform(rng, (n, gh, gw))
     # SciPy's gaussian_filter(mode="reflect", truncate=3) per map: the same kernel, OpenCV speed
     s = sigma / step
     k = 2 * int(3.0 * s + 0.5) + 1
-    field = np.stack([c.GaussianBlur(m, (k, k), s, borderType=c.BORDER_REFLECT) for m in field])
+    for m in field:
+        c.GaussianBlur(m, (k, k), s, dst=m, borderType=c.BORDER_REFLECT)
     field /= step  # a coarse cell stands for step^2 independent pixels: its smoothed mean is step x larger
     if step > 1:
         field = resize_stack(field, h, w)
-    return field.astype(np.float32)
+    return field
 
 
 def resize_stack(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bilinear resize of a ``(n, h0, w0)`` stack of maps to ``(n, h, w)``."""
     c = cv2()
-    return np.stack([c.resize(m, (w, h), interpolation=c.INTER_LINEAR) for m in a]).astype(np.float32)
+    a = np.asarray(a, np.float32)
+    out = np.empty((len(a), h, w), np.float32)
+    for m, o in zip(a, out, strict=True):
+        c.resize(m, (w, h), o, interpolation=c.INTER_LINEAR)
+    return out
 
 
 def signed_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
