@@ -320,7 +320,7 @@ def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) ->
     # inverse map (output pixel -> input pixel): solve  [x' y' 1] @ A = [x y]  for each image
     lhs = np.concatenate([dst, np.ones((n, 3, 1))], axis=2)
     inv = np.linalg.solve(lhs, np.broadcast_to(src, (n, 3, 2)))  # (n, 3, 2)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = ops.pixel_grid(h, w)
     if ratio > 0 and sigma > 0:
         alpha = ratio * sigma
         dx = ops.smooth_noise(rng, n, h, w, sigma) * np.float32(alpha)
@@ -412,16 +412,23 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     size = image_size(x)
     mud = round(sized(severity, size, small, large)[5]) == 1
     mean, std, sigma, threshold, fifth, _ = sized(severity, size, small, large, pixel=(2, 4) if mud else (2,))
+    import torch
+
+    cv2 = ops.cv2()
     n, _, h, w = x.shape
-    liquid = np.float32(mean) + np.float32(std) * ops.normal(rng, (n, 1, h, w))
+    liquid = ops.normal(rng, (n, 1, h, w))
+    liquid *= np.float32(std)
+    liquid += np.float32(mean)
     liquid = ops.gaussian_blur(liquid, float(sigma))[:, 0]
-    liquid[liquid < threshold] = 0.0
+    for layer in liquid:  # values below the threshold dry up (OpenCV's TOZERO keeps those above it)
+        cv2.threshold(layer, float(threshold), 0.0, cv2.THRESH_TOZERO, dst=layer)
     if mud:
         m = ops.gaussian_blur((liquid > threshold).astype(np.float32)[:, None], float(fifth))
-        m[m < 0.8] = 0.0
-        return x * (1 - m) + ops.colour(x, (63 / 255, 42 / 255, 20 / 255)) * m
-    cv2 = ops.cv2()
-    u8 = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+        for layer in m[:, 0]:
+            cv2.threshold(layer, 0.8, 0.0, cv2.THRESH_TOZERO, dst=layer)
+        mud_colour = torch.from_numpy(ops.colour(x, (63 / 255, 42 / 255, 20 / 255)))
+        return torch.lerp(torch.from_numpy(x), mud_colour, torch.from_numpy(m)).numpy()  # x + m (mud - x)
+    u8 = cv2.convertScaleAbs(liquid.reshape(-1, w), alpha=255.0).reshape(liquid.shape)  # rounded, saturated
 
     def distance(layer: np.ndarray) -> np.ndarray:
         d = cv2.distanceTransform(255 - cv2.Canny(layer, 50, 150), cv2.DIST_L2, 5)
@@ -432,9 +439,9 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32)
     dist = np.stack([cv2.blur(cv2.filter2D(d, cv2.CV_8U, ker), (3, 3)) for d in dist]).astype(np.float32)
     m = (u8.astype(np.float32) * dist)[:, None]
-    m /= np.maximum(m.max(axis=(2, 3), keepdims=True), 1e-12)
-    m *= np.float32(fifth)
-    return x + m * ops.colour(x, (175 / 255, 238 / 255, 238 / 255))
+    m *= np.float32(fifth) / np.maximum(m.max(axis=(2, 3), keepdims=True), np.float32(1e-12))
+    water = torch.from_numpy(ops.colour(x, (175 / 255, 238 / 255, 238 / 255)))
+    return torch.addcmul(torch.from_numpy(x), torch.from_numpy(m), water).numpy()
 
 
 @shift(
