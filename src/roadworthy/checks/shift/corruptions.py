@@ -334,7 +334,13 @@ def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) ->
     return ops.remap(x, map_x, map_y, border="reflect")
 
 
-@shift("pixelate", "digital", "Low resolution: box-downscaled, then upscaled again.", imagenet_c=True)
+@shift(
+    "pixelate",
+    "digital",
+    "Low resolution: box-downscaled, then upscaled again.",
+    imagenet_c=True,
+    per_image=True,
+)
 def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     size = image_size(x)
     (c,) = sized(severity, size, [0.95, 0.9, 0.85, 0.75, 0.65], [0.6, 0.5, 0.4, 0.3, 0.25])
@@ -346,7 +352,8 @@ def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     if h * w <= ops.SMALL_PIXELS:
         up_rows = ops.box_matrix(h, sh) if box_up else ops.nearest_matrix(h, sh)
         up_cols = ops.box_matrix(w, sw) if box_up else ops.nearest_matrix(w, sw)
-        return ops.separable(x, up_rows @ ops.box_matrix(sh, h), up_cols @ ops.box_matrix(sw, w))
+        out = ops.separable(x, up_rows @ ops.box_matrix(sh, h), up_cols @ ops.box_matrix(sw, w))
+        return np.clip(out, 0.0, 1.0, out=out)
     up = cv2.INTER_AREA if box_up else cv2.INTER_NEAREST
     n, ch = x.shape[:2]
     out = np.empty(x.shape, np.float32)
@@ -355,6 +362,7 @@ def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
         small = cv2.resize(
             x[i, 0] if ch == 1 else cv2.merge(list(x[i])), (sw, sh), interpolation=cv2.INTER_AREA
         )
+        np.clip(small, 0.0, 1.0, out=small)  # on the small image: the upscaled copies are then in range
         for k, plane in enumerate([small] if ch == 1 else cv2.split(small)):
             cv2.resize(plane, (w, h), out[i, k], interpolation=up)
     return out
