@@ -467,6 +467,14 @@ def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
+@functools.lru_cache(maxsize=8)
+def pixel_grid_xy(h: int, w: int) -> np.ndarray:
+    """Integer ``(x, y)`` coordinates of an ``h x w`` image, ``(h, w, 2)`` int16 (OpenCV's integer map)."""
+    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1).astype(np.int16)
+    grid.flags.writeable = False
+    return grid
+
+
 def remap(
     x: np.ndarray,
     map_x: np.ndarray,

@@ -84,11 +84,12 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
     n, _c, h, w = x.shape
     cv2 = ops.cv2()
     k = 2 * math.ceil(4 * sigma) + 1
-    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1).astype(np.int16)  # (h, w, [x, y])
+    grid = ops.pixel_grid_xy(h, w)
     # every pixel takes the value of a random neighbour up to `delta` px up/left or down/right, per pass
-    # (offsets in [-delta, delta - 1] as the reference draws them, from 16-bit uniforms)
-    steps = ops.uniform_bits(rng, n * iterations * h * w * 2).reshape(n, iterations, h, w, 2)
-    offsets = ((steps.astype(np.uint32) * (2 * delta)) >> 16).astype(np.int16) - np.int16(delta)
+    # (offsets in [-delta, delta - 1] as the reference draws them, from random bytes through a look-up table)
+    to_offset = (((np.arange(256) * (2 * delta)) >> 8) - delta).astype(np.int16)
+    steps = ops.uniform_bits(rng, n * iterations * h * w * 2, np.uint8).reshape(-1, 2 * w)
+    offsets = cv2.LUT(steps, to_offset).reshape(n, iterations, h, w, 2)
 
     def one(img: np.ndarray, moves: np.ndarray) -> np.ndarray:
         img = cv2.GaussianBlur(img, (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
