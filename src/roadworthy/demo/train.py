@@ -23,6 +23,13 @@ import numpy as np
 log = logging.getLogger("roadworthy.demo.train")
 
 
+def labels_sha256(y: np.ndarray) -> str:
+    """SHA-256 of the int64 labels: the part of a demo split that is the same on every machine."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(y, np.int64).data).hexdigest()
+
+
 def _augment(x: Any, generator: Any, pad: int = 3) -> Any:
     """Random translation by up to ``pad`` pixels (edge-replicated) and a small exposure change."""
     import torch
@@ -178,8 +185,13 @@ def _train(
             "poison_source": demo.poison_source,
             "poison_target": demo.poison_target,
             "n_poisoned": len(demo.poisoned_indices),
+            # the bytes of the generated images differ between CPUs in the last float bit (OpenCV's
+            # SIMD paths round differently), so the split is also fingerprinted robustly: exact labels,
+            # channel means to 5 decimals
             "train_sha256": demo.train.sha256,
             "test_sha256": demo.test.sha256,
+            "test_labels_sha256": labels_sha256(demo.test.y),
+            "test_channel_mean": [round(float(m), 5) for m in demo.test.x.mean(axis=(0, 2, 3))],
         },
         "clean_test_accuracy": round(test_acc, 4),
         "train_accuracy_true_labels": round(true_train_acc, 4),
