@@ -19,7 +19,6 @@ import numpy as np
 
 from roadworthy.checks.shift import _ops as ops
 from roadworthy.checks.shift._base import image_size, large_weight, shift, sized
-from roadworthy.checks.shift._jpeg import jpeg_roundtrip
 
 # ------------------------------------------------------------------------------------------- noise
 
@@ -381,6 +380,8 @@ def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> 
     n, c, h, w = x.shape
     if h * w <= ops.SMALL_PIXELS:
         # small images: the whole batch through a vectorised emulation of libjpeg (2-3x faster there)
+        from roadworthy.checks.shift._jpeg import jpeg_roundtrip  # imports torch: not at registry load
+
         return jpeg_roundtrip(x, round(q))
     cv2 = ops.cv2()
     params = [cv2.IMWRITE_JPEG_QUALITY, round(q)]
