@@ -7,7 +7,7 @@ tabular rows as they are) for duplicates, leakage and models without a feature l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -73,18 +73,6 @@ def train_representation(ctx: Context, max_dims: int = 64) -> tuple[np.ndarray, 
     if z.shape[1] < raw.reshape(len(raw), -1).shape[1]:
         source += f", {z.shape[1]} principal components"
     return z, source
-
-
-def single_threaded_blas() -> Any:
-    """A context manager limiting BLAS/OpenMP to one thread.
-
-    The integrity checks multiply many small matrices (per class, per fold); there, a second BLAS thread
-    only adds synchronisation, and on a busy machine OpenBLAS's spinning threads made the same work ~50x
-    slower. threadpoolctl ships with scikit-learn.
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
 
 
 def prefetch_features(ctx: Context) -> None:

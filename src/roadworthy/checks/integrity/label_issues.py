@@ -12,11 +12,11 @@ import numpy as np
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import (
     prefetch_features,
-    single_threaded_blas,
     train_representation,
 )
 from roadworthy.errors import InvalidInputError
 from roadworthy.stats import proportion_metrics
+from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
     from roadworthy.results import CheckResult, Example

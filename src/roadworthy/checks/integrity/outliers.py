@@ -12,11 +12,11 @@ from roadworthy.checks.integrity._embedding import (
     prefetch_features,
     reduce_dims,
     shrink_inputs,
-    single_threaded_blas,
     train_representation,
 )
 from roadworthy.errors import InvalidInputError
 from roadworthy.stats import proportion_metrics
+from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
     from roadworthy.results import CheckResult

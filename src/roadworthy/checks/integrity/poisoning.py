@@ -12,9 +12,9 @@ from roadworthy.checks.integrity._embedding import (
     prefetch_features,
     reduce_dims,
     shrink_inputs,
-    single_threaded_blas,
 )
 from roadworthy.errors import InvalidInputError
+from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
     from roadworthy.results import CheckResult, Example

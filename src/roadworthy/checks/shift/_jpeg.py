@@ -25,8 +25,8 @@ is pixel ``(m * R + r, x)`` of image ``n`` (``R`` = rows per MCU). Row ``r`` of 
 contiguous slab, so the vertical transform of all blocks is a single ``(8, 8) @ (8, N * M * W)`` product and
 the horizontal one a ``(..., 8) @ (8, 8)`` product over the contiguous runs of 8 columns.
 
-Speed: the work is memory-bound, so it runs on one thread (``torch.set_num_threads(1)`` and a one-thread BLAS
-for the duration of the call, as :func:`roadworthy.checks.shift._ops.separable` does), in chunks of at most
+Speed: the work is memory-bound, so it runs on one thread (:func:`roadworthy.threads.single_threaded`,
+torch and BLAS, for the duration of the call), in chunks of at most
 :data:`CHUNK_PIXELS` pixels that stay in cache, on scratch arrays reused from call to call. It beats a
 per-image libjpeg loop on small images (about 3x OpenCV's and 10x Pillow's on 32 x 32) but not on large ones,
 where libjpeg-turbo's SIMD code works on one cache-resident image at a time (on 224 x 224: about 1.1x
@@ -51,14 +51,13 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
+
+from roadworthy.threads import single_threaded
 
 __all__ = ["jpeg_roundtrip", "quant_table"]
 
@@ -211,27 +210,6 @@ _SCRATCH = _Scratch()
 _SCRATCH_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()  # inspects the loaded libraries once (milliseconds); limiting is then cheap
-
-
-@contextmanager
-def _single_threaded() -> Iterator[None]:
-    """torch and NumPy's BLAS on one thread (restored after).
-
-    The work is memory-bound, so a second thread gains little, and on a busy machine the thread pools'
-    spin-waiting made it an order of magnitude slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with _blas().limit(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
     """Encode every image as baseline JPEG at ``quality`` and decode it again (libjpeg defaults, emulated).
 
@@ -263,7 +241,7 @@ def jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
     shared = _SCRATCH_LOCK.acquire(blocking=False)
     try:
         scratch = _SCRATCH if shared else _Scratch()
-        with _single_threaded():
+        with single_threaded(blas=True):  # memory-bound: one thread is as fast, and safe on a busy machine
             for start in range(0, n, per_chunk):
                 part = slice(start, start + per_chunk)
                 if c == 1:

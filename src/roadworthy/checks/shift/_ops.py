@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from roadworthy.threads import single_threaded
+
 # ----------------------------------------------------------------------------------------- layout
 
 
@@ -175,6 +177,11 @@ def poisson_scaled(x: np.ndarray, c: float, rng: np.random.Generator) -> np.ndar
 # ----------------------------------------------------------------------------------------- filters
 
 
+#: kernels of at most this many cells go through OpenCV's direct (spatial) filter, which visits only the
+#: non-zero taps; larger ones through its DFT (OpenCV's switch-over is 130 cells on x86, 50 elsewhere)
+DIRECT_FILTER_CELLS = 121 if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86") else 49
+
+
 def gaussian_blur(
     x: np.ndarray, sigma: float, truncate: float = 4.0, border: str = "replicate"
 ) -> np.ndarray:
@@ -238,11 +245,6 @@ def line_taps(width: int, sigma: float, angle_deg: float) -> list[tuple[int, int
     for yy, xx, ww in zip(dy.tolist(), dx.tolist(), w.tolist(), strict=False):
         taps[(yy, xx)] = taps.get((yy, xx), 0.0) + ww
     return [(yy, xx, ww) for (yy, xx), ww in taps.items()]
-
-
-#: kernels of at most this many cells go through OpenCV's direct (spatial) filter, which visits only the
-#: non-zero taps; larger ones through its DFT (OpenCV's switch-over is 130 cells on x86, 50 elsewhere)
-DIRECT_FILTER_CELLS = 121 if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86") else 49
 
 
 def line_segments(taps: list[tuple[int, int, float]]) -> list[tuple[int, int, np.ndarray]]:
@@ -346,17 +348,13 @@ def separable(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
     n, c, h, w = x.shape
     ho, wo = rows.shape[0], cols.shape[0]
-    threads = torch.get_num_threads()
     # small products run single-threaded: thread hand-offs cost more than they save, badly so on a busy
     # machine (NumPy's BLAS would pick its own thread count, so torch it is)
-    torch.set_num_threads(1)
-    try:
+    with single_threaded():
         t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).reshape(n * c, h, w)
         t = torch.matmul(torch.from_numpy(np.ascontiguousarray(rows, np.float32)), t)  # (n c, ho, w)
         t = torch.matmul(t, torch.from_numpy(np.ascontiguousarray(cols.T, np.float32)))  # (n c, ho, wo)
         return t.reshape(n, c, ho, wo).numpy()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def box_matrix(n_out: int, n_in: int) -> np.ndarray:
