@@ -81,14 +81,9 @@ class Shift:
         if self.per_image:
             out = np.asarray(self.fn(x, severity, rng), dtype=np.float32)
             return out.copy() if out is x or not out.flags.writeable else out
-        per_call = max(1, CHUNK_BYTES // x[0].nbytes)
-        if len(x) <= per_call:
-            out = np.asarray(self.fn(x, severity, rng), dtype=np.float32)
-            if out is x or not out.flags.writeable:
-                out = out.copy()
-            return _clip01(out, out)
         # cache blocking: a few images per call keep every temporary of the shift in the CPU cache and in
         # heap memory that is reused from call to call (a whole large batch at once is about 1.5-2x slower)
+        per_call = max(1, CHUNK_BYTES // x[0].nbytes)
         out = np.empty_like(x)
         for start in range(0, len(x), per_call):
             part = np.asarray(self.fn(x[start : start + per_call], severity, rng), dtype=np.float32)

@@ -82,7 +82,7 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
     delta, iterations = max(1, round(delta)), max(1, round(iterations))
     n, _c, h, w = x.shape
     cv2 = ops.cv2()
-    k = 2 * math.ceil(4 * sigma) + 1
+    k = 2 * math.ceil(4 * sigma) + 1 if sigma > 0.01 else 1  # below 0.01 px no blur, as ops.gaussian_blur
     grid = ops.pixel_grid_xy(h, w)
     # every pixel takes the value of a random neighbour up to `delta` px up/left or down/right, per pass
     # (offsets in [-delta, delta - 1] as the reference draws them, from random bytes through a look-up table)
@@ -96,8 +96,6 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
             img = cv2.remap(img, grid + move, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         return cv2.GaussianBlur(img, (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
 
-    if sigma <= 0.01:  # below that, no blur (as ops.gaussian_blur)
-        k = 1
     return ops.per_image(one, x, offsets)
 
 
