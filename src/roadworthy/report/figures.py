@@ -101,3 +101,89 @@ def heatmap(
             ax.set_title(title)
         fig.colorbar(im, ax=ax, fraction=0.04)
         return to_data_uri(fig)
+
+
+# ------------------------------------------------------------------------ evidence items -> data URIs
+
+
+def _draw_lines(item: dict[str, Any]) -> str:
+    with figure(width=4.8 if item.get("diagonal") else 5.0, height=3.6 if item.get("diagonal") else 3.2) as (
+        fig,
+        ax,
+    ):
+        if item.get("diagonal"):
+            ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="y = x")
+        for name, s in item.get("series", {}).items():
+            pts = [
+                (x, y)
+                for x, y in zip(s.get("x", []), s.get("y", []), strict=False)
+                if x is not None and y is not None
+            ]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=name)
+        if item.get("hline") is not None:
+            ax.axhline(item["hline"], color="red", lw=1, ls="--")
+        ax.set_xlabel(item.get("xlabel", ""))
+        ax.set_ylabel(item.get("ylabel", ""))
+        if item.get("ylim"):
+            ax.set_ylim(*item["ylim"])
+        if item.get("xlim"):
+            ax.set_xlim(*item["xlim"])
+        if item.get("xlog"):
+            ax.set_xscale("symlog", linthresh=1e-3)
+        ax.grid(alpha=0.3)
+        if len(item.get("series", {})) + bool(item.get("diagonal")) > 1:
+            ax.legend(fontsize=7, loc="best")
+        return to_data_uri(fig)
+
+
+def _draw_heatmap(item: dict[str, Any]) -> str:
+    import math
+
+    values = [[math.nan if v is None else v for v in row] for row in item["values"]]
+    return heatmap(
+        values,
+        item["rows"],
+        item["columns"],
+        title=item.get("title", ""),
+        vmin=item.get("vmin", 0.0),
+        vmax=item.get("vmax", 1.0),
+        fmt=item.get("fmt", "{:.2f}"),
+        cmap=item.get("cmap", "RdYlGn"),
+    )
+
+
+def _draw_bars(item: dict[str, Any]) -> str:
+    import numpy as np
+
+    labels = item.get("labels", [])
+    groups = item.get("groups", {})
+    with figure(width=max(4.5, 0.35 * len(labels) + 2), height=3.2) as (fig, ax):
+        width = 0.8 / max(1, len(groups))
+        for i, (name, vals) in enumerate(groups.items()):
+            ys = [np.nan if v is None else v for v in vals]
+            ax.bar(np.arange(len(labels)) + i * width, ys, width, label=name)
+        ax.set_xticks(
+            np.arange(len(labels)) + 0.4 - width / 2, labels=labels, rotation=60, ha="right", fontsize=7
+        )
+        if item.get("hline") is not None:
+            ax.axhline(item["hline"], color="red", lw=1, ls="--", label=item.get("hline_label", "threshold"))
+        ax.set_ylabel(item.get("ylabel", ""))
+        if len(groups) > 1 or item.get("hline") is not None:
+            ax.legend(fontsize=7)
+        return to_data_uri(fig)
+
+
+def _draw_image(item: dict[str, Any]) -> str:
+    return str(item.get("uri", ""))
+
+
+#: One drawing function per evidence kind (see :mod:`roadworthy.evidence`).
+DRAW = {"lines": _draw_lines, "heatmap": _draw_heatmap, "bars": _draw_bars, "image": _draw_image}
+
+
+def draw(item: dict[str, Any]) -> tuple[str, str] | None:
+    """``(caption, data URI)`` for one evidence item, or None for a kind this version cannot draw."""
+    fn = DRAW.get(str(item.get("kind")))
+    if fn is None:
+        return None
+    return str(item.get("caption", "")), fn(item)
