@@ -9,6 +9,7 @@ with an *incomplete* report of the checks that finished: never ready.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fnmatch
 import hashlib
@@ -295,8 +296,18 @@ class Session:
                     resumed,
                     self._incomplete("run in progress", finished, all_ids),
                 )
-                write_text_atomic(self.out / PARTIAL_NAME, partial.model_dump_json(indent=1))
+                try:
+                    write_text_atomic(self.out / PARTIAL_NAME, partial.model_dump_json(indent=1))
+                except OSError as exc:  # the run goes on; writing the final report will say what is wrong
+                    if not unwritable:
+                        self._announce(
+                            f"could not write {self.out / PARTIAL_NAME} ({exc.strerror or exc}); "
+                            "--resume will not find this run's finished checks",
+                            warning=True,
+                        )
+                    unwritable.append(str(exc))
 
+        unwritable: list[str] = []
         try:
             if self.backend == "ray":
                 from roadworthy.backends.ray import run_ray
@@ -319,7 +330,8 @@ class Session:
                 finished, created, key, options, resumed, self._incomplete(reason, finished, all_ids)
             )
             if self.out is not None:  # keep it for --resume
-                write_text_atomic(self.out / PARTIAL_NAME, report.model_dump_json(indent=1))
+                with contextlib.suppress(OSError):
+                    write_text_atomic(self.out / PARTIAL_NAME, report.model_dump_json(indent=1))
             raise RunInterrupted(report, reason) from exc
         report = self.build_report(results, created, key, options, resumed)
         if self.out is not None:
