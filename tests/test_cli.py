@@ -366,6 +366,16 @@ def test_out_naming_a_file_exits_2_before_the_model_is_loaded(files, tmp_path, c
     )
     line = _one_line_error(code, err)
     assert str(tmp_path / "taken") in line and "is a file" in line
+    code, _, err = run(
+        ["check", "-m", tmp_path / "none.pt", "-d", files / "test.npz", "--out", tmp_path / "taken" / "r"],
+        capsys,
+    )
+    assert "taken is a file" in _one_line_error(code, err)
+    # bad input found later leaves no empty output folder behind
+    code, _, err = run(
+        ["check", "-m", tmp_path / "none.pt", "-d", files / "test.npz", "--out", tmp_path / "new"], capsys
+    )
+    assert "none.pt" in _one_line_error(code, err) and not (tmp_path / "new").exists()
 
 
 @pytest.mark.skipif(

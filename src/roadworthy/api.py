@@ -259,9 +259,10 @@ def check(
 
 
 def check_output_dir(out: Path) -> None:
-    """Create ``out`` if needed and make sure report files can be written there, before any work.
+    """Make sure report files can be written in ``out`` before any work; nothing is created yet.
 
-    Raises :class:`InvalidInputError` (one line) when ``out`` is a file or the folder is not writable.
+    Raises :class:`InvalidInputError` (one line) when ``out`` is a file, lies under a file, or is (or
+    would be created in) a folder that is not writable.
     """
     import os
     import tempfile
@@ -270,15 +271,18 @@ def check_output_dir(out: Path) -> None:
         raise InvalidInputError(
             f"{out}: the output folder is a file; pass --out a folder for the report files"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".roadworthy-probe-", dir=out)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInputError(f"{out}: cannot create the output folder: {existing} is a file")
+    try:  # a real write, because permission bits do not tell (read-only mounts, root, ACLs)
+        fd, probe = tempfile.mkstemp(prefix=".roadworthy-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InvalidInputError(
-            f"{out}: cannot write report files in the output folder ({exc.strerror or exc})"
-        ) from exc
+        what = "write report files in" if existing == out else "create the output folder in"
+        raise InvalidInputError(f"{out}: cannot {what} {existing} ({exc.strerror or exc})") from exc
 
 
 def _check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
