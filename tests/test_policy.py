@@ -124,3 +124,114 @@ def test_gate_is_monotone_in_its_threshold(value, t1, t2):
     (g_hi,) = evaluate_gates(_policy(f"m >= {hi!r}"), {"m": value})
     (g_lo,) = evaluate_gates(_policy(f"m >= {lo!r}"), {"m": value})
     assert not (g_hi.passed and not g_lo.passed)  # passing a stricter gate implies passing a looser one
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'gates: []\nfail_on_unevaluated: "false"\n',
+            r"fail_on_unevaluated must be true or false, unquoted\. Got 'false' \(a str\)",
+        ),
+        ("gates: []\nfail_on_error: maybe\n", r"fail_on_error must be true or false, unquoted\. Got 'maybe'"),
+        (
+            "gates: []\nbaseline:\n  maxdrop: 0.1\n",
+            r"unknown policy key\(s\) baseline\.maxdrop; allowed under baseline: max_drop",
+        ),
+        (
+            "gates: []\nbaseline:\n  max_drop: true\n",
+            r"baseline\.max_drop must be a number in \[0, 1\]\. Got True",
+        ),
+        ("gates: clean.accuracy >= 0.9\n", r"'gates' must be a list of 'METRIC OP NUMBER' strings"),
+        ("gates:\n  - 0.9\n", r"'gates' must be a list of 'METRIC OP NUMBER' strings"),
+    ],
+)
+def test_policy_file_is_validated_strictly(tmp_path, text, message):
+    """A quoted boolean, a YAML word that is no boolean, a misspelt nested key: refused, never guessed."""
+    p = tmp_path / "roadworthy.yaml"
+    p.write_text(text)
+    with pytest.raises(InvalidInputError, match=message) as exc:
+        Policy.load(p)
+    assert str(exc.value).startswith(f"{p}: ") and "\n" not in str(exc.value)
+
+
+def test_unquoted_booleans_are_read_as_such(tmp_path):
+    p = tmp_path / "roadworthy.yaml"
+    p.write_text("gates: []\nfail_on_unevaluated: true\nfail_on_error: false\nbaseline:\n  max_drop: 0\n")
+    pol = Policy.load(p)
+    assert pol.fail_on_unevaluated is True and pol.fail_on_error is False and pol.max_drop == 0.0
+
+
+def test_gate_on_unknown_metric_names_the_nearest_known_one():
+    from roadworthy.session import select_checks
+
+    classes = select_checks(None, "quick")
+    with pytest.raises(InvalidInputError, match=r"gate 'clean.acuracy >= 0.9' names unknown metric") as exc:
+        _policy("clean.acuracy >= 0.9").check_metric_names(classes)
+    assert "did you mean clean.accuracy?" in str(exc.value)
+    with pytest.raises(InvalidInputError, match=r"did you mean shift\.gaussian_noise\.accuracy"):
+        _policy("shift.gausian_noise.accuracy >= 0.5").check_metric_names(classes)
+    with pytest.raises(InvalidInputError, match=r"unknown metric 'atack\.\*\.robust_accuracy'"):
+        _policy("atack.*.robust_accuracy >= 0.1").check_metric_names(classes)
+    # documented names, patterns, CI bounds and wildcards are accepted, measured in this run or not
+    _policy(
+        "clean.accuracy_ci_low >= 0.9",
+        "attack.*.robust_accuracy >= 0.1",
+        "attack.pgd_linf.eps_0.00392.robust_accuracy >= 0.5",
+        "shift.fog.s3.accuracy >= 0.5",
+        "ood.energy.shift_fog.auroc >= 0.5",
+        "integrity.leakage.count <= 0",
+    ).check_metric_names(classes)
+    Policy().check_metric_names(classes)
+
+
+def test_plugin_checks_may_gate_on_their_own_metrics():
+    from roadworthy.checks.base import Check
+
+    class Mine(Check):
+        id = "myteam.drift"
+        title = "a plug-in"
+
+    _policy("myteam.drift.score <= 0.2", "myteam.* <= 1").check_metric_names([Mine])
+    with pytest.raises(InvalidInputError, match=r"unknown metric 'myteam\.score'"):
+        _policy("myteam.score <= 0.2").check_metric_names([])
+
+
+def test_fail_on_unevaluated_fails_the_unmeasured_gates_by_name():
+    from roadworthy.report import render
+    from roadworthy.report.text import verdict_sentence
+    from tests.report._fixtures import fixed_report
+
+    pol = _policy("clean.accuracy >= 0.5", "integrity.leakage.count <= 0", fail_on_unevaluated=True)
+    gates, verdict = judge(pol, {"clean.accuracy": 0.9}, [])
+    assert verdict == "not-ready"
+    leak = next(g for g in gates if g.metric == "integrity.leakage.count")
+    assert leak.passed is False and leak.value is None and "fail_on_unevaluated" in leak.note
+    report = fixed_report().model_copy(update={"gates": gates, "checks": []})
+    sentence = verdict_sentence(report)
+    assert "1 of 3 gates failed: integrity.leakage.count <= 0 (not measured)" in sentence
+    junit = render(report, "junit")
+    assert 'failures="1"' in junit and "fail_on_unevaluated" in junit
+
+
+def test_default_policy_gates_black_box_models_on_black_box_attacks():
+    """PGD cannot run without gradients: for a black box the default policy gates Square and HopSkipJump."""
+    white, notes = Policy().for_model(white_box=True)
+    assert any(g.metric.startswith("attack.pgd_linf") for g in white.gates) and not notes
+    black, notes = Policy().for_model(white_box=False)
+    metrics = {g.metric for g in black.gates}
+    assert not any(m.startswith("attack.pgd_linf") for m in metrics) and not notes
+    assert {"attack.square.robust_accuracy", "attack.hopskipjump.eps_0.10000.robust_accuracy"} <= metrics
+    fragile = {"attack.square.robust_accuracy": 0.0, "clean.accuracy": 1.0}
+    _, verdict = judge(black, fragile, [])
+    assert verdict == "not-ready"
+    # a policy without black-box gates keeps its white-box gate (not evaluated) and says why
+    own, notes = _policy("attack.pgd_linf.robust_accuracy >= 0.1", black_box_gates=[]).for_model(False)
+    assert [g.metric for g in own.gates] == ["attack.pgd_linf.robust_accuracy"]
+    assert "black_box_gates" in notes[0]
+
+
+def test_default_policy_text_has_the_black_box_gates(tmp_path):
+    p = tmp_path / "roadworthy.yaml"
+    p.write_text(DEFAULT_POLICY_TEXT)
+    assert [g.text for g in Policy.load(p).black_box_gates] == [g.text for g in Policy().black_box_gates]

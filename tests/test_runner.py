@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from roadworthy.checks.base import Check, Outcome, Requires
+from roadworthy.errors import RunInterrupted
 from roadworthy.runner import order_checks, run_check, run_checks
 
 
@@ -87,12 +90,55 @@ def test_partial_report_after_each_check_and_resume(tmp_path, digits_model, digi
     assert "test.fine" in ids and "clean.accuracy" in ids
     assert report.verdict == "not-ready"  # test.boom errored and the default policy fails on errors
 
-    # an interrupted run leaves the partial report; --resume reuses its finished checks
-    partial = session.build_report([c for c in report.checks if c.id == "test.fine"], report.created)
-    (tmp_path / PARTIAL_NAME).write_text(partial.model_dump_json())
-    calls = []
+    # an interrupted run leaves the partial report, marked incomplete; --resume reuses its finished checks
+    def interrupt(self, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Boom, "run", interrupt)
+    with pytest.raises(RunInterrupted) as stopped:
+        Session(model=digits_model, data=digits_data, suites=["test"], budget="quick", out=tmp_path).run()
+    partial = stopped.value.report
+    assert partial.verdict == "not-ready" and partial.incomplete.pending == ["test.boom"]
+    assert "test.fine" in partial.incomplete.finished and (tmp_path / PARTIAL_NAME).exists()
+    calls, said = [], []
     monkeypatch.setattr(Fine, "run", lambda self, ctx: calls.append(1) or Outcome())
-    Session(
-        model=digits_model, data=digits_data, suites=["test"], budget="quick", out=tmp_path, resume=True
+    monkeypatch.setattr(Boom, "run", lambda self, ctx: Outcome())
+    resumed = Session(
+        model=digits_model,
+        data=digits_data,
+        suites=["test"],
+        budget="quick",
+        out=tmp_path,
+        resume=True,
+        say=said.append,
     ).run()
     assert calls == []
+    assert "test.fine" in resumed.resumed.reused and "test.boom" not in resumed.resumed.reused
+    assert any(
+        line.startswith(f"resuming: reused {len(resumed.resumed.reused)} finished checks") for line in said
+    )
+    assert resumed.incomplete is None and resumed.run_key == partial.run_key
+
+
+def test_resume_refuses_a_partial_report_of_other_settings(tmp_path, digits_model, digits_data, monkeypatch):
+    """Every setting that changes a number is in the run key: another seed, or option, reuses nothing."""
+    from roadworthy.checks import base
+    from roadworthy.session import PARTIAL_NAME, Session
+
+    monkeypatch.setitem(base.CHECKS, Fine.id, Fine)
+
+    def interrupt(self, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(base.CHECKS, Boom.id, Boom)
+    monkeypatch.setattr(Boom, "run", interrupt)
+    kw = {"model": digits_model, "data": digits_data, "suites": ["test"], "budget": "quick", "out": tmp_path}
+    with pytest.raises(RunInterrupted):
+        Session(**kw, options={"mean": [0.5]}).run()
+    monkeypatch.setattr(Boom, "run", lambda self, ctx: Outcome())
+    calls, said = [], []
+    monkeypatch.setattr(Fine, "run", lambda self, ctx: calls.append(1) or Outcome())
+    report = Session(**kw, options={"mean": [0.4]}, resume=True, say=said.append).run()
+    assert calls == [1] and report.resumed is None
+    assert any(line.startswith("not resuming") and "mean" in line for line in said), said
+    assert not (tmp_path / PARTIAL_NAME).exists()

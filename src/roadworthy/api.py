@@ -8,11 +8,36 @@ from pathlib import Path
 from typing import Any
 
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError
+from roadworthy.errors import InvalidInputError, RunInterrupted
 from roadworthy.policy import Policy
 from roadworthy.results import Report, load_report
 
-__all__ = ["as_dataset", "check", "load_data", "load_model"]
+__all__ = ["as_dataset", "check", "check_output_dir", "load_data", "load_model"]
+
+# Parameters of :func:`check` that do not change a measured number (or that the session records in
+# other words). Every other parameter is a load option and goes into the report's ``run_key`` as given,
+# so a new option is part of the resume key without anyone remembering to add it.
+_NOT_LOAD_OPTIONS = frozenset(
+    {
+        "model",
+        "data",
+        "train_data",
+        "ood_data",
+        "suites",
+        "budget",
+        "seed",
+        "policy",
+        "baseline",
+        "out",
+        "resume",
+        "trust_pickle",
+        "batch_size",
+        "progress",
+        "say",
+        "backend",
+        "force_baseline",
+    }
+)
 
 
 def load_model(source: Any, **kwargs: Any) -> Any:
@@ -85,6 +110,7 @@ def check(
     progress: Any = None,
     say: Any = None,
     backend: str = "local",
+    force_baseline: bool = False,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -108,11 +134,33 @@ def check(
         When given, ``report.json``, ``report.html``, ``report.md`` and ``junit.xml`` are written there.
     backend
         ``local`` (this process) or ``ray`` (independent checks in parallel; ``roadworthy[ray]``).
+    force_baseline
+        Compare with a ``baseline`` that measured other data (refused otherwise: a ``max_drop`` gate
+        across different data mixes the model's change with the data's).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad input, found before the model is loaded where possible: the policy (strictly validated,
+        gates on unknown metrics), ``out`` (a file, or not writable), ``mean``/``std`` outside [0, 1],
+        a baseline of other data.
+    RunInterrupted
+        On Ctrl-C: the report files hold the finished checks, marked incomplete.
     """
+    options = {k: v for k, v in locals().items() if k not in _NOT_LOAD_OPTIONS}
+    from roadworthy.compare import data_differences
     from roadworthy.data import validate_compat
     from roadworthy.models import model_sha256
     from roadworthy.report import write_reports
-    from roadworthy.session import Session
+    from roadworthy.session import Session, describe_data, select_checks
+
+    # everything that can be checked without the model comes first: a typo costs seconds, not a load
+    _check_normalisation(mean, std)
+    if out is not None:
+        check_output_dir(Path(out))
+    pol = policy if isinstance(policy, Policy) else Policy.load(policy)
+    pol.check_metric_names(select_checks(suites, budget))
+    base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
 
     load_kw: dict[str, Any] = {}
     if target is not None:
@@ -124,6 +172,20 @@ def check(
         else None
     )
     ood = as_dataset(ood_data, name="ood_data", **load_kw) if ood_data is not None else None
+    run_warnings: list[str] = []
+    if base is not None:
+        differences = data_differences(base.data, describe_data(ds))
+        where = str(baseline) if isinstance(baseline, str | Path) else "the baseline report"
+        if differences and not force_baseline:
+            raise InvalidInputError(
+                f"{where}: the baseline measured other data ({'; '.join(differences)}), so its max_drop "
+                "gates would compare different data; pass --force-baseline to compare anyway"
+            )
+        if differences:
+            run_warnings.append(
+                f"the baseline measured other data ({'; '.join(differences)}): its max_drop gates compare "
+                "different data (--force-baseline)"
+            )
 
     shape = tuple(input_shape) if input_shape else ds.input_shape
     try:
@@ -150,11 +212,10 @@ def check(
         ood = validate_compat(m, ood, ood.path or "ood_data", check_labels=False)
     if ds.class_names is None:
         ds.class_names = [str(getattr(m, "classes_", range(m.n_classes))[i]) for i in range(m.n_classes)]
+        ds.meta["class_names_source"] = "model"
     if train is not None and train.class_names is None:
         train.class_names = ds.class_names
 
-    pol = policy if isinstance(policy, Policy) else Policy.load(policy)
-    base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
     model_path = str(model) if isinstance(model, str | Path) else None
     session = Session(
         model=m,
@@ -183,8 +244,64 @@ def check(
             input_shape=shape,
             feature_layer=feature_layer,
         ),
+        options=options,
+        warnings=run_warnings,
     )
-    report = session.run()
+    try:
+        report = session.run()
+    except RunInterrupted as exc:
+        if out is not None:  # what finished is written, marked incomplete, before the interrupt goes on
+            write_reports(exc.report, out)
+        raise
     if out is not None:
         write_reports(report, out)
     return report
+
+
+def check_output_dir(out: Path) -> None:
+    """Make sure report files can be written in ``out`` before any work; nothing is created yet.
+
+    Raises :class:`InvalidInputError` (one line) when ``out`` is a file, lies under a file, or is (or
+    would be created in) a folder that is not writable.
+    """
+    import os
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(
+            f"{out}: the output folder is a file; pass --out a folder for the report files"
+        )
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInputError(f"{out}: cannot create the output folder: {existing} is a file")
+    try:  # a real write, because permission bits do not tell (read-only mounts, root, ACLs)
+        fd, probe = tempfile.mkstemp(prefix=".roadworthy-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        what = "write report files in" if existing == out else "create the output folder in"
+        raise InvalidInputError(f"{out}: cannot {what} {existing} ({exc.strerror or exc})") from exc
+
+
+def _check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+    """``mean`` and ``std`` are in the units of inputs in [0, 1]; 0-255 values are a mistake to refuse."""
+    import math
+
+    for option, values in (("--mean", mean), ("--std", std)):
+        for v in values or ():
+            v = float(v)
+            ok = math.isfinite(v) and (0 <= v <= 1 if option == "--mean" else 0 < v <= 1)
+            if ok:
+                continue
+            hint = (
+                f"; it looks like 0-255 units: pass {v / 255:.4g} ({v:g}/255)"
+                if math.isfinite(v) and 1 < v <= 255
+                else ""
+            )
+            expected = "in [0, 1]" if option == "--mean" else "in (0, 1]"
+            raise InvalidInputError(
+                f"{option} values must be {expected} (images are scaled to [0, 1] before normalisation). "
+                f"Got {v:g}{hint}."
+            )

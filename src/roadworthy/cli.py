@@ -1,7 +1,9 @@
 """The ``roadworthy`` command line.
 
-Exit codes: 0 ready (every gate holds), 1 not ready (a gate failed), 2 bad usage or bad input (one line
-on stderr, no traceback), 3 internal error (set ``ROADWORTHY_DEBUG=1`` for the traceback).
+Exit codes: 0 ready (every gate holds), 1 not ready (a gate failed, or the run was interrupted: the
+report files then hold the finished checks, marked INCOMPLETE), 2 bad usage or bad input (one line on
+stderr, no traceback), 3 a report file could not be written, or an internal error (set
+``ROADWORTHY_DEBUG=1`` for the traceback; the exit code stays the same).
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from roadworthy import __version__
-from roadworthy.errors import InvalidInputError, RoadworthyError
+from roadworthy.errors import InvalidInputError, OutputError, RoadworthyError, RunInterrupted
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -41,6 +45,35 @@ def _echo(text: str) -> None:
     click.echo(text)
 
 
+def _warn(text: str) -> None:
+    click.echo(f"roadworthy: warning: {text}", err=True)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (a cancelled CI job, ``kill``) into the same path as Ctrl-C: finished checks are kept.
+
+    A second SIGTERM while the incomplete report is being written is ignored, so the files come out whole.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from roadworthy.errors import Interrupt
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupt("interrupted (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _progress_and_say() -> tuple[object, object]:
     from roadworthy.progress import PlainProgress, RichProgress, use_rich
 
@@ -52,14 +85,17 @@ def _progress_and_say() -> tuple[object, object]:
 
 
 def _finish(report: object, out: Path, strict: bool = True) -> int:
-    from roadworthy.report.text import verdict_sentence
+    from roadworthy.report.text import verdict_label, verdict_sentence
 
-    verdict = report.verdict  # type: ignore[attr-defined]
-    _echo(f"roadworthy: {verdict.replace('-', ' ').upper()} — {verdict_sentence(report)}")  # type: ignore[arg-type]
+    for w in report.warnings:  # type: ignore[attr-defined]
+        _warn(w)
+    _echo(f"roadworthy: {verdict_label(report)} — {verdict_sentence(report)}")  # type: ignore[arg-type]
     _echo(f"report: {out / 'report.html'}")
+    if report.incomplete is not None:  # type: ignore[attr-defined]
+        return EXIT_NOT_READY  # an interrupted run is never ready, not even for the demo
     if not strict:
         return EXIT_READY
-    return EXIT_READY if verdict == "ready" else EXIT_NOT_READY
+    return EXIT_READY if report.verdict == "ready" else EXIT_NOT_READY  # type: ignore[attr-defined]
 
 
 @app.command()
@@ -90,6 +126,11 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 @click.option("--policy", help="Policy YAML with gates (default: the documented default policy).")
 @click.option("--baseline", help="report.json of the last deployed model, for max_drop gates and mCE.")
 @click.option(
+    "--force-baseline",
+    is_flag=True,
+    help="Accept a --baseline that measured other data (refused otherwise: its gates would compare different data).",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("roadworthy-report"),
@@ -108,7 +149,11 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 @click.option("--input-shape", help="Per-sample input shape when the model does not say, e.g. 3,32,32.")
 @click.option("--feature-layer", help="Layer (or ONNX tensor) whose input gives the penultimate features.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Batch size of model calls.")
-@click.option("--resume", is_flag=True, help="Reuse finished checks of an interrupted run in --out.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Reuse finished checks of an interrupted run in --out, when every setting that changes a number matches.",
+)
 @click.option("--mlflow", "log_mlflow", is_flag=True, help="Log metrics, verdict and report files to MLflow.")
 @click.option("--verbose", "-v", is_flag=True)
 def check(
@@ -120,6 +165,7 @@ def check(
     budget: str,
     policy: str | None,
     baseline: str | None,
+    force_baseline: bool,
     out: Path,
     seed: int,
     backend: str,
@@ -135,7 +181,11 @@ def check(
     log_mlflow: bool,
     verbose: bool,
 ) -> int:
-    """Run the suites on a model and write the readiness report. Exit 0 ready, 1 not ready, 2 bad input."""
+    """Run the suites on a model and write the readiness report.
+
+    Exit codes: 0 ready; 1 not ready (a gate failed, or the run was interrupted: the report is marked
+    INCOMPLETE); 2 bad usage or input; 3 a report file could not be written, or an internal error.
+    """
     from roadworthy.api import check as run_check
 
     _logging(verbose)
@@ -153,31 +203,35 @@ def check(
         raise InvalidInputError(f"--batch-size must be at least 1. Got {batch_size} instead.")
     progress, say = _progress_and_say()
     names = [c.strip() for c in class_names.split(",")] if class_names else None
-    with _maybe_live(progress):
-        report = run_check(
-            model,
-            data,
-            train_data,
-            ood_data=ood_data,
-            suites=suite or None,
-            budget=budget,
-            seed=seed,
-            policy=policy,
-            baseline=baseline,
-            out=out,
-            resume=resume,
-            trust_pickle=trust_pickle,
-            mean=_numbers(mean, "--mean", float, "0.485,0.456,0.406"),
-            std=_numbers(std, "--std", float, "0.229,0.224,0.225"),
-            target=target,
-            class_names=names,
-            feature_layer=feature_layer,
-            input_shape=_numbers(input_shape, "--input-shape", int, "3,32,32"),
-            batch_size=batch_size,
-            progress=progress,
-            say=say,
-            backend=backend,
-        )
+    try:
+        with _sigterm_as_interrupt(), _maybe_live(progress):
+            report = run_check(
+                model,
+                data,
+                train_data,
+                ood_data=ood_data,
+                suites=suite or None,
+                budget=budget,
+                seed=seed,
+                policy=policy,
+                baseline=baseline,
+                out=out,
+                resume=resume,
+                trust_pickle=trust_pickle,
+                mean=_numbers(mean, "--mean", float, "0.485,0.456,0.406"),
+                std=_numbers(std, "--std", float, "0.229,0.224,0.225"),
+                target=target,
+                class_names=names,
+                feature_layer=feature_layer,
+                input_shape=_numbers(input_shape, "--input-shape", int, "3,32,32"),
+                batch_size=batch_size,
+                progress=progress,
+                say=say,
+                backend=backend,
+                force_baseline=force_baseline,
+            )
+    except RunInterrupted as exc:
+        return _finish(exc.report, out)
     if log_mlflow:
         from roadworthy.trackers import log_to_mlflow
 
@@ -206,8 +260,14 @@ def demo(out: Path, budget: str, seed: int, strict: bool, verbose: bool) -> int:
 
     _logging(verbose)
     progress, say = _progress_and_say()
-    with _maybe_live(progress):
-        report = run_demo(out=out, budget=budget, seed=seed, progress=progress, say=say)
+    try:
+        with _sigterm_as_interrupt(), _maybe_live(progress):
+            report = run_demo(out=out, budget=budget, seed=seed, progress=progress, say=say)
+    except RunInterrupted as exc:
+        from roadworthy.report import write_reports
+
+        write_reports(exc.report, out)
+        return _finish(exc.report, out)
     return _finish(report, out, strict=strict)
 
 
@@ -219,7 +279,15 @@ def render(report_json: Path, out: Path | None) -> int:
     from roadworthy.report import write_reports
     from roadworthy.results import load_report
 
-    report = load_report(str(report_json))
+    ignored: list[str] = []
+    report = load_report(str(report_json), ignored=ignored)
+    if ignored:
+        _warn(
+            f"{report_json}: ignored field(s) this roadworthy {__version__} does not know: "
+            f"{', '.join(ignored[:10])}{' …' if len(ignored) > 10 else ''}"
+        )
+    if report.incomplete is not None:
+        _warn(f"{report_json}: an incomplete report ({report.incomplete.reason}); it renders as INCOMPLETE")
     target = out or report_json.parent
     written = write_reports(report, target, formats=("html", "markdown", "junit"))
     for path in written.values():
@@ -239,13 +307,14 @@ def render(report_json: Path, out: Path | None) -> int:
 )
 def compare(old: Path, new: Path, max_drop: float) -> int:
     """Metric by metric changes between two reports. Exit 1 when an accuracy-like metric dropped by more than --max-drop."""
-    from roadworthy.compare import compare_reports, format_comparison
+    from roadworthy.compare import compare_reports, comparison_warnings, format_comparison
     from roadworthy.results import load_report
 
     if not 0 <= max_drop <= 1:
         raise InvalidInputError(f"--max-drop must be in [0, 1]. Got {max_drop} instead.")
-    rows, regressions = compare_reports(load_report(str(old)), load_report(str(new)), max_drop)
-    _echo(format_comparison(rows, regressions, max_drop))
+    old_report, new_report = load_report(str(old)), load_report(str(new))
+    rows, regressions = compare_reports(old_report, new_report, max_drop)
+    _echo(format_comparison(rows, regressions, max_drop, comparison_warnings(old_report, new_report)))
     return EXIT_NOT_READY if regressions else EXIT_READY
 
 
@@ -315,32 +384,59 @@ class _maybe_live:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: maps errors to exit codes and one-line messages."""
+    """Console entry point: maps errors to exit codes and one-line messages.
+
+    ``ROADWORTHY_DEBUG=1`` adds the traceback on stderr; it never changes the exit code.
+    """
+    import warnings
+
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         code = app.main(args=argv, prog_name="roadworthy", standalone_mode=False)
     except click.exceptions.Abort:
-        sys.stderr.write("roadworthy: interrupted\n")
-        sys.exit(130)
+        _fail(EXIT_NOT_READY, "roadworthy: interrupted before any check finished; nothing was written")
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_BAD_INPUT)
+    except OutputError as exc:
+        _fail(EXIT_INTERNAL, f"roadworthy: error: {_one_line(exc)}", exc)
     except RoadworthyError as exc:
-        sys.stderr.write(f"roadworthy: error: {_one_line(exc)}\n")
-        if os.environ.get("ROADWORTHY_DEBUG"):
-            raise
-        sys.exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        sys.stderr.write("roadworthy: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:
-        if os.environ.get("ROADWORTHY_DEBUG"):
-            raise
-        sys.stderr.write(
+        _fail(EXIT_BAD_INPUT, f"roadworthy: error: {_one_line(exc)}", exc)
+    except KeyboardInterrupt as exc:
+        _fail(EXIT_NOT_READY, "roadworthy: interrupted before any check finished; nothing was written", exc)
+    except Exception as exc:  # noqa: BLE001 - the boundary: any other failure is an internal error, exit 3
+        _fail(
+            EXIT_INTERNAL,
             f"roadworthy: internal error: {type(exc).__name__}: {_one_line(exc)} "
-            "(set ROADWORTHY_DEBUG=1 for the traceback and please report it)\n"
+            "(set ROADWORTHY_DEBUG=1 for the traceback and please report it)",
+            exc,
         )
-        sys.exit(EXIT_INTERNAL)
+    finally:
+        warnings.showwarning = previous
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(code: int, line: str, exc: BaseException | None = None) -> None:
+    """Write the one-line message (and with ``ROADWORTHY_DEBUG`` the traceback), then exit with ``code``."""
+    if exc is not None and os.environ.get("ROADWORTHY_DEBUG"):
+        import traceback
+
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+    sys.stderr.write(line + "\n")
+    sys.exit(code)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one line for people, without the Python source path and line of the default format."""
+    sys.stderr.write(f"roadworthy: warning: {_one_line(message)}\n")  # type: ignore[arg-type]
 
 
 def _one_line(exc: BaseException) -> str:

@@ -2,10 +2,14 @@
 
 Every error a user can cause derives from :class:`RoadworthyError` and from the built-in exception
 it resembles, so ``except ValueError`` in user code keeps working. The CLI turns these into one line on
-stderr and exit code 2; anything else is an internal error (exit code 3).
+stderr and exit code 2, except :class:`OutputError` (a report that could not be written: exit code 3);
+anything else is an internal error (exit code 3). An interrupted run raises :class:`RunInterrupted`, a
+``KeyboardInterrupt`` that carries the incomplete report (exit code 1: not ready).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RoadworthyError(Exception):
@@ -29,6 +33,27 @@ class MissingDependencyError(RoadworthyError, ImportError):
 
 class UnsafeFileError(InvalidInputError):
     """A file would have to be unpickled (run arbitrary code) and ``--trust-pickle`` was not given."""
+
+
+class OutputError(RoadworthyError, OSError):
+    """A report file could not be written (disk full, permission denied, a file where a folder belongs)."""
+
+
+class Interrupt(KeyboardInterrupt):
+    """A signal that ends the run like Ctrl-C does; ``reason`` says which (``interrupted (SIGTERM)``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was interrupted; ``report`` holds the checks that finished, marked incomplete."""
+
+    def __init__(self, report: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.report = report
+        self.reason = reason
 
 
 class RoadworthyWarning(UserWarning):

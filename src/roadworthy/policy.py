@@ -4,6 +4,10 @@ A gate is ``METRIC OP NUMBER`` (``clean.accuracy >= 0.90``); ``*`` in the metric
 (``attack.*.robust_accuracy >= 0.1`` is one gate per attack). A gate on a metric that was not
 measured is *not evaluated* (``passed: null``), never passed. With ``--baseline``, no accuracy-like
 metric may fall more than ``baseline.max_drop`` below the baseline's value.
+
+The policy file is validated strictly before anything is loaded: unknown keys, quoted booleans
+(``"false"``) and gates on metric names no selected check can produce are errors, because each of them
+would otherwise weaken a gate without a word.
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ import fnmatch
 import math
 import operator
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roadworthy.errors import InvalidInputError
 from roadworthy.results import CheckResult, Gate, Report
+
+if TYPE_CHECKING:
+    from roadworthy.checks.base import Check
 
 OPS = {
     ">=": operator.ge,
@@ -43,6 +53,16 @@ DEFAULT_GATES = (
     "integrity.poisoning.suspect_count <= 0",
     "integrity.leakage.count <= 0",
 )
+
+# Models without gradients (ONNX, scikit-learn, a plain function) cannot run the white-box attacks, so
+# their attack gates would never be evaluated: these black-box ones take their place.
+DEFAULT_BLACK_BOX_GATES = (
+    "attack.square.robust_accuracy >= 0.10",
+    "attack.hopskipjump.eps_0.10000.robust_accuracy >= 0.50",
+)
+
+# Attacks that need the model's gradients; a gate on one of their metrics cannot hold for a black box.
+WHITE_BOX_ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "apgd_ce", "apgd_dlr", "autoattack", "sticker")
 
 DEFAULT_POLICY_TEXT = """\
 # roadworthy policy: the gates a model must pass to be called ready.
@@ -75,12 +95,77 @@ gates:
   # - ood.energy.auroc >= 0.80
   # - ood.calibration.ece_shifted <= 0.15
 
+# Models without gradients (ONNX, scikit-learn, a function) cannot run the white-box attacks above; for
+# them these gates replace every gate on a white-box attack (fgsm, pgd_*, apgd_*, autoattack, sticker).
+black_box_gates:
+  - attack.square.robust_accuracy >= 0.10                 # score queries at 8/255 must leave 10% standing
+  - attack.hopskipjump.eps_0.10000.robust_accuracy >= 0.50  # an L2 change of 0.1 must not flip half
+
 baseline:
   max_drop: 0.02        # with --baseline: no *accuracy metric may fall more than this below the baseline
 
 fail_on_unevaluated: false   # true: a gate whose metric was not measured fails the verdict
 fail_on_error: true          # a check that crashed makes the verdict not-ready
+# (booleans are unquoted: "false" in quotes is a string and is refused)
 """
+
+
+class _BaselineSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    max_drop: float = Field(0.02, ge=0, le=1)
+
+
+class _PolicyFile(BaseModel):
+    """The schema of roadworthy.yaml: strict types (``"false"`` is not a boolean), no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    gates: list[str] = Field(default_factory=list)
+    black_box_gates: list[str] = Field(default_factory=list)
+    baseline: _BaselineSection = Field(default_factory=_BaselineSection)
+    fail_on_unevaluated: bool = False
+    fail_on_error: bool = True
+
+
+_ALLOWED = {
+    "": sorted(_PolicyFile.model_fields),
+    "baseline": sorted(_BaselineSection.model_fields),
+}
+
+
+def _policy_error(source: str, exc: ValidationError) -> InvalidInputError:
+    """One line for the first problem pydantic found, in the words of the policy file."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    where = ".".join(loc)
+    found = err.get("input")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = ".".join(loc[:-1])
+        allowed = ", ".join(_ALLOWED.get(parent, []))
+        return InvalidInputError(
+            f"{source}: unknown policy key(s) {where}; allowed{' under ' + parent if parent else ''}: {allowed}"
+        )
+    if loc and loc[0] in ("fail_on_unevaluated", "fail_on_error"):
+        kind_text = f" (a {type(found).__name__})" if not isinstance(found, bool) else ""
+        return InvalidInputError(
+            f"{source}: {where} must be true or false, unquoted. Got {found!r}{kind_text} instead."
+        )
+    if loc and loc[0] == "baseline" and len(loc) == 1:
+        return InvalidInputError(
+            f"{source}: 'baseline' must be a mapping like 'max_drop: 0.02'. Got {found!r}."
+        )
+    if where == "baseline.max_drop":
+        return InvalidInputError(
+            f"{source}: baseline.max_drop must be a number in [0, 1]. Got {found!r} instead."
+        )
+    if loc and loc[0] in ("gates", "black_box_gates"):
+        return InvalidInputError(
+            f"{source}: '{loc[0]}' must be a list of 'METRIC OP NUMBER' strings, e.g. "
+            f"'clean.accuracy >= 0.9'. Got {found!r} at {where} instead."
+        )
+    return InvalidInputError(f"{source}: {where}: {err['msg']}. Got {found!r} instead.")
 
 
 @dataclass(frozen=True)
@@ -105,11 +190,20 @@ class GateRule:
 
 @dataclass
 class Policy:
+    """Gates over metric names, the baseline's ``max_drop`` and how unmeasured or crashed checks count.
+
+    ``black_box_gates`` apply only to models without gradients; for such a model they replace every gate
+    on a white-box attack (see :meth:`for_model`).
+    """
+
     gates: list[GateRule] = field(default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_GATES])
     max_drop: float = 0.02
     fail_on_unevaluated: bool = False
     fail_on_error: bool = True
     source: str = "default policy"
+    black_box_gates: list[GateRule] = field(
+        default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_BLACK_BOX_GATES]
+    )
 
     @classmethod
     def load(cls, path: str | Path | None) -> Policy:
@@ -131,29 +225,78 @@ class Policy:
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "policy") -> Policy:
+        """A policy from the parsed YAML mapping; every problem is one :class:`InvalidInputError` line."""
         if not isinstance(raw, dict):
             raise InvalidInputError(f"{source}: the policy must be a mapping with a 'gates' list")
-        unknown = set(raw) - {"gates", "baseline", "fail_on_unevaluated", "fail_on_error"}
+        unknown = set(raw) - set(_PolicyFile.model_fields)
         if unknown:
-            raise InvalidInputError(f"{source}: unknown policy key(s) {', '.join(sorted(unknown))}")
-        gates_raw = raw.get("gates", [])
-        if not isinstance(gates_raw, list):
-            raise InvalidInputError(f"{source}: 'gates' must be a list of 'METRIC OP NUMBER' strings")
-        base = raw.get("baseline") or {}
-        if not isinstance(base, dict):
-            raise InvalidInputError(f"{source}: 'baseline' must be a mapping like 'max_drop: 0.02'")
-        max_drop = base.get("max_drop", 0.02)
-        if not isinstance(max_drop, int | float) or not 0 <= max_drop <= 1:
             raise InvalidInputError(
-                f"{source}: baseline.max_drop must be a number in [0, 1]. Got {max_drop!r} instead."
+                f"{source}: unknown policy key(s) {', '.join(sorted(map(str, unknown)))}; "
+                f"allowed: {', '.join(_ALLOWED[''])}"
             )
+        raw = {k: v for k, v in raw.items() if not (k == "baseline" and v is None)}
+        try:
+            parsed = _PolicyFile.model_validate(raw)
+        except ValidationError as exc:
+            raise _policy_error(source, exc) from exc
         return cls(
-            gates=[GateRule.parse(g, source) for g in gates_raw],
-            max_drop=float(max_drop),
-            fail_on_unevaluated=bool(raw.get("fail_on_unevaluated", False)),
-            fail_on_error=bool(raw.get("fail_on_error", True)),
+            gates=[GateRule.parse(g, source) for g in parsed.gates],
+            black_box_gates=[GateRule.parse(g, source) for g in parsed.black_box_gates],
+            max_drop=float(parsed.baseline.max_drop),
+            fail_on_unevaluated=parsed.fail_on_unevaluated,
+            fail_on_error=parsed.fail_on_error,
             source=source,
         )
+
+    def check_metric_names(self, checks: Iterable[type[Check]]) -> None:
+        """Refuse a gate whose metric no check can produce (a typo would leave it never evaluated).
+
+        A name is known when docs/metrics.md documents it (:mod:`roadworthy.metric_names`) or when it lies
+        under a selected plug-in check (one defined outside roadworthy). Wildcard gates must be able to
+        match at least one known name.
+        """
+        from roadworthy.metric_names import is_known, nearest
+
+        builtin_suites = {"sanity", "clean", "shift", "ood", "attack", "integrity"}
+        extra = []
+        for cls in checks:
+            if cls.__module__.startswith("roadworthy.checks"):
+                continue
+            extra.append(cls.id if cls.suite() in builtin_suites else cls.suite())
+        for rule in (*self.gates, *self.black_box_gates):
+            if is_known(rule.metric, extra):
+                continue
+            hint = nearest(rule.metric)
+            raise InvalidInputError(
+                f"{self.source}: gate '{rule.text}' names unknown metric {rule.metric!r}"
+                + (f" (did you mean {hint}?)" if hint else "")
+                + "; metric names are listed in docs/metrics.md and under 'metrics' in report.json"
+            )
+
+    def for_model(self, white_box: bool) -> tuple[Policy, list[str]]:
+        """The gates that apply to a model with or without gradients, and warnings about the others.
+
+        For a black-box model the ``black_box_gates`` replace every gate on a white-box attack. Without
+        black-box gates those white-box gates stay (not evaluated), and a warning says so.
+        """
+        if white_box:
+            return self, []
+        white = [r for r in self.gates if _white_box_only(r.metric)]
+        if not white:
+            return replace(self, gates=[*self.gates, *self.black_box_gates]), []
+        if self.black_box_gates:
+            kept = [r for r in self.gates if not _white_box_only(r.metric)]
+            return replace(self, gates=[*kept, *self.black_box_gates]), []
+        names = ", ".join(r.text for r in white)
+        return self, [
+            f"the model has no gradients, so the white-box attack gate(s) {names} cannot be evaluated; "
+            f"add black_box_gates to {self.source} (roadworthy init shows them)"
+        ]
+
+
+def _white_box_only(metric: str) -> bool:
+    """Whether a gate's metric belongs to a white-box attack only (no black-box check can produce it)."""
+    return any(metric.startswith(f"attack.{a}.") for a in WHITE_BOX_ATTACKS)
 
 
 def is_accuracy_metric(name: str) -> bool:
@@ -228,9 +371,13 @@ def judge(
                 source="runner",
             )
         )
+    if policy.fail_on_unevaluated:
+        # a gate that could not be evaluated fails, and says why (JUnit and every renderer count it)
+        for g in gates:
+            if g.passed is None:
+                g.passed = False
+                g.note = "not measured; the policy sets fail_on_unevaluated"
     failed = any(g.passed is False for g in gates)
-    if policy.fail_on_unevaluated and any(g.passed is None for g in gates):
-        failed = True
     return gates, "not-ready" if failed else "ready"
 
 

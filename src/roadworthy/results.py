@@ -90,6 +90,22 @@ class Gate(_Model):
     passed: bool | None
     metric: str | None = None
     source: str = "policy"
+    note: str | None = None  #: why a gate failed without a value (``fail_on_unevaluated``)
+
+
+class Incomplete(_Model):
+    """Why a report lacks checks: an interrupted run, or a partial report written while one ran."""
+
+    reason: str
+    finished: list[str] = Field(default_factory=list)
+    pending: list[str] = Field(default_factory=list)
+
+
+class Resumed(_Model):
+    """Checks reused from the partial report of an earlier, interrupted run with the same ``run_key``."""
+
+    source: str
+    reused: list[str] = Field(default_factory=list)
 
 
 class Report(_Model):
@@ -106,6 +122,11 @@ class Report(_Model):
     gates: list[Gate] = Field(default_factory=list)
     verdict: Verdict
     baseline: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)  #: doubts about the whole run (small sample, ...)
+    incomplete: Incomplete | None = None  #: set when checks are missing: never ready
+    run_key: str | None = None  #: sha256 of everything that changes a number (resume compares it)
+    options: dict[str, Any] = Field(default_factory=dict)  #: the settings that went into ``run_key``
+    resumed: Resumed | None = None
 
     @field_serializer("metrics")
     def _finite_metrics(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
@@ -123,8 +144,12 @@ def _json_number(v: float | None) -> float | None:
     return float(v)
 
 
-def load_report(path: str) -> Report:
-    """Read and validate a ``report.json``; raise :class:`InvalidInputError` naming the file on failure."""
+def load_report(path: str, ignored: list[str] | None = None) -> Report:
+    """Read and validate a ``report.json``; raise :class:`InvalidInputError` naming the file on failure.
+
+    Fields this version does not know (a report from a newer roadworthy with the same schema version)
+    are dropped rather than refused; their dotted paths are appended to ``ignored`` when given.
+    """
     import json
     from pathlib import Path
 
@@ -144,9 +169,26 @@ def load_report(path: str) -> Report:
         raise InvalidInputError(
             f"{path}: expected a roadworthy report with schema_version '1', found {found!r}"
         )
-    try:
-        return Report.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInputError(f"{path}: invalid report at '{where}': {first['msg']}") from exc
+    dropped = ignored if ignored is not None else []
+    for _ in range(1000):  # one round per unknown field at most
+        try:
+            return Report.model_validate(raw)
+        except ValidationError as exc:
+            extra = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if not extra:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise InvalidInputError(f"{path}: invalid report at '{where}': {first['msg']}") from exc
+            for loc in extra:
+                _drop(raw, loc)
+                dropped.append(".".join(str(p) for p in loc))
+    raise InvalidInputError(f"{path}: too many unknown fields to read as a schema '1' report")
+
+
+def _drop(raw: Any, loc: tuple[Any, ...]) -> None:
+    """Delete the field at ``loc`` (a pydantic error location) from nested dicts and lists."""
+    node = raw
+    for key in loc[:-1]:
+        node = node[key]
+    if isinstance(node, dict):
+        node.pop(loc[-1], None)

@@ -1,9 +1,18 @@
-"""A session: one model, its data, the selected checks, a budget and a seed -> one :class:`Report`."""
+"""A session: one model, its data, the selected checks, a budget and a seed -> one :class:`Report`.
+
+Every setting that changes a number (the model and data fingerprints, the load options, budget, seed,
+suites, batch size, baseline, tool version) goes into the report's ``run_key``; ``--resume`` reuses the
+finished checks of an interrupted run only when its partial report carries the same key. An interrupt
+(Ctrl-C, or SIGTERM from a cancelled CI job, which the CLI turns into the same exception) ends the run
+with an *incomplete* report of the checks that finished: never ready.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fnmatch
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -12,19 +21,33 @@ from pathlib import Path
 from typing import Any
 
 from roadworthy import __version__
+from roadworthy._files import array_fingerprint, write_text_atomic
 from roadworthy.checks import load_builtin_checks
 from roadworthy.checks.base import BUDGETS, Check, Context
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError
+from roadworthy.errors import InvalidInputError, RunInterrupted
 from roadworthy.models.base import Model, capabilities
 from roadworthy.policy import Policy, judge, mark_failed_checks
-from roadworthy.results import CheckResult, DataDescription, ModelDescription, Report, ToolInfo
+from roadworthy.results import (
+    CheckResult,
+    DataDescription,
+    Gate,
+    Incomplete,
+    ModelDescription,
+    Report,
+    Resumed,
+    ToolInfo,
+)
 from roadworthy.runner import run_checks
+
+__all__ = ["PARTIAL_NAME", "Session", "select_checks", "write_text_atomic"]
 
 log = logging.getLogger("roadworthy")
 
 ALWAYS_SUITES = ("sanity", "clean")
 PARTIAL_NAME = "report.partial.json"
+#: Below this many evaluation samples every interval is wide and the report says so ("small-sample").
+MIN_EVAL_SAMPLES = 30
 
 
 def select_checks(suites: Sequence[str] | None, budget: str) -> list[type[Check]]:
@@ -88,6 +111,83 @@ def describe_data(ds: Dataset) -> DataDescription:
     )
 
 
+def data_fingerprint(ds: Dataset | None) -> str | None:
+    """The data file's sha256, or for data given as arrays a hash of their contents (cached)."""
+    if ds is None:
+        return None
+    if ds.sha256:
+        return ds.sha256
+    if "fingerprint" not in ds.meta:
+        ds.meta["fingerprint"] = "arrays:" + array_fingerprint(ds.x, ds.y)
+    return str(ds.meta["fingerprint"])
+
+
+def model_fingerprint(model: Model) -> str | None:
+    """A hash of an in-memory model's weights (PyTorch modules, scikit-learn estimators), else None.
+
+    A model loaded from a file is identified by the file's sha256 instead; a plain function has no
+    weights to hash, so a run on it cannot be resumed.
+    """
+    module = getattr(model, "module", None)
+    if module is not None and hasattr(module, "state_dict"):
+        import torch
+
+        h = hashlib.sha256(type(module).__name__.encode())
+        for name, t in module.state_dict().items():
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        return "weights:" + h.hexdigest()
+    estimator = getattr(model, "estimator", None)
+    if estimator is not None:
+        import pickle
+
+        try:  # dumping (never loading) a fitted estimator: its parameters and learned arrays
+            return "estimator:" + hashlib.sha256(pickle.dumps(estimator, protocol=4)).hexdigest()
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return None
+    return None
+
+
+def data_class_count(ds: Dataset) -> int:
+    """How many classes the data itself declares: its class names, else the largest label + 1."""
+    if ds.class_names and ds.meta.get("class_names_source") != "model":
+        return len(ds.class_names)
+    return int(ds.y.max()) + 1 if len(ds.y) else 0
+
+
+def run_warnings(model: Model, data: Dataset) -> list[str]:
+    """Doubts about the whole run that no single check raises: too few samples, classes that do not fit."""
+    out = []
+    n = data.n_samples
+    if n < MIN_EVAL_SAMPLES:
+        out.append(
+            f"small-sample: the evaluation data has only {n} sample{'s' if n != 1 else ''} (fewer than "
+            f"{MIN_EVAL_SAMPLES}); every number rests on chance and every interval is wide — use a few "
+            "hundred samples or more"
+        )
+    k_model, k_data = int(model.n_classes), data_class_count(data)
+    if k_data and k_model != k_data:
+        out.append(
+            f"the model has {k_model} outputs but the data has {k_data} classes: check that model and data "
+            "belong together (per-class tables list the classes that occur)"
+        )
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    """Settings as JSON values (tuples as lists, paths and other objects as text)."""
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "tolist"):
+        return _jsonable(v.tolist())
+    return str(v)
+
+
 def describe_model(model: Model, path: str | None = None, sha256: str | None = None) -> ModelDescription:
     caps = capabilities(model)
     return ModelDescription(
@@ -123,6 +223,8 @@ class Session:
     say: Callable[[str], None] | None = None
     backend: str = "local"
     model_recipe: Callable[[], Any] | None = None  #: rebuilds the model in another process (ray backend)
+    options: dict[str, Any] = field(default_factory=dict)  #: load options that change numbers (mean, ...)
+    warnings: list[str] = field(default_factory=list)  #: found before the run (e.g. a forced baseline)
 
     def context(self) -> Context:
         from roadworthy.checks.base import NullProgress
@@ -139,42 +241,138 @@ class Session:
             progress=self.progress or NullProgress(),
         )
 
+    def run_options(self, classes: Sequence[type[Check]] | None = None) -> dict[str, Any]:
+        """Everything that changes a number, as JSON values; its hash is the report's ``run_key``."""
+        selected = classes if classes is not None else select_checks(self.suites, self.budget)
+        baseline = None
+        if self.baseline is not None:
+            text = json.dumps(self.baseline.model_dump(mode="json")["metrics"], sort_keys=True)
+            baseline = hashlib.sha256(text.encode()).hexdigest()
+        return _jsonable(
+            {
+                "tool_version": __version__,
+                "model_sha256": self.model_sha256 or model_fingerprint(self.model),
+                "data": data_fingerprint(self.data),
+                "train_data": data_fingerprint(self.train_data),
+                "ood_data": data_fingerprint(self.ood_data),
+                "budget": self.budget,
+                "seed": self.seed,
+                "checks": sorted(c.id for c in selected),
+                "batch_size": self.batch_size,
+                "baseline_metrics": baseline,
+                **{k: self.options[k] for k in sorted(self.options)},
+            }
+        )
+
     def run(self) -> Report:
+        """Run the selected checks and return the judged report.
+
+        Raises
+        ------
+        RunInterrupted
+            On Ctrl-C (or SIGTERM through the CLI); its ``report`` holds the finished checks, marked
+            incomplete, and the partial report stays in ``out`` for ``--resume``.
+        """
         from roadworthy.memory import keep_freed_memory
 
         keep_freed_memory()
         classes = select_checks(self.suites, self.budget)
+        options = self.run_options(classes)
+        key = _run_key(options)
         ctx = self.context()
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        done = self._resumable() if self.resume else None
+        done, resumed = self._resumable(key, options, classes) if self.resume else (None, None)
+        finished: list[CheckResult] = []
+        all_ids = [c.id for c in classes]
 
-        def checkpoint(_: CheckResult) -> None:
+        def checkpoint(result: CheckResult) -> None:
+            finished.append(result)
             if self.out is not None:
-                partial = self.build_report(list(ctx.results.values()), created)
-                write_text_atomic(self.out / PARTIAL_NAME, partial.model_dump_json(indent=1))
+                partial = self.build_report(
+                    finished,
+                    created,
+                    key,
+                    options,
+                    resumed,
+                    self._incomplete("run in progress", finished, all_ids),
+                )
+                try:
+                    write_text_atomic(self.out / PARTIAL_NAME, partial.model_dump_json(indent=1))
+                except OSError as exc:  # the run goes on; writing the final report will say what is wrong
+                    if not unwritable:
+                        self._announce(
+                            f"could not write {self.out / PARTIAL_NAME} ({exc.strerror or exc}); "
+                            "--resume will not find this run's finished checks",
+                            warning=True,
+                        )
+                    unwritable.append(str(exc))
 
-        if self.backend == "ray":
-            from roadworthy.backends.ray import run_ray
+        unwritable: list[str] = []
+        try:
+            if self.backend == "ray":
+                from roadworthy.backends.ray import run_ray
 
-            results = run_ray(
-                classes, ctx, on_result=checkpoint, done=done, say=self.say, model_recipe=self.model_recipe
+                results = run_ray(
+                    classes,
+                    ctx,
+                    on_result=checkpoint,
+                    done=done,
+                    say=self.say,
+                    model_recipe=self.model_recipe,
+                )
+            elif self.backend == "local":
+                results = run_checks(classes, ctx, on_result=checkpoint, done=done, say=self.say)
+            else:
+                raise InvalidInputError(f"--backend must be 'local' or 'ray'. Got {self.backend!r} instead.")
+        except KeyboardInterrupt as exc:
+            reason = getattr(exc, "reason", None) or "interrupted (SIGINT)"
+            report = self.build_report(
+                finished, created, key, options, resumed, self._incomplete(reason, finished, all_ids)
             )
-        elif self.backend == "local":
-            results = run_checks(classes, ctx, on_result=checkpoint, done=done, say=self.say)
-        else:
-            raise InvalidInputError(f"--backend must be 'local' or 'ray'. Got {self.backend!r} instead.")
-        report = self.build_report(results, created)
+            if self.out is not None:  # keep it for --resume
+                with contextlib.suppress(OSError):
+                    write_text_atomic(self.out / PARTIAL_NAME, report.model_dump_json(indent=1))
+            raise RunInterrupted(report, reason) from exc
+        report = self.build_report(results, created, key, options, resumed)
         if self.out is not None:
             (self.out / PARTIAL_NAME).unlink(missing_ok=True)
         return report
 
-    def build_report(self, results: list[CheckResult], created: str) -> Report:
+    @staticmethod
+    def _incomplete(reason: str, finished: list[CheckResult], all_ids: list[str]) -> Incomplete:
+        ids = [r.id for r in finished]
+        return Incomplete(reason=reason, finished=ids, pending=[i for i in all_ids if i not in set(ids)])
+
+    def build_report(
+        self,
+        results: list[CheckResult],
+        created: str,
+        run_key: str | None = None,
+        options: dict[str, Any] | None = None,
+        resumed: Resumed | None = None,
+        incomplete: Incomplete | None = None,
+    ) -> Report:
+        """Judge ``results`` and assemble the report; an ``incomplete`` report is never ready."""
         metrics: dict[str, float | None] = {}
         for r in results:
             metrics.update(r.metrics)
         results = [r.model_copy(deep=True) for r in results]
-        gates, verdict = judge(self.policy, metrics, results, self.baseline)
+        white_box = "white_box" in capabilities(self.model)
+        policy, policy_warnings = self.policy.for_model(white_box)
+        gates, verdict = judge(policy, metrics, results, self.baseline)
         mark_failed_checks(results, gates)
+        if incomplete is not None:
+            gates.append(
+                Gate(
+                    rule=f"every selected check finished ({incomplete.reason}: "
+                    f"{len(incomplete.finished)} of {len(incomplete.finished) + len(incomplete.pending)})",
+                    value=float(len(incomplete.pending)),
+                    passed=False,
+                    metric=None,
+                    source="runner",
+                )
+            )
+            verdict = "not-ready"
         baseline_info = None
         if self.baseline is not None:
             baseline_info = {
@@ -182,7 +380,11 @@ class Session:
                 "created": self.baseline.created,
                 "verdict": self.baseline.verdict,
                 "max_drop": self.policy.max_drop,
+                "data_sha256": self.baseline.data.sha256,
             }
+        warnings = list(
+            dict.fromkeys([*self.warnings, *run_warnings(self.model, self.data), *policy_warnings])
+        )
         return Report(
             tool=ToolInfo(version=__version__, frameworks=framework_versions()),
             created=created,
@@ -196,33 +398,60 @@ class Session:
             gates=gates,
             verdict=verdict,  # type: ignore[arg-type]
             baseline=baseline_info,
+            warnings=warnings,
+            incomplete=incomplete,
+            run_key=run_key,
+            options=options or {},
+            resumed=resumed,
         )
 
-    def _resumable(self) -> dict[str, CheckResult] | None:
-        """Finished results of an interrupted run of the same model, data, seed and budget."""
-        if self.out is None or not (self.out / PARTIAL_NAME).exists():
-            return None
-        try:
-            old = Report.model_validate(json.loads((self.out / PARTIAL_NAME).read_text(encoding="utf-8")))
-        except (ValueError, OSError):
-            log.warning("ignoring unreadable %s", self.out / PARTIAL_NAME)
-            return None
-        same = (
-            old.seed == self.seed
-            and old.budget == self.budget
-            and old.model.sha256 == self.model_sha256
-            and old.data.sha256 == self.data.sha256
-        )
-        if not same:
-            log.warning(
-                "not resuming: %s belongs to another model, data, seed or budget", self.out / PARTIAL_NAME
+    def _announce(self, text: str, warning: bool = False) -> None:
+        if self.say is not None:
+            self.say(text)
+        elif warning:
+            log.warning("%s", text)
+        else:
+            log.info("%s", text)
+
+    def _resumable(
+        self, key: str, options: dict[str, Any], classes: Sequence[type[Check]]
+    ) -> tuple[dict[str, CheckResult] | None, Resumed | None]:
+        """Finished results of an interrupted run with the same ``run_key``, and what was reused."""
+        if self.out is None:
+            return None, None
+        path = self.out / PARTIAL_NAME
+        if not path.exists():
+            self._announce(f"--resume: no {PARTIAL_NAME} in {self.out}; running every check")
+            return None, None
+        if options.get("model_sha256") is None:
+            self._announce(
+                "not resuming: the model is a Python function without weights to fingerprint; "
+                f"running every check instead of trusting {path}",
+                warning=True,
             )
-            return None
-        return {c.id: c for c in old.checks}
+            return None, None
+        try:
+            from roadworthy.results import load_report
+
+            old = load_report(str(path))
+        except (InvalidInputError, OSError):
+            self._announce(f"not resuming: {path} is unreadable; running every check", warning=True)
+            return None, None
+        if old.run_key != key:
+            changed = sorted(k for k in {*options, *old.options} if old.options.get(k) != options.get(k))
+            what = ", ".join(changed) if old.options else "settings it does not record (an older roadworthy)"
+            self._announce(
+                f"not resuming: {path} was made with different {what}; running every check", warning=True
+            )
+            return None, None
+        wanted = {c.id for c in classes}
+        done = {c.id: c for c in old.checks if c.id in wanted and c.status != "error"}
+        self._announce(
+            f"resuming: reused {len(done)} finished check{'s' if len(done) != 1 else ''} from {path}"
+            + (f" ({', '.join(sorted(done))})" if 0 < len(done) <= 12 else "")
+        )
+        return done, Resumed(source=str(path), reused=sorted(done))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def _run_key(options: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()

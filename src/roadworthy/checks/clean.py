@@ -10,6 +10,8 @@ from roadworthy.checks.base import Check, Context, Outcome, register
 from roadworthy.results import CheckResult, Example
 from roadworthy.stats import expected_calibration_error, proportion_metrics, reliability_bins
 
+MAX_TABLE_CLASSES = 100  #: per-class rows and confusion-matrix size kept in the report
+
 
 @dataclass(frozen=True)
 class CleanParams:
@@ -62,8 +64,15 @@ class CleanAccuracy(Check):
         worst = int(np.nanargmin(np.where(present, recall, np.inf)))
         metrics.update(proportion_metrics("clean.worst_class_accuracy", int(tp[worst]), int(support[worst])))
 
+        # Per-class tables list at most MAX_TABLE_CLASSES classes: with many outputs (1000 ImageNet classes on
+        # a 10-class test set) only those that occur as a label or a prediction, the busiest first.
+        shown = np.arange(k)
+        if k > MAX_TABLE_CLASSES:
+            busy = np.flatnonzero((support > 0) | (predicted > 0))
+            busy = busy[np.argsort(-(support[busy] + predicted[busy]), kind="stable")][:MAX_TABLE_CLASSES]
+            shown = np.sort(busy)
         per_class = []
-        for c in range(k):
+        for c in shown:
             lo_hi = proportion_metrics("r", int(tp[c]), int(support[c])) if support[c] else {}
             per_class.append(
                 {
@@ -80,8 +89,9 @@ class CleanAccuracy(Check):
         details = {
             "n_samples": len(y),
             "per_class": per_class,
-            "confusion_matrix": cm.tolist(),
-            "class_names": [ctx.class_name(c) for c in range(k)],
+            "confusion_matrix": cm[np.ix_(shown, shown)].tolist(),
+            "class_names": [ctx.class_name(c) for c in shown],
+            **({"classes_shown": [int(c) for c in shown]} if len(shown) < k else {}),
             "worst_class": ctx.class_name(worst),
             "reliability": reliability_bins(probs, y, self.params.n_bins),
         }

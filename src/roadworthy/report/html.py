@@ -13,7 +13,7 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_sentence
+from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_label, verdict_sentence
 from roadworthy.results import CheckResult, Report
 
 log = logging.getLogger("roadworthy")
@@ -146,6 +146,8 @@ def render_html(report: Report) -> str:
     return template.render(
         report=report,
         verdict_sentence=verdict_sentence(report),
+        verdict_label=verdict_label(report),
+        verdict_class="incomplete" if report.incomplete is not None else report.verdict,
         gates=gates,
         headline=headline,
         suites=suites,

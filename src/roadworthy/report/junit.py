@@ -22,10 +22,11 @@ def render_junit(report: Report) -> str:
         skipped=str(skipped),
         time=f"{duration:.3f}",
     )
+    state = "incomplete" if report.incomplete is not None else report.verdict
     suite = ET.SubElement(
         suites,
         "testsuite",
-        name=f"roadworthy gates ({report.verdict})",
+        name=f"roadworthy gates ({state})",
         tests=str(len(cases)),
         failures=str(failures),
         errors="0",
@@ -40,6 +41,8 @@ def render_junit(report: Report) -> str:
         ("seed", str(report.seed)),
         ("budget", report.budget),
         ("roadworthy", report.tool.version),
+        *((("incomplete", report.incomplete.reason),) if report.incomplete is not None else ()),
+        *(("warning", w) for w in report.warnings),
     ):
         ET.SubElement(props, "property", name=k, value=v)
     for g in cases:
@@ -47,8 +50,9 @@ def render_junit(report: Report) -> str:
         case = ET.SubElement(suite, "testcase", name=g.rule, classname=classname, time="0")
         value = "not measured" if g.value is None else f"{g.value:.6g}"
         if g.passed is False:
-            f = ET.SubElement(case, "failure", message=f"{g.rule} failed: value {value}", type="GateFailed")
-            f.text = f"measured {g.metric} = {value}; rule: {g.rule}"
+            why = f"value {value}" + (f" ({g.note})" if g.note else "")
+            f = ET.SubElement(case, "failure", message=f"{g.rule} failed: {why}", type="GateFailed")
+            f.text = f"measured {g.metric} = {value}; rule: {g.rule}" + (f"; {g.note}" if g.note else "")
         elif g.passed is None:
             ET.SubElement(case, "skipped", message=f"not evaluated: {g.metric} was not measured")
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_sentence
+from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_label, verdict_sentence
 from roadworthy.results import Report
 
 MAX_CHARS = 60_000
@@ -20,6 +20,14 @@ def _cell(text: str) -> str:
     )
 
 
+def _text(text: str) -> str:
+    """Running text: user-controlled words (check ids, paths) shown literally, never as HTML or emphasis."""
+    out = str(text).replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace("\n", " ")
+    for ch in "`*_[]|#":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
 def _code(text: str) -> str:
     """Inline code in a table cell: literal text (no HTML is interpreted in code spans), no backticks."""
     return "`" + str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ") + "`"
@@ -29,19 +37,27 @@ def render_markdown(report: Report, max_checks: int = 60) -> str:
     """Verdict, gates, headline metrics and one line per check; never longer than ``MAX_CHARS``."""
     icon = {True: "✅", False: "❌", None: "⚪"}
     lines = [
-        f"## roadworthy: **{report.verdict.replace('-', ' ').upper()}**",
+        f"## roadworthy: **{verdict_label(report)}**",
         "",
-        verdict_sentence(report),
+        _text(verdict_sentence(report)),
         "",
         f"Model {_code(report.model.path or report.model.format)} · data {_code(report.data.path or '')} "
         f"({report.data.n_samples} samples) · budget `{report.budget}` · seed `{report.seed}`",
         "",
-        "| gate | value | result |",
-        "|---|---|---|",
     ]
+    if report.warnings:
+        lines += [f"> ⚠️ **warning:** {_text(w)}" for w in report.warnings[:20]] + [""]
+    if report.resumed is not None:
+        lines += [
+            f"Resumed: reused {len(report.resumed.reused)} finished checks from an interrupted run.",
+            "",
+        ]
+    lines += ["| gate | value | result |", "|---|---|---|"]
     order = sorted(report.gates, key=lambda g: {False: 0, None: 2, True: 1}[g.passed])
     for g in order:
         result = {True: "pass", False: "**FAIL**", None: "not evaluated"}[g.passed]
+        if g.note:
+            result += f" ({_cell(g.note)})"
         lines.append(f"| {icon[g.passed]} {_code(g.rule)} | {fmt_value(g.value)} | {result} |")
     head = [(m, report.metrics[m]) for m in HEADLINE_METRICS if m in report.metrics]
     if head:

@@ -1,0 +1,206 @@
+"""The public metric names, as data the policy validator reads (``docs/metrics.md`` in machine form).
+
+``docs/`` is not installed with the package, so the names a gate may refer to live here; a test keeps
+this list and ``docs/metrics.md`` in step. A pattern holds placeholders in angle brackets
+(``shift.<shift>.s<k>.accuracy``); :func:`known_names` fills them with the values a run can produce
+(the registered shifts, attacks and detectors, severities 1-5, any strength) and returns shell-style
+patterns (``*`` for an open value such as a strength).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable
+from functools import cache, lru_cache
+
+#: Every documented metric name or pattern, in the order of docs/metrics.md.
+PATTERNS: tuple[str, ...] = (
+    # sanity
+    "sanity.determinism",
+    "sanity.max_output_difference",
+    "sanity.batch_invariance",
+    "sanity.batch_max_difference",
+    "sanity.outputs_valid",
+    "sanity.latency_ms_p50",
+    "sanity.latency_ms_p95",
+    "sanity.latency_ms_p50_batch64",
+    "sanity.latency_ms_p95_batch64",
+    # clean
+    "clean.accuracy",
+    "clean.balanced_accuracy",
+    "clean.worst_class_accuracy",
+    "clean.macro_f1",
+    "clean.ece",
+    # shift
+    "shift.<shift>.s<k>.accuracy",
+    "shift.<shift>.accuracy",
+    "shift.<shift>.in_envelope_failures",
+    "shift.<shift>.out_of_envelope_failures",
+    "shift.mean_accuracy",
+    "shift.rpc",
+    "shift.worst_accuracy",
+    "shift.flip_rate",
+    "shift.ece",
+    "shift.mce",
+    "shift.relative_mce",
+    # ood
+    "ood.<detector>.auroc",
+    "ood.<detector>.fpr95",
+    "ood.<detector>.aupr",
+    "ood.<detector>.<source>.auroc",
+    "ood.<detector>.<source>.fpr95",
+    "ood.best_auroc",
+    "ood.best_fpr95",
+    "ood.validity.clean_in_envelope",
+    "ood.calibration.ece",
+    "ood.calibration.brier",
+    "ood.calibration.nll",
+    "ood.calibration.ece_shifted",
+    "ood.calibration.brier_shifted",
+    "ood.calibration.nll_shifted",
+    "ood.calibration.temperature",
+    "ood.calibration.ece_after_temperature",
+    "ood.calibration.ece_shifted_after_temperature",
+    # attack
+    "attack.<attack>.robust_accuracy",
+    "attack.<attack>.eps_<e>.robust_accuracy",
+    "attack.<attack>.success_rate",
+    "attack.<attack>.median_perturbation",
+    "attack.<attack>.queries",
+    "attack.<attack>.trustworthy",
+    "attack.trustworthy",
+    # integrity
+    "integrity.label_issues.count",
+    "integrity.label_issues.rate",
+    "integrity.poisoning.suspect_count",
+    "integrity.poisoning.score",
+    "integrity.duplicates.count",
+    "integrity.duplicates.rate",
+    "integrity.duplicates.conflicting_labels",
+    "integrity.leakage.count",
+    "integrity.leakage.rate",
+    "integrity.outliers.count",
+    "integrity.outliers.rate",
+    "integrity.class_balance.imbalance_ratio",
+    "integrity.class_balance.missing_classes",
+)
+
+#: Suffixes every measured proportion also carries (``X_ci_low``, ``X_ci_high``, ``X_n``).
+SUFFIXES: tuple[str, ...] = ("_ci_low", "_ci_high", "_n")
+
+#: Placeholder values named in docs/metrics.md; the registered checks add theirs at run time.
+SHIFTS: tuple[str, ...] = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+    "speckle_noise",
+    "gaussian_blur",
+    "spatter",
+    "saturate",
+    "sun_fading",
+    "vegetation",
+    "stickers",
+    "low_light",
+    "rain",
+    "rotation",
+    "scale",
+    "translation",
+    "perspective",
+)
+ATTACKS: tuple[str, ...] = (
+    "fgsm",
+    "pgd_linf",
+    "pgd_l2",
+    "apgd_ce",
+    "apgd_dlr",
+    "autoattack",
+    "square",
+    "hopskipjump",
+    "pixels",
+    "line",
+    "laser",
+    "sticker",
+)
+DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+SOURCES: tuple[str, ...] = ("uniform_noise", "gaussian_noise", "flat_colour", "photos", "shift_*", "user")
+
+
+def _registered(suite: str, exclude: Iterable[str] = ()) -> list[str]:
+    from roadworthy.checks import load_builtin_checks
+
+    skip = {f"{suite}.{e}" for e in ("summary", *exclude)}
+    return [
+        cid.split(".", 1)[1]
+        for cid in load_builtin_checks()
+        if cid.startswith(f"{suite}.") and cid not in skip
+    ]
+
+
+@lru_cache(maxsize=1)
+def known_names() -> tuple[str, ...]:
+    """Every metric name a built-in check can produce, as shell patterns (``*`` where any value fits)."""
+    values = {
+        "<shift>": sorted({*SHIFTS, *_registered("shift")}),
+        "<attack>": sorted({*ATTACKS, *_registered("attack")}),
+        "<detector>": sorted({*DETECTORS, *_registered("ood", ("calibration", "validity"))}),
+        "<source>": list(SOURCES),
+        "<k>": ["1", "2", "3", "4", "5"],
+        "<e>": ["*"],
+    }
+    names: list[str] = []
+    for pattern in PATTERNS:
+        expanded = [pattern]
+        for key, options in values.items():
+            expanded = [e.replace(key, v) for e in expanded for v in (options if key in e else [""])]
+        names.extend(expanded)
+    return tuple(dict.fromkeys(n + s for n in names for s in ("", *SUFFIXES)))
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """Whether some name matches both shell patterns ``a`` and ``b`` (only ``*`` is special)."""
+
+    @cache
+    def go(i: int, j: int) -> bool:
+        if i == len(a) and j == len(b):
+            return True
+        # a star matches nothing more, or swallows the other pattern's next symbol (a star included)
+        if i < len(a) and a[i] == "*" and (go(i + 1, j) or (j < len(b) and go(i, j + 1))):
+            return True
+        if j < len(b) and b[j] == "*" and (go(i, j + 1) or (i < len(a) and go(i + 1, j))):
+            return True
+        return i < len(a) and j < len(b) and a[i] == b[j] and a[i] != "*" and go(i + 1, j + 1)
+
+    return go(0, 0)
+
+
+def is_known(metric: str, extra_prefixes: Iterable[str] = ()) -> bool:
+    """Whether ``metric`` (a name or a ``*`` pattern) can name a metric of a built-in or selected check.
+
+    ``extra_prefixes`` are ids of selected checks that docs/metrics.md does not describe (plug-ins): any
+    name under them (``myteam.check.value``) is accepted.
+    """
+    if any(metric.startswith(p + ".") or globs_overlap(metric, p + ".*") for p in extra_prefixes):
+        return True
+    if "*" in metric:
+        return any(globs_overlap(metric, n) for n in known_names())
+    return any(fnmatch.fnmatchcase(metric, n) for n in known_names())
+
+
+def nearest(metric: str) -> str | None:
+    """The known metric name closest to ``metric`` (for a "did you mean" hint), or None."""
+    candidates = [n.replace("*", "0.03137" if "eps_" in n else "x") for n in known_names()]
+    close = difflib.get_close_matches(metric.replace("*", "x"), candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
