@@ -279,3 +279,20 @@ def test_onnx_probe_reads_named_tensors(tmp_path) -> None:
     assert not make_probe(model, x[:1]).white_box  # without tensor names: a black box
     with pytest.raises(InvalidInputError, match="not produced"):
         make_probe(model, x[:1], layers=["missing"])
+
+
+def test_torchscript_models_fall_back_to_prediction_feedback() -> None:
+    import warnings
+
+    import torch
+
+    from roadworthy.models.torch import TorchModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        script = torch.jit.script(_tiny())
+    scripted = TorchModel(script, input_shape=(1, 8, 8), format="torchscript")
+    x = np.random.default_rng(6).random((2, 1, 8, 8), dtype=np.float32)
+    assert not make_probe(scripted, x[:1]).white_box  # TorchScript runs no Python hooks
+    with pytest.raises(UnsupportedModelError, match="TorchScript"):
+        make_probe(scripted, x[:1], layers=["2"])

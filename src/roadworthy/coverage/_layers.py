@@ -299,9 +299,10 @@ class TorchProbe(Probe):
         calls = trace_calls(self.module, self._forward, example)
         keys = default_layers(calls) if layers is None else _resolve(layers, calls)
         if not keys:
-            raise InvalidInputError(
-                "coverage: the model has no convolution, linear or activation layer to monitor; "
-                "pass layers=[...] naming modules"
+            # e.g. a torch.export graph, whose operations are not modules: nothing to hook
+            raise UnsupportedModelError(
+                "coverage: no convolution, linear or activation module runs in the forward pass; "
+                "pass layers=[...] naming modules, or fuzz the model as a black box"
             )
         self.extrema = extrema
         self._keys = set(keys)
