@@ -1,0 +1,508 @@
+"""Probes: run a model once on a batch and return its scores plus a summary of chosen layers.
+
+A coverage criterion does not look at raw feature maps: it needs, per sample and per monitored layer,
+
+* one value per *neuron*: a dense unit's output, or for a convolutional channel the mean over its
+  spatial positions (DeepHunter, algorithms-spec A.2);
+* the minimum and maximum of the whole layer tensor of that sample (NC scales each layer of each input
+  to [0, 1] before thresholding, spec A.3).
+
+Probes reduce feature maps to that summary inside the forward pass (a forward hook per layer), so a
+batch costs one forward pass whatever the number of layers and criteria, and nothing bigger than
+``(N, channels)`` leaves the framework.
+
+Three probes exist:
+
+:class:`TorchProbe`
+    a white-box PyTorch model (a roadworthy ``TorchModel`` or a plain ``nn.Module``); layers are chosen
+    by module name, by default every ReLU-like activation that follows a convolution or linear layer.
+:class:`OnnxProbe`
+    an ONNX model with named intermediate tensors added as extra graph outputs.
+:class:`PredictionProbe`
+    any model (black box): scores only, no layers; fuzzing then uses prediction-based feedback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from roadworthy.errors import InvalidInputError, UnsupportedModelError
+from roadworthy.models.base import to_probs
+
+# Activation modules counted as "ReLU-like" when they follow a convolution or a linear layer.
+RELU_LIKE = (
+    "ReLU",
+    "ReLU6",
+    "LeakyReLU",
+    "PReLU",
+    "RReLU",
+    "ELU",
+    "SELU",
+    "CELU",
+    "GELU",
+    "SiLU",
+    "Mish",
+    "Hardswish",
+    "Softplus",
+)
+# Modules that may sit between a convolution and its activation without breaking the pattern.
+_TRANSPARENT = (
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "GroupNorm",
+    "LayerNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "Identity",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+)
+_WEIGHTED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")
+
+
+@dataclass
+class Observation:
+    """What one probe call returns for a batch of ``N`` inputs.
+
+    Attributes
+    ----------
+    probs
+        Class probabilities ``(N, K)``.
+    values
+        Neuron values ``(N, n_neurons)``, the monitored layers concatenated in :attr:`Probe.layers`
+        order (a convolutional channel contributes its spatial mean). ``(N, 0)`` for black-box probes.
+    layer_min, layer_max
+        ``(N, n_layers)``: the minimum and maximum of each monitored layer's whole output tensor.
+    """
+
+    probs: np.ndarray
+    values: np.ndarray
+    layer_min: np.ndarray
+    layer_max: np.ndarray
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Top-1 class per sample."""
+        return self.probs.argmax(axis=1)
+
+
+@dataclass
+class Layout:
+    """Which neurons the concatenated :attr:`Observation.values` hold: layer names and sizes."""
+
+    layers: tuple[str, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def n_neurons(self) -> int:
+        return int(sum(self.sizes))
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Start column of each layer, plus the total at the end."""
+        return np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+
+    @property
+    def layer_of_neuron(self) -> np.ndarray:
+        """Layer index of every neuron column."""
+        return np.repeat(np.arange(len(self.sizes)), self.sizes)
+
+
+class Probe:
+    """Base of the probes: a ``__call__(x) -> Observation`` plus timing of the reduction work.
+
+    ``reduce_seconds`` accumulates the time spent summarising layers (hooks and conversions), so a
+    caller can split a probe call into forward pass and coverage bookkeeping.
+    """
+
+    def __init__(self) -> None:
+        self.layout = Layout((), ())
+        self.reduce_seconds = 0.0
+
+    @property
+    def white_box(self) -> bool:
+        """True when the probe reports neuron values (coverage criteria are available)."""
+        return self.layout.n_neurons > 0
+
+    def __call__(self, x: np.ndarray) -> Observation:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _summary(n: int, n_layers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.zeros((n, 0), dtype=np.float32),
+        np.zeros((n, n_layers), dtype=np.float32),
+        np.zeros((n, n_layers), dtype=np.float32),
+    )
+
+
+class PredictionProbe(Probe):
+    """Scores only: the probe for black-box models (scikit-learn, callables, ONNX without tensor names).
+
+    Parameters
+    ----------
+    model
+        Any roadworthy model (``predict`` and ``output``).
+    """
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def __call__(self, x: np.ndarray) -> Observation:
+        scores = np.asarray(self.model.predict(np.asarray(x, dtype=np.float32)))
+        probs = to_probs(scores, getattr(self.model, "output", "logits"))
+        return Observation(probs, *_summary(len(x), 0))
+
+
+# -- PyTorch --------------------------------------------------------------------------------------------
+
+
+def _torch_parts(model: Any) -> tuple[Any, Any, str]:
+    """``(nn.Module to hook, callable mapping a pixel-space tensor to scores, output kind)``."""
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return model.eval(), model, "logits"
+    module = getattr(model, "module", None)
+    forward = getattr(model, "forward_torch", None)
+    if getattr(model, "white_box", False) and callable(forward) and isinstance(module, torch.nn.Module):
+        if isinstance(module, torch.jit.ScriptModule):
+            raise UnsupportedModelError(
+                "coverage: TorchScript modules run no Python hooks, so their layers cannot be monitored; "
+                "load the model as an nn.Module, or fuzz it as a black box (prediction feedback)"
+            )
+        # forward_torch returns logits (log-probabilities for probability models): softmax recovers p
+        return module, forward, "logits"
+    raise UnsupportedModelError(
+        f"coverage: a white-box PyTorch model (nn.Module or TorchModel) is needed to monitor layers; "
+        f"got {type(model).__name__}"
+    )
+
+
+def _first_tensor(out: Any) -> Any:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        for item in out:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
+
+
+def trace_calls(module: Any, forward: Any, example: np.ndarray) -> list[tuple[str, str]]:
+    """Leaf-module calls of one forward pass, in execution order: ``(call name, class name)``.
+
+    A module called more than once per pass (a shared ``self.relu`` in a residual block) appears once
+    per call: the first call under its name, the k-th as ``name#k``.
+    """
+    import torch
+
+    calls: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    handles = []
+
+    def make_hook(name: str) -> Any:
+        def hook(mod: Any, _inputs: Any, _output: Any) -> None:
+            counts[name] = counts.get(name, 0) + 1
+            key = name if counts[name] == 1 else f"{name}#{counts[name]}"
+            calls.append((key, type(mod).__name__))
+
+        return hook
+
+    for name, sub in module.named_modules():
+        if name and not any(True for _ in sub.children()):
+            handles.append(sub.register_forward_hook(make_hook(name)))
+    try:
+        with torch.inference_mode():
+            forward(torch.from_numpy(np.ascontiguousarray(example[:1], dtype=np.float32)))
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def default_layers(calls: Sequence[tuple[str, str]]) -> list[str]:
+    """Every ReLU-like activation call whose previous non-transparent call is a convolution or linear
+    layer; when there is none (activations applied functionally), the convolution and linear calls
+    themselves (pre-activation values, the spec's PyTorch fallback, algorithms-spec A.2 [D])."""
+    chosen = []
+    previous = None
+    for key, cls in calls:
+        if cls in RELU_LIKE and previous in _WEIGHTED:
+            chosen.append(key)
+        if cls not in _TRANSPARENT:
+            previous = cls
+    if not chosen:
+        chosen = [key for key, cls in calls if cls in _WEIGHTED]
+    return chosen
+
+
+def _resolve(requested: Sequence[str], calls: Sequence[tuple[str, str]]) -> list[str]:
+    """Call keys for user-given names: ``name#k`` picks one call, a plain module name every call."""
+    keys = [k for k, _ in calls]
+    chosen: list[str] = []
+    for name in requested:
+        hits = [k for k in keys if k == name or k.split("#")[0] == name]
+        if not hits:
+            sample = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
+            raise InvalidInputError(
+                f"coverage: layer '{name}' is not a module called in the forward pass. Found: {sample}"
+            )
+        chosen.extend(k for k in hits if k not in chosen)
+    return chosen
+
+
+class TorchProbe(Probe):
+    """Monitor chosen layers of a PyTorch model with forward hooks, in one forward pass per batch.
+
+    Parameters
+    ----------
+    model
+        A roadworthy ``TorchModel`` (its ``forward_torch`` applies the model's normalisation) or a plain
+        ``nn.Module`` taking pixel-space input and returning logits.
+    example
+        One or more inputs (float32, pixel units) used to trace the forward pass once.
+    layers
+        Module names to monitor (``name`` for every call of a module, ``name#k`` for its k-th call).
+        Default: every ReLU-like activation following a convolution or linear layer
+        (:func:`default_layers`).
+    extrema
+        Whether to record each layer's per-sample minimum and maximum (only NC needs them).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        example: np.ndarray,
+        layers: Sequence[str] | None = None,
+        extrema: bool = True,
+    ) -> None:
+        super().__init__()
+        import torch
+
+        self._torch = torch
+        self.module, self._forward, self._kind = _torch_parts(model)
+        calls = trace_calls(self.module, self._forward, example)
+        keys = default_layers(calls) if layers is None else _resolve(layers, calls)
+        if not keys:
+            # e.g. a torch.export graph, whose operations are not modules: nothing to hook
+            raise UnsupportedModelError(
+                "coverage: no convolution, linear or activation module runs in the forward pass; "
+                "pass layers=[...] naming modules, or fuzz the model as a black box"
+            )
+        self.extrema = extrema
+        self._keys = set(keys)
+        self._buffer: dict[str, tuple[Any, Any, Any]] = {}
+        self._counts: dict[str, int] = {}
+        self._handles: list[Any] = []
+        modules = dict(self.module.named_modules())
+        for base in dict.fromkeys(k.split("#")[0] for k in keys):
+            self._handles.append(modules[base].register_forward_hook(self._hook(base)))
+        # the sizes come from a real pass, so they match what the hooks produce
+        self.layout = Layout(tuple(keys), ())
+        obs = self(example[:1])
+        self.layout = Layout(tuple(keys), tuple(self._sizes))
+        self.reduce_seconds = 0.0
+        del obs
+
+    def _hook(self, base: str) -> Any:
+        torch = self._torch
+
+        def hook(_mod: Any, _inputs: Any, output: Any) -> None:
+            t0 = time.perf_counter()
+            self._counts[base] = self._counts.get(base, 0) + 1
+            k = self._counts[base]
+            key = base if k == 1 else f"{base}#{k}"
+            if key in self._keys:
+                out = _first_tensor(output)
+                if out is not None:
+                    out = out.detach()
+                    flat = out.reshape(out.shape[0], -1)
+                    values = out.flatten(2).mean(2) if out.dim() > 2 else flat
+                    if self.extrema:
+                        lo, hi = torch.aminmax(flat, dim=1)
+                    else:
+                        lo = hi = None
+                    self._buffer[key] = (values.float(), lo, hi)
+            self.reduce_seconds += time.perf_counter() - t0
+
+        return hook
+
+    def close(self) -> None:
+        """Remove the hooks from the module."""
+        for h in getattr(self, "_handles", []):
+            h.remove()
+        self._handles = []
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __call__(self, x: np.ndarray) -> Observation:
+        torch = self._torch
+        self._buffer = {}
+        self._counts = {}
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            scores = self._forward(t)
+            scores = _first_tensor(scores).float().cpu().numpy()
+        t0 = time.perf_counter()
+        n = len(x)
+        missing = [k for k in self.layout.layers if k not in self._buffer]
+        if missing:
+            raise InvalidInputError(
+                f"coverage: layer(s) {', '.join(missing)} produced no tensor in this forward pass"
+            )
+        parts = [self._buffer[k][0].reshape(n, -1) for k in self.layout.layers]
+        self._sizes = [p.shape[1] for p in parts]
+        values = torch.cat(parts, dim=1).cpu().numpy()
+        if self.extrema:
+            lo = torch.stack([self._buffer[k][1] for k in self.layout.layers], dim=1).float().cpu().numpy()
+            hi = torch.stack([self._buffer[k][2] for k in self.layout.layers], dim=1).float().cpu().numpy()
+        else:
+            lo = hi = np.zeros((n, len(self.layout.layers)), dtype=np.float32)
+        self._buffer = {}
+        self.reduce_seconds += time.perf_counter() - t0
+        return Observation(to_probs(scores, self._kind), values, lo, hi)
+
+
+# -- ONNX -----------------------------------------------------------------------------------------------
+
+
+class OnnxProbe(Probe):
+    """Monitor named intermediate tensors of an ONNX model (added as extra graph outputs).
+
+    Parameters
+    ----------
+    model
+        A roadworthy ``OnnxModel``.
+    tensors
+        Names of the tensors to monitor; a rank-4 tensor is read as ``(N, C, H, W)`` (channel means),
+        rank 2 as ``(N, units)``.
+    """
+
+    def __init__(self, model: Any, tensors: Sequence[str]) -> None:
+        super().__init__()
+        import onnx
+        import onnxruntime as ort
+
+        proto = getattr(model, "_proto", None)
+        if proto is None or not callable(getattr(model, "_feed", None)):
+            raise UnsupportedModelError(
+                f"coverage: tensor names need a roadworthy OnnxModel; got {type(model).__name__}"
+            )
+        if not tensors:
+            raise InvalidInputError("coverage: pass at least one ONNX tensor name to monitor")
+        known = {o for node in proto.graph.node for o in node.output}
+        for name in tensors:
+            if name not in known:
+                sample = ", ".join(sorted(known)[:12])
+                raise InvalidInputError(
+                    f"coverage: tensor '{name}' is not produced by any node of the ONNX graph. Found: {sample}"
+                )
+        extended = onnx.ModelProto()
+        extended.CopyFrom(proto)
+        present = {o.name for o in extended.graph.output}
+        for name in tensors:
+            if name not in present:
+                extended.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        self._session = ort.InferenceSession(extended.SerializeToString(), providers=["CPUExecutionProvider"])
+        self.model = model
+        self._names = [model._output_name, *tensors]
+        self._fixed = getattr(model, "_fixed_batch", None)
+        self.layout = Layout(tuple(tensors), ())
+        probe_x = np.zeros((self._fixed or 1, *model.input_spec.shape), dtype=np.float32)
+        obs = self(probe_x)
+        self.layout = Layout(tuple(tensors), tuple(self._sizes))
+        self.reduce_seconds = 0.0
+        del obs
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        b = self._fixed
+        if b is None or len(x) == b:
+            return self._session.run(self._names, {self.model.input_name: self.model._feed(x)})
+        outs: list[list[np.ndarray]] = []
+        for i in range(0, len(x), b):
+            chunk = x[i : i + b]
+            n = len(chunk)
+            if n < b:
+                chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
+            outs.append(
+                [
+                    o[:n]
+                    for o in self._session.run(self._names, {self.model.input_name: self.model._feed(chunk)})
+                ]
+            )
+        return [np.concatenate([o[j] for o in outs]) for j in range(len(self._names))]
+
+    def __call__(self, x: np.ndarray) -> Observation:
+        x = np.asarray(x, dtype=np.float32)
+        outs = self._run(x)
+        t0 = time.perf_counter()
+        n = len(x)
+        scores = np.asarray(outs[0], dtype=np.float32)
+        scores = scores[:, None] if scores.ndim == 1 else scores
+        parts, los, his = [], [], []
+        for out in outs[1:]:
+            a = np.asarray(out, dtype=np.float32).reshape(n, *np.shape(out)[1:])
+            flat = a.reshape(n, -1)
+            parts.append(a.reshape(n, a.shape[1], -1).mean(axis=2) if a.ndim > 2 else flat)
+            los.append(flat.min(axis=1))
+            his.append(flat.max(axis=1))
+        self._sizes = [p.shape[1] for p in parts]
+        obs = Observation(
+            to_probs(scores, self.model.output),
+            np.concatenate(parts, axis=1),
+            np.stack(los, axis=1),
+            np.stack(his, axis=1),
+        )
+        self.reduce_seconds += time.perf_counter() - t0
+        return obs
+
+
+def make_probe(
+    model: Any, example: np.ndarray, layers: Sequence[str] | None = None, extrema: bool = True
+) -> Probe:
+    """The probe that fits ``model``.
+
+    * A white-box PyTorch model (``nn.Module`` or ``TorchModel``): :class:`TorchProbe` over ``layers``
+      (default: ReLU-like activations after convolutions and linear layers).
+    * An ONNX model with ``layers`` naming tensors: :class:`OnnxProbe`.
+    * Anything else (ONNX without tensor names, scikit-learn, callables): :class:`PredictionProbe`;
+      naming layers for such a model is an error.
+    """
+    try:
+        import torch
+
+        is_module = isinstance(model, torch.nn.Module)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        is_module = False
+    if is_module or (getattr(model, "white_box", False) and hasattr(model, "module")):
+        try:
+            return TorchProbe(model, example, layers=layers, extrema=extrema)
+        except UnsupportedModelError:
+            if layers is not None:
+                raise
+            return PredictionProbe(model)
+    if getattr(model, "format", None) == "onnx" and layers:
+        return OnnxProbe(model, layers)
+    if layers:
+        raise UnsupportedModelError(
+            f"coverage: layers can be monitored in PyTorch modules and ONNX graphs only; "
+            f"this model ({getattr(model, 'format', type(model).__name__)}) is a black box. "
+            "Fuzz it without layers (prediction feedback)."
+        )
+    return PredictionProbe(model)

@@ -1,0 +1,298 @@
+"""Coverage criteria against hand-computed values, and the probes' layer choice and summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadworthy.coverage import (
+    Coverage,
+    Layout,
+    Observation,
+    Profile,
+    make_criterion,
+    make_probe,
+    measure,
+    profile,
+)
+from roadworthy.coverage.criteria import PredictionCoverage
+from roadworthy.errors import InvalidInputError, UnsupportedModelError
+
+LAYOUT = Layout(("a", "b"), (2, 1))  # three neurons: a0, a1 in layer a; b0 in layer b
+PROFILE = Profile(
+    LAYOUT,
+    low=np.array([0.0, 0.0, 1.0]),
+    high=np.array([4.0, 2.0, 1.0]),  # b0 has an empty range
+    mean=np.zeros(3),
+    std=np.ones(3),
+    n_samples=10,
+)
+
+
+def obs(values, layer_min=None, layer_max=None) -> Observation:
+    v = np.asarray(values, dtype=np.float32)
+    n = len(v)
+    lo = np.zeros((n, 2), np.float32) if layer_min is None else np.asarray(layer_min, np.float32)
+    hi = np.ones((n, 2), np.float32) if layer_max is None else np.asarray(layer_max, np.float32)
+    return Observation(np.full((n, 3), 1 / 3, np.float32), v, lo, hi)
+
+
+def test_nc_scales_each_layer_of_each_input() -> None:
+    c = make_criterion("nc", threshold=0.75).fit(LAYOUT)
+    # input 0: layer a spans [0, 4]: a0 = 3.5 -> 0.875 covered, a1 = 1 -> 0.25 not; layer b constant -> 0
+    # input 1: layer a spans [1, 2]: a1 = 2 -> 1.0 covered
+    o = obs([[3.5, 1.0, 5.0], [1.0, 2.0, 0.0]], layer_min=[[0, 5], [1, 0]], layer_max=[[4, 5], [2, 0]])
+    cells = c.cells(o)
+    assert cells.tolist() == [[0, -1, -1], [-1, 1, -1]]
+    cov = Coverage(c)
+    assert cov.update(cells).tolist() == [True, True]
+    assert cov.summary().metric == pytest.approx(2 / 3)
+    assert cov.summary().cells_total == 3
+
+
+def test_kmnc_sections_and_out_of_range_values() -> None:
+    c = make_criterion("kmnc", k=4).fit(LAYOUT, PROFILE)
+    # a0 in [0, 4], width 1: 1.5 -> section 1, 4.0 -> 3 (the top edge belongs to the last section),
+    # 5.0 and -1 -> none; a1 in [0, 2], width 0.5: 0.2 -> 0, 1.99 -> 3; b0 has an empty range -> none
+    cells = c.cells(obs([[1.5, 0.2, 1.0], [4.0, 1.99, 1.0], [5.0, -1.0, 1.0]]))
+    assert cells.tolist() == [[1, 4, -1], [3, 7, -1], [-1, -1, -1]]
+    cov = Coverage(c)
+    cov.update(cells)
+    assert cov.summary().cells_covered == 4
+    assert cov.summary().metric == pytest.approx(4 / 12)
+
+
+def test_nbc_and_snac_bucket_the_overshoot() -> None:
+    nbc = make_criterion("nbc", k=10).fit(LAYOUT, PROFILE)
+    # a0: unit (4 - 0) / 1000 = 0.004; 4.01 overshoots by 0.01 -> upper bucket 2; 100 -> last bucket 9
+    # a1: unit 0.002; -0.003 undershoots by 0.003 -> lower bucket 1
+    # b0: empty range -> unit 0.05; 1.12 -> upper bucket 2
+    cells = nbc.cells(obs([[4.01, -0.003, 1.12], [100.0, 1.0, 1.0]]))
+    n_side = 3 * 10
+    assert cells.tolist() == [[n_side + 0 * 10 + 2, 1 * 10 + 1, n_side + 2 * 10 + 2], [n_side + 9, -1, -1]]
+    cov = Coverage(nbc)
+    cov.update(cells)
+    # corner neurons: a0 upper, a1 lower, b0 upper -> 3 of 2 * 3
+    assert cov.summary().metric == pytest.approx(3 / 6)
+
+    snac = make_criterion("snac", k=10).fit(LAYOUT, PROFILE)
+    cells = snac.cells(obs([[4.01, -0.003, 1.12]]))
+    assert cells.tolist() == [[2, -1, 22]]
+    cov = Coverage(snac)
+    cov.update(cells)
+    assert cov.summary().metric == pytest.approx(2 / 3)
+    assert cov.summary().cells_total == 30
+
+
+def test_tknc_ranks_neurons_within_each_layer() -> None:
+    c = make_criterion("tknc", k=1).fit(LAYOUT)
+    cells = c.cells(obs([[0.1, 0.9, 7.0], [0.8, 0.2, 7.0]]))
+    # layer a: top-1 is a1 then a0 (cells neuron * k + rank); layer b starts after a's 2 cells
+    assert cells.tolist() == [[1, 2], [0, 2]]
+    cov = Coverage(c)
+    cov.update(cells)
+    assert cov.summary().metric == pytest.approx(1.0)
+    two = make_criterion("tknc", k=2).fit(LAYOUT)
+    # k is capped at the layer size: layer a has 2 x 2 cells, layer b 1 x 1
+    assert two.n_cells == 5
+    assert two.cells(obs([[0.1, 0.9, 7.0]])).tolist() == [[2, 1, 4]]
+
+
+def test_update_counts_inputs_in_batch_order() -> None:
+    c = make_criterion("kmnc", k=4).fit(LAYOUT, PROFILE)
+    cov = Coverage(c)
+    # inputs 0 and 1 touch the same cells: only the first is new; input 2 adds a section
+    new = cov.update(c.cells(obs([[1.5, 0.2, 1.0], [1.5, 0.2, 1.0], [2.5, 0.2, 1.0]])))
+    assert new.tolist() == [True, False, True]
+    assert cov.update(c.cells(obs([[1.5, 0.2, 1.0]]))).tolist() == [False]
+    assert np.unpackbits(cov.packed())[: c.n_cells].sum() == 3
+
+
+def test_prediction_criterion_cells_per_root_seed() -> None:
+    c = PredictionCoverage(n_buckets=10).fit(Layout((), ()), n_classes=3, n_roots=2)
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.85, 0.05], [0.7, 0.2, 0.1]], np.float32)
+    o = Observation(probs, np.zeros((3, 0), np.float32), np.zeros((3, 0)), np.zeros((3, 0)))
+    cells = c.cells(o, roots=np.array([0, 0, 1]))
+    assert cells[:, 0].tolist() == [0 * 30 + 0 * 10 + 7, 0 * 30 + 1 * 10 + 8, 1 * 30 + 0 * 10 + 7]
+    cov = Coverage(c)
+    cov.update(cells)
+    assert cov.summary().metric == pytest.approx((2 + 1) / 2)  # classes reached per seed
+
+
+def test_criteria_reject_bad_parameters_and_missing_profile() -> None:
+    with pytest.raises(InvalidInputError, match="threshold"):
+        make_criterion("nc", threshold=1.5)
+    with pytest.raises(InvalidInputError, match="k"):
+        make_criterion("kmnc", k=0)
+    with pytest.raises(InvalidInputError, match="unknown criterion"):
+        make_criterion("mcdc")
+    with pytest.raises(InvalidInputError, match="profile"):
+        make_criterion("kmnc").fit(LAYOUT, None)
+    with pytest.raises(InvalidInputError, match="black box"):
+        make_criterion("nc").fit(Layout((), ()))
+
+
+# -- probes on real (tiny) torch modules -----------------------------------------------------------------
+
+
+def _tiny():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 5),
+        nn.ReLU(),
+        nn.Linear(5, 4),
+    ).eval()
+
+
+def test_torch_probe_default_layers_and_summaries() -> None:
+    import torch
+
+    net = _tiny()
+    x = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
+    probe = make_probe(net, x[:1])
+    # the ReLUs after the conv (through batch norm) and after the hidden linear layer; not the logits
+    assert probe.layout.layers == ("2", "6")
+    assert probe.layout.sizes == (3, 5)
+    o = probe(x)
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        conv = net[2](net[1](net[0](t)))
+        hidden = net[6](net[5](net[4](net[3](conv))))
+        logits = net[7](hidden)
+    expected = np.concatenate([conv.mean(dim=(2, 3)).numpy(), hidden.numpy()], axis=1)
+    np.testing.assert_allclose(o.values, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(o.layer_min[:, 0], conv.flatten(1).min(1).values.numpy(), atol=1e-6)
+    np.testing.assert_allclose(o.layer_max[:, 1], hidden.max(1).values.numpy(), atol=1e-6)
+    np.testing.assert_allclose(o.probs, torch.softmax(logits, 1).numpy(), atol=1e-6)
+
+
+def test_torch_probe_layers_by_name_and_repeated_calls() -> None:
+    import torch
+    from torch import nn
+
+    net = _tiny()
+    x = np.random.default_rng(1).random((2, 1, 8, 8), dtype=np.float32)
+    probe = make_probe(net, x[:1], layers=["0", "5"])
+    assert probe.layout.layers == ("0", "5") and probe.layout.sizes == (3, 5)
+    with pytest.raises(InvalidInputError, match="'nope' is not a module"):
+        make_probe(net, x[:1], layers=["nope"])
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.out = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+            self.relu = nn.ReLU()
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.out(self.relu(self.b(self.relu(self.a(t.flatten(1))))))
+
+    shared = Shared().eval()
+    xs = np.random.default_rng(2).random((3, 1, 2, 2), dtype=np.float32)
+    probe = make_probe(shared, xs[:1])
+    assert probe.layout.layers == ("relu", "relu#2")
+    with torch.no_grad():
+        t = torch.from_numpy(xs).flatten(1)
+        first = torch.relu(shared.a(t))
+        second = torch.relu(shared.b(first))
+    np.testing.assert_allclose(probe(xs).values, torch.cat([first, second], 1).numpy(), atol=1e-6)
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.out = nn.Linear(4, 3), nn.Linear(3, 2)
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.relu(self.a(t.flatten(1))))
+
+    # activations applied functionally: the linear layers themselves are monitored
+    assert make_probe(Functional().eval(), xs[:1]).layout.layers == ("a", "out")
+
+
+def test_profile_streams_exact_statistics() -> None:
+    net = _tiny()
+    x = np.random.default_rng(3).random((50, 1, 8, 8), dtype=np.float32)
+    probe = make_probe(net, x[:1])
+    prof = profile(probe, x, batch_size=7)
+    v = probe(x).values.astype(np.float64)
+    np.testing.assert_allclose(prof.low, v.min(0), atol=1e-6)
+    np.testing.assert_allclose(prof.high, v.max(0), atol=1e-6)
+    np.testing.assert_allclose(prof.mean, v.mean(0), atol=1e-5)
+    np.testing.assert_allclose(prof.std, v.std(0), rtol=1e-4, atol=1e-6)
+    assert prof.n_samples == 50 and prof.source == "training"
+
+    summary = measure(probe, x, profile_data=prof)
+    assert set(summary) == {"nc", "kmnc", "nbc", "snac", "tknc"}
+    # the profiling data never goes beyond its own bounds
+    assert summary["nbc"].metric == 0.0 and summary["snac"].metric == 0.0
+    assert 0.0 < summary["kmnc"].metric <= 1.0
+
+
+def test_black_box_models_get_a_prediction_probe() -> None:
+    from roadworthy.models.function import FunctionModel
+
+    model = FunctionModel(lambda x: x.reshape(len(x), -1)[:, :3], input_shape=(1, 2, 2))
+    x = np.random.default_rng(4).random((2, 1, 2, 2), dtype=np.float32)
+    probe = make_probe(model, x[:1])
+    assert not probe.white_box
+    assert probe(x).probs.shape == (2, 3)
+    with pytest.raises(UnsupportedModelError, match="black box"):
+        make_probe(model, x[:1], layers=["relu"])
+
+
+def test_onnx_probe_reads_named_tensors(tmp_path) -> None:
+    import warnings
+
+    import onnx
+    import torch
+
+    from roadworthy.models.onnx import OnnxModel
+
+    net = _tiny()
+    path = tmp_path / "tiny.onnx"
+    t = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (t,),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+        )
+    proto = onnx.load(str(path))
+    relus = [n.output[0] for n in proto.graph.node if n.op_type == "Relu"]
+    model = OnnxModel(path.read_bytes(), input_shape=(1, 8, 8))
+    probe = make_probe(model, t.numpy()[:1], layers=relus)
+    assert probe.layout.sizes == (3, 5)
+    x = np.random.default_rng(5).random((3, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(probe(x).values, make_probe(net, x[:1])(x).values, rtol=1e-4, atol=1e-5)
+    assert not make_probe(model, x[:1]).white_box  # without tensor names: a black box
+    with pytest.raises(InvalidInputError, match="not produced"):
+        make_probe(model, x[:1], layers=["missing"])
+
+
+def test_torchscript_models_fall_back_to_prediction_feedback() -> None:
+    import warnings
+
+    import torch
+
+    from roadworthy.models.torch import TorchModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        script = torch.jit.script(_tiny())
+    scripted = TorchModel(script, input_shape=(1, 8, 8), format="torchscript")
+    x = np.random.default_rng(6).random((2, 1, 8, 8), dtype=np.float32)
+    assert not make_probe(scripted, x[:1]).white_box  # TorchScript runs no Python hooks
+    with pytest.raises(UnsupportedModelError, match="TorchScript"):
+        make_probe(scripted, x[:1], layers=["2"])

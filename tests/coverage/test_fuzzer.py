@@ -1,0 +1,181 @@
+"""The fuzz loop on the trained digits CNN: planted weaknesses are found, invalid mutants are not
+defects, budgets and seeds are honoured, black-box models get prediction feedback."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from roadworthy.coverage import fuzz, make_operators, random_testing
+from roadworthy.errors import InvalidInputError
+
+
+@pytest.fixture(scope="module")
+def seeds(digits_split):
+    _, _, x_te, y_te = digits_split
+    return x_te[:40], y_te[:40]
+
+
+@pytest.fixture(scope="module")
+def bright_threshold(seeds):
+    """A mean brightness above most seeds' that one or two brightness steps reach (the few seeds above it
+    are misclassified by the planted model and dropped by the dry run)."""
+    x, _ = seeds
+    return float(np.median(x.mean(axis=(1, 2, 3))) + 0.08)
+
+
+@pytest.fixture(scope="module")
+def planted(digits_module, bright_threshold):
+    """The digits CNN with a planted weakness: on bright inputs it answers the next class."""
+    import torch
+    from torch import nn
+
+    class Planted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = digits_module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = self.net(x)
+            bright = x.mean(dim=(1, 2, 3)) > bright_threshold
+            return torch.where(bright[:, None], logits.roll(1, dims=1), logits)
+
+    return Planted().eval()
+
+
+def _comparable(result):
+    """Everything but the timings."""
+    d = dataclasses.asdict(result)
+    d.pop("seconds")
+    for f in d["failures"]:
+        f["image"] = None if f["image"] is None else f["image"].tobytes()
+    return d
+
+
+SMALL = {"max_queries": 840, "seeds_per_iteration": 4, "mutants_per_seed": 20}
+
+
+def test_fuzzing_finds_a_planted_weakness(
+    planted, digits_module, seeds, bright_threshold, digits_split
+) -> None:
+    x, y = seeds
+    x_tr = digits_split[0][:300]
+    # pixel operators and small rotations, which the clean 16-px digits model mostly survives
+    ops = make_operators(
+        ["rotation", "brightness", "contrast", "blur"], params={"rotation": [a for a in range(-10, 11) if a]}
+    )
+    result = fuzz(planted, x, y, train=x_tr, operators=ops, seed=0, max_examples=1000, **SMALL)
+    assert result.profile_source == "training"
+    assert result.layers and result.criterion == "kmnc"
+    assert result.n_queries == SMALL["max_queries"]
+    assert result.n_seeds_dropped >= int((x.mean(axis=(1, 2, 3)) > bright_threshold).sum())
+    triggered = [f for f in result.failures if f.image.mean() > bright_threshold]
+    assert len(result.failures) >= 12
+    # the failures are the planted weakness: mutants brightened past the trigger
+    assert len(triggered) > 0.7 * len(result.failures)
+    assert all(any(op in ("brightness", "contrast") for op, _ in f.chain) for f in triggered)
+    for f in result.failures:
+        assert f.predicted_class != f.true_class
+        assert f.true_class == y[f.seed_index]
+    clean = fuzz(digits_module, x, y, train=x_tr, operators=ops, seed=0, **SMALL)
+    assert len(result.failures) > 3 * len(clean.failures)
+    # coverage grows from the dry run, and every criterion is reported
+    assert set(result.coverage_after) == {"nc", "kmnc", "nbc", "snac", "tknc"}
+    assert result.coverage_after["kmnc"].cells_covered > result.coverage_before["kmnc"].cells_covered
+    assert result.queue_size > result.queue_size_initial == result.n_seeds
+
+
+def test_invalid_mutants_are_not_counted_as_failures(planted, seeds, bright_threshold) -> None:
+    x, y = seeds
+
+    def in_distribution(batch: np.ndarray) -> np.ndarray:
+        # the gate calls anything as bright as the plant's trigger out of distribution
+        return batch.mean(axis=(1, 2, 3)) <= bright_threshold
+
+    result = fuzz(planted, x, y, is_valid=in_distribution, seed=0, max_examples=1000, **SMALL)
+    assert result.validity == "failures"
+    assert result.invalid_failures, "the planted failures should be judged invalid"
+    assert all(f.valid is False and f.image.mean() > bright_threshold for f in result.invalid_failures)
+    assert all(f.valid is True and f.image.mean() <= bright_threshold for f in result.valid_failures)
+    assert len(result.valid_failures) + len(result.invalid_failures) == len(result.failures)
+    assert result.seeds_attacked == len({f.seed_index for f in result.valid_failures})
+
+    everything = fuzz(
+        planted, x, y, is_valid=in_distribution, validity_on="all", queue_invalid=False, seed=0, **SMALL
+    )
+    assert everything.validity == "all"
+    assert sum(s["invalid"] for s in everything.operators.values()) >= len(everything.invalid_failures) > 0
+
+
+def test_same_seed_same_result(digits_module, seeds) -> None:
+    x, y = seeds
+    a = fuzz(digits_module, x, y, seed=3, strategy="prob", **SMALL)
+    b = fuzz(digits_module, x, y, seed=3, strategy="prob", **SMALL)
+    c = fuzz(digits_module, x, y, seed=4, strategy="prob", **SMALL)
+    assert _comparable(a) == _comparable(b)
+    assert _comparable(a) != _comparable(c)
+    assert a.profile_source == "evaluation"  # no training data given
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "recency", "tensorfuzz"])
+def test_other_strategies_run_within_budget(digits_module, seeds, strategy) -> None:
+    x, y = seeds
+    result = fuzz(digits_module, x, y, strategy=strategy, criterion="nbc", criteria=["tknc"], seed=1, **SMALL)
+    assert result.strategy == strategy and result.criterion == "nbc"
+    assert set(result.coverage_after) == {"nbc", "tknc"}
+    assert result.n_queries <= SMALL["max_queries"]
+    if strategy == "recency":
+        assert result.queue_size <= result.queue_size_initial + result.n_mutants
+
+
+def test_random_testing_queues_every_passing_mutant(digits_module, seeds) -> None:
+    x, y = seeds
+    result = random_testing(digits_module, x, y, seed=0, **SMALL)
+    assert result.mode == "random" and result.strategy == "uniform"
+    assert result.queue_size == result.queue_size_initial + result.n_mutants - len(result.failures)
+    assert result.n_queries == SMALL["max_queries"]
+
+
+def test_misclassified_seeds_are_dropped_and_counted(digits_module, seeds) -> None:
+    x, y = seeds
+    wrong = y.copy()
+    wrong[:5] = (wrong[:5] + 1) % 10
+    result = fuzz(digits_module, x, wrong, seed=0, max_queries=200)
+    assert result.n_seeds_dropped >= 5
+    assert result.n_seeds + result.n_seeds_dropped == len(x)
+    assert all(f.seed_index >= 5 or f.true_class == wrong[f.seed_index] for f in result.failures)
+
+
+def test_black_box_model_gets_prediction_feedback(digits_module, seeds) -> None:
+    from roadworthy.models.torch import TorchModel
+
+    x, y = seeds
+    wrapped = TorchModel(digits_module, input_shape=(1, 16, 16))
+    black = type("Black", (), {})()
+    black.predict, black.output, black.n_classes = wrapped.predict, "logits", 10
+    result = fuzz(black, x, y, seed=0, **SMALL)
+    assert result.criterion == "prediction" and result.layers == ()
+    assert set(result.coverage_after) == {"prediction"}
+    assert (
+        result.coverage_after["prediction"].cells_covered > result.coverage_before["prediction"].cells_covered
+    )
+    with pytest.raises(InvalidInputError, match="black box"):
+        fuzz(black, x, y, criterion="kmnc", max_queries=100)
+
+
+def test_progress_and_parameter_errors(digits_module, seeds) -> None:
+    x, y = seeds
+    seen: list[tuple[int, int]] = []
+    fuzz(
+        digits_module, x, y, seed=0, max_queries=300, progress=lambda done, total: seen.append((done, total))
+    )
+    assert seen and seen[-1] == (300, 300)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(InvalidInputError, match="strategy"):
+        fuzz(digits_module, x, y, strategy="newest")
+    with pytest.raises(InvalidInputError, match="max_queries"):
+        fuzz(digits_module, x, y, max_queries=0)
+    with pytest.raises(InvalidInputError, match="one label per seed"):
+        fuzz(digits_module, x, y[:3])
