@@ -97,6 +97,22 @@ def test_class_names_from_the_file_from_strings_and_from_the_argument(here):
         load_data("ints.npz", class_names="a,b")
 
 
+def test_string_labels_map_by_number_or_by_name_never_as_sorted_text(here):
+    y = np.arange(24) % 12
+    np.savez("twelve.npz", x=np.zeros((24, 2)), y=y.astype(str))  # '10' and '11' sort before '2' as text
+    ds = load_data("twelve.npz")
+    assert ds.y.tolist() == y.tolist() and ds.meta["label_source"] == "numeric"
+    np.savez("animals.npz", x=np.zeros((3, 2)), y=np.array(["emu", "cat", "emu"]))
+    ds = load_data("animals.npz", class_names="cat,dog,emu")
+    assert ds.y.tolist() == [2, 0, 2] and ds.class_names == ["cat", "dog", "emu"]
+    np.savez("own.npz", x=np.zeros((2, 2)), y=np.array(["emu", "cat"]), class_names=["emu", "gnu", "cat"])
+    assert load_data("own.npz").y.tolist() == [0, 2]  # the file's own class list, by name
+    with pytest.raises(
+        InvalidInputError, match=r"^animals.npz: label 'emu' is not among the class names \(cat, dog\)"
+    ):
+        load_data("animals.npz", class_names="cat,dog")
+
+
 def test_sha256_follows_the_content(here):
     np.savez("a.npz", x=np.zeros((2, 2)), y=[0, 1])
     np.savez("b.npz", x=np.ones((2, 2)), y=[0, 1])
