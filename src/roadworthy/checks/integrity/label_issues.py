@@ -220,8 +220,9 @@ class LabelIssues(Check):
     Threat model: careless annotation or deliberate label-flipping poisoning (stop signs labelled as
     speed limits) teaches the model the wrong pattern. Out-of-sample class probabilities come from a
     5-fold cross-validated, trimmed Gaussian discriminant analysis on the model's penultimate features
-    (the raw inputs when the model has no feature layer): a cheap, approximate stand-in for retraining the model
-    K times that still sees samples the network memorised under a wrong label (see
+    (the raw inputs when the model has no feature layer; a table's columns each scaled robustly, so an
+    income in dollars does not outweigh an age in years): a cheap, approximate stand-in for retraining
+    the model K times that still sees samples the network memorised under a wrong label (see
     :func:`out_of_sample_probs`).
     Per-class confidence thresholds give the confident joint of (given, true) labels; prune-by-noise-rate
     flags the samples behind its off-diagonal mass. ``integrity.label_issues.rate`` is the flagged share
