@@ -201,3 +201,12 @@ def test_truncated_npz(keep, here):
         load_data("data.npz")
     assert str(info.value).startswith("data.npz: not a valid .npz file (truncated or corrupt: ")
     assert "\n" not in str(info.value)
+
+
+def test_counts_in_messages_agree_with_their_nouns(here):
+    np.savez("one.npz", x=np.zeros((1, 2)), y=[0, 1])
+    with pytest.raises(InvalidInputError, match=r"^one.npz: x has 1 sample but y has 2 labels$"):
+        load_data("one.npz")
+    np.savez("one_class.npz", x=np.zeros((2, 2)), y=[1, 1])
+    with pytest.raises(InvalidInputError, match=r"`class_names` gives 1 name but the labels go up to 1$"):
+        load_data("one_class.npz", class_names="only")

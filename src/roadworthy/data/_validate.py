@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from roadworthy.errors import InvalidInputError
+from roadworthy.models._common import plural
+
+__all__ = ["apply_class_names", "check_finite", "integer_labels", "labels_and_names", "plural"]
 
 
 def check_finite(x: np.ndarray, display: str, what: str = "x contains") -> None:
@@ -127,11 +130,6 @@ def labels_from_names(
     index = {name: i for i, name in enumerate(distinct)}
     codes = np.array([index[v] for v in values.tolist()], dtype=np.int64)
     return codes, distinct, {"label_values": distinct, "label_source": "sorted"}
-
-
-def plural(n: int, noun: str, many: str | None = None) -> str:
-    """``"1 class"``, ``"2 classes"``: a count with its noun in the right number."""
-    return f"{n} {noun if n == 1 else (many or noun + 's')}"
 
 
 def _names(names: Sequence[str], limit: int = 12, quote: bool = True) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from roadworthy.data._validate import apply_class_names, check_finite, integer_labels, labels_and_names
 from roadworthy.data.base import Dataset
 from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import first_line
+from roadworthy.models._common import first_line, plural
 
 _CHANNELS = (1, 3, 4)
 
@@ -48,7 +48,9 @@ def load_npz(
     if x.size == 0 or len(x) == 0:
         raise InvalidInputError(f"{display}: no samples (x is empty, shape {x.shape})")
     if len(y) != len(x):
-        raise InvalidInputError(f"{display}: x has {len(x)} samples but y has {len(y)} labels")
+        raise InvalidInputError(
+            f"{display}: x has {plural(len(x), 'sample')} but y has {plural(len(y), 'label')}"
+        )
     file_names = None
     if names_in_file is not None:
         file_names = [str(n) for n in np.asarray(names_in_file).ravel().tolist()]

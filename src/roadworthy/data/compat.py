@@ -60,7 +60,7 @@ def _modality_message(display: str, spec: Any, dataset: Dataset) -> str:
         hint = ""
         if all(s is not None for s in spec.shape) and int(np.prod(spec.shape)) == int(np.prod(data_shape)):
             hint = f"; reshape x to (N, {', '.join(str(s) for s in spec.shape)})"
-        return f"{display}: the model takes images {tuple(spec.shape)} but the data is a table of {data_shape[0]} columns{hint}"
+        return f"{display}: the model takes images {tuple(spec.shape)} but the data is a table of {plural(data_shape[0], 'column')}{hint}"
     hint = ""
     if spec.shape and spec.shape[0] == int(np.prod(data_shape)):
         hint = f"; flatten the images to (N, {spec.shape[0]})"
@@ -91,7 +91,7 @@ def _fit_image(display: str, want: tuple[int | None, ...], dataset: Dataset) -> 
         x, what = np.ascontiguousarray(x[:, :3]), "alpha channel dropped"
     else:
         raise InvalidInputError(
-            f"{display}: images have {c_have} channels but the model takes {c_want} "
+            f"{display}: images have {plural(c_have, 'channel')} but the model takes {c_want} "
             f"(input {_shape_text(want)})"
         )
     warnings.warn(
@@ -125,7 +125,7 @@ def _fit_table(display: str, model: Any, dataset: Dataset) -> Dataset:
     have = dataset.input_shape[0]
     if want is not None and have != want:
         raise InvalidInputError(
-            f"{display}: the model takes {want} features per sample but the data has {have}"
+            f"{display}: the model takes {plural(want, 'feature')} per sample but the data has {have}"
         )
     return dataset
 

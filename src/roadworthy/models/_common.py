@@ -38,6 +38,11 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``"1 class"``, ``"2 classes"``: a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
+
+
 def stat_array(values: Sequence[float] | None, shape: tuple[int | None, ...], name: str) -> np.ndarray | None:
     """``--mean`` / ``--std`` as an array that broadcasts over a ``(N, *shape)`` batch.
 

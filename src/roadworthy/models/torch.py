@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from roadworthy.errors import InvalidInputError, RoadworthyWarning
-from roadworthy.models._common import first_line, prefix
+from roadworthy.models._common import first_line, plural, prefix
 from roadworthy.models.base import InputSpec, OutputKind, detect_output_kind
 
 
@@ -134,7 +134,7 @@ class TorchModel:
         if n_classes is not None and int(n_classes) != probe.shape[1]:
             raise InvalidInputError(
                 f"{prefix(name)}the model returns {probe.shape[1]} scores per sample but "
-                f"{n_classes} classes were given"
+                f"{plural(int(n_classes), 'class', 'classes')} were given"
             )
         self.n_classes = int(probe.shape[1])
         self.output: OutputKind = output or detect_output_kind(probe)

@@ -15,6 +15,7 @@ from roadworthy.checks.integrity._embedding import (
     train_representation,
 )
 from roadworthy.errors import InvalidInputError
+from roadworthy.models._common import plural
 from roadworthy.stats import proportion_metrics
 from roadworthy.threads import single_threaded_blas
 
@@ -298,7 +299,7 @@ class LabelIssues(Check):
                 "probabilities are a weak basis for judging labels, expect many false flags"
             )
         if folds < p.n_folds:
-            warns.append(f"the smallest class has only {folds} samples, so {folds} folds were used")
+            warns.append(f"the smallest class has only {plural(folds, 'sample')}, so {folds} folds were used")
 
         pairs = _confused_pairs(joint, n, ctx)
         noise_rate = float(max(0.0, 1.0 - np.trace(joint)))
