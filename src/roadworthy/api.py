@@ -65,7 +65,7 @@ def as_dataset(
     if isinstance(data, str | Path):
         return load_data(data, class_names=class_names, **load_kwargs)
     if isinstance(data, tuple) and len(data) == 2:
-        from roadworthy.data._validate import check_finite, integer_labels
+        from roadworthy.data._validate import check_finite, labels_and_names, parse_class_names
 
         x = np.asarray(data[0], dtype=np.float32)
         if len(x) == 0 or len(x) != len(data[1]):
@@ -73,17 +73,32 @@ def as_dataset(
                 f"{name}: x and y must be non-empty and of equal length, got {len(x)} and {len(data[1])}"
             )
         check_finite(x, name)
-        y, found_names = integer_labels(np.asarray(data[1]), name)
+        y, names, label_meta = labels_and_names(np.asarray(data[1]), name, parse_class_names(class_names))
         return Dataset(
             x=x,
             y=y,
             modality="image" if x.ndim == 4 else "tabular",
-            class_names=list(class_names) if class_names else found_names,
+            class_names=names,
             path=None,
+            meta=label_meta,
         )
     raise InvalidInputError(
         f"{name}: expected a path, a roadworthy Dataset or an (x, y) tuple, got {type(data).__name__}"
     )
+
+
+def _is_folder(source: Any) -> bool:
+    return isinstance(source, str | Path) and Path(source).is_dir()
+
+
+def _model_declaring_its_shape(model: Any, model_kw: dict[str, Any]) -> Any:
+    """The model loaded without an input shape, or ``None`` when it needs one (it does not declare it)."""
+    from roadworthy.errors import RoadworthyError
+
+    try:
+        return load_model(model, **model_kw)
+    except RoadworthyError:
+        return None  # loaded again with the data's shape, which reports any real fault
 
 
 def check(
@@ -111,6 +126,8 @@ def check(
     say: Any = None,
     backend: str = "local",
     force_baseline: bool = False,
+    image_size: int | str | Sequence[int] | None = None,
+    strict_data: bool = False,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -134,6 +151,14 @@ def check(
         When given, ``report.json``, ``report.html``, ``report.md`` and ``junit.xml`` are written there.
     backend
         ``local`` (this process) or ``ray`` (independent checks in parallel; ``roadworthy[ray]``).
+    class_names
+        The model's classes in output order; folder names and string labels are matched against it by
+        name. Without it the training data's classes are used for the evaluation data.
+    image_size
+        Size image folders are resized to while they are read (``224``, ``"224x160"``); by default the
+        model's input size when it declares one (or ``input_shape``), else the folder's most common size.
+    strict_data
+        Stop on an image that cannot be decoded instead of skipping it with a warning.
     force_baseline
         Compare with a ``baseline`` that measured other data (refused otherwise: a ``max_drop`` gate
         across different data mixes the model's change with the data's).
@@ -165,13 +190,39 @@ def check(
     load_kw: dict[str, Any] = {}
     if target is not None:
         load_kw["target"] = target
-    ds = as_dataset(data, name="data", class_names=class_names, **load_kw)
-    train = (
-        as_dataset(train_data, name="train_data", class_names=class_names or ds.class_names, **load_kw)
-        if train_data is not None
-        else None
-    )
-    ood = as_dataset(ood_data, name="ood_data", **load_kw) if ood_data is not None else None
+    if strict_data:
+        load_kw["strict_data"] = True
+    model_kw: dict[str, Any] = {
+        "trust_pickle": trust_pickle,
+        "mean": mean,
+        "std": std,
+        "feature_layer": feature_layer,
+    }
+    size: Any = image_size
+    if size is None and input_shape is not None and len(input_shape) == 3:
+        size = tuple(input_shape[1:])
+    m = None
+    if size is None and any(_is_folder(d) for d in (data, train_data, ood_data)):
+        # read the folders at the model's own input size, so they are never held at their files' size
+        m = _model_declaring_its_shape(model, model_kw)
+        if m is not None and m.input_spec.modality == "image" and None not in m.input_spec.shape[1:]:
+            size = tuple(int(s) for s in m.input_spec.shape[1:])
+
+    def read(source: Any, name: str, names: Sequence[str] | None, **extra: Any) -> Dataset:
+        nonlocal size
+        kw = {**load_kw, **extra}
+        if _is_folder(source) and size is not None:
+            kw["image_size"] = size
+        out = as_dataset(source, name=name, class_names=names, **kw)
+        if size is None and _is_folder(source):
+            size = out.input_shape[1:]  # the other folders follow the first one's size
+        return out
+
+    # the training data first: its classes name the evaluation data's, so a test folder that lacks a
+    # class is still matched by name
+    train = read(train_data, "train_data", class_names) if train_data is not None else None
+    ds = read(data, "data", class_names or (train.class_names if train is not None else None))
+    ood = read(ood_data, "ood_data", None) if ood_data is not None else None
     run_warnings: list[str] = []
     if base is not None:
         differences = data_differences(base.data, describe_data(ds))
@@ -189,14 +240,8 @@ def check(
 
     shape = tuple(input_shape) if input_shape else ds.input_shape
     try:
-        m = load_model(
-            model,
-            trust_pickle=trust_pickle,
-            mean=mean,
-            std=std,
-            input_shape=shape,
-            feature_layer=feature_layer,
-        )
+        if m is None:
+            m = load_model(model, input_shape=shape, **model_kw)
     except InvalidInputError as exc:
         if input_shape or "probe batch" not in str(exc):
             raise
@@ -235,15 +280,7 @@ def check(
         progress=progress,
         say=say,
         backend=backend,
-        model_recipe=functools.partial(
-            load_model,
-            model,
-            trust_pickle=trust_pickle,
-            mean=mean,
-            std=std,
-            input_shape=shape,
-            feature_layer=feature_layer,
-        ),
+        model_recipe=functools.partial(load_model, model, input_shape=shape, **model_kw),
         options=options,
         warnings=run_warnings,
     )

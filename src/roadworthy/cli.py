@@ -145,7 +145,19 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 )
 @click.option("--std", help="Per-channel std the model expects.")
 @click.option("--target", help="Label column of CSV/Parquet data.")
-@click.option("--class-names", help="Comma-separated class names, in label order.")
+@click.option(
+    "--class-names",
+    help="The model's classes in output order, comma-separated; folder names and string labels are "
+    "matched to them by name.",
+)
+@click.option(
+    "--image-size",
+    help="Size image folders are resized to while read, e.g. 224 or 224x160 (default: the model's "
+    "input size, else the folder's most common size).",
+)
+@click.option(
+    "--strict-data", is_flag=True, help="Stop on an unreadable image instead of skipping it with a warning."
+)
 @click.option("--input-shape", help="Per-sample input shape when the model does not say, e.g. 3,32,32.")
 @click.option("--feature-layer", help="Layer (or ONNX tensor) whose input gives the penultimate features.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Batch size of model calls.")
@@ -174,6 +186,8 @@ def check(
     std: str | None,
     target: str | None,
     class_names: str | None,
+    image_size: str | None,
+    strict_data: bool,
     input_shape: str | None,
     feature_layer: str | None,
     batch_size: int,
@@ -229,6 +243,8 @@ def check(
                 say=say,
                 backend=backend,
                 force_baseline=force_baseline,
+                image_size=image_size,
+                strict_data=strict_data,
             )
     except RunInterrupted as exc:
         return _finish(exc.report, out)

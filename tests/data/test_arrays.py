@@ -97,6 +97,22 @@ def test_class_names_from_the_file_from_strings_and_from_the_argument(here):
         load_data("ints.npz", class_names="a,b")
 
 
+def test_string_labels_map_by_number_or_by_name_never_as_sorted_text(here):
+    y = np.arange(24) % 12
+    np.savez("twelve.npz", x=np.zeros((24, 2)), y=y.astype(str))  # '10' and '11' sort before '2' as text
+    ds = load_data("twelve.npz")
+    assert ds.y.tolist() == y.tolist() and ds.meta["label_source"] == "numeric"
+    np.savez("animals.npz", x=np.zeros((3, 2)), y=np.array(["emu", "cat", "emu"]))
+    ds = load_data("animals.npz", class_names="cat,dog,emu")
+    assert ds.y.tolist() == [2, 0, 2] and ds.class_names == ["cat", "dog", "emu"]
+    np.savez("own.npz", x=np.zeros((2, 2)), y=np.array(["emu", "cat"]), class_names=["emu", "gnu", "cat"])
+    assert load_data("own.npz").y.tolist() == [0, 2]  # the file's own class list, by name
+    with pytest.raises(
+        InvalidInputError, match=r"^animals.npz: label 'emu' is not among the class names \(cat, dog\)"
+    ):
+        load_data("animals.npz", class_names="cat,dog")
+
+
 def test_sha256_follows_the_content(here):
     np.savez("a.npz", x=np.zeros((2, 2)), y=[0, 1])
     np.savez("b.npz", x=np.ones((2, 2)), y=[0, 1])
@@ -185,3 +201,12 @@ def test_truncated_npz(keep, here):
         load_data("data.npz")
     assert str(info.value).startswith("data.npz: not a valid .npz file (truncated or corrupt: ")
     assert "\n" not in str(info.value)
+
+
+def test_counts_in_messages_agree_with_their_nouns(here):
+    np.savez("one.npz", x=np.zeros((1, 2)), y=[0, 1])
+    with pytest.raises(InvalidInputError, match=r"^one.npz: x has 1 sample but y has 2 labels$"):
+        load_data("one.npz")
+    np.savez("one_class.npz", x=np.zeros((2, 2)), y=[1, 1])
+    with pytest.raises(InvalidInputError, match=r"`class_names` gives 1 name but the labels go up to 1$"):
+        load_data("one_class.npz", class_names="only")

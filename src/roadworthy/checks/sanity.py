@@ -57,12 +57,13 @@ class Determinism(Check):
             else f"Two calls on the same inputs differ (max probability difference {diff:.2g}; "
             f"{same_pred:.0%} same predictions): dropout on, random preprocessing or a stochastic model?"
         )
-        return Outcome(
-            metrics=metrics,
-            details={"n_samples": len(x), "same_prediction_rate": same_pred},
-            warnings=[] if ok else [summary],
-            summary=summary,
-        )
+        details = {"n_samples": len(x), "same_prediction_rate": same_pred}
+        warns = [] if ok else [summary]
+        mode_note = getattr(ctx.model, "training_mode_note", None)  # saved in training mode, by the adapter
+        if mode_note:
+            details["training_mode"] = mode_note
+            warns.append(mode_note)
+        return Outcome(metrics=metrics, details=details, warnings=warns, summary=summary)
 
 
 @register

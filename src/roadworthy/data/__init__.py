@@ -24,8 +24,9 @@ def load_data(
     *,
     target: str | None = None,
     class_names: str | Sequence[str] | None = None,
-    image_size: int | Sequence[int] | None = None,
+    image_size: int | str | Sequence[int] | None = None,
     channels: int | None = None,
+    strict_data: bool = False,
 ) -> Dataset:
     """Load a data set from an ``.npz`` file, a folder of class sub-folders, or a CSV/Parquet table.
 
@@ -38,14 +39,20 @@ def load_data(
     target
         The label column of a table.
     class_names
-        Names for labels ``0..K-1`` (a list or a comma-separated string); overrides names found in the
-        data (folder names, string labels, a ``class_names`` array in the ``.npz``).
+        The model's classes in output order (a list or a comma-separated string). Folder names and
+        string labels are matched against it by name (never by position); integer labels are indices
+        into it. Without it, names that are whole numbers are their own indices and other names are
+        numbered in sorted order (accepted later only when the set of classes is complete).
     image_size
-        Size every image of a folder is resized to (an int or ``(height, width)``); by default the
-        first image's.
+        Size every image of a folder is resized to while it is read (an int, ``"HxW"`` or
+        ``(height, width)``); by default the most common size in the folder (with a warning when the
+        sizes differ). ``roadworthy.check`` passes the model's input size when the model declares one.
     channels
         1 or 3: the colour channels of folder images (by default grey only when every image is grey);
         for an ``.npz`` it picks the channel axis when both ends of the shape could be it.
+    strict_data
+        Stop on the first image of a folder that cannot be decoded (by default such images are skipped
+        with a warning and counted in ``meta["unreadable_images"]``).
 
     Returns
     -------
@@ -71,7 +78,9 @@ def load_data(
     if p.is_dir():
         from roadworthy.data.images import load_image_folder
 
-        dataset = load_image_folder(p, display, names, image_size=image_size, channels=channels)
+        dataset = load_image_folder(
+            p, display, names, image_size=image_size, channels=channels, strict=strict_data
+        )
     else:
         if p.stat().st_size == 0:
             raise InvalidInputError(f"{display}: the file is empty")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from roadworthy.data._validate import apply_class_names, check_finite, integer_labels
+from roadworthy.data._validate import apply_class_names, check_finite, integer_labels, labels_and_names
 from roadworthy.data.base import Dataset
 from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import first_line
+from roadworthy.models._common import first_line, plural
 
 _CHANNELS = (1, 3, 4)
 
@@ -48,20 +48,27 @@ def load_npz(
     if x.size == 0 or len(x) == 0:
         raise InvalidInputError(f"{display}: no samples (x is empty, shape {x.shape})")
     if len(y) != len(x):
-        raise InvalidInputError(f"{display}: x has {len(x)} samples but y has {len(y)} labels")
-    labels, label_values = integer_labels(y, display)
-    found = label_values
-    if names_in_file is not None and found is None:
-        found = [str(n) for n in np.asarray(names_in_file).ravel().tolist()]
+        raise InvalidInputError(
+            f"{display}: x has {plural(len(x), 'sample')} but y has {plural(len(y), 'label')}"
+        )
+    file_names = None
+    if names_in_file is not None:
+        file_names = [str(n) for n in np.asarray(names_in_file).ravel().tolist()]
+    if np.asarray(y).dtype.kind in "US" or np.asarray(y).dtype == object:
+        # string labels are matched by name: to the user's class list, else to the file's own
+        labels, names, label_meta = labels_and_names(y, display, class_names or file_names)
+    else:
+        labels, _ = integer_labels(y, display)
+        names = apply_class_names(file_names, class_names, labels, display)
+        label_meta = {"label_values": None, "label_source": "index"}
     x, modality, layout = _standardise(x, display, channels)
-    names = apply_class_names(found, class_names, labels, display)
     return Dataset(
         x=x,
         y=labels,
         modality=modality,  # type: ignore[arg-type]
         class_names=names,
         path=display,
-        meta={"format": "npz", "layout": layout, "label_values": label_values},
+        meta={"format": "npz", "layout": layout, **label_meta},
     )
 
 

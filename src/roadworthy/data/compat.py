@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from roadworthy.data._validate import plural
 from roadworthy.data.base import Dataset
 from roadworthy.errors import InvalidInputError, RoadworthyWarning
 
@@ -59,7 +60,7 @@ def _modality_message(display: str, spec: Any, dataset: Dataset) -> str:
         hint = ""
         if all(s is not None for s in spec.shape) and int(np.prod(spec.shape)) == int(np.prod(data_shape)):
             hint = f"; reshape x to (N, {', '.join(str(s) for s in spec.shape)})"
-        return f"{display}: the model takes images {tuple(spec.shape)} but the data is a table of {data_shape[0]} columns{hint}"
+        return f"{display}: the model takes images {tuple(spec.shape)} but the data is a table of {plural(data_shape[0], 'column')}{hint}"
     hint = ""
     if spec.shape and spec.shape[0] == int(np.prod(data_shape)):
         hint = f"; flatten the images to (N, {spec.shape[0]})"
@@ -75,7 +76,7 @@ def _fit_image(display: str, want: tuple[int | None, ...], dataset: Dataset) -> 
         if sorted(have) == sorted(int(s) for s in want if s is not None) and len(have) == len(want):
             hint = "the data may be channels-last where the model is channels-first (or the reverse)"
         raise InvalidInputError(
-            f"{display}: images are {h_have}x{w_have} with {c_have} channel{'s' if c_have != 1 else ''} "
+            f"{display}: images are {h_have}x{w_have} with {plural(c_have, 'channel')} "
             f"({c_have}, {h_have}, {w_have}) but the model takes {_shape_text(want)}; {hint}"
         )
     if c_want is None or c_have == c_want:
@@ -90,7 +91,7 @@ def _fit_image(display: str, want: tuple[int | None, ...], dataset: Dataset) -> 
         x, what = np.ascontiguousarray(x[:, :3]), "alpha channel dropped"
     else:
         raise InvalidInputError(
-            f"{display}: images have {c_have} channels but the model takes {c_want} "
+            f"{display}: images have {plural(c_have, 'channel')} but the model takes {c_want} "
             f"(input {_shape_text(want)})"
         )
     warnings.warn(
@@ -124,7 +125,7 @@ def _fit_table(display: str, model: Any, dataset: Dataset) -> Dataset:
     have = dataset.input_shape[0]
     if want is not None and have != want:
         raise InvalidInputError(
-            f"{display}: the model takes {want} features per sample but the data has {have}"
+            f"{display}: the model takes {plural(want, 'feature')} per sample but the data has {have}"
         )
     return dataset
 
@@ -134,26 +135,43 @@ def _fit_labels(display: str, model: Any, dataset: Dataset) -> Dataset:
     if classes is not None and not getattr(model, "classes_are_indices", True):
         return _map_to_classes(display, np.asarray(classes), dataset)
     k = int(model.n_classes)
+    names = dataset.class_names
+    if dataset.meta.get("label_source") == "sorted" and names is not None and len(names) != k:
+        # names numbered in sorted order only match the model's outputs when every class is there
+        kind = dataset.meta.get("label_kind", "labels")
+        raise InvalidInputError(
+            f"{display}: the {kind} name {plural(len(names), 'class', 'classes')} ({_shown(names)}) but "
+            f"the model has {plural(k, 'output')}, so which output each name is cannot be told from "
+            "positions; pass --class-names with the model's classes in output order (or training data "
+            "holding every class)"
+        )
     outside = np.flatnonzero((dataset.y < 0) | (dataset.y >= k))
     if outside.size:
         i = int(outside[0])
         raise InvalidInputError(
             f"{display}: labels must be integers in [0, {k}). Found {int(dataset.y[i])} at index {i}."
         )
-    names = dataset.class_names
-    if names is not None and len(names) != k:
-        if len(names) < k:
-            warnings.warn(
-                f"{display}: the data names {len(names)} classes but the model has {k}; "
-                "labels are taken as the model's class indices",
-                RoadworthyWarning,
-                stacklevel=3,
-            )
-            names = [*names, *(str(i) for i in range(len(names), k))]
-        else:
-            names = names[:k]
-        dataset = replace(dataset, class_names=names)
-    return dataset
+    n_data = max(len(names) if names is not None else 0, int(dataset.y.max()) + 1 if len(dataset.y) else 0)
+    if n_data < k:
+        classes = plural(n_data, "class", "classes")
+        held = f"names {classes}" if names else f"holds labels of {classes}"
+        warnings.warn(
+            f"{display}: the data {held} but the model has {plural(k, 'output')}; labels are taken as the "
+            "model's class indices and the other outputs still compete for every prediction",
+            RoadworthyWarning,
+            stacklevel=3,
+        )
+    if n_data >= k and (names is None or len(names) == k):
+        return dataset
+    if names is not None:
+        names = [*names, *(str(i) for i in range(len(names), k))][:k]
+    # the data's own class count stays on record: the padded names no longer show the mismatch
+    meta = {**dataset.meta, "n_data_classes": n_data, "n_model_outputs": k}
+    return replace(dataset, class_names=names, meta=meta)
+
+
+def _shown(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _map_to_classes(display: str, classes: np.ndarray, dataset: Dataset) -> Dataset:

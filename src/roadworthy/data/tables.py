@@ -1,7 +1,8 @@
 """CSV and Parquet tables with a label column (``target``); every other column is a numeric feature.
 
-String labels become class indices in sorted order (the names are kept as class names); integer labels
-are used as they are.
+String labels are matched by name to the class list when one is given; without one, numeric strings
+are their own indices and other names are numbered in sorted order (checked against the model later).
+Integer labels are used as they are.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from roadworthy.data._validate import apply_class_names, check_finite, integer_labels
+from roadworthy.data._validate import check_finite, labels_and_names
 from roadworthy.data.base import Dataset
 from roadworthy.errors import InvalidInputError, RoadworthyWarning, require
 from roadworthy.models._common import first_line
@@ -66,15 +67,15 @@ def load_table(path: Path, display: str, target: str | None, class_names: list[s
     raw = labels_series.to_numpy()
     if raw.dtype == object:
         raw = raw.astype(str)
-    y, label_values = integer_labels(raw, display, what=f"target column '{target}'")
+    y, names, label_meta = labels_and_names(raw, display, class_names, what=f"target column '{target}'")
     return Dataset(
         x=x,
         y=y,
         modality="tabular",
-        class_names=apply_class_names(label_values, class_names, y, display),
+        class_names=names,
         path=display,
         feature_names=features,
-        meta={"format": path.suffix.lower().lstrip("."), "target": target, "label_values": label_values},
+        meta={"format": path.suffix.lower().lstrip("."), "target": target, **label_meta},
     )
 
 

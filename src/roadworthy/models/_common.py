@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,29 @@ def prefix(name: str | None) -> str:
     return f"{name}: " if name else ""
 
 
+_TORCHSCRIPT_PREAMBLE = "The following operation failed in the TorchScript interpreter"
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message, shortened: foreign errors stay on one line."""
-    text = str(exc).strip().splitlines()
+    """The line of an exception's message that says what went wrong, shortened to one line.
+
+    Usually the first line. The TorchScript interpreter opens with a fixed sentence and two tracebacks
+    and ends with the real error (``RuntimeError: shape '[2, 4]' is invalid ...``): that last line is
+    taken instead, without its ``RuntimeError:`` prefix.
+    """
+    text = [t.strip() for t in str(exc).strip().splitlines() if t.strip()]
     line = text[0] if text else type(exc).__name__
+    if line.startswith(_TORCHSCRIPT_PREAMBLE):
+        found = [m.group(0) for m in map(_ERROR_LINE.match, text) if m]
+        if found:
+            line = found[-1].removeprefix("RuntimeError: ")
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``"1 class"``, ``"2 classes"``: a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
 
 
 def stat_array(values: Sequence[float] | None, shape: tuple[int | None, ...], name: str) -> np.ndarray | None:

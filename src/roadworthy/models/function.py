@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import check_std, first_line, normalise, stat_array
+from roadworthy.models._common import check_std, first_line, normalise, plural, stat_array
 from roadworthy.models.base import InputSpec, OutputKind, detect_output_kind
 
 
@@ -70,7 +70,7 @@ class FunctionModel:
             )
         if n_classes is not None and int(n_classes) != probe.shape[1]:
             raise InvalidInputError(
-                f"the model function returns {probe.shape[1]} scores per sample but {n_classes} classes were given"
+                f"the model function returns {probe.shape[1]} scores per sample but {plural(int(n_classes), 'class', 'classes')} were given"
             )
         self.n_classes = int(probe.shape[1])
         self.output: OutputKind = output or detect_output_kind(probe)

@@ -59,8 +59,13 @@ def state_dict_error(path: Path | str) -> InvalidInputError:
 # -- objects ---------------------------------------------------------------------------------------
 
 
-def adapt_object(obj: Any, opts: LoadOptions, name: str | None = None, format: str | None = None) -> Model:
-    """Wrap a Python object: a Model, an ``nn.Module``, an exported program, an estimator or a callable."""
+def adapt_object(
+    obj: Any, opts: LoadOptions, name: str | None = None, format: str | None = None, as_saved: bool = False
+) -> Model:
+    """Wrap a Python object: a Model, an ``nn.Module``, an exported program, an estimator or a callable.
+
+    ``as_saved`` (an object read from a file) keeps a module's train/eval mode as it was saved.
+    """
     torch = sys.modules.get("torch")
     if torch is not None:
         if isinstance(obj, torch.export.ExportedProgram):
@@ -80,6 +85,7 @@ def adapt_object(obj: Any, opts: LoadOptions, name: str | None = None, format: s
                 feature_layer=opts.feature_layer,
                 format=format or default,
                 name=name,
+                as_saved=as_saved,
             )
     if _is_model(obj):
         return obj
@@ -222,7 +228,7 @@ def _load_pickle(path: Path, opts: LoadOptions, display: str) -> Model:
     fmt = "joblib" if path.suffix.lower() == ".joblib" else "pickle"
     if isinstance(obj, dict) and _is_state_dict(obj):
         raise state_dict_error(display)
-    return adapt_object(obj, opts, name=display, format=fmt)
+    return adapt_object(obj, opts, name=display, format=fmt, as_saved=True)
 
 
 def _load_onnx(path: Path, opts: LoadOptions, display: str) -> Model:
@@ -270,7 +276,7 @@ def _load_torchscript(path: Path, opts: LoadOptions, display: str) -> Model:
         raise InvalidInputError(
             f"{display}: not a valid TorchScript file (truncated or corrupt: {first_line(exc)})"
         ) from exc
-    return adapt_object(module, opts, name=display, format="torchscript")
+    return adapt_object(module, opts, name=display, format="torchscript", as_saved=True)
 
 
 def _load_export(path: Path, opts: LoadOptions, display: str, names: list[str]) -> Model:
@@ -369,7 +375,7 @@ def _load_torch_save(path: Path, opts: LoadOptions, display: str) -> Model:
         raise state_dict_error(display)
     if isinstance(obj, torch.Tensor):
         raise UnsupportedModelError(f"{display}: holds a single tensor, not a model")
-    return adapt_object(obj, opts, name=display, format="torch.save")
+    return adapt_object(obj, opts, name=display, format="torch.save", as_saved=True)
 
 
 def _is_state_dict(obj: dict) -> bool:

@@ -20,6 +20,7 @@ from roadworthy.models._common import (
     check_std,
     first_line,
     normalise,
+    plural,
     prefix,
     run_fixed_batches,
     stat_array,
@@ -114,7 +115,7 @@ class OnnxModel:
         if n_classes is not None and int(n_classes) != probe.shape[1]:
             raise InvalidInputError(
                 f"{prefix(name)}the model returns {probe.shape[1]} scores per sample but "
-                f"{n_classes} classes were given"
+                f"{plural(int(n_classes), 'class', 'classes')} were given"
             )
         self.n_classes = int(probe.shape[1])
         self.output: OutputKind = output or detect_output_kind(probe)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from roadworthy.errors import InvalidInputError, UnsafeFileError, UnsupportedModelError
-from roadworthy.models._common import check_std, first_line, normalise, prefix, stat_array
+from roadworthy.models._common import check_std, first_line, normalise, plural, prefix, stat_array
 from roadworthy.models.base import InputSpec, OutputKind
 
 # Types skops does not trust by default but that are plain data inside scikit-learn, NumPy or SciPy
@@ -166,7 +166,7 @@ class SklearnModel:
         self.n_classes = len(self.classes_)
         if n_classes is not None and int(n_classes) != self.n_classes:
             raise InvalidInputError(
-                f"{prefix(name)}the model has {self.n_classes} classes but {n_classes} were given"
+                f"{prefix(name)}the model has {plural(self.n_classes, 'class', 'classes')} but {n_classes} were given"
             )
 
     @property

@@ -1,9 +1,13 @@
 """PyTorch adapter: an ``nn.Module``, a TorchScript module, a ``torch.export`` program, or (with
 ``--trust-pickle``) a whole module saved with ``torch.save``.
 
-The adapter puts the module in eval mode, applies the model's normalisation inside (so callers work in
-pixel units), exposes gradients (``white_box``) and penultimate features: the input of the last linear
-layer, or of a layer the user names. How the features are reached depends on the kind of module:
+A model loaded from a file is tested as it was saved: one saved in training mode (dropout active,
+batch-norm on batch statistics) stays so, with a warning, and the sanity suite's determinism and batch
+checks show what that does. A live ``nn.Module`` handed over in training mode is switched to eval mode,
+with a warning when that changes how it computes (dropout, batch-norm). Either way
+``training_mode_note`` says what was found. The adapter applies the model's normalisation inside (so
+callers work in pixel units), exposes gradients (``white_box``) and penultimate features: the input of
+the last linear layer, or of a layer the user names. How the features are reached depends on the kind of module:
 
 ``nn.Module``
     a forward pre-hook on the layer.
@@ -20,14 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import first_line, prefix
+from roadworthy.errors import InvalidInputError, RoadworthyWarning
+from roadworthy.models._common import first_line, plural, prefix
 from roadworthy.models.base import InputSpec, OutputKind, detect_output_kind
 
 
@@ -58,6 +63,9 @@ class TorchModel:
         Where the module runs.
     name
         The model's file name, used in error messages.
+    as_saved
+        Keep the module's train/eval mode as it is (a model read from a file: it is tested as saved);
+        otherwise a module in training mode is switched to eval mode.
     """
 
     format = "torch"
@@ -75,6 +83,7 @@ class TorchModel:
         format: str = "torch",
         device: str = "cpu",
         name: str | None = None,
+        as_saved: bool = False,
     ) -> None:
         import torch
 
@@ -84,14 +93,34 @@ class TorchModel:
         self.device = torch.device(device)
         self.kind = _module_kind(module)
         self.module = module
-        if hasattr(module, "eval"):
-            # torch.export modules refuse eval(): their train/eval behaviour was fixed at export time
-            with contextlib.suppress(NotImplementedError):
-                self.module = module.eval() or module
         if hasattr(self.module, "to"):
             self.module = self.module.to(self.device)
         graph_shape, self._fixed_batch = _export_input(self.module) if self.kind == "export" else (None, None)
         shape = _resolve_shape(graph_shape, input_shape, name)
+        #: why the model's train/eval mode deserves a reader's attention, or ``None``
+        self.training_mode_note: str | None = None
+        training = _training_layers(self.module) if self.kind != "export" else None
+        if training is not None and as_saved:
+            effect = (
+                "this changes nothing unless its code reads self.training"
+                if training == _NO_MODE_LAYERS
+                else "its outputs are random or depend on the batch"
+            )
+            self.training_mode_note = (
+                f"{prefix(name)}the model was saved in training mode ({training}) and is tested as saved: "
+                f"{effect}; call model.eval() before saving it"
+            )
+            warnings.warn(self.training_mode_note, RoadworthyWarning, stacklevel=4)
+        elif hasattr(self.module, "eval"):
+            if training is not None and training != _NO_MODE_LAYERS:
+                self.training_mode_note = (
+                    f"{prefix(name)}the model was in training mode ({training}); it was switched to eval "
+                    "mode for testing"
+                )
+                warnings.warn(self.training_mode_note, RoadworthyWarning, stacklevel=4)
+            # torch.export modules refuse eval(): their train/eval behaviour was fixed at export time
+            with contextlib.suppress(NotImplementedError):
+                self.module = self.module.eval() or self.module
         if self._fixed_batch is not None:
             self._free_batch(shape)
         if modality is None:
@@ -105,7 +134,7 @@ class TorchModel:
         if n_classes is not None and int(n_classes) != probe.shape[1]:
             raise InvalidInputError(
                 f"{prefix(name)}the model returns {probe.shape[1]} scores per sample but "
-                f"{n_classes} classes were given"
+                f"{plural(int(n_classes), 'class', 'classes')} were given"
             )
         self.n_classes = int(probe.shape[1])
         self.output: OutputKind = output or detect_output_kind(probe)
@@ -386,6 +415,31 @@ class TorchModel:
 
 
 # -- module introspection -------------------------------------------------------------------------
+
+#: layers that compute differently in training mode
+_MODE_LAYERS = re.compile(
+    r"(Feature)?(Alpha)?Dropout([123]d)?|(Lazy|Sync)?BatchNorm([123]d)?|(Lazy)?InstanceNorm[123]d|RReLU"
+)
+_NO_MODE_LAYERS = "no dropout or batch-norm layer"
+
+
+def _training_layers(module: Any) -> str | None:
+    """What of ``module`` is in training mode, in words (``None`` when nothing is).
+
+    Names the dropout / batch-norm layers that behave differently in training mode (for TorchScript,
+    by their original class name), e.g. ``"Dropout at 'head.drop'"``.
+    """
+    named = list(module.named_modules()) if hasattr(module, "named_modules") else []
+    if not any(getattr(m, "training", False) for _, m in named):
+        return None
+    active = []
+    for layer_name, m in named:
+        kind = getattr(m, "original_name", None) or type(m).__name__
+        if getattr(m, "training", False) and _MODE_LAYERS.fullmatch(kind):
+            active.append(f"{kind} at '{layer_name}'")
+    if not active:
+        return _NO_MODE_LAYERS
+    return ", ".join(active[:4]) + (f" and {len(active) - 4} more" if len(active) > 4 else "")
 
 
 def _module_kind(module: Any) -> str:

@@ -116,3 +116,32 @@ def test_bad_parameters_are_named(ctx, field, value):
     params = LabelIssues.Params(**{field: value})
     with pytest.raises(InvalidInputError, match=field):
         LabelIssues(params).run(ctx)
+
+
+def _table_ctx(x, y):
+    from sklearn.linear_model import LogisticRegression
+
+    from roadworthy.checks.base import Context
+    from roadworthy.data.base import Dataset
+    from roadworthy.models import load_model
+
+    model = load_model(LogisticRegression(max_iter=1000).fit((x - x.mean(0)) / x.std(0), y))
+    ds = Dataset(x=x.astype(np.float32), y=y, modality="tabular", class_names=["no", "yes"], path="t")
+    return Context(model=model, data=ds, train_data=ds, budget="quick", seed=0)
+
+
+def test_a_table_in_raw_units_is_judged_as_if_it_were_standardised():
+    """Income (about 25,000) beside age: unscaled, the income alone decides every distance."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    age = rng.uniform(20, 70, n)
+    income = rng.lognormal(np.log(25_000), 0.35, n)
+    other = rng.normal(size=(n, 3))
+    x = np.column_stack([age, income, other])
+    z = (x - x.mean(0)) / x.std(0)
+    y = (z[:, 0] - z[:, 2] + 0.3 * rng.normal(size=n) > 0).astype(np.int64)  # age decides, income not
+    raw = LabelIssues(budget="quick").run(_table_ctx(x, y)).metrics["integrity.label_issues.rate"]
+    scaled = LabelIssues(budget="quick").run(_table_ctx(z, y)).metrics["integrity.label_issues.rate"]
+    assert scaled < 0.05
+    assert raw < 0.05
+    assert abs(raw - scaled) < 0.02

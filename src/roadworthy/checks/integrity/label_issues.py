@@ -15,6 +15,7 @@ from roadworthy.checks.integrity._embedding import (
     train_representation,
 )
 from roadworthy.errors import InvalidInputError
+from roadworthy.models._common import plural
 from roadworthy.stats import proportion_metrics
 from roadworthy.threads import single_threaded_blas
 
@@ -220,8 +221,9 @@ class LabelIssues(Check):
     Threat model: careless annotation or deliberate label-flipping poisoning (stop signs labelled as
     speed limits) teaches the model the wrong pattern. Out-of-sample class probabilities come from a
     5-fold cross-validated, trimmed Gaussian discriminant analysis on the model's penultimate features
-    (the raw inputs when the model has no feature layer): a cheap, approximate stand-in for retraining the model
-    K times that still sees samples the network memorised under a wrong label (see
+    (the raw inputs when the model has no feature layer; a table's columns each scaled robustly, so an
+    income in dollars does not outweigh an age in years): a cheap, approximate stand-in for retraining
+    the model K times that still sees samples the network memorised under a wrong label (see
     :func:`out_of_sample_probs`).
     Per-class confidence thresholds give the confident joint of (given, true) labels; prune-by-noise-rate
     flags the samples behind its off-diagonal mass. ``integrity.label_issues.rate`` is the flagged share
@@ -297,7 +299,7 @@ class LabelIssues(Check):
                 "probabilities are a weak basis for judging labels, expect many false flags"
             )
         if folds < p.n_folds:
-            warns.append(f"the smallest class has only {folds} samples, so {folds} folds were used")
+            warns.append(f"the smallest class has only {plural(folds, 'sample')}, so {folds} folds were used")
 
         pairs = _confused_pairs(joint, n, ctx)
         noise_rate = float(max(0.0, 1.0 - np.trace(joint)))
