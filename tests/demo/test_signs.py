@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import types
@@ -17,6 +16,7 @@ from roadworthy.demo import _portable as pt
 from roadworthy.demo import signs
 from roadworthy.demo.signs import CLASS_NAMES, class_templates, make_signs
 from roadworthy.errors import InvalidInputError
+from tests.demo.kernels import generic_env, native_env
 
 REQUIRED = ["stop", "yield", "no_entry", "speed_limit_30", "speed_limit_50", "speed_limit_80"]
 
@@ -59,12 +59,6 @@ def test_pixels_are_eight_bit_values() -> None:
     np.testing.assert_array_equal(np.round(k).astype(np.float32) / np.float32(255), x)
 
 
-#: the environment that switches NumPy, OpenCV and torch to their generic (SSE-level) kernels
-GENERIC_KERNELS = {
-    "ATEN_CPU_CAPABILITY": "default",
-    "OPENCV_CPU_DISABLE": "AVX512-SKX,AVX512-CLX,AVX_VNNI,AVX2,FP16,AVX,SSE4.2,SSE4.1",
-    "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL",
-}
 _FINGERPRINT = (
     "import hashlib, sys; from roadworthy.demo.signs import make_signs; "
     "x, y = make_signs(45, seed=11, size=int(sys.argv[1])); "
@@ -76,7 +70,6 @@ _FINGERPRINT = (
 def test_same_bytes_with_generic_and_with_native_cpu_kernels(size: int) -> None:
     # another CPU takes other SIMD paths in NumPy and OpenCV; the generic kernels are the paths an old
     # CPU would take, so equal bytes here is what "the same on every x86-64 CPU" can be checked by
-    native = {k: v for k, v in os.environ.items() if k not in GENERIC_KERNELS}
     digests = [
         subprocess.run(
             [sys.executable, "-c", _FINGERPRINT, str(size)],
@@ -85,7 +78,7 @@ def test_same_bytes_with_generic_and_with_native_cpu_kernels(size: int) -> None:
             text=True,
             check=True,
         ).stdout.strip()
-        for env in (native, {**native, **GENERIC_KERNELS})
+        for env in (native_env(), generic_env())
     ]
     x, y = make_signs(45, seed=11, size=size)
     assert digests[0] == digests[1] == hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
