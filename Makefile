@@ -6,8 +6,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 OUT ?= roadworthy-report
+# NumPy, OpenCV and torch on their generic kernels: the code paths of an old x86-64 CPU (DEVELOPERS.md;
+# tests/demo/kernels.py holds the same values, and a test keeps the two equal)
+GENERIC_KERNELS := ATEN_CPU_CAPABILITY=default \
+	OPENCV_CPU_DISABLE=AVX512-SKX,AVX512-CLX,AVX_VNNI,AVX2,FP16,AVX,SSE4.2,SSE4.1 \
+	NPY_DISABLE_CPU_FEATURES="AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR X86_V4 X86_V3"
 
-.PHONY: demo test install install-test browser lint format bench clean
+.PHONY: demo test test-generic install install-test browser lint format bench clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +36,10 @@ demo: install
 ## make test: install the test extras (and headless chromium where apt is available), run the whole suite
 test: install-test browser
 	$(PY) -m pytest -q
+
+## make test-generic: the whole suite again on generic CPU kernels, as another CPU would round (CI runs both)
+test-generic: install-test browser
+	env $(GENERIC_KERNELS) $(PY) -m pytest -q
 
 ## Debian's chromium + chromedriver for the real-browser test of the HTML report (skipped if apt is absent)
 browser:

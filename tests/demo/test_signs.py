@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+import types
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from roadworthy.demo import _portable as pt
+from roadworthy.demo import signs
 from roadworthy.demo.signs import CLASS_NAMES, class_templates, make_signs
 from roadworthy.errors import InvalidInputError
+from tests.demo.kernels import generic_env, native_env
 
 REQUIRED = ["stop", "yield", "no_entry", "speed_limit_30", "speed_limit_50", "speed_limit_80"]
 
@@ -41,6 +49,99 @@ def test_format_range_and_balance(n: int, seed: int, size: int) -> None:
         counts = np.bincount(y, minlength=len(CLASS_NAMES))
         assert counts.max() - counts.min() <= 1
         assert counts.sum() == n
+
+
+def test_pixels_are_eight_bit_values() -> None:
+    x, _ = make_signs(30, seed=2)
+    k = x * np.float32(255)
+    np.testing.assert_array_equal(k, np.round(k))
+    # and the float is exactly k / 255, the same division on every machine
+    np.testing.assert_array_equal(np.round(k).astype(np.float32) / np.float32(255), x)
+
+
+_FINGERPRINT = (
+    "import hashlib, sys; from roadworthy.demo.signs import make_signs; "
+    "x, y = make_signs(45, seed=11, size=int(sys.argv[1])); "
+    "print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())"
+)
+
+
+@pytest.mark.parametrize("size", [32, 40])
+def test_same_bytes_with_generic_and_with_native_cpu_kernels(size: int) -> None:
+    # another CPU takes other SIMD paths in NumPy and OpenCV; the generic kernels are the paths an old
+    # CPU would take, so equal bytes here is what "the same on every x86-64 CPU" can be checked by
+    digests = [
+        subprocess.run(
+            [sys.executable, "-c", _FINGERPRINT, str(size)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for env in (native_env(), generic_env())
+    ]
+    x, y = make_signs(45, seed=11, size=size)
+    assert digests[0] == digests[1] == hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+
+
+def test_generator_uses_no_cpu_dispatched_float_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenCV may only rasterise onto uint8 canvases; NumPy's transcendental and BLAS routines are
+    not used (their last bit depends on the CPU); the portable module does that arithmetic."""
+    import cv2
+
+    drawn: set[str] = set()
+
+    def rasteriser(name: str):
+        real = getattr(cv2, name)
+
+        def draw(img, *args, **kwargs):
+            assert img.dtype == np.uint8, f"cv2.{name} drew on a {img.dtype} image"
+            drawn.add(name)
+            return real(img, *args, **kwargs)
+
+        return draw
+
+    allowed = types.ModuleType("cv2")
+    for name in ("fillPoly", "fillConvexPoly", "circle", "line", "ellipse", "putText"):
+        setattr(allowed, name, rasteriser(name))
+    allowed.getTextSize = cv2.getTextSize
+    allowed.FONT_HERSHEY_DUPLEX = cv2.FONT_HERSHEY_DUPLEX
+    monkeypatch.setitem(sys.modules, "cv2", allowed)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a CPU-dispatched NumPy routine was called")
+
+    for name in ("sin", "cos", "tan", "exp", "log", "power", "dot", "matmul", "einsum"):
+        monkeypatch.setattr(np, name, forbidden)
+    monkeypatch.setattr(np.linalg, "norm", forbidden)
+    signs._template.cache_clear()
+    try:
+        _, y = make_signs(4 * len(CLASS_NAMES), seed=5)
+    finally:
+        signs._template.cache_clear()
+    assert set(np.unique(y)) == set(range(len(CLASS_NAMES)))
+    assert {"fillPoly", "circle", "line", "putText"} <= drawn
+
+
+def test_portable_functions_match_numpy_closely() -> None:
+    x = np.linspace(-40.0, 40.0, 20001)
+    sin, cos = pt.sin_cos(x)
+    np.testing.assert_allclose(sin, np.sin(x), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(cos, np.cos(x), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(pt.exp(x / 2), np.exp(x / 2), rtol=1e-15)
+    pos = np.exp(np.linspace(-30.0, 30.0, 2001))
+    np.testing.assert_allclose(pt.log(pos), np.log(pos), rtol=0, atol=1e-14)
+    u = np.linspace(0.0, 1.0, 101)
+    np.testing.assert_allclose(pt.power(u, 0.8), u**0.8, rtol=1e-14, atol=0)
+    z = pt.standard_normal(np.random.default_rng(0), (20000,))
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1.0) < 0.03
+    # box resampling preserves the mean, cubic interpolation reproduces a constant
+    img = np.random.default_rng(1).random((64, 48, 3))
+    small = pt.resize_area(img, 16, 20)
+    assert small.shape == (16, 20, 3)
+    np.testing.assert_allclose(small.mean(axis=(0, 1)), img.mean(axis=(0, 1)), rtol=1e-12)
+    flat = pt.resample(np.full((5, 1), 0.3), 0, pt.cubic_taps(5, 17))
+    np.testing.assert_allclose(flat, 0.3, rtol=1e-15)
 
 
 def test_every_class_appears_and_images_vary() -> None:

@@ -8,11 +8,19 @@ viewing angle, sometimes on a pole, with faded paint, blur, and varied brightnes
 colour cast, shadow and sensor noise. Images are rendered at twice the output size and reduced with
 area averaging, so digits and symbols stay legible at 32 x 32.
 
-The output is float32 NCHW in [0, 1] and labels are int64, with classes as balanced as ``n`` allows.
+The output is float32 NCHW in [0, 1], quantised to 8 bits like a camera's (every value is ``k / 255``),
+and labels are int64, with classes as balanced as ``n`` allows.
+
+The same ``(n, seed, size, classes)`` gives the same bytes on every x86-64 CPU. OpenCV only rasterises
+shapes and text onto uint8 canvases (integer arithmetic); every floating-point step (resampling,
+warping, blurring, lighting, noise) is written in :mod:`roadworthy.demo._portable` with correctly
+rounded IEEE operations in a fixed order, never with a CPU-dispatched kernel (OpenCV's resize, warp
+and blur, NumPy's transcendental functions, BLAS), whose last bit differs between CPUs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import pairwise
@@ -20,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from roadworthy.demo import _portable as pt
 from roadworthy.errors import InvalidInputError
 
 CLASS_NAMES: list[str] = [
@@ -63,8 +72,8 @@ def _pts(xy: Sequence[tuple[float, float]]) -> np.ndarray:
 
 
 def _regular(n: int, radius: float, phase: float) -> np.ndarray:
-    angles = phase + 2.0 * np.pi * np.arange(n) / n
-    return np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
+    sin, cos = pt.sin_cos(phase + 2.0 * np.pi * np.arange(n) / n)
+    return np.stack([radius * cos, radius * sin], axis=1)
 
 
 def _fill(img: np.ndarray, xy: np.ndarray | Sequence[tuple[float, float]], colour: tuple[int, ...]) -> None:
@@ -112,11 +121,9 @@ def _text(
     ys, xs = np.nonzero(mask)
     mask = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     (x0, y0), (x1, y1) = _pts([box[:2], box[2:]])
-    mask = (
-        cv2.resize(mask, (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    )
-    region = img[y0:y1, x0:x1].astype(np.float32)
-    region = region * (1 - mask[..., None]) + np.asarray(colour, np.float32) * mask[..., None]
+    cover = pt.resize_area(mask.astype(np.float64) / 255.0, int(y1 - y0), int(x1 - x0))[..., None]
+    region = img[y0:y1, x0:x1].astype(np.float64)
+    region = region * (1.0 - cover) + np.asarray(colour, np.float64) * cover
     img[y0:y1, x0:x1] = np.round(region).astype(np.uint8)
 
 
@@ -130,7 +137,7 @@ def _arrow(
     """A thick polyline ending in a triangular arrow head pointing along its last segment."""
     p = np.asarray(path, dtype=np.float64)
     d = p[-1] - p[-2]
-    d /= np.linalg.norm(d)
+    d /= np.sqrt(d[0] * d[0] + d[1] * d[1])
     n = np.array([-d[1], d[0]])
     base = p[-1] - d * head * 0.9
     for a, b in pairwise(p[:-1]):
@@ -177,8 +184,9 @@ def _car(img: np.ndarray, cx: float, cy: float, colour: tuple[int, ...]) -> None
 
 
 def _draw_stop(img: np.ndarray) -> None:
-    _fill(img, _regular(8, 0.99 / np.cos(np.pi / 8), np.pi / 8), _WHITE)
-    _fill(img, _regular(8, 0.90 / np.cos(np.pi / 8), np.pi / 8), _RED)
+    apothem = float(pt.sin_cos(np.pi / 8)[1])  # an octagon of circumradius 1 has this inradius
+    _fill(img, _regular(8, 0.99 / apothem, np.pi / 8), _WHITE)
+    _fill(img, _regular(8, 0.90 / apothem, np.pi / 8), _RED)
     _text(img, "STOP", (-0.68, -0.25, 0.68, 0.25), _WHITE)
 
 
@@ -242,10 +250,10 @@ def _draw_roundabout(img: np.ndarray) -> None:
         start = -90 + 120 * k + 22
         cv2.ellipse(img, centre, (rp, rp), 0, start, start + 68, _WHITE, int(0.15 * _DRAW / 2), lineType=_AA)
         # arrow heads point counter-clockwise, as on the European sign (traffic keeps right)
-        a = np.deg2rad(start - 22)
-        tip = (r * np.cos(a), r * np.sin(a))
-        along = np.array([np.sin(a), -np.cos(a)])  # counter-clockwise tangent on screen (y down)
-        nrm = np.array([np.cos(a), np.sin(a)])
+        sin, cos = (float(v) for v in pt.sin_cos((start - 22) * (np.pi / 180.0)))
+        tip = (r * cos, r * sin)
+        along = np.array([sin, -cos])  # counter-clockwise tangent on screen (y down)
+        nrm = np.array([cos, sin])
         base = np.array(tip) - along * 0.26
         _fill(img, [tip, tuple(base + nrm * 0.2), tuple(base - nrm * 0.2)], _WHITE)
 
@@ -292,41 +300,42 @@ _DRAWERS: dict[str, Callable[[np.ndarray], None]] = {
 
 @lru_cache(maxsize=64)
 def _template(name: str, side: int) -> np.ndarray:
-    """The sign ``name`` as float32 RGBA ``(side, side, 4)`` in [0, 1], alpha = 1 on the sign."""
-    import cv2
-
+    """The sign ``name`` as float64 RGBA ``(side, side, 4)`` in [0, 1], alpha = 1 on the sign."""
     rgb = np.zeros((_DRAW, _DRAW, 3), np.uint8)
     _DRAWERS[name](rgb)
     # every sign's outline is drawn first in an opaque colour, so the painted area is the sign's shape
-    alpha = (rgb.max(axis=2) > 0).astype(np.uint8) * 255
-    alpha = cv2.erode(alpha, np.ones((2, 2), np.uint8))  # trim the anti-aliased fringe against black
-    rgba = np.dstack([rgb, alpha]).astype(np.float32) / 255.0
+    painted = rgb.max(axis=2) > 0
+    # trim the anti-aliased fringe against black: erode with a 2 x 2 square (the pixel, its upper and
+    # left neighbours and the one diagonal between them must all be painted)
+    trimmed = painted.copy()
+    trimmed[1:, :] &= painted[:-1, :]
+    trimmed[:, 1:] &= painted[:, :-1]
+    trimmed[1:, 1:] &= painted[:-1, :-1]
+    rgba = np.dstack([rgb.astype(np.float64) / 255.0, trimmed.astype(np.float64)])
     rgba[..., :3] *= rgba[..., 3:]  # premultiplied alpha, so resampling does not bleed black
-    out = cv2.resize(rgba, (side, side), interpolation=cv2.INTER_AREA)
+    out = pt.resize_area(rgba, side, side)
     out.setflags(write=False)
     return out
 
 
 # ----------------------------------------------------------------------------------------------------
-# Backgrounds (float32 HxWx3 in [0, 1], drawn at canvas resolution)
+# Backgrounds (float64 HxWx3 in [0, 1], drawn at canvas resolution)
 
 
 def _noise(rng: np.random.Generator, side: int, cells: int, channels: int = 1) -> np.ndarray:
-    """Smooth value noise in [0, 1]: a ``cells`` x ``cells`` random grid upsampled bicubically."""
-    import cv2
-
-    small = rng.random((cells, cells, channels), dtype=np.float32)
-    out = cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC)
-    return out.reshape(side, side, channels)
+    """Smooth value noise, about [0, 1]: a ``cells`` x ``cells`` random grid upsampled bicubically."""
+    small = rng.random((cells, cells, channels))
+    taps = pt.cubic_taps(cells, side)
+    return pt.resample(pt.resample(small, 0, taps), 1, taps)
 
 
 def _sky(rng: np.random.Generator, side: int) -> np.ndarray:
     if rng.random() < 0.7:
-        top = np.array([rng.uniform(0.2, 0.55), rng.uniform(0.45, 0.75), rng.uniform(0.8, 1.0)], np.float32)
+        top = np.array([rng.uniform(0.2, 0.55), rng.uniform(0.45, 0.75), rng.uniform(0.8, 1.0)])
     else:  # overcast
-        top = np.full(3, rng.uniform(0.55, 0.85), np.float32) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
+        top = np.full(3, rng.uniform(0.55, 0.85)) + rng.uniform(-0.04, 0.04, 3)
     bottom = top + (1.0 - top) * rng.uniform(0.2, 0.8)
-    t = np.linspace(0.0, 1.0, side, dtype=np.float32)[:, None, None]
+    t = (np.arange(side, dtype=np.float64) / (side - 1))[:, None, None]
     img = top * (1 - t) + bottom * t
     clouds = np.clip(_noise(rng, side, int(rng.integers(3, 7))) * 2.0 - 0.8, 0, 1) * rng.uniform(0.0, 0.9)
     return img * (1 - clouds) + 0.95 * clouds
@@ -334,37 +343,33 @@ def _sky(rng: np.random.Generator, side: int) -> np.ndarray:
 
 def _foliage(rng: np.random.Generator, side: int) -> np.ndarray:
     if rng.random() < 0.75:
-        base = np.array(
-            [rng.uniform(0.08, 0.35), rng.uniform(0.28, 0.6), rng.uniform(0.04, 0.22)], np.float32
-        )
+        base = np.array([rng.uniform(0.08, 0.35), rng.uniform(0.28, 0.6), rng.uniform(0.04, 0.22)])
     else:  # autumn leaves or dry shrubs
-        base = np.array([rng.uniform(0.45, 0.75), rng.uniform(0.3, 0.5), rng.uniform(0.05, 0.2)], np.float32)
+        base = np.array([rng.uniform(0.45, 0.75), rng.uniform(0.3, 0.5), rng.uniform(0.05, 0.2)])
     coarse = _noise(rng, side, int(rng.integers(3, 6)))
     fine = _noise(rng, side, int(rng.integers(12, 24)), 3)
     img = base * (0.45 + 0.9 * coarse) * (0.7 + 0.6 * fine)
     if rng.random() < 0.4:  # sky showing through the canopy
-        holes = (_noise(rng, side, 10) > 0.72).astype(np.float32)
-        img = img * (1 - holes) + np.array([0.7, 0.8, 0.95], np.float32) * holes
+        holes = (_noise(rng, side, 10) > 0.72).astype(np.float64)
+        img = img * (1 - holes) + np.array([0.7, 0.8, 0.95]) * holes
     return img
 
 
 def _brick(rng: np.random.Generator, side: int) -> np.ndarray:
     kind = rng.random()
     if kind < 0.5:
-        base = np.array(
-            [rng.uniform(0.45, 0.7), rng.uniform(0.18, 0.32), rng.uniform(0.12, 0.22)], np.float32
-        )
+        base = np.array([rng.uniform(0.45, 0.7), rng.uniform(0.18, 0.32), rng.uniform(0.12, 0.22)])
     elif kind < 0.8:
-        base = np.array([rng.uniform(0.6, 0.8), rng.uniform(0.5, 0.65), rng.uniform(0.35, 0.5)], np.float32)
+        base = np.array([rng.uniform(0.6, 0.8), rng.uniform(0.5, 0.65), rng.uniform(0.35, 0.5)])
     else:
-        base = np.full(3, rng.uniform(0.35, 0.6), np.float32)
+        base = np.full(3, rng.uniform(0.35, 0.6))
     bh = int(rng.integers(max(3, side // 14), max(5, side // 6)))
     bw = int(2 * bh + rng.integers(0, bh + 1))
     yy, xx = np.mgrid[0:side, 0:side]
     row = yy // bh
     x = xx + (row % 2) * (bw // 2)
     col = x // bw
-    jitter = rng.uniform(0.8, 1.15, size=(row.max() + 1, col.max() + 1)).astype(np.float32)
+    jitter = rng.uniform(0.8, 1.15, size=(row.max() + 1, col.max() + 1))
     img = base * jitter[row, col][..., None]
     mortar = ((yy % bh) == 0) | ((x % bw) == 0)
     img[mortar] = rng.uniform(0.6, 0.85)
@@ -374,9 +379,9 @@ def _brick(rng: np.random.Generator, side: int) -> np.ndarray:
 def _wall(rng: np.random.Generator, side: int) -> np.ndarray:
     if rng.random() < 0.5:
         return _brick(rng, side)
-    base = rng.uniform(0.25, 0.9, 3).astype(np.float32)
+    base = rng.uniform(0.25, 0.9, 3)
     stain = _noise(rng, side, int(rng.integers(3, 8)))
-    grain = rng.normal(0, 0.03, (side, side, 1)).astype(np.float32)
+    grain = 0.03 * pt.standard_normal(rng, (side, side, 1))
     return base * (0.8 + 0.35 * stain) + grain
 
 
@@ -384,10 +389,8 @@ def _street(rng: np.random.Generator, side: int) -> np.ndarray:
     img = _sky(rng, side) if rng.random() < 0.5 else _buildings(rng, side)
     horizon = int(side * rng.uniform(0.35, 0.7))
     grey = rng.uniform(0.22, 0.45)
-    road = (
-        grey + 0.06 * _noise(rng, side, 16)[: side - horizon] + rng.normal(0, 0.02, (side - horizon, side, 1))
-    )
-    img[horizon:] = road.astype(np.float32)
+    road = grey + 0.06 * _noise(rng, side, 16)[: side - horizon]
+    img[horizon:] = road + 0.02 * pt.standard_normal(rng, (side - horizon, side, 1))
     if rng.random() < 0.7:  # lane marking in perspective
         import cv2
 
@@ -396,12 +399,14 @@ def _street(rng: np.random.Generator, side: int) -> np.ndarray:
         quad = np.array(
             [[cx - 0.3, horizon], [cx + 0.3, horizon], [cx + side * 0.06, side], [cx - side * 0.06, side]]
         )
-        cv2.fillConvexPoly(img, np.round(quad).astype(np.int32), colour, lineType=_AA)
+        mask = np.zeros((side, side), np.uint8)
+        cv2.fillConvexPoly(mask, np.round(quad).astype(np.int32), 255, lineType=_AA)
+        _paint(img, mask, colour)
     return img
 
 
 def _buildings(rng: np.random.Generator, side: int) -> np.ndarray:
-    img = np.empty((side, side, 3), np.float32)
+    img = np.empty((side, side, 3), np.float64)
     img[:] = rng.uniform(0.3, 0.8, 3)
     x = 0
     while x < side:  # facades side by side, each with a grid of windows
@@ -440,9 +445,7 @@ _BACKGROUND_P = np.array([0.22, 0.22, 0.16, 0.16, 0.12, 0.12])
 
 
 def _render(rng: np.random.Generator, name: str, side: int) -> np.ndarray:
-    """One scene with sign ``name`` at canvas resolution, float32 ``(side, side, 3)``."""
-    import cv2
-
+    """One scene with sign ``name`` at canvas resolution, float64 ``(side, side, 3)``."""
     bg = _BACKGROUNDS[int(rng.choice(len(_BACKGROUNDS), p=_BACKGROUND_P))](rng, side)
     diameter = side * rng.uniform(0.42, 0.92)
     slack = max(0.0, (side - diameter) / 2) * 0.85
@@ -455,63 +458,85 @@ def _render(rng: np.random.Generator, name: str, side: int) -> np.ndarray:
         bg[int(cy) :, max(0, x0) : max(0, x1)] = (grey, grey, grey * rng.uniform(0.95, 1.05))
 
     tpl = _template(name, side)
-    angle = np.deg2rad(rng.uniform(-15, 15))
+    sin, cos = (float(v) for v in pt.sin_cos(rng.uniform(-15, 15) * (np.pi / 180.0)))
     scale = diameter / side
     squash = rng.uniform(0.78, 1.0)  # viewed slightly from the side
-    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    a = rot @ np.diag([scale * squash, scale])
-    t = np.array([cx, cy]) - a @ np.array([side / 2, side / 2])
-    warped = cv2.warpAffine(
-        tpl,
-        np.hstack([a, t[:, None]]).astype(np.float64),
-        (side, side),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
+    # the template is scaled by (scale * squash, scale), rotated, and its centre put at (cx, cy); each
+    # scene pixel samples the template where that map sends it back to
+    v, u = np.mgrid[0:side, 0:side].astype(np.float64)
+    du, dv = u - cx, v - cy
+    xs = (cos * du + sin * dv) / (scale * squash) + side / 2
+    ys = (cos * dv - sin * du) / scale + side / 2
+    warped = pt.bilinear(tpl, xs, ys)
     alpha = warped[..., 3:]
     paint = warped[..., :3]
     # weathered paint: a colour tint and fading towards grey (premultiplied, so scale alpha alike)
-    paint = paint * rng.uniform(0.85, 1.05, 3).astype(np.float32)
+    paint = paint * rng.uniform(0.85, 1.05, 3)
     fade = rng.uniform(0.0, 0.3)
     paint = paint * (1 - fade) + alpha * fade * 0.6
     img = bg * (1 - alpha) + paint
     if rng.random() < 0.2:
         _occlude(rng, img, cx, cy, diameter)
     if rng.random() < 0.12:  # camera shake: a short linear motion blur
-        length = int(rng.integers(3, 8))
-        kernel = np.zeros((length, length), np.float32)
-        kernel[length // 2] = 1.0 / length
-        rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), rng.uniform(0, 180), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (length, length))
-        img = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6), borderType=cv2.BORDER_REFLECT)
+        img = _motion_blur(img, int(rng.integers(3, 8)), rng.uniform(0, 180))
     sigma = rng.uniform(0.2, 1.5)
-    return cv2.GaussianBlur(img, (0, 0), sigma)
+    img = pt.resample(img, 0, pt.gaussian_taps(side, sigma))
+    return pt.resample(img, 1, pt.gaussian_taps(side, sigma))
+
+
+def _motion_blur(img: np.ndarray, length: int, degrees: float) -> np.ndarray:
+    """Blur ``img`` along a line of ``length`` pixels at ``degrees`` (mirrored edges)."""
+    c = (length - 1) / 2
+    line = np.zeros((length, length, 1), np.float64)
+    line[length // 2] = 1.0 / length
+    # the horizontal line rotated about the kernel's centre, resampled bilinearly
+    sin, cos = (float(v) for v in pt.sin_cos(degrees * (np.pi / 180.0)))
+    v, u = np.mgrid[0:length, 0:length].astype(np.float64)
+    kernel = pt.bilinear(line, cos * (u - c) - sin * (v - c) + c, sin * (u - c) + cos * (v - c) + c)[..., 0]
+    kernel = kernel / max(math.fsum(kernel.ravel().tolist()), 1e-6)
+    h, w = img.shape[:2]
+    a = length // 2
+    padded = np.pad(img, ((a, length - 1 - a), (a, length - 1 - a), (0, 0)), mode="symmetric")
+    out = np.zeros_like(img)
+    for i in range(length):
+        for j in range(length):
+            if kernel[i, j] != 0.0:
+                out += padded[i : i + h, j : j + w] * kernel[i, j]
+    return out
+
+
+def _paint(img: np.ndarray, mask: np.ndarray, colour: Sequence[float]) -> None:
+    """Blend ``colour`` into float ``img`` in place where the uint8 ``mask`` covers it (255 = fully)."""
+    cover = (mask.astype(np.float64) / 255.0)[..., None]
+    img *= 1.0 - cover
+    img += np.asarray(colour, np.float64) * cover
 
 
 def _occlude(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, diameter: float) -> None:
     """Cover part of the sign, in place: a leafy blob or a branch crossing it near its rim."""
     import cv2
 
-    a = rng.uniform(0, 2 * np.pi)
+    sin, cos = (float(v) for v in pt.sin_cos(rng.uniform(0, 2 * np.pi)))
     r = diameter * rng.uniform(0.4, 0.6)
-    px, py = cx + r * np.cos(a), cy + r * np.sin(a)
+    px, py = cx + r * cos, cy + r * sin
+    mask = np.zeros(img.shape[:2], np.uint8)
     if rng.random() < 0.5:
         colour = (rng.uniform(0.05, 0.3), rng.uniform(0.2, 0.5), rng.uniform(0.03, 0.15))
         axes = (int(diameter * rng.uniform(0.15, 0.3)), int(diameter * rng.uniform(0.1, 0.22)))
-        cv2.ellipse(img, (int(px), int(py)), axes, rng.uniform(0, 180), 0, 360, colour, -1, lineType=_AA)
+        cv2.ellipse(mask, (int(px), int(py)), axes, rng.uniform(0, 180), 0, 360, 255, -1, lineType=_AA)
     else:
         colour = (rng.uniform(0.2, 0.4), rng.uniform(0.15, 0.3), rng.uniform(0.08, 0.18))
-        d = np.array([-np.sin(a), np.cos(a)]) * diameter * 0.6
+        d = np.array([-sin, cos]) * diameter * 0.6
         p0, p1 = np.array([px, py]) - d, np.array([px, py]) + d
         cv2.line(
-            img,
+            mask,
             tuple(int(v) for v in p0),
             tuple(int(v) for v in p1),
-            colour,
+            255,
             max(1, int(diameter * rng.uniform(0.05, 0.1))),
             lineType=_AA,
         )
+    _paint(img, mask, colour)
 
 
 def _resolve_classes(classes: Sequence[str | int] | None) -> list[str]:
@@ -580,52 +605,56 @@ def _make(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`make_signs` on the random stream named by ``entropy`` (the demo draws its splits from
     separate streams of one seed)."""
-    import cv2
-
     names = _resolve_classes(classes)
     rng = np.random.default_rng(np.random.SeedSequence([0x5157, *entropy]))
     k = len(names)
     y = rng.permutation(np.arange(n) % k).astype(np.int64)
     canvas = 2 * int(size)
-    x = np.empty((n, size, size, 3), np.float32)
+    x = np.empty((n, size, size, 3), np.float64)
     for i in range(n):
-        scene = _render(rng, names[int(y[i])], canvas)
-        x[i] = cv2.resize(scene, (size, size), interpolation=cv2.INTER_AREA)
-    _light(rng, x)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y
+        x[i] = pt.resize_area(_render(rng, names[int(y[i])], canvas), size, size)
+    pixels = _light(rng, x)
+    return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255), y
 
 
-def _light(rng: np.random.Generator, x: np.ndarray) -> None:
-    """Photometric variation over the whole batch at once, in place: exposure, colour cast, contrast,
-    gamma, a soft shadow across the frame and sensor noise; then clip to [0, 1]."""
+_LIGHT_CHUNK = 256  # images per step of the photometric pass (fixed: the noise is drawn chunk by chunk)
+
+
+def _light(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """Photometric variation of the float64 scenes ``x`` ``(n, h, w, 3)``: exposure, colour cast,
+    contrast, gamma, a soft shadow across the frame and sensor noise; then clip to [0, 1] and quantise
+    to 8 bits. Returns uint8 ``(n, h, w, 3)``; ``x`` is overwritten."""
     n, h, w, _ = x.shape
-    if n == 0:
-        return
-    np.clip(x, 0.0, 1.0, out=x)
-    x *= rng.uniform(0.45, 1.3, (n, 1, 1, 1)).astype(np.float32)
-    x *= rng.uniform(0.9, 1.1, (n, 1, 1, 3)).astype(np.float32)
-    mean = x.mean(axis=(1, 2, 3), keepdims=True)
-    x -= mean
-    x *= rng.uniform(0.5, 1.15, (n, 1, 1, 1)).astype(np.float32)
-    x += mean
-    np.clip(x, 0.0, 1.0, out=x)
-    np.power(x, rng.uniform(0.75, 1.35, (n, 1, 1, 1)).astype(np.float32), out=x)
+    # every image's parameters first, then the noise chunk by chunk
+    exposure = rng.uniform(0.45, 1.3, (n, 1, 1, 1))
+    cast = rng.uniform(0.9, 1.1, (n, 1, 1, 3))
+    contrast = rng.uniform(0.5, 1.15, (n, 1, 1, 1))
+    gamma = rng.uniform(0.75, 1.35, (n, 1, 1, 1))
     # a shadow: brightness falls off linearly along a random direction, in 40% of the images
-    theta = rng.uniform(0, 2 * np.pi, n)
+    sin, cos = pt.sin_cos(rng.uniform(0, 2 * np.pi, n))
     strength = rng.uniform(0.0, 0.45, n) * (rng.random(n) < 0.4)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    grain = rng.uniform(0.0, 0.04, (n, 1, 1, 1))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     yy, xx = yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5
-    ramp = np.cos(theta)[:, None, None] * xx + np.sin(theta)[:, None, None] * yy + 0.5  # ~[0, 1]
-    x *= (1.0 - strength[:, None, None] * np.clip(ramp, 0, 1)).astype(np.float32)[..., None]
-    x += rng.normal(0.0, 1.0, x.shape).astype(np.float32) * rng.uniform(0.0, 0.04, (n, 1, 1, 1)).astype(
-        np.float32
-    )
-    np.clip(x, 0.0, 1.0, out=x)
+    out = np.empty(x.shape, np.uint8)
+    for lo in range(0, n, _LIGHT_CHUNK):
+        part = slice(lo, min(n, lo + _LIGHT_CHUNK))
+        c = np.clip(x[part], 0.0, 1.0)
+        c = c * exposure[part] * cast[part]
+        m = len(c)
+        mean = (np.add.reduce(c.reshape(m, -1), axis=1) / (h * w * 3)).reshape(m, 1, 1, 1)
+        c = np.clip((c - mean) * contrast[part] + mean, 0.0, 1.0)
+        c = pt.power(c, gamma[part])
+        ramp = cos[part, None, None] * xx + sin[part, None, None] * yy + 0.5  # ~[0, 1]
+        c = c * (1.0 - strength[part, None, None] * np.clip(ramp, 0, 1))[..., None]
+        c = c + pt.standard_normal(rng, c.shape) * grain[part]
+        out[part] = np.rint(np.clip(c, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return out
 
 
 def class_templates(size: int = 64) -> dict[str, np.ndarray]:
     """The clean sign of every class as float32 RGBA ``(size, size, 4)`` (premultiplied alpha)."""
-    return {name: np.array(_template(name, size)) for name in CLASS_NAMES}
+    return {name: _template(name, size).astype(np.float32) for name in CLASS_NAMES}
 
 
 def _contact_sheet(x: np.ndarray, y: np.ndarray, per_class: int, scale: int = 3) -> Any:
