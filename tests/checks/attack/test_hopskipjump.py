@@ -150,6 +150,27 @@ def test_a_model_with_one_answer_leaves_its_inputs_out_and_is_not_trustworthy(di
     assert "predicts no other class" in hsj.details["trust"]["statement"]
 
 
+def test_a_model_wrong_everywhere_has_nothing_to_attack():
+    from roadworthy.checks.base import Context
+    from roadworthy.data.base import Dataset
+    from roadworthy.models.function import FunctionModel
+
+    x = np.random.default_rng(0).uniform(0, 1, (30, 1, 8, 8)).astype(np.float32)
+    data = Dataset(x=x, y=np.arange(30) % 3, modality="image", class_names=list("abcd"), path="none-right")
+
+    def always_d(b: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(b), 4), np.float32)
+        out[:, 3] = 1.0
+        return out
+
+    ctx = Context(model=FunctionModel(always_d, input_shape=(1, 8, 8)), data=data, seed=0)
+    hsj = run_check(HopSkipJump, ctx)
+    assert hsj.status == "pass", hsj.error
+    assert hsj.metrics["attack.hopskipjump.robust_accuracy"] == 0.0
+    assert hsj.metrics["attack.hopskipjump.start_failures"] == 0.0
+    assert hsj.details["starts"]["attacked"] == 0
+
+
 def test_labels_that_change_between_calls_make_the_evaluation_untrustworthy(digits_onnx_model, digits_data):
     from roadworthy.checks.base import Context
     from roadworthy.models.function import FunctionModel

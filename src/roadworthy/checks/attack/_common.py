@@ -47,8 +47,8 @@ def perturbation_norms(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarra
     d = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), *x.shape[1:])
     if norm == "linf":
         return np.abs(d).reshape(len(d), -1).max(axis=1) if d.size else np.zeros(len(d))
-    if norm == "l2":
-        return np.sqrt((d.reshape(len(d), -1) ** 2).sum(axis=1))
+    if norm == "l2":  # an explicit width: reshape(0, -1) is ambiguous for an empty batch
+        return np.sqrt((d.reshape(len(d), int(np.prod(d.shape[1:]))) ** 2).sum(axis=1))
     if norm == "l0":
         changed = np.abs(d) > _TOL
         if changed.ndim == 4:  # image: a pixel counts once whatever its channels

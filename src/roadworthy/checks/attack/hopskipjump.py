@@ -55,7 +55,7 @@ class _Oracle:
 
 
 def _l2(d: np.ndarray) -> np.ndarray:
-    return np.sqrt((d.reshape(len(d), -1).astype(np.float64) ** 2).sum(axis=1))
+    return np.sqrt((d.reshape(len(d), int(np.prod(d.shape[1:]))).astype(np.float64) ** 2).sum(axis=1))
 
 
 def _blend(x0: np.ndarray, x1: np.ndarray, a: np.ndarray) -> np.ndarray:

@@ -179,7 +179,9 @@ def coverage_finding(attacked: int, measured: int, reason: str) -> Finding:
     """An attack that could not attack any of its inputs measured nothing: ``reason`` says why."""
     if attacked > 0 and measured == 0:
         return Finding("coverage", False, f"no input could be attacked: {reason}", 0.0)
-    share = measured / attacked if attacked else 1.0
+    if attacked == 0:
+        return Finding("coverage", True, "no input was classified correctly, so none needed attacking", 1.0)
+    share = measured / attacked
     return Finding("coverage", True, f"{share:.0%} of the correctly classified inputs were attacked", share)
 
 
