@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from roadworthy.checks.attack.hopskipjump import HopSkipJump
 from roadworthy.checks.attack.summary import AttackSummary
@@ -212,3 +214,37 @@ def test_progress_and_stability_findings():
     assert trust.stability_finding(np.r_[np.ones(19, bool), False]).ok  # one in twenty: within noise
     assert not trust.stability_finding(np.r_[np.ones(16, bool), np.zeros(4, bool)]).ok
     assert trust.coverage_finding(0, 0, "").ok and not trust.coverage_finding(5, 0, "no class").ok
+
+
+def test_a_large_evaluation_set_gives_a_pool_balanced_over_predicted_classes(onnx_ctx):
+    params = HopSkipJump.Params(n_samples=8, max_queries=200, start_pool=50, slow_progress=0.0)
+    hsj = run_check(HopSkipJump, onnx_ctx, params)
+    starts = hsj.details["starts"]
+    assert starts["pool"] == 50 and starts["from_input"] == starts["attacked"] > 0  # 5 per predicted class
+    # slow_progress=0 turns every run into a slow one: a warning, never distrust.
+    assert hsj.metrics["attack.hopskipjump.trustworthy"] == 1.0
+    assert any("had not converged" in w for w in hsj.warnings), hsj.warnings
+
+
+@settings(max_examples=10, deadline=None)
+@given(queries=st.integers(1, 120), seed=st.integers(0, 2**16))
+def test_real_input_starts_stay_inside_the_query_cap_and_the_range(queries, seed):
+    from roadworthy.checks.attack import _common as common
+    from roadworthy.checks.attack.hopskipjump import StartPool, hop_skip_jump_result
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (6, 2, 5, 5)).astype(np.float32)
+    w = rng.normal(size=(50, 3)).astype(np.float32)
+
+    def labels(b: np.ndarray) -> np.ndarray:
+        return (b.reshape(len(b), 50) @ w).argmax(1)
+
+    y = labels(x)
+    r = hop_skip_jump_result(labels, x, y, max_queries=queries, rng=rng, pool=StartPool(x, y))
+    assert (r.queries <= queries).all()
+    common.verify_budget(x, r.x_adv, np.where(np.isfinite(r.distances), r.distances, 0.0), "l2", "hsj")
+    started = r.start != "none"
+    assert (labels(r.x_adv[started]) != y[started]).all()
+    assert (r.distances[started] <= r.start_distances[started] + 1e-6).all()
+    # Every input whose class is not the only one in the batch starts from a real input.
+    assert (r.start[[len(set(y) - {c}) > 0 for c in y]] == "input").all()

@@ -65,13 +65,21 @@ def _blend(x0: np.ndarray, x1: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 
 def _boundary_search(
-    oracle: _Oracle, rows: np.ndarray, x0: np.ndarray, x_adv: np.ndarray, theta: float
+    oracle: _Oracle,
+    rows: np.ndarray,
+    x0: np.ndarray,
+    x_adv: np.ndarray,
+    theta: float,
+    max_queries: float = math.inf,
 ) -> np.ndarray:
-    """Binary search on the segment ``x0 -> x_adv`` for the adversarial point nearest ``x0`` (to ``theta``)."""
+    """Binary search on the segment ``x0 -> x_adv`` for the adversarial point nearest ``x0`` (to ``theta``).
+
+    A row stops early, coarser but still adversarial, when its queries reach ``max_queries``.
+    """
     lo = np.zeros(len(rows))
     hi = np.ones(len(rows))
     while True:
-        todo = np.flatnonzero(hi - lo > theta)
+        todo = np.flatnonzero((hi - lo > theta) & (oracle.queries[rows] < max_queries))
         if len(todo) == 0:
             break
         mid = (lo[todo] + hi[todo]) / 2
@@ -268,7 +276,7 @@ def hop_skip_jump_result(
     rows = np.flatnonzero(ok)
     cur = x.copy()
     if len(rows):
-        cur[rows] = _boundary_search(oracle, rows, x[rows], start[rows], theta)
+        cur[rows] = _boundary_search(oracle, rows, x[rows], start[rows], theta, max_queries)
     dist = np.where(ok, _l2(cur - x), np.inf)
     start_dist = dist.copy()
     t = 0
