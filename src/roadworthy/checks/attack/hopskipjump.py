@@ -95,8 +95,8 @@ class StartPool:
 
     The attack needs a misclassified point to start from. Uniform noise (the reference implementation's
     untargeted default) fails for every input of the class a model assigns to noise, a common trait of
-    healthy CNNs. A real input that the model puts in another class always is one, and the nearest such
-    input (L2) gives the binary search a short segment to the boundary: this is the paper's targeted
+    healthy CNNs. A real input that the model puts in another class is misclassified by definition, and
+    the nearest such input (L2) gives the binary search a short segment to the boundary: this is the paper's targeted
     initialisation (a sample of another class) used for the untargeted attack, as Foolbox's
     ``DatasetAttack`` does.
 
