@@ -16,51 +16,11 @@ from roadworthy.checks.attack.hopskipjump import HopSkipJump
 from roadworthy.checks.attack.summary import AttackSummary
 from roadworthy.policy import Policy, evaluate_gates
 from roadworthy.runner import run_check
-from tests.checks.attack.conftest import headline
-
-#: Mean absolute difference between horizontal neighbours above which the wrapper answers class 0: the
-#: digits lie below 0.18, uniform noise above 0.28.
-_ROUGH = 0.23
-
-
-def _roughness(x: np.ndarray) -> np.ndarray:
-    return np.abs(np.diff(x, axis=-1)).reshape(len(x), -1).mean(axis=1)
-
-
-@pytest.fixture(scope="module")
-def noise_is_zero_model(digits_module):
-    """The digits CNN behind a roughness detector: every rough (noise-like) input is class 0, black box."""
-    import torch
-
-    from roadworthy.models.function import FunctionModel
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            logits = digits_module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
-        rough = _roughness(x) > _ROUGH
-        logits[rough, 0] = logits[rough].max(axis=1) + 10.0
-        return logits
-
-    return FunctionModel(fn, input_shape=(1, 16, 16))
-
-
-@pytest.fixture(scope="module")
-def low_digits(digits_data):
-    """Test digits 0-4 only: class 0, the noise class, is a fifth of the inputs."""
-    from roadworthy.data.base import Dataset
-
-    keep = digits_data.y < 5
-    return Dataset(
-        x=digits_data.x[keep],
-        y=digits_data.y[keep],
-        modality="image",
-        class_names=digits_data.class_names,
-        path="digits-0-4",
-    )
+from tests.checks.attack.conftest import ROUGH, headline, roughness
 
 
 def test_the_wrapper_is_a_healthy_model_that_maps_noise_to_one_class(noise_is_zero_model, low_digits):
-    assert (_roughness(low_digits.x) < _ROUGH - 0.03).all()
+    assert (roughness(low_digits.x) < ROUGH - 0.03).all()
     noise = np.random.default_rng(0).uniform(0, 1, (500, 1, 16, 16)).astype(np.float32)
     assert (noise_is_zero_model.predict(noise).argmax(1) == 0).all()
     assert (noise_is_zero_model.predict(low_digits.x).argmax(1) == low_digits.y).mean() > 0.95

@@ -26,6 +26,7 @@ import numpy as np
 
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
+from roadworthy.checks.attack._common import StartPool
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.results import CheckResult
 
@@ -33,8 +34,6 @@ LabelsFn = Callable[[np.ndarray], np.ndarray]
 
 #: At most this many probe images are built in memory at once (per chunk of inputs).
 _MAX_PROBES = 16384
-#: At most this many pool values (about 32 MiB in float64) are read at once to rank the starts.
-_MAX_POOL_VALUES = 2**22
 #: Where a start came from: a real input of another class, uniform noise, or nowhere.
 START_KINDS = ("input", "noise", "none")
 
@@ -87,65 +86,6 @@ def _boundary_search(
         hi[todo[adv]] = mid[adv]
         lo[todo[~adv]] = mid[~adv]
     return _blend(x0, x_adv, hi)
-
-
-@dataclass(frozen=True)
-class StartPool:
-    """Real inputs HopSkipJump may start from, with the class the model gives each of them.
-
-    The attack needs a misclassified point to start from. Uniform noise (the reference implementation's
-    untargeted default) fails for every input of the class a model assigns to noise, a common trait of
-    healthy CNNs. A real input that the model puts in another class is misclassified by definition, and
-    the nearest such input (L2) gives the binary search a short segment to the boundary: this is the paper's targeted
-    initialisation (a sample of another class) used for the untargeted attack, as Foolbox's
-    ``DatasetAttack`` does.
-
-    Parameters
-    ----------
-    x
-        Inputs, indexed by row (the whole evaluation set: it is read in chunks, never copied whole).
-    labels
-        ``(len(x),)`` the class the model predicts for each row.
-    rows
-        The rows of ``x`` to consider; every row when ``None``.
-    """
-
-    x: np.ndarray
-    labels: np.ndarray
-    rows: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.labels) != len(self.x):
-            raise ValueError(
-                f"`labels` must have one entry per row of `x` ({len(self.x)}). Got {len(self.labels)} instead."
-            )
-
-    @property
-    def size(self) -> int:
-        return len(self.x) if self.rows is None else len(self.rows)
-
-    def nearest_other(self, x0: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-        """``(len(x0), k)`` rows of ``x``, nearest first (L2), labelled other than ``y``; ``-1`` pads.
-
-        Ties go to the lower row, so the choice is deterministic.
-        """
-        rows = np.arange(len(self.x)) if self.rows is None else np.sort(np.asarray(self.rows, np.int64))
-        n, d = len(x0), int(np.prod(x0.shape[1:]))
-        out = np.full((n, k), -1, np.int64)
-        if n == 0 or k == 0 or len(rows) == 0:
-            return out
-        flat = x0.reshape(n, d).astype(np.float64)
-        sq0 = (flat**2).sum(axis=1)
-        dist = np.empty((n, len(rows)), np.float64)
-        step = max(1, _MAX_POOL_VALUES // d)  # pool rows read per chunk
-        for s in range(0, len(rows), step):
-            chunk = np.asarray(self.x[rows[s : s + step]], np.float64).reshape(-1, d)
-            dist[:, s : s + step] = sq0[:, None] + (chunk**2).sum(axis=1)[None] - 2 * flat @ chunk.T
-        dist[np.asarray(self.labels)[rows][None, :] == np.asarray(y)[:, None]] = np.inf
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        found = np.isfinite(np.take_along_axis(dist, order, axis=1))
-        out[:, : order.shape[1]] = np.where(found, rows[order], -1)
-        return out
 
 
 def _initialise(
@@ -490,15 +430,7 @@ class HopSkipJump(Check):
 
     def _pool_rows(self, ctx: Context) -> np.ndarray | None:
         """Up to ``start_pool`` evaluation rows, the same number from each predicted class (all if fewer)."""
-        n = len(ctx.data.y)
-        if n <= self.params.start_pool:
-            return None
-        pred = ctx.clean_pred
-        classes = np.unique(pred)
-        per_class = max(1, self.params.start_pool // len(classes))
-        rng = ctx.rng(self.id, "pool")
-        rows = [rng.permutation(np.flatnonzero(pred == c))[:per_class] for c in classes]
-        return np.sort(np.concatenate(rows))
+        return common.balanced_pool_rows(ctx.clean_pred, self.params.start_pool, ctx.rng(self.id, "pool"))
 
     @staticmethod
     def _no_start_reason(pool: StartPool, y: np.ndarray) -> str:
