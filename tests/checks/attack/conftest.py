@@ -1,4 +1,5 @@
-"""Fixtures of the attack suite's tests: an ONNX export of the digits CNN, a gradient-masked wrapper, helpers."""
+"""Fixtures of the attack suite's tests: an ONNX export of the digits CNN, a gradient-masked wrapper, a
+wrapper that answers class 0 for every noise-like input, helpers."""
 
 from __future__ import annotations
 
@@ -70,6 +71,48 @@ def masked_ctx(masked_model, digits_data):
     from roadworthy.checks.base import Context
 
     return Context(model=masked_model, data=digits_data, budget="quick", seed=0)
+
+
+#: Mean absolute difference between horizontal neighbours above which the wrapper answers class 0: the
+#: digits lie below 0.18, uniform noise above 0.28.
+ROUGH = 0.23
+
+
+def roughness(x: np.ndarray) -> np.ndarray:
+    """Per-image mean absolute difference between horizontal neighbours: low on digits, high on noise."""
+    return np.abs(np.diff(x, axis=-1)).reshape(len(x), -1).mean(axis=1)
+
+
+@pytest.fixture(scope="session")
+def noise_is_zero_model(digits_module):
+    """The digits CNN behind a roughness detector: every rough (noise-like) input is class 0, black box."""
+    import torch
+
+    from roadworthy.models.function import FunctionModel
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits = digits_module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+        rough = roughness(x) > ROUGH
+        logits[rough, 0] = logits[rough].max(axis=1) + 10.0
+        return logits
+
+    return FunctionModel(fn, input_shape=(1, 16, 16))
+
+
+@pytest.fixture(scope="session")
+def low_digits(digits_data):
+    """Test digits 0-4 only: class 0, the noise class, is a fifth of the inputs."""
+    from roadworthy.data.base import Dataset
+
+    keep = digits_data.y < 5
+    return Dataset(
+        x=digits_data.x[keep],
+        y=digits_data.y[keep],
+        modality="image",
+        class_names=digits_data.class_names,
+        path="digits-0-4",
+    )
 
 
 def headline(metrics: dict[str, float]) -> dict[str, float]:

@@ -1,9 +1,15 @@
 """HopSkipJump (Chen, Jordan, Wainwright, IEEE S&P 2020): decision-based black-box, L2.
 
-Needs only the model's top label. It starts from any misclassified input (random noise, pulled towards
-the original by binary search), then repeats: binary search to the decision boundary, estimate the
-boundary's normal from the labels of random probes around that point, step along it (geometric step
-search), and search back to the boundary. The distance to the original shrinks each iteration.
+Needs only the model's top label. It starts from a misclassified input, pulled towards the original by
+binary search, then repeats: binary search to the decision boundary, estimate the boundary's normal from
+the labels of random probes around that point, step along it (geometric step search), and search back to
+the boundary. The distance to the original shrinks each iteration.
+
+The start is the nearest evaluation input that the model puts in another class (the paper's targeted
+initialisation, used untargeted); uniform noise, the reference implementation's untargeted start, is the
+last resort, because a healthy CNN often maps all noise to one class and so gives the inputs of that class
+no start. An input without any start is not a robustness measurement: the check leaves it out of the
+robust accuracy and counts it in ``start_failures``.
 
 An "always succeeds" attack: its robust accuracy means nothing without a budget, so the check reports the
 distribution of the final L2 distances and the accuracy at stated budgets (pitfalls: "Numbers that lie").
@@ -20,6 +26,7 @@ import numpy as np
 
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
+from roadworthy.checks.attack._common import StartPool
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.results import CheckResult
 
@@ -27,6 +34,8 @@ LabelsFn = Callable[[np.ndarray], np.ndarray]
 
 #: At most this many probe images are built in memory at once (per chunk of inputs).
 _MAX_PROBES = 16384
+#: Where a start came from: a real input of another class, uniform noise, or nowhere.
+START_KINDS = ("input", "noise", "none")
 
 
 class _Oracle:
@@ -45,7 +54,7 @@ class _Oracle:
 
 
 def _l2(d: np.ndarray) -> np.ndarray:
-    return np.sqrt((d.reshape(len(d), -1).astype(np.float64) ** 2).sum(axis=1))
+    return np.sqrt((d.reshape(len(d), int(np.prod(d.shape[1:]))).astype(np.float64) ** 2).sum(axis=1))
 
 
 def _blend(x0: np.ndarray, x1: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -55,13 +64,21 @@ def _blend(x0: np.ndarray, x1: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 
 def _boundary_search(
-    oracle: _Oracle, rows: np.ndarray, x0: np.ndarray, x_adv: np.ndarray, theta: float
+    oracle: _Oracle,
+    rows: np.ndarray,
+    x0: np.ndarray,
+    x_adv: np.ndarray,
+    theta: float,
+    max_queries: float = math.inf,
 ) -> np.ndarray:
-    """Binary search on the segment ``x0 -> x_adv`` for the adversarial point nearest ``x0`` (to ``theta``)."""
+    """Binary search on the segment ``x0 -> x_adv`` for the adversarial point nearest ``x0`` (to ``theta``).
+
+    A row stops early, coarser but still adversarial, when its queries reach ``max_queries``.
+    """
     lo = np.zeros(len(rows))
     hi = np.ones(len(rows))
     while True:
-        todo = np.flatnonzero(hi - lo > theta)
+        todo = np.flatnonzero((hi - lo > theta) & (oracle.queries[rows] < max_queries))
         if len(todo) == 0:
             break
         mid = (lo[todo] + hi[todo]) / 2
@@ -72,21 +89,65 @@ def _boundary_search(
 
 
 def _initialise(
-    oracle: _Oracle, x0: np.ndarray, rng: np.random.Generator, tries: int
+    oracle: _Oracle,
+    x0: np.ndarray,
+    y: np.ndarray,
+    pool: StartPool | None,
+    rng: np.random.Generator,
+    tries: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform noise until misclassified (up to ``tries`` per input); ``(x_start, ok)``."""
+    """A misclassified start per input: ``(x_start, kind)``, ``kind`` one of :data:`START_KINDS`.
+
+    Each round tries, for every input still without a start, its next nearest pool input of another class,
+    and uniform noise once those run out (or when there is no pool), up to ``tries`` rounds. A pool input
+    is checked with the model like noise is, so a model whose labels change between calls cannot hand the
+    attack a start that is not misclassified.
+    """
     n = len(x0)
     start = x0.copy()
-    ok = np.zeros(n, bool)
-    for _ in range(tries):
-        todo = np.flatnonzero(~ok)
+    kind = np.full(n, "none", dtype="<U5")
+    cand = pool.nearest_other(x0, y, tries) if pool is not None else np.full((n, 0), -1, np.int64)
+    for t in range(tries):
+        todo = np.flatnonzero(kind == "none")
         if len(todo) == 0:
             break
-        noise = rng.uniform(0, 1, size=(len(todo), *x0.shape[1:])).astype(np.float32)
-        adv = oracle.adversarial(noise, todo)
-        start[todo[adv]] = noise[adv]
-        ok[todo[adv]] = True
-    return start, ok
+        real = cand[todo, t] if t < cand.shape[1] else np.full(len(todo), -1, np.int64)
+        has = real >= 0
+        trial = np.empty((len(todo), *x0.shape[1:]), np.float32)
+        if has.any():
+            trial[has] = np.asarray(pool.x[real[has]], np.float32)  # type: ignore[union-attr]
+        if not has.all():
+            trial[~has] = rng.uniform(0, 1, size=(int((~has).sum()), *x0.shape[1:]))
+        adv = oracle.adversarial(trial, todo)
+        start[todo[adv]] = trial[adv]
+        kind[todo[adv]] = np.where(has[adv], "input", "noise")
+    return start, kind
+
+
+@dataclass(frozen=True)
+class HSJResult:
+    """What :func:`hop_skip_jump_result` found, per input.
+
+    Attributes
+    ----------
+    x_adv
+        Adversarial inputs (the original where no start was found).
+    distances
+        Their L2 distance to the original (``inf`` where no start was found).
+    queries
+        Model queries spent per input.
+    start
+        Where each start came from: ``"input"`` (a real input of another class), ``"noise"``, ``"none"``.
+    start_distances
+        L2 distance of the first boundary point, found by binary search between the input and its start
+        (``inf`` where none): what the iterations shrink to ``distances``.
+    """
+
+    x_adv: np.ndarray
+    distances: np.ndarray
+    queries: np.ndarray
+    start: np.ndarray
+    start_distances: np.ndarray
 
 
 def hop_skip_jump(
@@ -99,7 +160,25 @@ def hop_skip_jump(
     gamma: float = 1.0,
     init_tries: int = 100,
     rng: np.random.Generator | None = None,
+    pool: StartPool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Untargeted L2 HopSkipJump; ``(x_adv, distances, queries)`` of :func:`hop_skip_jump_result`."""
+    r = hop_skip_jump_result(labels, x, y, max_queries, init_evals, max_evals, gamma, init_tries, rng, pool)
+    return r.x_adv, r.distances, r.queries
+
+
+def hop_skip_jump_result(
+    labels: LabelsFn,
+    x: np.ndarray,
+    y: np.ndarray,
+    max_queries: int = 1000,
+    init_evals: int = 100,
+    max_evals: int = 10000,
+    gamma: float = 1.0,
+    init_tries: int = 100,
+    rng: np.random.Generator | None = None,
+    pool: StartPool | None = None,
+) -> HSJResult:
     """Untargeted L2 HopSkipJump on inputs ``x`` (in [0, 1]) correctly labelled ``y``.
 
     Parameters
@@ -112,28 +191,34 @@ def hop_skip_jump(
         Probes for the first gradient estimate (grows as ``init_evals * sqrt(t)``) and their cap.
     gamma
         Binary-search precision ``theta = gamma / d^{3/2}`` (``d`` = input size).
+    init_tries
+        Candidate starts tried per input (capped at a quarter of ``max_queries``), one query each.
+    pool
+        Real inputs to start from, nearest of another class first; uniform noise only where the pool has
+        none left (or without a pool, as the reference implementation does).
 
     Returns
     -------
-    (x_adv, distances, queries)
-        Adversarial inputs (the original where no start was found), their L2 distance (``inf`` where the
-        attack failed) and the queries spent per input.
+    HSJResult
+        Adversarial inputs, their distances, the queries spent and where each start came from.
     """
     if max_queries < 1:
         raise ValueError(f"`max_queries` must be >= 1. Got {max_queries} instead.")
     rng = rng or np.random.default_rng(0)
     x = np.asarray(x, np.float32)
-    len(x)
+    y = np.asarray(y)
     d = int(np.prod(x.shape[1:]))
     theta = gamma / (d * math.sqrt(d))
     bs_steps = math.ceil(math.log2(1 / theta))
     oracle = _Oracle(labels, y)
-    start, ok = _initialise(oracle, x, rng, min(init_tries, max(1, max_queries // 4)))
+    start, kind = _initialise(oracle, x, y, pool, rng, min(init_tries, max(1, max_queries // 4)))
+    ok = kind != "none"
     rows = np.flatnonzero(ok)
     cur = x.copy()
     if len(rows):
-        cur[rows] = _boundary_search(oracle, rows, x[rows], start[rows], theta)
+        cur[rows] = _boundary_search(oracle, rows, x[rows], start[rows], theta, max_queries)
     dist = np.where(ok, _l2(cur - x), np.inf)
+    start_dist = dist.copy()
     t = 0
     while True:
         t += 1
@@ -167,7 +252,7 @@ def hop_skip_jump(
             better = new_dist < dist[rows]
             cur[rows[better]] = new[better]
             dist[rows[better]] = new_dist[better]
-    return cur, dist, oracle.queries
+    return HSJResult(cur, dist, oracle.queries, kind, start_dist)
 
 
 def _estimate_gradient(
@@ -211,7 +296,9 @@ class HSJParams:
     max_queries: int = 1500  #: label queries per input
     init_evals: int = 100
     max_evals: int = 10000
-    max_start_failures: float = 0.1  #: self-check: share of inputs without a misclassified start
+    start_pool: int = 2000  #: evaluation inputs the starts are chosen from (all when there are fewer)
+    max_start_failures: float = 0.1  #: warn when a larger share of the inputs gets no misclassified start
+    slow_progress: float = 0.8  #: warn when the final median distance is above this share of the start's
     max_examples: int = 6
 
 
@@ -220,9 +307,17 @@ class HopSkipJump(Check):
     """HopSkipJump (Chen, Jordan, Wainwright, IEEE S&P 2020): decision-based black-box, untargeted, L2.
 
     Threat model: black-box evasion (NIST AI 100-2); the attacker sees only the predicted label, at most
-    ``max_queries`` times per input. The attack always returns some adversarial input, so the check reports
-    each input's final L2 distance (``median_perturbation``) and ``robust_accuracy`` at a stated L2
-    budget: the share of inputs classified correctly whose adversarial input lies farther than ``eps``.
+    ``max_queries`` times per input, and holds inputs like the evaluation data (each attack starts from the
+    nearest evaluation input the model puts in another class). The attack always returns some adversarial
+    input, so the check reports each input's final L2 distance (``median_perturbation``) and
+    ``robust_accuracy`` at a stated L2 budget: the share of inputs classified correctly whose adversarial
+    input lies farther than ``eps``. Inputs for which no misclassified start exists (no evaluation input of
+    another predicted class, and noise did not help) are left out of every accuracy and counted in
+    ``start_failures``.
+
+    The trust verdict is about the evaluation: the iterations must shrink the distances (``progress``), the
+    adversarial inputs must stay misclassified when asked again (``stability``), and at least one input must
+    have been attacked (``coverage``).
     """
 
     id = "attack.hopskipjump"
@@ -242,50 +337,69 @@ class HopSkipJump(Check):
         _idx, x, y, pred0 = common.attack_sample(ctx, p.n_samples)
         correct0 = pred0 == y
         xc, yc = x[correct0], y[correct0]
+        pool = StartPool(ctx.data.x, ctx.clean_pred, self._pool_rows(ctx))
 
         def labels(batch: np.ndarray) -> np.ndarray:
             return ctx.predict_probs(batch).argmax(axis=1)
 
         with ctx.progress.task(f"HopSkipJump on {len(xc)} inputs", total=1) as task:
-            if len(xc):
-                adv, dist, queries = hop_skip_jump(
-                    labels, xc, yc, p.max_queries, p.init_evals, p.max_evals, rng=ctx.rng(name)
-                )
-            else:
-                adv, dist, queries = xc.copy(), np.zeros(0), np.zeros(0)
+            r = hop_skip_jump_result(
+                labels, xc, yc, p.max_queries, p.init_evals, p.max_evals, rng=ctx.rng(name), pool=pool
+            )
             task.advance()
+        adv, dist, queries, kind = r.x_adv, r.distances, r.queries, r.start
         common.verify_budget(xc, adv, np.where(np.isfinite(dist), dist, 0.0), "l2", name)
         pred = ctx.predict_probs(adv).argmax(axis=1) if len(adv) else np.zeros(0, int)
-        success = np.isfinite(dist) & (pred != yc)
+        started = kind != "none"
+        success = started & (pred != yc)
         dist = np.where(success, dist, np.inf)
         sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
 
-        broken = {e: common.fill_in(correct0, dist <= e, False) for e in sweep}
+        # An input without a start is no robustness measurement: it leaves every accuracy's denominator.
+        measured = ~correct0
+        measured[correct0] = started
+        keep = correct0[measured]
+        broken = {e: common.fill_in(correct0, dist <= e, False)[measured] for e in sweep}
         metrics, details = common.sweep_metrics(
             name,
-            y,
-            correct0,
+            y[measured],
+            keep,
             broken,
             p.eps,
-            common.fill_in(correct0, dist, np.inf),
+            common.fill_in(correct0, dist, np.inf)[measured],
             ctx.class_name,
-            common.fill_in(correct0, queries, 0.0),
+            common.fill_in(correct0, queries, 0.0)[measured],
             "l2",
         )
-        no_start = float((~np.isfinite(dist)).mean()) if len(dist) else 0.0
-        findings = []
-        if no_start > p.max_start_failures:
-            findings.append(
-                trust.Finding(
-                    "start",
-                    False,
-                    f"no misclassified starting point was found for {no_start:.0%} of samples",
-                    no_start,
-                )
-            )
-        else:
-            findings.append(trust.Finding("start", True, "a misclassified start was found", no_start))
+        n_none = int((~started).sum())
+        metrics[f"{name}.start_failures"] = n_none / len(xc) if len(xc) else 0.0
+        details["starts"] = {
+            "attacked": len(xc),
+            "from_input": int((kind == "input").sum()),
+            "from_noise": int((kind == "noise").sum()),
+            "none": n_none,
+            "pool": pool.size,
+            "median_start_distance": float(np.median(r.start_distances[started])) if started.any() else None,
+        }
+        reason = self._no_start_reason(pool, yc[~started])
+        progress = trust.progress_finding(r.start_distances[success], dist[success])
+        findings = [
+            trust.coverage_finding(len(xc), int(started.sum()), reason),
+            progress,
+            trust.stability_finding(pred[started] != yc[started]),
+        ]
         ok, statement, warnings = trust.verdict(findings)
+        if progress.ok and progress.value is not None and progress.value > p.slow_progress:
+            warnings.append(
+                f"HopSkipJump had not converged: the iterations shrank the median distance only to "
+                f"{progress.value:.0%} of the start's, so the distances are loose upper bounds and the robust "
+                "accuracy reads high (raise max_queries, or run the thorough budget)"
+            )
+        if started.any() and metrics[f"{name}.start_failures"] > p.max_start_failures:
+            warnings.append(
+                f"no misclassified start for {n_none} of {len(xc)} inputs ({reason}); they are left out of "
+                "the robust accuracy"
+            )
         metrics[f"{name}.trustworthy"] = 1.0 if ok else 0.0
         details["trust"] = {
             "trustworthy": ok,
@@ -293,18 +407,38 @@ class HopSkipJump(Check):
             "findings": [f.as_dict() for f in findings],
         }
         details["threat_model"] = common.threat_model(
-            "decision-based black-box", "l2", p.eps, sweep, p.max_queries, samples=len(y)
+            "decision-based black-box",
+            "l2",
+            p.eps,
+            sweep,
+            p.max_queries,
+            samples=int(measured.sum()),
+            start="the nearest evaluation input of another predicted class; uniform noise where none",
         )
         chosen = common.pick_examples(success, p.max_examples, ctx.rng(name, "examples"))
         examples = common.adversarial_examples(ctx, xc, adv, yc, pred, chosen, "HopSkipJump (final distance)")
         med = metrics.get(f"{name}.median_perturbation", math.nan)
+        left_out = f"; {n_none} inputs without a start left out" if n_none else ""
         summary = (
             f"HopSkipJump: median L2 distance to a misclassified input {med:.3g} with at most {p.max_queries} "
-            f"label queries; robust accuracy {metrics[f'{name}.robust_accuracy']:.1%} at L2 {p.eps:g}; {statement}."
+            f"label queries; robust accuracy {metrics[f'{name}.robust_accuracy']:.1%} at L2 {p.eps:g}"
+            f"{left_out}; {statement}."
         )
         return Outcome(
             metrics=metrics, details=details, examples=examples, warnings=warnings, summary=summary
         )
+
+    def _pool_rows(self, ctx: Context) -> np.ndarray | None:
+        """Up to ``start_pool`` evaluation rows, the same number from each predicted class (all if fewer)."""
+        return common.balanced_pool_rows(ctx.clean_pred, self.params.start_pool, ctx.rng(self.id, "pool"))
+
+    @staticmethod
+    def _no_start_reason(pool: StartPool, y: np.ndarray) -> str:
+        """Why the inputs labelled ``y`` got no start, in words."""
+        labels = np.unique(pool.labels if pool.rows is None else pool.labels[pool.rows])
+        if len(y) and all(set(labels.tolist()) <= {int(c)} for c in y):
+            return "the model predicts no other class on the evaluation data, and no noise input was misclassified"
+        return "no evaluation input of another predicted class, nor noise, read as misclassified when tried"
 
     @staticmethod
     def figures(result: CheckResult) -> list[tuple[str, str]]:

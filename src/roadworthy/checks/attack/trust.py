@@ -19,6 +19,10 @@ import numpy as np
 MAX_DEAD_GRADIENTS = 0.10
 #: Robust accuracy at a huge strength above which the attack is considered too weak (or masked).
 MAX_ACCURACY_AT_HUGE_EPS = 0.10
+#: A decision-based attack must shrink the median distance from its first boundary point by at least this.
+MIN_PROGRESS = 0.02
+#: Share of found adversarial inputs that may read as correct when asked again (labels that change).
+MAX_UNSTABLE = 0.10
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,71 @@ def monotone_finding(
             worst,
         )
     return Finding("monotone", True, "robust accuracy falls as strength grows", worst)
+
+
+def progress_finding(start: np.ndarray, final: np.ndarray, limit: float = MIN_PROGRESS) -> Finding:
+    """A decision-based attack that works moves each input's adversarial point closer than its start.
+
+    ``start`` and ``final`` are per-input distances of the first boundary point and of the final
+    adversarial input; the finding's value is the median ratio ``final / start``. When it stays above
+    ``1 - limit`` the iterations found nothing better than the start: the query budget left no room to
+    iterate, or the labels are too noisy (a randomised model) to estimate the boundary, and every distance
+    (so every robust accuracy) is the start's, not the attack's. Slow progress (a ratio of 0.9 on large
+    images with a small budget) is a loose bound, not a broken evaluation; the check warns about it.
+    """
+    ok = np.isfinite(start) & np.isfinite(final) & (start > 0)
+    if not ok.any():
+        return Finding("progress", True, "no input to judge the iterations' progress on", None)
+    ratio = float(np.median(final[ok] / start[ok]))
+    if ratio > 1 - limit:
+        return Finding(
+            "progress",
+            False,
+            f"the iterations did not move the median input closer than its start ({ratio:.0%} of the start's "
+            "distance): the query budget is too small to iterate, or the labels too noisy to follow the "
+            "decision boundary",
+            ratio,
+        )
+    return Finding(
+        "progress", True, f"the iterations shrank the median distance to {ratio:.0%} of the start's", ratio
+    )
+
+
+def stability_finding(still_adversarial: np.ndarray, limit: float = MAX_UNSTABLE) -> Finding:
+    """The adversarial inputs an attack found must still be misclassified when the model is asked again.
+
+    ``still_adversarial`` holds one entry per input the attack reported as fooled. A share above ``limit``
+    that reads as correct the second time means the model's labels change between calls (a randomised
+    defence, dropout left on), which misleads a label-only attack.
+    """
+    n = len(still_adversarial)
+    if n == 0:
+        return Finding("stability", True, "no adversarial input to re-check", None)
+    unstable = 1.0 - float(np.mean(still_adversarial))
+    if unstable > limit:
+        return Finding(
+            "stability",
+            False,
+            f"{unstable:.0%} of the adversarial inputs found were classified correctly when asked again "
+            "(the model's labels change between calls)",
+            unstable,
+        )
+    return Finding(
+        "stability",
+        True,
+        f"{1 - unstable:.0%} of the adversarial inputs stay misclassified when asked again",
+        unstable,
+    )
+
+
+def coverage_finding(attacked: int, measured: int, reason: str) -> Finding:
+    """An attack that could not attack any of its inputs measured nothing: ``reason`` says why."""
+    if attacked > 0 and measured == 0:
+        return Finding("coverage", False, f"no input could be attacked: {reason}", 0.0)
+    if attacked == 0:
+        return Finding("coverage", True, "no input was classified correctly, so none needed attacking", 1.0)
+    share = measured / attacked
+    return Finding("coverage", True, f"{share:.0%} of the correctly classified inputs were attacked", share)
 
 
 def comparison_finding(
