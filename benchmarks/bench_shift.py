@@ -1,4 +1,4 @@
-"""Shift suite vs the ``imagecorruptions`` package: per-image time for every corruption both implement.
+"""Shift suite vs the ``imagecorruptions`` package: per-image time and strength for every corruption both implement.
 
 Run by hand (the reference library is not a dependency; see benchmarks/README.md for how to install it)::
 
@@ -6,7 +6,10 @@ Run by hand (the reference library is not a dependency; see benchmarks/README.md
 
 Both sides run single-threaded on the same images (crops of scikit-learn's two sample photographs): roadworthy
 on one float32 NCHW batch per severity (its native format), imagecorruptions image by image on uint8 HWC
-arrays (its native format). For each corruption the time per image is averaged over severities 1-5. Writes
+arrays (its native format). For each corruption the time per image is averaged over severities 1-5. In the
+same run, at 224 px (where both use the ImageNet-C table), the strength per corruption and severity: mean
+absolute change on the photographs and accuracy drop of the demo road-sign CNN (behind a 224 -> 32 px
+downscale) on demo signs rendered at 224 px, each within +-20% of the reference's. Writes
 ``benchmarks/results/shift.json`` and ``benchmarks/results/shift.md``.
 """
 
@@ -115,6 +118,148 @@ def time_both(name: str, x: np.ndarray, repeats: int) -> tuple[float, float | No
     return ours * per_image, None if error else ref * per_image, error
 
 
+# ------------------------------------------------------------------------------------ strength comparison
+
+STRENGTH_SIZE = 224  #: both sides apply the ImageNet-C table here (at 32 px roadworthy uses CIFAR-10-C's)
+TOLERANCE = 0.20  #: a strength within +-20% of the reference's passes
+#: corruptions whose reference takes about a second per 224 px image (a per-pixel Python loop): their
+#: accuracy drop is measured on the first SLOW_MODEL_IMAGES signs only
+SLOW_REFERENCE = {"glass_blur"}
+SLOW_MODEL_IMAGES = 40
+
+
+def reference_output(name: str, u8: np.ndarray, severity: int) -> np.ndarray:
+    """imagecorruptions' ``name`` on one uint8 HWC image, as float64 in [0, 255] before its uint8 cast.
+
+    ``corrupt`` truncates the result to uint8 (0.5 grey levels darker on average); the corruption function
+    itself returns the float image, which is what roadworthy's float output is compared with.
+    """
+    from imagecorruptions import corruption_dict
+    from PIL import Image
+
+    out = np.asarray(corruption_dict[name](Image.fromarray(u8), severity), dtype=np.float64)
+    return np.clip(out.reshape(u8.shape), 0.0, 255.0)
+
+
+def reference_batch(name: str, x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """imagecorruptions' ``name`` on each image of the float32 NCHW batch ``x`` (values k/255): NCHW in [0, 1]."""
+    np.random.seed(seed)
+    u8 = np.rint(x.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+    out = np.stack([reference_output(name, im, severity) for im in u8])
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
+
+
+def ours_batch(name: str, x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    from roadworthy.checks.shift import SHIFTS
+
+    return SHIFTS[name].apply(x, severity, np.random.default_rng(seed))
+
+
+def mean_abs_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute pixel change in grey levels (0-255)."""
+    return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))) * 255)
+
+
+class SignModel:
+    """The demo road-sign CNN behind an area downscale to its 32 px input: a classifier of 224 px images.
+
+    The corruptions act at 224 px (where both libraries use the ImageNet-C table); the network sees the
+    result as a camera pipeline feeding a small model would, downscaled.
+    """
+
+    def __init__(self) -> None:
+        from roadworthy.demo import load_demo_model
+
+        self.model = load_demo_model()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import cv2
+
+        small = np.stack(
+            [cv2.resize(im.transpose(1, 2, 0), (32, 32), interpolation=cv2.INTER_AREA) for im in x]
+        )
+        scores = self.model.predict(np.ascontiguousarray(small.transpose(0, 3, 1, 2), dtype=np.float32))
+        return np.argmax(scores, axis=1)
+
+
+def sign_images(n: int, size: int = STRENGTH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` demo road signs rendered at ``size`` px (a test stream the model was not trained on), quantised
+    to 8 bits so that both sides get the same input."""
+    from roadworthy.demo.signs import make_signs
+
+    x, y = make_signs(n, seed=20260510, size=size)
+    return np.rint(x * 255) / np.float32(255), y
+
+
+def within(ours: float, ref: float, noise: float = 0.0) -> bool:
+    """``ours`` within +-:data:`TOLERANCE` of ``ref``, or closer to it than ``noise``."""
+    return abs(ours - ref) <= max(TOLERANCE * abs(ref), noise)
+
+
+def compare_strength(
+    names: list[str], photos_x: np.ndarray, signs: tuple[np.ndarray, np.ndarray] | None
+) -> list[dict]:
+    """Per corruption and severity: mean absolute change on ``photos_x`` and accuracy drop of
+    :class:`SignModel` on ``signs``, both sides, with their ratio and whether it is within tolerance."""
+    model = SignModel() if signs is not None else None
+    if signs is not None:
+        xs, ys = signs
+        clean = float(np.mean(model.predict(xs) == ys))
+    rows = []
+    for name in names:
+        for s in range(1, 6):
+            seed = 1000 * s + 7
+            ours = mean_abs_change(ours_batch(name, photos_x, s, seed), photos_x)
+            ref = mean_abs_change(reference_batch(name, photos_x, s, seed), photos_x)
+            row = {
+                "corruption": name,
+                "severity": s,
+                "mac_roadworthy": ours,
+                "mac_reference": ref,
+                "mac_ratio": ours / ref if ref > 0 else None,
+                "mac_ok": within(ours, ref),
+            }
+            if signs is not None:
+                m = SLOW_MODEL_IMAGES if name in SLOW_REFERENCE else len(ys)
+                clean_m = float(np.mean(model.predict(xs[:m]) == ys[:m])) if m < len(ys) else clean
+                acc_ours = float(np.mean(model.predict(ours_batch(name, xs[:m], s, seed)) == ys[:m]))
+                acc_ref = float(np.mean(model.predict(reference_batch(name, xs[:m], s, seed)) == ys[:m]))
+                d_ours, d_ref = clean_m - acc_ours, clean_m - acc_ref
+                # two binomial standard errors of the difference of the two accuracies
+                noise = 2 * math.sqrt((acc_ours * (1 - acc_ours) + acc_ref * (1 - acc_ref)) / m)
+                row.update(
+                    {
+                        "model_images": m,
+                        "clean_accuracy": clean_m,
+                        "drop_roadworthy": d_ours,
+                        "drop_reference": d_ref,
+                        "drop_ratio": d_ours / d_ref if d_ref > 0 else None,
+                        "drop_noise": noise,
+                        "drop_ok": within(d_ours, d_ref, noise),
+                    }
+                )
+            rows.append(row)
+            print(_strength_line(row))
+    return rows
+
+
+def _strength_line(r: dict) -> str:
+    text = (
+        f"{r['corruption']:18s} s{r['severity']}  change {r['mac_roadworthy']:6.2f} vs {r['mac_reference']:6.2f}"
+        f" ({_ratio(r['mac_ratio'])}){'' if r['mac_ok'] else ' !'}"
+    )
+    if "drop_roadworthy" in r:
+        text += (
+            f"   drop {r['drop_roadworthy']:+.3f} vs {r['drop_reference']:+.3f}"
+            f" ({_ratio(r['drop_ratio'])}){'' if r['drop_ok'] else ' !'}"
+        )
+    return text
+
+
+def _ratio(r: float | None) -> str:
+    return f"{r:.2f}x" if r is not None else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n32", type=int, default=200, help="images at 32 px")
@@ -122,6 +267,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="best of this many runs")
     parser.add_argument("--sizes", default="32,224", help="image sizes to run, comma-separated")
     parser.add_argument("--only", default="", help="corruptions to run, comma-separated (default: all)")
+    parser.add_argument("--n-strength", type=int, default=32, help="224 px photographs for the mean change")
+    parser.add_argument("--n-model", type=int, default=200, help="224 px demo signs for the accuracy drop")
+    parser.add_argument("--no-speed", action="store_true", help="strength comparison only")
+    parser.add_argument("--no-strength", action="store_true", help="speed comparison only")
     parser.add_argument(
         "--default-malloc",
         action="store_true",
@@ -160,7 +309,7 @@ def main() -> None:
     rows = []
     summary = {}
     for size, n in ((32, args.n32), (224, args.n224)):
-        if size not in sizes:
+        if size not in sizes or args.no_speed:
             continue
         x = photos(n, size)
         ratios = []
@@ -195,6 +344,24 @@ def main() -> None:
         }
         print(f"{size:4d} px  geometric mean speedup {gm:.1f}x over {len(ratios)} corruptions")
 
+    strength: list[dict] = []
+    if not args.no_strength:
+        print(
+            f"strength at {STRENGTH_SIZE} px: roadworthy vs imagecorruptions (! = outside +-{TOLERANCE:.0%})"
+        )
+        strength = compare_strength(
+            names, photos(args.n_strength, STRENGTH_SIZE, seed=1), sign_images(args.n_model)
+        )
+    flagged = [f"{r['corruption']} {r['severity']}" for r in strength if not (r["mac_ok"] and r["drop_ok"])]
+    strength_summary = {
+        "size": STRENGTH_SIZE,
+        "tolerance": TOLERANCE,
+        "photos": args.n_strength,
+        "model": "roadworthy demo road-sign CNN (32 px input) behind an area downscale from 224 px",
+        "model_images": args.n_model,
+        "outside_tolerance": flagged,
+    }
+
     meta = {
         "imagecorruptions": getattr(imagecorruptions, "__version__", "1.1.2"),
         "numpy": np.__version__,
@@ -208,12 +375,22 @@ def main() -> None:
         "reference_patches": patched,
         "allocator": allocator,
     }
-    if args.only or sizes != {32, 224}:
-        print("partial run (--only / --sizes): results/shift.* not written")
+    if args.only or sizes != {32, 224} or args.no_speed or args.no_strength:
+        print("partial run (--only / --sizes / --no-speed / --no-strength): results/shift.* not written")
         return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "shift.json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=2) + "\n"
+        json.dumps(
+            {
+                "meta": meta,
+                "summary": summary,
+                "rows": rows,
+                "strength_summary": strength_summary,
+                "strength": strength,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     lines = [
         "# Shift suite vs imagecorruptions",
@@ -239,7 +416,38 @@ def main() -> None:
             f"corruptions, slowest ratio {s['slowest_ratio']:.1f}x; reference crashed: {crashed}."
         )
     lines.append(f"- Reference compatibility shims (renamed APIs only, see `patch_reference`): {shims}.")
+    lines += strength_table(strength, strength_summary)
     (RESULTS / "shift.md").write_text("\n".join(lines) + "\n")
+
+
+def strength_table(strength: list[dict], summary: dict) -> list[str]:
+    """The strength comparison as Markdown lines."""
+    n_slow = {r["model_images"] for r in strength if r["corruption"] in SLOW_REFERENCE}
+    flagged = ", ".join(summary["outside_tolerance"]) or "none"
+    lines = [
+        "",
+        f"## Strength at {summary['size']} px",
+        "",
+        f"Mean absolute change (grey levels, 0-255) on {summary['photos']} crops of the same photographs, and "
+        f"accuracy drop (clean minus corrupted accuracy) of the {summary['model']}, on "
+        f"{summary['model_images']} demo signs rendered at 224 px "
+        f"({', '.join(sorted(SLOW_REFERENCE))}: {', '.join(str(k) for k in sorted(n_slow))}); same inputs, one "
+        "random draw per side. Ratio = roadworthy / imagecorruptions; `!` marks a value outside "
+        f"+-{summary['tolerance']:.0%} of the reference's (for the drop: and further from it than two binomial "
+        "standard errors of the two accuracies, the column `noise`).",
+        "",
+        "| corruption | severity | change ours | change ref | ratio | drop ours | drop ref | ratio | noise |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in strength:
+        lines.append(
+            f"| {r['corruption']} | {r['severity']} | {r['mac_roadworthy']:.2f} | {r['mac_reference']:.2f} | "
+            f"{_ratio(r['mac_ratio'])}{'' if r['mac_ok'] else ' !'} | {r['drop_roadworthy']:+.3f} | "
+            f"{r['drop_reference']:+.3f} | {_ratio(r['drop_ratio'])}{'' if r['drop_ok'] else ' !'} | "
+            f"{r['drop_noise']:.3f} |"
+        )
+    lines += ["", f"- Outside the tolerance: {flagged}."]
+    return lines
 
 
 if __name__ == "__main__":

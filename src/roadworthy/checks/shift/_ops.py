@@ -367,9 +367,10 @@ def box_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 
 def nearest_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """Nearest-neighbour resampling from ``n_in`` to ``n_out`` samples (OpenCV's ``INTER_NEAREST``)."""
+    """Nearest-neighbour resampling from ``n_in`` to ``n_out`` samples: each output sample takes the input
+    sample under its centre (PIL's ``NEAREST``, OpenCV's ``INTER_NEAREST_EXACT``)."""
     m = np.zeros((n_out, n_in), np.float32)
-    m[np.arange(n_out), np.minimum((np.arange(n_out) * (n_in / n_out)).astype(int), n_in - 1)] = 1.0
+    m[np.arange(n_out), np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(int), n_in - 1)] = 1.0
     return m
 
 
