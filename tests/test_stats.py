@@ -46,3 +46,17 @@ def test_ece_perfect_and_overconfident():
     # always 99% sure, right half the time: ECE = 0.49
     probs = np.array([[0.99, 0.01]] * 4)
     assert math.isclose(expected_calibration_error(probs, y), 0.49, abs_tol=1e-9)
+
+
+def test_mean_of_proportions_interval_contains_the_mean_and_ignores_empty_groups():
+    import numpy as np
+
+    from roadworthy.stats import mean_of_proportions_metrics, wilson_interval
+
+    m = mean_of_proportions_metrics("b", np.array([9, 1, 0]), np.array([10, 4, 0]))
+    assert m["b"] == (0.9 + 0.25) / 2
+    assert m["b_n"] == 14
+    assert 0.0 <= m["b_ci_low"] <= m["b"] <= m["b_ci_high"] <= 1.0
+    lo1, hi1 = wilson_interval(9, 10)
+    lo2, hi2 = wilson_interval(1, 4)
+    assert m["b_ci_low"] == (lo1 + lo2) / 2 and m["b_ci_high"] == (hi1 + hi2) / 2

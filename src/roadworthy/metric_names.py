@@ -69,6 +69,7 @@ PATTERNS: tuple[str, ...] = (
     "attack.<attack>.median_perturbation",
     "attack.<attack>.queries",
     "attack.<attack>.trustworthy",
+    "attack.hopskipjump.start_failures",
     "attack.trustworthy",
     # integrity
     "integrity.label_issues.count",

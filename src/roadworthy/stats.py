@@ -46,6 +46,29 @@ def proportion_metrics(name: str, hits: np.ndarray | int, n: int | None = None) 
     return {name: value, f"{name}_ci_low": low, f"{name}_ci_high": high, f"{name}_n": float(n)}
 
 
+def mean_of_proportions_metrics(name: str, hits: np.ndarray, n: np.ndarray) -> dict[str, float]:
+    """The mean of several proportions ``hits[k] / n[k]`` (e.g. balanced accuracy, the mean per-class
+    recall), with an interval and the total sample count.
+
+    The interval is the mean of the per-group 95% Wilson bounds: conservative (wider than a 95% interval
+    of the mean), never empty, inside [0, 1], and honest about small groups. Groups with ``n == 0`` are left
+    out.
+    """
+    hits, n = np.asarray(hits), np.asarray(n)
+    keep = n > 0
+    if not keep.any():
+        return {name: math.nan, f"{name}_ci_low": math.nan, f"{name}_ci_high": math.nan, f"{name}_n": 0.0}
+    bounds = np.array([wilson_interval(int(k), int(m)) for k, m in zip(hits[keep], n[keep], strict=True)])
+    value = float(np.mean(hits[keep] / n[keep]))
+    low, high = float(bounds[:, 0].mean()), float(bounds[:, 1].mean())
+    return {
+        name: value,
+        f"{name}_ci_low": min(low, value),
+        f"{name}_ci_high": max(high, value),
+        f"{name}_n": float(n[keep].sum()),
+    }
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax."""
     z = logits - logits.max(axis=axis, keepdims=True)

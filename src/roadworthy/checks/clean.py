@@ -8,7 +8,12 @@ import numpy as np
 
 from roadworthy.checks.base import Check, Context, Outcome, register
 from roadworthy.results import CheckResult, Example
-from roadworthy.stats import expected_calibration_error, proportion_metrics, reliability_bins
+from roadworthy.stats import (
+    expected_calibration_error,
+    mean_of_proportions_metrics,
+    proportion_metrics,
+    reliability_bins,
+)
 
 MAX_TABLE_CLASSES = 100  #: per-class rows and confusion-matrix size kept in the report
 
@@ -60,7 +65,7 @@ class CleanAccuracy(Check):
         metrics = proportion_metrics("clean.accuracy", correct)
         metrics["clean.ece"] = expected_calibration_error(probs, y, self.params.n_bins)
         metrics["clean.macro_f1"] = macro_f1
-        metrics["clean.balanced_accuracy"] = float(np.nanmean(recall[present]))
+        metrics.update(mean_of_proportions_metrics("clean.balanced_accuracy", tp, support))
         worst = int(np.nanargmin(np.where(present, recall, np.inf)))
         metrics.update(proportion_metrics("clean.worst_class_accuracy", int(tp[worst]), int(support[worst])))
 
