@@ -13,8 +13,10 @@ both, and at 8% poisoning of a 10-class set the poison is 45% of its class. Here
   (1) when a model is given, each group's common input pattern
   (:func:`~roadworthy.backdoor.confirm.common_pattern`) is pasted on clean inputs of the other classes
   and the group whose pattern sends them to the class is the poison (this also *confirms* the backdoor);
-  (2) otherwise the group whose members look like other classes in the input view (nearest class mean
-  is another class; a clean group looks like its own class) is the poison;
+  (2) otherwise the group whose members look like other classes in the input view is the poison: a
+  member is *foreign* when another class's mean input is nearer to it than its own group's mean (a
+  clean group is nearer its own mean; poison drawn from many classes is a blur whose mean is nearer
+  to none of them);
 * for targeted label flips the group's resemblance to *one* other class is kept (the classic heuristic).
 
 No verdict is given: every class gets a score (robust z across classes; suggested cut
@@ -57,7 +59,7 @@ class ClassFinding:
         How the suspect group was told from the rest of the class: ``"trigger"`` (its common pattern
         works as a trigger), ``"foreign"`` (its members look like other classes), or ``"smaller"``.
     foreign_share
-        Share of the suspect group whose nearest class mean (input view) is another class.
+        Share of the suspect group nearer (input view) to another class's mean than to the group's own mean.
     resembles, resemblance
         The other class the suspect group most resembles and the share of the group that does (a
         targeted label flip resembles one class; a source-agnostic trigger spreads over many).
@@ -285,7 +287,7 @@ def _attribute(
         for g in (0, 1):
             if not len(groups[g]) or not len(groups[1 - g]):
                 continue
-            means = np.vstack([xin[groups[1 - g]].mean(axis=0)[None], other_means])
+            means = np.vstack([xin[groups[g]].mean(axis=0)[None], other_means])
             d = ((xin[groups[g]][:, None, :] - means[None]) ** 2).sum(axis=2)
             nearest = d.argmin(axis=1)
             foreign[g] = float((nearest > 0).mean())
