@@ -1,0 +1,340 @@
+"""Data-level backdoor scan: per class, a score, the method that raised it, and the suspects ranked.
+
+Activation clustering (Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks by Activation
+Clustering", 2018) splits every class in two and asks whether one part is poison. Its published cluster
+analysis assumes the poison is the *smaller* cluster and, in the label-flip form, that it looks like
+one other class; a source-agnostic trigger (BadNets: samples of every other class, relabelled) breaks
+both, and at 8% poisoning of a 10-class set the poison is 45% of its class. Here:
+
+* the split and its strength come from the untangling statistic (:mod:`~roadworthy.backdoor.spectral`,
+  SCAn), computed under the *other* classes' covariance, in every view given: the model's penultimate
+  features and the inputs themselves (a patch trigger is a strong, simple input pattern);
+* which of the two groups is the poison is decided by evidence about the group, not its size:
+  (1) when a model is given, each group's common input pattern
+  (:func:`~roadworthy.backdoor.confirm.common_pattern`) is pasted on clean inputs of the other classes
+  and the group whose pattern sends them to the class is the poison (this also *confirms* the backdoor);
+  (2) otherwise the group whose members look like other classes in the input view is the poison: a
+  member is *foreign* when another class's mean input is nearer to it than its own group's mean (a
+  clean group is nearer its own mean; poison drawn from many classes is a blur whose mean is nearer
+  to none of them);
+* for targeted label flips the group's resemblance to *one* other class is kept (the classic heuristic).
+
+No verdict is given: every class gets a score (robust z across classes; suggested cut
+:data:`~roadworthy.backdoor.spectral.SCORE_THRESHOLD`) and, where measured, its trigger's attack success
+(suggested cut :data:`~roadworthy.backdoor.confirm.SUCCESS_THRESHOLD`); the policy decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from roadworthy.backdoor.confirm import SUCCESS_THRESHOLD, AttackSuccess, attack_success, common_pattern
+from roadworthy.backdoor.spectral import SCORE_THRESHOLD, Untangled, class_scores, untangle
+from roadworthy.errors import InvalidInputError
+
+
+@dataclass
+class ClassFinding:
+    """What the scan found in one class.
+
+    Attributes
+    ----------
+    label, n
+        The class and its number of training samples.
+    score, method
+        The class score (largest robust z of the untangling statistic over the views) and the method
+        and view that raised it, e.g. ``"untangling (inputs)"``.
+    scores, statistics
+        Per view: the score and the raw untangling statistic ``J``.
+    suspects
+        Training rows of the suspect group, most suspicious first (by the signed discriminant score).
+    suspect_scores
+        Their discriminant scores (the group centres sit at +-0.5; larger is more poison-like).
+    relative_size
+        Suspect group size / class size.
+    chosen_by
+        How the suspect group was told from the rest of the class: ``"trigger"`` (its common pattern
+        works as a trigger), ``"foreign"`` (its members look like other classes), or ``"smaller"``.
+    foreign_share
+        Share of the suspect group nearer (input view) to another class's mean than to the group's own mean.
+    resembles, resemblance
+        The other class the suspect group most resembles and the share of the group that does (a
+        targeted label flip resembles one class; a source-agnostic trigger spreads over many).
+    trigger
+        ``(mask, pattern)`` common to the suspect group, when a model was given and a pattern exists.
+    trigger_success
+        Attack success of ``trigger`` on clean inputs of the other classes (None when not measured).
+    """
+
+    label: int
+    n: int
+    score: float
+    method: str
+    scores: dict[str, float]
+    statistics: dict[str, float]
+    suspects: np.ndarray
+    suspect_scores: np.ndarray
+    relative_size: float
+    chosen_by: str
+    foreign_share: float
+    resembles: int
+    resemblance: float
+    trigger: tuple[np.ndarray, np.ndarray] | None = None
+    trigger_success: AttackSuccess | None = None
+
+
+@dataclass
+class PoisoningScan:
+    """Per-class findings of :func:`scan_training_data`, in class order."""
+
+    classes: list[ClassFinding]
+    views: list[str]
+    n_samples: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def finding(self, label: int) -> ClassFinding:
+        """The finding for class ``label``."""
+        for f in self.classes:
+            if f.label == label:
+                return f
+        raise KeyError(label)
+
+    def flagged(self, threshold: float = SCORE_THRESHOLD, min_success: float | None = None) -> list[int]:
+        """Classes whose score is at least ``threshold`` (and, with ``min_success``, whose trigger works),
+        highest score first."""
+        out = [
+            f
+            for f in self.classes
+            if f.score >= threshold
+            and (
+                min_success is None
+                or (f.trigger_success is not None and f.trigger_success.rate >= min_success)
+            )
+        ]
+        return [f.label for f in sorted(out, key=lambda f: -f.score)]
+
+    def suspects(self, threshold: float = SCORE_THRESHOLD, min_success: float | None = None) -> np.ndarray:
+        """Training rows of the suspect groups of the flagged classes, most suspicious class first."""
+        rows = [self.finding(c).suspects for c in self.flagged(threshold, min_success)]
+        return np.concatenate(rows) if rows else np.empty(0, np.int64)
+
+    def evidence(self, class_names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Report evidence: class scores per view, and the suspect class's common trigger (when found)."""
+        from roadworthy import evidence
+
+        names = [class_names[f.label] if class_names else str(f.label) for f in self.classes]
+        items = [
+            evidence.bars(
+                "Untangling score per class (robust z of SCAn's statistic; above the line: suspect)",
+                names,
+                {v: [f.scores.get(v, float("nan")) for f in self.classes] for v in self.views},
+                "robust z",
+                hline=SCORE_THRESHOLD,
+            )
+        ]
+        top = max(self.classes, key=lambda f: f.score)
+        if top.trigger is not None and top.trigger_success is not None:
+            mask, pattern = top.trigger
+            name = class_names[top.label] if class_names else str(top.label)
+            items.append(
+                evidence.image(
+                    f"Pattern shared by class {name}'s suspect group (attack success when pasted on other "
+                    f"classes: {top.trigger_success.rate:.1%} of {top.trigger_success.n})",
+                    mask * pattern,
+                )
+            )
+        return items
+
+
+def input_view(x: np.ndarray, max_side: int = 16) -> np.ndarray:
+    """Inputs flattened; images area-averaged to at most ``max_side`` px per side (a pixel-unit view)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        return x.reshape(len(x), -1)
+    n, c, h, w = x.shape
+    fh, fw = max(1, int(np.ceil(h / max_side))), max(1, int(np.ceil(w / max_side)))
+    hh, ww = h // fh, w // fw
+    if fh > 1 or fw > 1:
+        x = x[:, :, : hh * fh, : ww * fw].reshape(n, c, hh, fh, ww, fw).mean(axis=(3, 5))
+    return x.reshape(n, -1)
+
+
+def reduce(z: np.ndarray, max_dims: int, seed: int, standardise: bool) -> np.ndarray:
+    """Centred (and, with ``standardise``, unit-variance per column) ``z`` on at most ``max_dims`` principal axes."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.mean(axis=0)
+    if standardise:
+        sd = z.std(axis=0)
+        sd[sd == 0] = 1.0
+        z = z / sd
+    if z.shape[1] > max_dims and len(z) > max_dims:
+        from sklearn.decomposition import PCA
+
+        z = PCA(n_components=max_dims, svd_solver="randomized", random_state=seed).fit_transform(z)
+    return z
+
+
+def scan_training_data(
+    y: np.ndarray,
+    features: np.ndarray | None = None,
+    x: np.ndarray | None = None,
+    model: Any = None,
+    max_dims: int = 32,
+    min_class_size: int = 20,
+    max_confirm: int = 500,
+    seed: int = 0,
+) -> PoisoningScan:
+    """Scan every class of a training set for a poisoned group; score classes, rank suspects.
+
+    Parameters
+    ----------
+    y
+        Training labels (N,).
+    features
+        The model's penultimate features of the training inputs (N, F), optional.
+    x
+        The training inputs (N, ...), optional; images give the input view and let suspect groups be
+        told apart by their content.
+    model
+        The model, optional: when given with image inputs ``x``, each class's groups are confirmed by
+        pasting their common pattern on up to ``max_confirm`` training inputs of the other classes.
+    max_dims
+        Principal axes kept per view.
+    min_class_size
+        Classes with fewer samples are not scanned.
+    seed
+        Seeds PCA and 2-means.
+
+    Returns
+    -------
+    PoisoningScan
+        One :class:`ClassFinding` per scanned class.
+    """
+    y = np.asarray(y).astype(np.int64)
+    if features is None and x is None:
+        raise InvalidInputError(
+            "scan_training_data: give `features` (the model's embeddings) and/or `x` (inputs)."
+        )
+    views: dict[str, np.ndarray] = {}
+    if features is not None:
+        f = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+        if len(f) != len(y):
+            raise InvalidInputError(f"scan_training_data: `features` has {len(f)} rows, `y` {len(y)}.")
+        views["features"] = reduce(f, max_dims, seed, standardise=True)
+    xin = None
+    if x is not None:
+        if len(x) != len(y):
+            raise InvalidInputError(f"scan_training_data: `x` has {len(x)} rows, `y` {len(y)}.")
+        xin = input_view(x)
+        views["inputs"] = reduce(xin, max_dims, seed, standardise=np.asarray(x).ndim != 4)
+    counts = np.bincount(y)
+    labels = [int(c) for c in np.flatnonzero(counts >= min_class_size)]
+    if len(labels) < 3:
+        raise InvalidInputError(
+            f"scan_training_data: needs at least 3 classes with {min_class_size}+ samples. Got {len(labels)}."
+        )
+    splits: dict[str, list[Untangled]] = {
+        v: [untangle(z, y, c, seed=seed) for c in labels] for v, z in views.items()
+    }
+    scores = {v: class_scores(np.array([u.statistic for u in s])) for v, s in splits.items()}
+    images = x is not None and np.asarray(x).ndim == 4
+    x_arr = np.asarray(x, dtype=np.float32) if images else None
+    rng = np.random.default_rng(seed)
+    findings = []
+    for i in range(len(labels)):
+        view = max(views, key=lambda v: scores[v][i])
+        u = splits[view][i]
+        finding = _attribute(u, y, xin, x_arr, model, max_confirm, rng)
+        finding.score = float(scores[view][i])
+        finding.method = f"untangling ({view})"
+        finding.scores = {v: float(scores[v][i]) for v in views}
+        finding.statistics = {v: float(splits[v][i].statistic) for v in views}
+        findings.append(finding)
+    return PoisoningScan(
+        classes=findings,
+        views=list(views),
+        n_samples=len(y),
+        params={
+            "max_dims": max_dims,
+            "min_class_size": min_class_size,
+            "max_confirm": max_confirm,
+            "seed": seed,
+        },
+    )
+
+
+def _attribute(
+    u: Untangled,
+    y: np.ndarray,
+    xin: np.ndarray | None,
+    x: np.ndarray | None,
+    model: Any,
+    max_confirm: int,
+    rng: np.random.Generator,
+) -> ClassFinding:
+    """Decide which of the two groups of ``u`` is the suspect, and describe it."""
+    c = u.label
+    groups = [u.rows[u.group == g] for g in (0, 1)]
+    foreign = [0.0, 0.0]
+    near: list[np.ndarray] = [np.empty(0, np.int64)] * 2
+    if xin is not None:
+        labels = np.unique(y)
+        others = [k for k in labels if k != c]
+        other_means = np.stack([xin[y == k].mean(axis=0) for k in others])
+        for g in (0, 1):
+            if not len(groups[g]) or not len(groups[1 - g]):
+                continue
+            means = np.vstack([xin[groups[g]].mean(axis=0)[None], other_means])
+            d = ((xin[groups[g]][:, None, :] - means[None]) ** 2).sum(axis=2)
+            nearest = d.argmin(axis=1)
+            foreign[g] = float((nearest > 0).mean())
+            near[g] = np.array(others)[d[:, 1:].argmin(axis=1)]
+    success: list[AttackSuccess | None] = [None, None]
+    triggers: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]
+    if model is not None and x is not None:
+        pool = np.flatnonzero(y != c)
+        pool = rng.choice(pool, size=min(max_confirm, len(pool)), replace=False)
+        for g in (0, 1):
+            if len(groups[g]) < 2:
+                continue
+            mask, pattern = common_pattern(x[groups[g]], x[pool])
+            if mask.sum() == 0:
+                continue
+            triggers[g] = (mask, pattern)
+            try:
+                success[g] = attack_success(model, x[pool], y[pool], mask, pattern, c)
+            except InvalidInputError:
+                success[g] = None
+    rates = [s.rate if s is not None else -1.0 for s in success]
+    if max(rates) >= SUCCESS_THRESHOLD:
+        pick, how = int(np.argmax(rates)), "trigger"
+    elif xin is not None and foreign[0] != foreign[1]:
+        pick, how = int(np.argmax(foreign)), "foreign"
+    else:
+        pick, how = int(len(groups[1]) < len(groups[0])), "smaller"
+    sign = 1.0 if pick == 1 else -1.0
+    members = groups[pick]
+    proj = sign * u.projection[u.group == pick]
+    order = np.argsort(-proj, kind="stable")
+    votes = np.bincount(near[pick], minlength=int(y.max()) + 1) if len(near[pick]) else np.zeros(1, int)
+    resembles = int(votes.argmax()) if votes.sum() else -1
+    return ClassFinding(
+        label=c,
+        n=len(u.rows),
+        score=0.0,
+        method="",
+        scores={},
+        statistics={},
+        suspects=members[order],
+        suspect_scores=proj[order],
+        relative_size=len(members) / max(1, len(u.rows)),
+        chosen_by=how,
+        foreign_share=foreign[pick],
+        resembles=resembles,
+        resemblance=float(votes.max() / votes.sum()) if votes.sum() else 0.0,
+        trigger=triggers[pick],
+        trigger_success=success[pick],
+    )
