@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from roadworthy.checks import load_builtin_checks
-from roadworthy.checks.shift import SHIFTS
 from roadworthy.checks.shift.suite import ShiftParams, ShiftSummary, corruption_errors
 from roadworthy.results import CheckResult, DataDescription, ModelDescription, Report, ToolInfo
 from roadworthy.runner import run_check
+from roadworthy.shifts import SHIFTS
 
 SMALL = ShiftParams(n_samples=150, severities=(1, 3, 5))
 

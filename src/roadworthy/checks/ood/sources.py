@@ -118,7 +118,7 @@ def _fallback_shift(x: np.ndarray, name: str, severity: int, rng: np.random.Gene
 
 def _shift_suite() -> Callable[..., np.ndarray] | None:
     try:
-        from roadworthy.checks.shift import apply_shift
+        from roadworthy.shifts import apply_shift
     except ImportError:
         return None
     return apply_shift

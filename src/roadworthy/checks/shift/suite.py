@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.shift._base import SHIFTS, Shift, image_size, table_name
 from roadworthy.errors import RoadworthyError
 from roadworthy.results import CheckResult, Example, ExampleImage
+from roadworthy.shifts import SHIFTS, Shift, image_size, table_name
 from roadworthy.stats import expected_calibration_error, proportion_metrics
 
 log = logging.getLogger(__name__)
