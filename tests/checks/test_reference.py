@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from roadworthy.checks.base import Context
-from roadworthy.checks.ood.validity import ValidityGate, conformal_threshold, validity_gate
+from roadworthy.checks.reference import validity_gate
+from roadworthy.uncertainty.validity import ValidityGate, conformal_threshold
 
 
 def _noise(n: int = 200, seed: int = 1) -> np.ndarray:
