@@ -51,6 +51,21 @@ def test_every_detector_reports_its_metrics_per_source(shared_ctx: Context) -> N
         assert uri.startswith("data:image/svg+xml;base64,") and "ROC" in caption
 
 
+def test_every_library_detector_has_one_declared_check() -> None:
+    from roadworthy.checks.ood.detection import DETECTOR_CHECKS, DetectionParams, DetectorCheck
+    from roadworthy.uncertainty import DETECTORS as LIBRARY
+
+    assert list(DETECTOR_CHECKS) == list(LIBRARY)  # the summary ranks them in this order
+    assert CHECKS["ood.summary"].depends_on == DETECTORS
+    for name, cls in DETECTOR_CHECKS.items():
+        assert CHECKS[f"ood.{name}"] is cls and cls.__bases__ == (DetectorCheck,)
+        assert ("features" in cls.requires.capabilities) == (cls.detector.space == "features")
+        det = cls.make_detector(DetectionParams(k=7, ridge=0.5))
+        assert (
+            isinstance(det, LIBRARY[name]) and getattr(det, "k", 7) == 7 and getattr(det, "ridge", 0.5) == 0.5
+        )
+
+
 def test_summary_names_the_best_detector_and_describes_the_gate(shared_ctx: Context) -> None:
     ctx = shared_ctx
     out = _run("ood.summary", ctx)
