@@ -49,7 +49,7 @@ def photos(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 def run_ours(name: str, x: np.ndarray) -> float:
     """Seconds for roadworthy to apply ``name`` at severities 1-5 to the batch ``x``."""
-    from roadworthy.checks.shift import SHIFTS
+    from roadworthy.shifts import SHIFTS
 
     shift = SHIFTS[name]
     start = time.perf_counter()
@@ -150,7 +150,7 @@ def reference_batch(name: str, x: np.ndarray, severity: int, seed: int) -> np.nd
 
 
 def ours_batch(name: str, x: np.ndarray, severity: int, seed: int) -> np.ndarray:
-    from roadworthy.checks.shift import SHIFTS
+    from roadworthy.shifts import SHIFTS
 
     return SHIFTS[name].apply(x, severity, np.random.default_rng(seed))
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from roadworthy.checks.base import CHECKS, Context
-from roadworthy.checks.ood.calibration import CalibrationParams, brier_score, fit_temperature, nll
+from roadworthy.checks.ood.calibration import CalibrationParams
 from roadworthy.data.base import Dataset
 from roadworthy.models.torch import TorchModel
-from roadworthy.results import CheckResult
+from roadworthy.report.figures import draw
 from roadworthy.stats import softmax
+from roadworthy.uncertainty.calibration import brier_score, fit_temperature, nll
 
 
 def test_fit_temperature_recovers_the_temperature_labels_were_drawn_with() -> None:
@@ -70,8 +71,9 @@ def test_calibration_check_on_the_digits_cnn(ctx: Context) -> None:
     assert 0.1 < m["ood.calibration.temperature"] < 10
     assert out.details["shifted"]["n_samples"] == check.params.n_shifted
     assert set(out.details["reliability"]) == {"clean", "shifted", "after_temperature"}
-    result = CheckResult(id=check.id, suite="ood", title="", status="pass", metrics=m, details=out.details)
-    ((caption, uri),) = CHECKS["ood.calibration"].figures(result)
+    (item,) = out.details["evidence"]  # drawn by the report from the data alone
+    assert item["kind"] == "lines" and item["diagonal"] and len(item["series"]) == 3
+    caption, uri = draw(item)
     assert "Reliability" in caption and uri.startswith("data:image/svg+xml")
     again = CHECKS["ood.calibration"](budget="quick").run(Context(model=ctx.model, data=ctx.data, seed=0))
     assert again.metrics == m

@@ -8,7 +8,7 @@ import pytest
 from roadworthy.checks.base import CHECKS, Context
 from roadworthy.checks.ood.detection import DetectionParams, detector_scores
 from roadworthy.data.base import Dataset
-from roadworthy.results import CheckResult
+from roadworthy.report.figures import draw
 
 DETECTORS = ("ood.msp", "ood.max_logit", "ood.energy", "ood.mahalanobis", "ood.knn")
 SMALL = DetectionParams(n_id=300, n_per_source=100)
@@ -22,12 +22,6 @@ def shared_ctx(digits_model, digits_data, digits_train_data) -> Context:
 
 def _run(check_id: str, ctx: Context, params: DetectionParams = SMALL):
     return CHECKS[check_id](params=params).run(ctx)
-
-
-def _result(check_id: str, outcome) -> CheckResult:
-    return CheckResult(
-        id=check_id, suite="ood", title="", status="pass", metrics=outcome.metrics, details=outcome.details
-    )
 
 
 @pytest.mark.parametrize("check_id", ["ood.mahalanobis", "ood.knn"])
@@ -51,8 +45,25 @@ def test_every_detector_reports_its_metrics_per_source(shared_ctx: Context) -> N
         assert out.metrics[f"{check_id}.auroc"] == pytest.approx(np.mean([r["auroc"] for r in srcs.values()]))
         assert out.metrics[f"{check_id}.auroc"] > 0.6  # a 97% CNN's own scores beat chance on average
         assert out.details["n_id"] == 300
-        (caption, uri), *_ = CHECKS[check_id].figures(_result(check_id, out))
+        (item,) = out.details["evidence"]  # drawn by the report from the data alone
+        assert item["kind"] == "lines" and set(item["series"]) == set(srcs)
+        caption, uri = draw(item)
         assert uri.startswith("data:image/svg+xml;base64,") and "ROC" in caption
+
+
+def test_every_library_detector_has_one_declared_check() -> None:
+    from roadworthy.checks.ood.detection import DETECTOR_CHECKS, DetectionParams, DetectorCheck
+    from roadworthy.uncertainty import DETECTORS as LIBRARY
+
+    assert list(DETECTOR_CHECKS) == list(LIBRARY)  # the summary ranks them in this order
+    assert CHECKS["ood.summary"].depends_on == DETECTORS
+    for name, cls in DETECTOR_CHECKS.items():
+        assert CHECKS[f"ood.{name}"] is cls and cls.__bases__ == (DetectorCheck,)
+        assert ("features" in cls.requires.capabilities) == (cls.detector.space == "features")
+        det = cls.make_detector(DetectionParams(k=7, ridge=0.5))
+        assert (
+            isinstance(det, LIBRARY[name]) and getattr(det, "k", 7) == 7 and getattr(det, "ridge", 0.5) == 0.5
+        )
 
 
 def test_summary_names_the_best_detector_and_describes_the_gate(shared_ctx: Context) -> None:
@@ -68,7 +79,8 @@ def test_summary_names_the_best_detector_and_describes_the_gate(shared_ctx: Cont
     assert gate["detector"] in d["detectors"] and gate["out_of_envelope"]["uniform_noise"] > 0.5
     assert out.metrics["ood.validity.clean_in_envelope"] >= 0.9
     assert 1 <= len(out.examples) <= 8 and out.examples[0].original.startswith("data:image/png")
-    assert len(CHECKS["ood.summary"].figures(_result("ood.summary", out))) == 2
+    assert [item["kind"] for item in d["evidence"]] == ["lines", "heatmap"]
+    assert all(draw(item)[1].startswith("data:image/svg+xml;base64,") for item in d["evidence"])
 
 
 def test_user_ood_data_is_scored_as_its_own_source(digits_model, digits_data, digits_train_data) -> None:

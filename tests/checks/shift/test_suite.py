@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from roadworthy.checks import load_builtin_checks
-from roadworthy.checks.shift import SHIFTS
 from roadworthy.checks.shift.suite import ShiftParams, ShiftSummary, corruption_errors
+from roadworthy.report.figures import draw
 from roadworthy.results import CheckResult, DataDescription, ModelDescription, Report, ToolInfo
 from roadworthy.runner import run_check
+from roadworthy.shifts import SHIFTS
 
 SMALL = ShiftParams(n_samples=150, severities=(1, 3, 5))
 
@@ -60,7 +61,7 @@ def test_one_shift_check_reports_accuracy_per_severity(ctx) -> None:
     # the validity gate splits every failure, and only failures, into in and out of the envelope
     failures = sum(round((1 - row["accuracy"]) * 150) for row in d["per_severity"])
     v = d["validity"]
-    from roadworthy.checks.ood.validity import validity_gate
+    from roadworthy.checks.reference import validity_gate
 
     # the split uses the session's gate, whichever detector it picked for this model
     assert v["gate"]["detector"] == validity_gate(ctx).describe()["detector"]
@@ -101,7 +102,9 @@ def test_summary_is_consistent_with_the_shift_checks(ctx) -> None:
     assert d["grid"][0] == [per[d["worst_shift"]].details["severity_accuracy"][str(s)] for s in (1, 3, 5)]
     assert "not directly comparable" in d["caveat"] and d["parameter_table"] == "cifar"
     assert "shift.mce" not in m  # no baseline
-    ((caption, uri),) = ShiftSummary.figures(r)
+    (item,) = d["evidence"]  # drawn by the report from the data alone
+    assert item["kind"] == "heatmap" and item["rows"] == d["shifts"] and item["columns"] == ["s1", "s3", "s5"]
+    caption, uri = draw(item)
     assert "worst shift first" in caption and uri.startswith("data:image/svg+xml;base64,")
 
 

@@ -13,7 +13,7 @@ of the probability vector), ``.nll`` (mean negative log-likelihood), the same on
 (``.ece_shifted``, ``.brier_shifted``), and the recommendation: ``.temperature`` (fitted on all the
 evaluation data) with ``.ece_after_temperature`` (cross-fitted: ``T`` fitted on one half of the data,
 ECE measured on the other, both ways, so the number is not flattered by fitting on what it scores) and
-``.ece_shifted_after_temperature``.
+``.ece_shifted_after_temperature``. The maths are in :mod:`roadworthy.uncertainty.calibration`.
 """
 
 from __future__ import annotations
@@ -23,66 +23,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, logsumexp
+from scipy.special import log_softmax
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.ood import sources
-from roadworthy.checks.ood.reference import eval_halves
-from roadworthy.errors import InvalidInputError
-from roadworthy.results import CheckResult
+from roadworthy.checks.reference import eval_halves
+from roadworthy.shifts import apply_shift
 from roadworthy.stats import expected_calibration_error, reliability_bins, softmax
+from roadworthy.uncertainty import sources
+from roadworthy.uncertainty.calibration import (
+    brier_score,
+    cross_fitted_probs,
+    fit_temperature,
+    nll,
+    scaled_probs,
+)
 
 #: moderate shifts whose pooled outputs give the shifted calibration numbers
 MODERATE_SHIFTS = ("gaussian_noise", "contrast", "fog", "defocus_blur")
-
-
-def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of labels ``y`` under ``softmax(logits / temperature)``."""
-    z = np.asarray(logits, np.float64) / temperature
-    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(y)), y]))
-
-
-def brier_score(probs: np.ndarray, y: np.ndarray) -> float:
-    """Mean over samples of ``sum_k (p_k - [y == k])^2`` (Brier 1950): 0 is perfect, 2 the worst."""
-    p = np.asarray(probs, np.float64)
-    onehot = np.zeros_like(p)
-    onehot[np.arange(len(y)), y] = 1.0
-    return float(np.mean(((p - onehot) ** 2).sum(axis=1)))
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
-    """The temperature minimising :func:`nll` on ``(logits, y)`` (Guo et al. 2017), searched in log space.
-
-    ``T > 1`` softens an over-confident model, ``T < 1`` sharpens an under-confident one; the argmax,
-    hence accuracy, is unchanged.
-    """
-    if len(y) == 0:
-        raise InvalidInputError("cannot fit a temperature on zero samples")
-    z = np.asarray(logits, np.float64)
-    res = minimize_scalar(
-        lambda log_t: nll(z, y, math.exp(log_t)),
-        bounds=(math.log(bounds[0]), math.log(bounds[1])),
-        method="bounded",
-        options={"xatol": 1e-4},
-    )
-    return float(math.exp(res.x))
-
-
-def scaled_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(logits / temperature)``."""
-    return softmax(np.asarray(logits, np.float64) / temperature, axis=1)
-
-
-def cross_fitted_probs(
-    logits: np.ndarray, y: np.ndarray, halves: tuple[np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """Probabilities where each half is scaled by the temperature fitted on the other half."""
-    a, b = halves
-    out = np.empty(logits.shape, np.float64)
-    out[b] = scaled_probs(logits[b], fit_temperature(logits[a], y[a]))
-    out[a] = scaled_probs(logits[a], fit_temperature(logits[b], y[b]))
-    return out
 
 
 @dataclass(frozen=True)
@@ -164,6 +122,7 @@ class Calibration(Check):
         }
         if len(y) < 200:
             warnings.append(f"only {len(y)} evaluation samples: a {p.n_bins}-bin ECE is noisy at this size")
+        details[evidence.KEY] = [reliability_diagram(details["reliability"])]
 
         direction = "over-confident" if t > 1 else "under-confident"
         summary = f"ECE {metrics['ood.calibration.ece']:.3f} on clean data"
@@ -188,42 +147,36 @@ class Calibration(Check):
             if len(rows) == 0:
                 continue
             x, origin[name] = sources.shifted_images(
-                ctx.data.x[rows], name, p.severity, ctx.rng(self.id, name)
+                ctx.data.x[rows], name, p.severity, ctx.rng(self.id, name), apply_shift
             )
             xs.append(x)
             ys.append(ctx.data.y[rows])
         return np.concatenate(xs), np.concatenate(ys), origin
 
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        from roadworthy.report.figures import figure, to_data_uri
 
-        rel = result.details.get("reliability", {})
-        if not rel:
-            return []
-        labels = {
-            "clean": "clean",
-            "shifted": "shifted (severity 3)",
-            "after_temperature": "clean, after temperature",
-        }
-        with figure(width=4.6, height=3.6) as (fig, ax):
-            ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
-            for key, label in labels.items():
-                if key in rel:
-                    conf = np.asarray(rel[key]["confidence"], float)
-                    acc = np.asarray(rel[key]["accuracy"], float)
-                    ok = np.isfinite(conf) & np.isfinite(acc)
-                    ax.plot(conf[ok], acc[ok], marker="o", ms=3, label=label)
-            ax.set_xlabel("confidence")
-            ax.set_ylabel("accuracy")
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1.02)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="upper left")
-            uri = to_data_uri(fig)
-        return [
-            (
-                "Reliability diagram: accuracy against confidence per bin (below the diagonal: over-confident)",
-                uri,
-            )
-        ]
+#: the reliability diagram's lines, in drawing order
+RELIABILITY_LABELS = {
+    "clean": "clean",
+    "shifted": "shifted (severity 3)",
+    "after_temperature": "clean, after temperature",
+}
+
+
+def reliability_diagram(reliability: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    """Evidence: accuracy against confidence per bin, one line per kind of data, and the diagonal."""
+    series = {}
+    for key, label in RELIABILITY_LABELS.items():
+        if key in reliability:
+            conf = np.asarray(reliability[key]["confidence"], float)
+            acc = np.asarray(reliability[key]["accuracy"], float)
+            ok = np.isfinite(conf) & np.isfinite(acc)
+            series[label] = (conf[ok], acc[ok])
+    return evidence.lines(
+        "Reliability diagram: accuracy against confidence per bin (below the diagonal: over-confident)",
+        series,
+        "confidence",
+        "accuracy",
+        ylim=(0.0, 1.02),
+        xlim=(0.0, 1.0),
+        diagonal=True,
+    )

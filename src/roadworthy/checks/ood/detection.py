@@ -6,26 +6,39 @@ attacker but the world: a deployed model will be shown blank frames, sensor nois
 kind and images degraded beyond recognition, and it answers them with some class. A detector that
 separates them lets the system abstain instead.
 
-Sources (each scored separately, see :mod:`roadworthy.checks.ood.sources`): far-OOD noise, flat colours
+Sources (each scored separately, see :mod:`roadworthy.uncertainty.sources`): far-OOD noise, flat colours
 and photo crops; near-OOD evaluation inputs under severity-5 shifts; and the user's ``--ood-data``.
 
 Metrics per detector ``d``: ``ood.d.auroc``, ``ood.d.fpr95`` and ``ood.d.aupr``, each the mean over the
 sources, and ``ood.d.<source>.auroc`` / ``.fpr95`` per source. AUROC 0.5 is chance, 1 perfect; FPR95 is
 the share of OOD inputs still accepted when 95% of ID inputs are accepted (lower is better); AUPR is
 average precision with ID as the positive class. ``ood.summary`` names the best detector by AUROC.
+
+Every detector check is a :class:`DetectorCheck` that declares its detector (from
+:mod:`roadworthy.uncertainty.detectors`), the parameters the detector takes and what the model must
+offer; the base owns the shared bench of inputs, the scoring, the metrics, the summary and the evidence.
+A new detector is one class in :mod:`roadworthy.uncertainty.detectors` and one short class here.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.ood import sources
-from roadworthy.checks.ood.detectors import (
+from roadworthy.checks.reference import embed, eval_embedding, fit_embedding, reference, validity_gate
+from roadworthy.data.base import stratified_sample
+from roadworthy.errors import InvalidInputError
+from roadworthy.evidence import png_data_uri
+from roadworthy.results import Example
+from roadworthy.shifts import apply_shift
+from roadworthy.stats import proportion_metrics
+from roadworthy.uncertainty import sources
+from roadworthy.uncertainty.detectors import (
     KNN,
     Detector,
     Energy,
@@ -37,17 +50,10 @@ from roadworthy.checks.ood.detectors import (
     fpr_at_tpr,
     roc_points,
 )
-from roadworthy.checks.ood.reference import embed, eval_embedding, fit_embedding, reference
-from roadworthy.checks.ood.validity import validity_gate
-from roadworthy.data.base import stratified_sample
-from roadworthy.errors import InvalidInputError
-from roadworthy.results import CheckResult, Example
-from roadworthy.stats import proportion_metrics
 
 log = logging.getLogger(__name__)
 
-LOGIT_DETECTORS = ("msp", "max_logit", "energy")
-FEATURE_DETECTORS = ("mahalanobis", "knn")
+ROC_AXES = ("in-distribution inputs flagged (false alarms)", "OOD inputs flagged")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ BUDGET_PARAMS: dict[str, dict[str, Any]] = {
     "standard": {"n_id": 1000, "n_per_source": 500},
     "thorough": {"n_id": 5000, "n_per_source": 1000},
 }
+LOGITS = Requires(modalities=frozenset({"image", "tabular"}))
+FEATURES = Requires(capabilities=frozenset({"features"}), modalities=frozenset({"image", "tabular"}))
 
 
 # ------------------------------------------------------------------------------------------- shared work
@@ -111,7 +119,7 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
         for name in near:
             rng = ctx.rng("ood.near", name)
             if image:
-                x, where = sources.shifted_images(base, name, p.near_severity, rng)
+                x, where = sources.shifted_images(base, name, p.near_severity, rng, apply_shift)
             elif name == "shuffled_columns":
                 x, where = sources.shuffled_columns(base, rng), "built-in"
             else:
@@ -152,19 +160,12 @@ def embeddings(ctx: Context, p: DetectionParams, space: str) -> dict[str, np.nda
     return ctx.cached(f"{_bench_key(p)}:{space}", build)
 
 
-def make_detector(name: str, p: DetectionParams) -> Detector:
-    if name == "mahalanobis":
-        return Mahalanobis(ridge=p.ridge)
-    if name == "knn":
-        return KNN(k=p.k)
-    return {"msp": MaxSoftmax, "max_logit": MaxLogit, "energy": Energy}[name]()
-
-
 def detector_scores(ctx: Context, name: str, p: DetectionParams) -> tuple[Detector, dict[str, np.ndarray]]:
-    """The fitted detector ``name`` and its scores on the ID inputs (``"id"``) and each source."""
+    """The fitted detector ``name`` (an :data:`DETECTOR_CHECKS` key) and its scores on the ID inputs
+    (``"id"``) and each source, computed once per session and parameters."""
 
     def build() -> tuple[Detector, dict[str, np.ndarray]]:
-        det = make_detector(name, p)
+        det = DETECTOR_CHECKS[name].make_detector(p)
         if det.needs_fit:
             det.fit(fit_embedding(ctx, det.space), reference(ctx).fit_y)
         return det, {src: det.score(z) for src, z in embeddings(ctx, p, det.space).items()}
@@ -195,125 +196,131 @@ def _mean(
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def evaluate_detector(ctx: Context, name: str, p: DetectionParams) -> Outcome:
-    """The :class:`Outcome` of ``ood.<name>``: per-source and mean separation metrics."""
-    det, scores = detector_scores(ctx, name, p)
-    b = bench(ctx, p)
-    rows = source_metrics(scores)
-    prefix = f"ood.{name}"
-    metrics = {f"{prefix}.{m}": _mean(rows, m) for m in ("auroc", "fpr95", "aupr")}
-    for src, r in rows.items():
-        metrics[f"{prefix}.{src}.auroc"] = r["auroc"]
-        metrics[f"{prefix}.{src}.fpr95"] = r["fpr95"]
-    groups = {g: _mean(rows, "auroc", b.groups, g) for g in ("far", "near", "user") if g in b.groups.values()}
-    pooled = np.concatenate([s for src, s in scores.items() if src != "id"])
-    details: dict[str, Any] = {
-        "detector": name,
-        "score": (det.__doc__ or "").strip().splitlines()[0],
-        "higher_means": "more out-of-distribution",
-        "n_id": len(scores["id"]),
-        "n_fitted": det.n_fitted if det.needs_fit else None,
-        "fitted_on": reference(ctx).fit_from if det.needs_fit else None,
-        "sources": {src: {"group": b.groups[src], "origin": b.origin[src], **r} for src, r in rows.items()},
-        "auroc_by_group": groups,
-        "roc_pooled": roc_points(scores["id"], pooled, 51),
-    }
-    if isinstance(det, KNN):
-        details["k_used"] = det.k_used
-    warnings = []
-    if name == "energy" and ctx.model.output == "probs":
-        warnings.append(
-            "the model outputs probabilities, so its energy score is constant and cannot separate anything"
-        )
-    if len(scores["id"]) < 100:
-        warnings.append(
-            f"only {len(scores['id'])} held-out in-distribution inputs: the FPR95 threshold is coarse"
-        )
-    worst = min(rows, key=lambda s: rows[s]["auroc"])
-    group_text = ", ".join(f"{g} {v:.3f}" for g, v in groups.items())
-    summary = (
-        f"Mean AUROC {metrics[f'{prefix}.auroc']:.3f} over {len(rows)} OOD sources ({group_text}); "
-        f"hardest: {worst} (AUROC {rows[worst]['auroc']:.3f}, FPR95 {rows[worst]['fpr95']:.1%})."
-    )
-    return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
-
-
-def roc_figure(result: CheckResult) -> list[tuple[str, str]]:
-    """ROC curves of one detector, one line per OOD source."""
-    from roadworthy.report.figures import line_plot
-
-    srcs = result.details.get("sources", {})
-    if not srcs:
-        return []
-    series = {src: (r["roc"]["fpr"], r["roc"]["tpr"]) for src, r in srcs.items()}
-    uri = line_plot(
-        series, "in-distribution inputs flagged (false alarms)", "OOD inputs flagged", ylim=(0, 1.02)
-    )
-    return [(f"ROC curves of {result.details.get('detector', '')} per OOD source", uri)]
-
-
 # ------------------------------------------------------------------------------------------------ checks
 
-_LOGIT_REQ = Requires(modalities=frozenset({"image", "tabular"}))
-_FEATURE_REQ = Requires(capabilities=frozenset({"features"}), modalities=frozenset({"image", "tabular"}))
+#: every detector check by its detector's name, in registration order (the summary's order)
+DETECTOR_CHECKS: dict[str, type[DetectorCheck]] = {}
+
+
+class DetectorCheck(Check):
+    """One post-hoc OOD detector scored on held-out ID inputs against every OOD source (base class).
+
+    A subclass declares ``id``, ``title``, its ``detector`` class, the :class:`DetectionParams` fields the
+    detector's constructor takes (``detector_params``) and ``requires``; this base builds the shared bench
+    of ID and OOD inputs, fits and scores the detector, and reports per-source and mean AUROC, FPR95 and
+    AUPR, a summary sentence and the ROC curves as evidence.
+    """
+
+    detector: ClassVar[type[Detector]]
+    #: fields of :class:`DetectionParams` passed to the detector's constructor by name
+    detector_params: ClassVar[tuple[str, ...]] = ()
+    #: the score is constant (useless) for a model that outputs probabilities instead of logits
+    constant_on_probabilities: ClassVar[bool] = False
+    Params = DetectionParams
+    budget_params = BUDGET_PARAMS
+    requires = LOGITS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        DETECTOR_CHECKS[cls.detector.name] = cls
+
+    @classmethod
+    def make_detector(cls, p: DetectionParams) -> Detector:
+        """A fresh, unfitted detector with this check's parameters."""
+        return cls.detector(**{name: getattr(p, name) for name in cls.detector_params})
+
+    def run(self, ctx: Context) -> Outcome:
+        p: DetectionParams = self.params
+        name = self.detector.name
+        det, scores = detector_scores(ctx, name, p)
+        b = bench(ctx, p)
+        rows = source_metrics(scores)
+        prefix = f"ood.{name}"
+        metrics = {f"{prefix}.{m}": _mean(rows, m) for m in ("auroc", "fpr95", "aupr")}
+        for src, r in rows.items():
+            metrics[f"{prefix}.{src}.auroc"] = r["auroc"]
+            metrics[f"{prefix}.{src}.fpr95"] = r["fpr95"]
+        groups = {
+            g: _mean(rows, "auroc", b.groups, g) for g in ("far", "near", "user") if g in b.groups.values()
+        }
+        pooled = np.concatenate([s for src, s in scores.items() if src != "id"])
+        details: dict[str, Any] = {
+            "detector": name,
+            "score": (det.__doc__ or "").strip().splitlines()[0],
+            "higher_means": "more out-of-distribution",
+            "n_id": len(scores["id"]),
+            "n_fitted": det.n_fitted if det.needs_fit else None,
+            "fitted_on": reference(ctx).fit_from if det.needs_fit else None,
+            "sources": {
+                src: {"group": b.groups[src], "origin": b.origin[src], **r} for src, r in rows.items()
+            },
+            "auroc_by_group": groups,
+            "roc_pooled": roc_points(scores["id"], pooled, 51),
+        }
+        if isinstance(det, KNN):
+            details["k_used"] = det.k_used
+        details[evidence.KEY] = [
+            evidence.lines(
+                f"ROC curves of {name} per OOD source",
+                {src: (r["roc"]["fpr"], r["roc"]["tpr"]) for src, r in rows.items()},
+                *ROC_AXES,
+                ylim=(0.0, 1.02),
+            )
+        ]
+        warnings = []
+        if self.constant_on_probabilities and ctx.model.output == "probs":
+            warnings.append(
+                f"the model outputs probabilities, so its {name} score is constant and cannot separate anything"
+            )
+        if len(scores["id"]) < 100:
+            warnings.append(
+                f"only {len(scores['id'])} held-out in-distribution inputs: the FPR95 threshold is coarse"
+            )
+        worst = min(rows, key=lambda s: rows[s]["auroc"])
+        group_text = ", ".join(f"{g} {v:.3f}" for g, v in groups.items())
+        summary = (
+            f"Mean AUROC {metrics[f'{prefix}.auroc']:.3f} over {len(rows)} OOD sources ({group_text}); "
+            f"hardest: {worst} (AUROC {rows[worst]['auroc']:.3f}, FPR95 {rows[worst]['fpr95']:.1%})."
+        )
+        return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
 
 
 @register
-class MaxSoftmaxDetection(Check):
+class MaxSoftmaxDetection(DetectorCheck):
     """Maximum softmax probability as an OOD score (Hendrycks & Gimpel, "A Baseline for Detecting
     Misclassified and Out-of-Distribution Examples", ICLR 2017): the baseline every detector must beat.
     """
 
     id = "ood.msp"
     title = "OOD detection: maximum softmax probability"
-    Params = DetectionParams
-    budget_params = BUDGET_PARAMS
-    requires = _LOGIT_REQ
-
-    def run(self, ctx: Context) -> Outcome:
-        return evaluate_detector(ctx, "msp", self.params)
-
-    figures = staticmethod(roc_figure)
+    detector = MaxSoftmax
 
 
 @register
-class MaxLogitDetection(Check):
+class MaxLogitDetection(DetectorCheck):
     """Maximum logit as an OOD score (Hendrycks et al., "Scaling Out-of-Distribution Detection for
     Real-World Settings", ICML 2022): unlike MSP it keeps the logits' scale, which softmax discards.
     """
 
     id = "ood.max_logit"
     title = "OOD detection: maximum logit"
-    Params = DetectionParams
-    budget_params = BUDGET_PARAMS
-    requires = _LOGIT_REQ
-
-    def run(self, ctx: Context) -> Outcome:
-        return evaluate_detector(ctx, "max_logit", self.params)
-
-    figures = staticmethod(roc_figure)
+    detector = MaxLogit
 
 
 @register
-class EnergyDetection(Check):
+class EnergyDetection(DetectorCheck):
     """Free energy ``-logsumexp(logits)`` as an OOD score (Liu et al., "Energy-based Out-of-distribution
     Detection", NeurIPS 2020), temperature 1: aligned with the input density, less over-confident than MSP.
     """
 
     id = "ood.energy"
     title = "OOD detection: energy score"
-    Params = DetectionParams
-    budget_params = BUDGET_PARAMS
-    requires = _LOGIT_REQ
-
-    def run(self, ctx: Context) -> Outcome:
-        return evaluate_detector(ctx, "energy", self.params)
-
-    figures = staticmethod(roc_figure)
+    detector = Energy
+    constant_on_probabilities = True
 
 
 @register
-class MahalanobisDetection(Check):
+class MahalanobisDetection(DetectorCheck):
     """Mahalanobis distance of penultimate features to the closest class mean under a shared covariance
     (Lee et al., "A Simple Unified Framework for Detecting Out-of-Distribution Samples and Adversarial
     Attacks", NeurIPS 2018; last layer only, no input pre-processing), fitted on in-distribution data.
@@ -321,32 +328,22 @@ class MahalanobisDetection(Check):
 
     id = "ood.mahalanobis"
     title = "OOD detection: Mahalanobis distance on features"
-    Params = DetectionParams
-    budget_params = BUDGET_PARAMS
-    requires = _FEATURE_REQ
-
-    def run(self, ctx: Context) -> Outcome:
-        return evaluate_detector(ctx, "mahalanobis", self.params)
-
-    figures = staticmethod(roc_figure)
+    detector = Mahalanobis
+    detector_params = ("ridge",)
+    requires = FEATURES
 
 
 @register
-class KNNDetection(Check):
+class KNNDetection(DetectorCheck):
     """Distance to the k-th nearest in-distribution neighbour of L2-normalised penultimate features (Sun et
     al., "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022): no density assumption.
     """
 
     id = "ood.knn"
     title = "OOD detection: k-nearest-neighbour distance on features"
-    Params = DetectionParams
-    budget_params = BUDGET_PARAMS
-    requires = _FEATURE_REQ
-
-    def run(self, ctx: Context) -> Outcome:
-        return evaluate_detector(ctx, "knn", self.params)
-
-    figures = staticmethod(roc_figure)
+    detector = KNN
+    detector_params = ("k",)
+    requires = FEATURES
 
 
 @register
@@ -364,14 +361,16 @@ class DetectionSummary(Check):
     title = "OOD detection: best detector and validity gate"
     Params = DetectionParams
     budget_params = BUDGET_PARAMS
-    requires = _LOGIT_REQ
-    depends_on = ("ood.msp", "ood.max_logit", "ood.energy", "ood.mahalanobis", "ood.knn")
+    requires = LOGITS
+    depends_on = tuple(cls.id for cls in DETECTOR_CHECKS.values())
 
     def run(self, ctx: Context) -> Outcome:
         p = self.params
-        names = list(LOGIT_DETECTORS) + (list(FEATURE_DETECTORS) if "features" in ctx.capabilities else [])
-        if ctx.model.output == "probs":
-            names.remove("energy")  # constant for probability outputs
+        names = [
+            name
+            for name, cls in DETECTOR_CHECKS.items()
+            if cls.unmet(ctx) is None and not (cls.constant_on_probabilities and ctx.model.output == "probs")
+        ]
         table = {name: source_metrics(detector_scores(ctx, name, p)[1]) for name in names}
         mean_auroc = {name: _mean(rows, "auroc") for name, rows in table.items()}
         best = max(names, key=lambda n: mean_auroc[n])
@@ -405,6 +404,21 @@ class DetectionSummary(Check):
                 metrics.update(
                     proportion_metrics("ood.validity.clean_in_envelope", kept, gate.clean_in_envelope_n)
                 )
+        details[evidence.KEY] = [
+            evidence.lines(
+                "ROC curves per detector, all OOD sources pooled",
+                {n: (r["fpr"], r["tpr"]) for n, r in pooled.items()},
+                *ROC_AXES,
+                ylim=(0.0, 1.02),
+            ),
+            evidence.heatmap(  # sources down, detectors across: long names fit
+                "AUROC per OOD source (rows) and detector (columns); 0.5 is chance",
+                np.asarray([details["auroc"][n] for n in names], float).T.tolist(),
+                srcs,
+                names,
+                vmin=0.5,
+            ),
+        ]
         examples = self._accepted_examples(ctx, best, b) if ctx.modality == "image" else []
         summary = (
             f"Best detector: {best} (mean AUROC {mean_auroc[best]:.3f}, FPR95 {metrics['ood.best_fpr95']:.1%}) "
@@ -417,8 +431,6 @@ class DetectionSummary(Check):
 
     def _accepted_examples(self, ctx: Context, best: str, b: Bench) -> list[Example]:
         """Per source, the OOD input the best detector finds most in-distribution: its worst miss."""
-        from roadworthy.report.images import png_data_uri
-
         _, scores = detector_scores(ctx, best, self.params)
         tau = np.sort(scores["id"])[int(np.ceil(0.95 * len(scores["id"]))) - 1]
         out = []
@@ -435,24 +447,4 @@ class DetectionSummary(Check):
                     original_prediction=f"{ctx.class_name(int(probs.argmax()))} ({probs.max():.0%})",
                 )
             )
-        return out
-
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        from roadworthy.report.figures import heatmap, line_plot
-
-        d = result.details
-        out = []
-        pooled = d.get("roc_pooled", {})
-        if pooled:
-            series = {n: (r["fpr"], r["tpr"]) for n, r in pooled.items()}
-            uri = line_plot(
-                series, "in-distribution inputs flagged (false alarms)", "OOD inputs flagged", ylim=(0, 1.02)
-            )
-            out.append(("ROC curves per detector, all OOD sources pooled", uri))
-        if d.get("auroc"):
-            cols = [d["auroc"][n] for n in d["detectors"]]
-            rows = np.asarray(cols, float).T.tolist()  # sources down, detectors across: long names fit
-            uri = heatmap(rows, d["sources"], d["detectors"], vmin=0.5)
-            out.append(("AUROC per OOD source (rows) and detector (columns); 0.5 is chance", uri))
         return out

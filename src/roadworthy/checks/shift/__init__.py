@@ -1,13 +1,12 @@
-"""The shift suite: graded, reproducible changes of the input images and the model's accuracy under them.
+"""The shift suite: the model's accuracy under graded, reproducible changes of the input images.
 
-``SHIFTS`` maps a name to a :class:`Shift` with ``apply(x, severity, rng)``; ``apply_shift(name, ...)``
-is the same by name. Importing the suite registers one check per shift (``shift.<name>``) and the
-aggregate ``shift.summary``.
+Importing the suite registers one check per shift of :mod:`roadworthy.shifts` (``shift.<name>``) and the
+aggregate ``shift.summary``; the shifts themselves are the library's.
 """
 
 from __future__ import annotations
 
-from roadworthy.checks.shift import corruptions, geometry, lighting, occlusion, suite  # noqa: F401  (fill SHIFTS, CHECKS)
-from roadworthy.checks.shift._base import GROUPS, SHIFTS, Shift, apply_shift, table_name
+from roadworthy.checks.shift import suite  # noqa: F401  (fill CHECKS)
+from roadworthy.checks.shift.suite import SHIFT_CHECKS, ShiftCheck, ShiftSummary
 
-__all__ = ["GROUPS", "SHIFTS", "Shift", "apply_shift", "table_name"]
+__all__ = ["SHIFT_CHECKS", "ShiftCheck", "ShiftSummary"]

@@ -1,10 +1,11 @@
-"""The shift checks: one per shift (``shift.<name>``) and the aggregate ``shift.summary``.
+"""The shift checks: one per shift of :mod:`roadworthy.shifts` (``shift.<name>``) and ``shift.summary``.
 
 Each per-shift check applies its shift at severities 1-5 to a stratified sample of the evaluation data
 (the same sample for every shift) and measures accuracy per severity, the share of predictions that flip
-between the clean image and severity 1, and the calibration error under the shift. Where the OOD suite's
-validity gate can be fitted, failures are split into in-envelope (the input still looks like the data:
-a real defect) and out-of-envelope (the input left the data distribution; Berend et al., ASE 2020).
+between the clean image and severity 1, and the calibration error under the shift. Where the session's
+validity gate (:func:`roadworthy.checks.reference.validity_gate`) can be fitted, failures are split into
+in-envelope (the input still looks like the data: a real defect) and out-of-envelope (the input left the
+data distribution; Berend et al., ASE 2020).
 
 ``shift.summary`` aggregates them as ImageNet-C does (Hendrycks & Dietterich, ICLR 2019): mean accuracy
 over shifts (mPC), its ratio to clean accuracy (rPC), the worst shift, and with a baseline report the
@@ -20,10 +21,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.shift._base import SHIFTS, Shift, image_size, table_name
+from roadworthy.checks.reference import validity_gate
 from roadworthy.errors import RoadworthyError
-from roadworthy.results import CheckResult, Example, ExampleImage
+from roadworthy.evidence import png_data_uri
+from roadworthy.results import Example, ExampleImage
+from roadworthy.shifts import SHIFTS, Shift, image_size, table_name
 from roadworthy.stats import expected_calibration_error, proportion_metrics
 
 log = logging.getLogger(__name__)
@@ -64,11 +68,7 @@ def sample_indices(ctx: Context, n_samples: int) -> np.ndarray:
 
 
 def _gate(ctx: Context) -> tuple[Any, str | None]:
-    """The OOD suite's validity gate, or ``None`` with the reason it is unavailable."""
-    try:
-        from roadworthy.checks.ood.validity import validity_gate
-    except ImportError:
-        return None, "the OOD suite's validity gate is not installed"
+    """The session's validity gate, or ``None`` with the reason it is unavailable."""
     try:
         gate = validity_gate(ctx)
     except (RoadworthyError, ValueError, np.linalg.LinAlgError) as exc:
@@ -242,7 +242,6 @@ class ShiftCheck(Check):
         p: ShiftParams,
     ) -> list[Example]:
         """One image at every severity with the model's prediction; images that fail early come first."""
-        from roadworthy.report.images import png_data_uri
 
         def first_failure(i: int) -> int:
             wrong = [s for s, (_, pred) in sorted(kept[i].items()) if pred != y[i]]
@@ -454,6 +453,15 @@ class ShiftSummary(Check):
                 "in_envelope_failures": sum(v["in_envelope_failures"] for v in validity.values()),
                 "out_of_envelope_failures": sum(v["out_of_envelope_failures"] for v in validity.values()),
             }
+        details[evidence.KEY] = [
+            evidence.heatmap(
+                "Accuracy by shift and severity, worst shift first",
+                details["grid"],
+                order,
+                [f"s{s}" for s in severities],
+                title="Accuracy under shift",
+            )
+        ]
         warnings: list[str] = []
         if ctx.baseline is not None:
             base_grid, base_clean = _baseline_grid(ctx.baseline)
@@ -480,15 +488,3 @@ class ShiftSummary(Check):
             f"worst: {worst_name.replace('_', ' ')} at {mean_by_shift[worst_name]:.1%}."
         )
         return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
-
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        """A heat map of accuracy by shift (rows, worst first) and severity (columns)."""
-        from roadworthy.report.figures import heatmap
-
-        d = result.details
-        if not d.get("grid"):
-            return []
-        values = [[math.nan if v is None else v for v in row] for row in d["grid"]]
-        uri = heatmap(values, d["shifts"], [f"s{s}" for s in d["severities"]], title="Accuracy under shift")
-        return [("Accuracy by shift and severity, worst shift first", uri)]

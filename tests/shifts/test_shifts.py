@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roadworthy.checks.shift import SHIFTS, apply_shift
-from roadworthy.checks.shift import _ops as ops
-from roadworthy.checks.shift._base import large_weight, sized, table_name
 from roadworthy.errors import InvalidInputError
+from roadworthy.shifts import SHIFTS, apply_shift
+from roadworthy.shifts import _ops as ops
+from roadworthy.shifts.base import large_weight, sized, table_name
 
 NAMES = sorted(SHIFTS)
 

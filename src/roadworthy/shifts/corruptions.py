@@ -2,7 +2,7 @@
 
 Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and Perturbations",
 ICLR 2019. Severity tables: ImageNet-C's (about 224 px) and CIFAR-10-C's (32 px) from the authors'
-``make_imagenet_c.py`` / ``make_cifar_c.py``, chosen and scaled by image size (see ``_base.sized``).
+``make_imagenet_c.py`` / ``make_cifar_c.py``, chosen and scaled by image size (see ``base.sized``).
 Departures from the reference code, all for batches, speed or independence from downloaded files:
 frost uses procedurally generated ice textures instead of five photographs, with each texture's intensities
 mapped onto one photograph's grey-level distribution (so the strength per severity follows the
@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from roadworthy.checks.shift import _ops as ops
-from roadworthy.checks.shift._base import image_size, large_weight, shift, sized
+from roadworthy.shifts import _ops as ops
+from roadworthy.shifts.base import image_size, large_weight, shift, sized
 
 # ------------------------------------------------------------------------------------------- noise
 
@@ -431,7 +431,7 @@ def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> 
     n, c, h, w = x.shape
     if h * w <= ops.SMALL_PIXELS:
         # small images: the whole batch through a vectorised emulation of libjpeg (2-3x faster there)
-        from roadworthy.checks.shift._jpeg import jpeg_roundtrip  # imports torch: not at registry load
+        from roadworthy.shifts._jpeg import jpeg_roundtrip  # imports torch: not at registry load
 
         return jpeg_roundtrip(x, round(q))
     cv2 = ops.cv2()

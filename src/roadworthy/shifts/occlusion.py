@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from roadworthy.checks.shift import _ops as ops
-from roadworthy.checks.shift._base import image_size, shift
+from roadworthy.shifts import _ops as ops
+from roadworthy.shifts.base import image_size, shift
 
 
 def _ramp(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:

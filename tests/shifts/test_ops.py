@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from roadworthy.checks.shift import SHIFTS
-from roadworthy.checks.shift import _base as base
-from roadworthy.checks.shift import _ops as ops
+from roadworthy.shifts import SHIFTS, base
+from roadworthy.shifts import _ops as ops
 
 
 def photos(n: int, channels: int, size: int, seed: int = 0) -> np.ndarray:

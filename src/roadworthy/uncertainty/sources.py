@@ -3,9 +3,10 @@
 *Far-OOD* inputs share nothing with the data but their shape: uniform and Gaussian noise, flat colours
 and crops of scikit-learn's two bundled sample photos (a temple and a flower), resized to the model's
 input and converted to its channel count. *Near-OOD* inputs are evaluation inputs under the heaviest
-shifts (severity 5 of the shift suite's corruptions), the kind a camera really produces. For tabular
-data the far sources are noise in and around the data's range and the near source breaks the joint
-distribution while keeping every marginal (each column shuffled independently).
+shifts (severity 5 of the shift library's corruptions, passed in by the caller, or a simple built-in
+version of each), the kind a camera really produces. For tabular data the far sources are noise in and
+around the data's range and the near source breaks the joint distribution while keeping every marginal
+(each column shuffled independently).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def to_channels(rgb: np.ndarray, c: int) -> np.ndarray:
 
 
 def _fallback_shift(x: np.ndarray, name: str, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Simple corruptions after Hendrycks & Dietterich (ICLR 2019), for when the shift suite is absent."""
+    """Simple corruptions after Hendrycks & Dietterich (ICLR 2019), for when no shift function is given."""
     s = int(np.clip(severity, 1, 5)) - 1
     _, _, h, w = x.shape
     if name == "gaussian_noise":
@@ -116,24 +117,23 @@ def _fallback_shift(x: np.ndarray, name: str, severity: int, rng: np.random.Gene
     raise InvalidInputError(f"unknown shift {name!r}; choose one of {', '.join(NEAR_IMAGE_SHIFTS)}")
 
 
-def _shift_suite() -> Callable[..., np.ndarray] | None:
-    try:
-        from roadworthy.checks.shift import apply_shift
-    except ImportError:
-        return None
-    return apply_shift
+#: ``apply_shift(name=..., x=..., severity=..., rng=...)``, e.g. :func:`roadworthy.shifts.apply_shift`
+ShiftFunction = Callable[..., np.ndarray]
 
 
 def shifted_images(
-    x: np.ndarray, name: str, severity: int, rng: np.random.Generator
+    x: np.ndarray,
+    name: str,
+    severity: int,
+    rng: np.random.Generator,
+    apply_shift: ShiftFunction | None = None,
 ) -> tuple[np.ndarray, str]:
     """``x`` under shift ``name`` at ``severity`` (1-5), and where the shift came from.
 
-    Uses the shift suite's ``apply_shift`` when it knows the shift and it changes the inputs, else a
-    simple built-in version of the same corruption; the second value is ``"shift suite"`` or
-    ``"built-in"``.
+    Uses ``apply_shift`` (the shift suite's, :func:`roadworthy.shifts.apply_shift`, which the OOD checks
+    pass) when it knows the shift and it changes the inputs, else a simple built-in version of the same
+    corruption; the second value is ``"shift suite"`` or ``"built-in"``.
     """
-    apply_shift = _shift_suite()
     if apply_shift is not None:
         try:
             out = np.clip(

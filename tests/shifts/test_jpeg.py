@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from roadworthy.checks.shift._jpeg import CHROMA_TABLE, CHUNK_PIXELS, LUMA_TABLE, jpeg_roundtrip, quant_table
+from roadworthy.shifts._jpeg import CHROMA_TABLE, CHUNK_PIXELS, LUMA_TABLE, jpeg_roundtrip, quant_table
 
 # (height, width): not a multiple of 8 (padding), one MCU-aligned small size, a larger one
 SIZES = [(20, 28), (32, 32), (96, 96)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roadworthy.checks.shift import SHIFTS
+from roadworthy.shifts import SHIFTS
 
 #: mean absolute change in grey levels (0-255) per severity 1-5 of imagecorruptions 1.1.2 on
 #: photos_224(), averaged over its random draws (elastic: 10 draws; frost, whose pick of one of five

@@ -33,7 +33,7 @@ where libjpeg-turbo's SIMD code works on one cache-resident image at a time (on 
 Pillow's speed and 0.55x OpenCV's, single-threaded).
 
 Departures from libjpeg, each worth a fraction of a gray level on average (mean absolute difference to Pillow
-about 0.1-0.7 gray levels on photographs, see ``tests/checks/shift/test_jpeg.py``):
+about 0.1-0.7 gray levels on photographs, see ``tests/shifts/test_jpeg.py``):
 
 * float32 DCTs (orthonormal DCT-II matrices) instead of libjpeg's fixed-point ``islow`` DCT, and
   round-half-to-even instead of libjpeg's rounding where values land exactly on .5; a coefficient near a

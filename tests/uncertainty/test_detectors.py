@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from roadworthy.checks.ood.detectors import (
+from roadworthy.errors import InvalidInputError
+from roadworthy.uncertainty.detectors import (
     KNN,
     Energy,
     Mahalanobis,
@@ -19,7 +20,6 @@ from roadworthy.checks.ood.detectors import (
     fpr_at_tpr,
     roc_points,
 )
-from roadworthy.errors import InvalidInputError
 
 # small integer scores give many ties, the case where hand-written metrics usually go wrong
 scores = st.lists(st.integers(-5, 5), min_size=1, max_size=40).map(lambda v: np.array(v, float))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from roadworthy.checks.shift import _ops as ops
-from roadworthy.checks.shift._base import image_size, shift
+from roadworthy.shifts import _ops as ops
+from roadworthy.shifts.base import image_size, shift
 
 
 @shift("low_light", "article", "Low light: under-exposure, photon and read noise, then the camera's gain.")

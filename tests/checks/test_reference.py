@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from roadworthy.checks.base import Context
-from roadworthy.checks.ood.validity import ValidityGate, conformal_threshold, validity_gate
+from roadworthy.checks.reference import validity_gate
+from roadworthy.uncertainty.validity import ValidityGate, conformal_threshold
 
 
 def _noise(n: int = 200, seed: int = 1) -> np.ndarray:
@@ -62,3 +63,35 @@ def test_gate_is_deterministic_for_a_seed(digits_model, digits_data) -> None:
 def test_conformal_threshold_covers_the_quantile(n: int, expected: float) -> None:
     # scores 1..n: the ceil((n+1) * 0.95)-th smallest, capped at n
     assert conformal_threshold(np.arange(1, n + 1, dtype=float)) == expected
+
+
+def _imports(path) -> set[str]:
+    """Every ``roadworthy`` module a source file imports, at the top or inside a function."""
+    import ast
+
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {m for m in out if m.startswith("roadworthy")}
+
+
+def test_the_shift_and_ood_suites_share_the_gate_without_importing_each_other() -> None:
+    from pathlib import Path
+
+    import roadworthy
+
+    src = Path(roadworthy.__file__).parent
+    rules = {  # folder -> module prefixes its files must not import
+        "checks/shift": ("roadworthy.checks.ood", "roadworthy.report"),
+        "checks/ood": ("roadworthy.checks.shift", "roadworthy.report"),
+        "shifts": ("roadworthy.checks", "roadworthy.report"),
+        "uncertainty": ("roadworthy.checks", "roadworthy.report", "roadworthy.shifts"),
+    }
+    for folder, banned in rules.items():
+        for path in (src / folder).rglob("*.py"):
+            bad = sorted(m for m in _imports(path) if m.startswith(banned))
+            assert not bad, f"{path.relative_to(src)} imports {bad}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roadworthy.checks.ood import sources
 from roadworthy.errors import InvalidInputError
+from roadworthy.shifts import apply_shift
+from roadworthy.uncertainty import sources
 
 
 @pytest.mark.parametrize("kind", sources.FAR_IMAGE_SOURCES)
@@ -31,7 +32,7 @@ def test_photo_crops_are_photos_not_noise() -> None:
 @pytest.mark.parametrize("name", sources.NEAR_IMAGE_SHIFTS)
 def test_heavy_shifts_keep_format_and_change_the_image(digits_data, name: str) -> None:
     x = digits_data.x[:16]
-    out, origin = sources.shifted_images(x, name, 5, np.random.default_rng(0))
+    out, origin = sources.shifted_images(x, name, 5, np.random.default_rng(0), apply_shift)
     assert out.shape == x.shape and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert origin in ("shift suite", "built-in")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from roadworthy.checks.shift import _ops as ops
-from roadworthy.checks.shift._base import shift
+from roadworthy.shifts import _ops as ops
+from roadworthy.shifts.base import shift
 
 
 def _about_centre(x: np.ndarray, linear: np.ndarray) -> np.ndarray:
