@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -100,3 +101,21 @@ def test_invalid_strength_is_a_clear_user_error(ctx):
 
     with pytest.raises(InvalidInputError, match=r"every `eps` must be \(0, 1\] for L-inf"):
         PGDLinf(PGDLinf.Params(n_samples=8, eps=2.0), budget="quick").run(ctx)
+
+
+def test_trust_thresholds_are_parameters_and_findings_are_metrics(ctx):
+    """A threshold no attack can meet makes the check untrustworthy; the finding's value is a metric."""
+    p = PGDLinf.Params(n_samples=32, steps=2, refine_steps=0, sweep=(8 / 255, 16 / 255))
+    normal = PGDLinf(p, budget="quick").run(ctx)
+    assert normal.metrics["attack.pgd_linf.trustworthy"] == 1.0, headline(normal.metrics)
+    huge = normal.metrics["attack.pgd_linf.trust.huge_eps"]
+    assert 0.0 <= huge <= p.max_accuracy_at_huge_eps
+    assert 0.0 <= normal.metrics["attack.pgd_linf.trust.gradients"] <= p.max_dead_gradients
+    assert "attack.pgd_linf.trust.monotone" in normal.metrics
+    strict = dataclasses.replace(p, max_accuracy_at_huge_eps=-1.0)
+    out = PGDLinf(strict, budget="quick").run(ctx)
+    assert out.metrics["attack.pgd_linf.trustworthy"] == 0.0
+    assert out.metrics["attack.pgd_linf.trust.huge_eps"] == huge  # same seed, same measurement
+    assert PGDLinf(strict).params_dict()["max_accuracy_at_huge_eps"] == -1.0  # reaches the report
+    ((item,),) = [out.details[evidence.KEY]]
+    assert item["kind"] == "lines" and list(item["series"]) == ["attack.pgd_linf"]
