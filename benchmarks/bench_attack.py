@@ -4,7 +4,7 @@ Run by hand (ART is not a dependency; see benchmarks/README.md for how to instal
 
     .venv/bin/python -m benchmarks.bench_attack [--model auto|demo|digits] [--n 500] [--n-black 40]
 
-* PGD-Linf: our :func:`roadworthy.checks.attack.gradient.pgd` and ART's ``ProjectedGradientDescent`` with
+* PGD-Linf: our :func:`roadworthy.attacks.pgd` and ART's ``ProjectedGradientDescent`` with
   the same eps, steps, step size and one random start, on the same inputs and true labels. Robust accuracy
   must agree within 1 point or be lower (stronger) for us. Wall time (best of 5, interleaved) is compared with the
   floor, ``steps x`` one forward+backward pass over the inputs, and with ART's.
@@ -139,7 +139,7 @@ def bench_pgd(
     import torch
     from art.attacks.evasion import ProjectedGradientDescent
 
-    from roadworthy.checks.attack.gradient import input_gradient, pgd
+    from roadworthy.attacks import input_gradient, pgd
 
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     f = model.forward_torch
@@ -232,7 +232,7 @@ def bench_square(
     """
     from art.attacks.evasion import SquareAttack
 
-    from roadworthy.checks.attack.square import square_attack
+    from roadworthy.attacks.square import square_attack
 
     ok = model.predict(x).argmax(1) == y
     xc, yc = x[ok], y[ok]
@@ -297,8 +297,8 @@ def bench_hsj(
 ) -> dict:
     from art.attacks.evasion import HopSkipJump
 
+    from roadworthy.attacks.hopskipjump import hop_skip_jump
     from roadworthy.checks.attack import _common as common
-    from roadworthy.checks.attack.hopskipjump import hop_skip_jump
     from roadworthy.models.base import batched  # as the check does: ART's classifier batches by 256 too
 
     ok = model.predict(x).argmax(1) == y

@@ -69,6 +69,13 @@ PATTERNS: tuple[str, ...] = (
     "attack.<attack>.median_perturbation",
     "attack.<attack>.queries",
     "attack.<attack>.trustworthy",
+    "attack.<attack>.trust.gradients",
+    "attack.<attack>.trust.huge_eps",
+    "attack.<attack>.trust.monotone",
+    "attack.<attack>.trust.progress",
+    "attack.<attack>.trust.stability",
+    "attack.<attack>.trust.coverage",
+    "attack.<attack>.trust.beats_noise",
     "attack.hopskipjump.start_failures",
     "attack.trustworthy",
     # integrity

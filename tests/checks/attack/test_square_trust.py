@@ -8,13 +8,11 @@ to break) and a randomised one (answers that change between calls) are not.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
-import pytest
 
-from roadworthy.checks.attack import _common as common
-from roadworthy.checks.attack.square import SquareAttack, move_toward_other_class, square_attack_result
+from roadworthy.attacks._pool import StartPool
+from roadworthy.attacks.square import move_toward_other_class, square_attack_result
+from roadworthy.checks.attack.square import SquareAttack
 from roadworthy.policy import Policy, evaluate_gates
 from roadworthy.runner import run_check, run_checks
 from roadworthy.session import select_checks
@@ -50,37 +48,10 @@ def test_square_at_a_huge_strength_leaves_the_noise_class_standing(noise_is_zero
     y = np.zeros(len(x), np.int64)
     r = square_attack_result(noise_is_zero_model.predict, x, y, 0.5, 50, rng=np.random.default_rng(0))
     assert (noise_is_zero_model.predict(r.x_adv).argmax(1) == 0).mean() >= 0.5
-    pool = common.StartPool(low_digits.x, noise_is_zero_model.predict(low_digits.x).argmax(1))
+    pool = StartPool(low_digits.x, noise_is_zero_model.predict(low_digits.x).argmax(1))
     moved, fooled = move_toward_other_class(noise_is_zero_model.predict, x, y, pool, 0.5)
     assert fooled.all()
     assert (roughness(moved) < ROUGH).all()  # the moves look like digits, not noise
-
-
-@pytest.mark.parametrize("eps", [0.05, 0.3, 0.5])
-def test_moves_stay_in_the_ball_and_stop_at_the_first_fooling_one(eps):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (12, 2, 4, 4)).astype(np.float32)
-    w = rng.normal(size=(32, 3)).astype(np.float32)
-    calls = []
-
-    def scores(b: np.ndarray) -> np.ndarray:
-        calls.append(len(b))
-        return (b.reshape(len(b), 32) - 0.5) @ w
-
-    y = scores(x).argmax(1)
-    assert len(set(y)) == 3
-    calls.clear()
-    moved, fooled = move_toward_other_class(scores, x, y, common.StartPool(x, y), eps, tries=4)
-    sizes = list(calls)
-    common.verify_budget(x, moved, eps, "linf", "move")
-    assert (scores(moved).argmax(1)[fooled] != y[fooled]).all()
-    # One query per input and try, at most four tries; an input fooled once is not asked again.
-    assert sizes[0] == len(x) and len(sizes) <= 4 and sum(sizes) <= 4 * len(x)
-    assert all(b <= a for a, b in itertools.pairwise(sizes))
-    # No input of another class in the pool: nothing moves.
-    one = common.StartPool(x, np.zeros(len(x), np.int64))
-    still, none = move_toward_other_class(scores, x, np.zeros(len(x), np.int64), one, eps)
-    assert not none.any() and np.array_equal(still, x)
 
 
 def test_a_constant_model_leaves_nothing_breakable_and_is_not_trustworthy(digits_data):

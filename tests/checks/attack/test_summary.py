@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
+from roadworthy import evidence
 from roadworthy.checks.attack.autoattack import AutoAttackEnsemble
-from roadworthy.checks.attack.gradient import PGDLinf
+from roadworthy.checks.attack.pgd import PGDLinf
 from roadworthy.checks.attack.square import SquareAttack
-from roadworthy.checks.attack.sticker import AdversarialSticker, paste
+from roadworthy.checks.attack.sticker import AdversarialSticker
 from roadworthy.checks.attack.summary import AttackSummary
 from roadworthy.checks.base import CHECKS
+from roadworthy.report.figures import draw
 from roadworthy.runner import run_check, run_checks
 
 
@@ -29,7 +29,7 @@ def test_quick_suite_runs_and_is_trustworthy(ctx):
     assert "all trustworthy" in summary.summary
     names = {c["name"] for c in summary.details["comparisons"]}
     assert {"attack.fgsm vs attack.pgd_linf", "attack.square vs attack.pgd_linf"} <= names
-    figures = AttackSummary.figures(summary)
+    figures = [draw(item) for item in summary.details[evidence.KEY]]  # evidence: curves as data
     assert figures and figures[0][1].startswith("data:image/svg+xml")
     # PGD at least as strong as FGSM on the same inputs at the default budget.
     pgd = results["attack.pgd_linf"].metrics["attack.pgd_linf.robust_accuracy"]
@@ -67,17 +67,6 @@ def test_sticker_beats_random_noise(ctx):
     assert out.examples[0].title == "The optimised sticker"
 
 
-def test_paste_puts_the_patch_where_asked():
-    import torch
-
-    x = torch.zeros(2, 1, 5, 5)
-    patch = torch.ones(1, 2, 2)
-    out = paste(x, patch, torch.tensor([0, 3]), torch.tensor([1, 2]))
-    assert out[0, 0, 0:2, 1:3].eq(1).all() and out[0].sum() == 4
-    assert out[1, 0, 3:5, 2:4].eq(1).all() and out[1].sum() == 4
-    assert np.isclose(float(out.sum()), 8.0)
-
-
 def test_autoattack_is_skipped_with_a_reason_when_absent(ctx, monkeypatch):
     import importlib.util
 
@@ -90,7 +79,7 @@ def test_autoattack_agrees_with_our_apgd_when_installed(ctx):
     import pytest
 
     pytest.importorskip("pyautoattack")
-    from roadworthy.checks.attack.gradient import APGDCE
+    from roadworthy.checks.attack.apgd import APGDCE
 
     params = AutoAttackEnsemble.Params(n_samples=32, version="custom", attacks=("apgd-ce",))
     result = run_check(AutoAttackEnsemble, ctx, params)

@@ -1,8 +1,8 @@
 """What every attack check shares: the sample, budget verification, metrics, threat model, examples.
 
-Attacks are pure functions (in ``gradient.py``, ``square.py``...) that never see a :class:`Context`; the
-checks call them and turn their output into the report's numbers with the helpers here, so every attack
-reports the same metrics the same way:
+Attacks are pure functions in :mod:`roadworthy.attacks` that never see a :class:`Context`; the checks
+(through :class:`~roadworthy.checks.attack.base.AttackCheck`) call them and turn their output into the
+report's numbers with the helpers here, so every attack reports the same metrics the same way:
 
 ``attack.<a>.robust_accuracy``
     Share of the sampled inputs that the model classifies correctly *and* the attack could not flip within
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -136,82 +135,6 @@ def attack_sample(ctx: Context, n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     y = np.asarray(ctx.data.y[idx], dtype=np.int64)
     pred = ctx.clean_pred[idx]
     return idx, x, y, pred
-
-
-# ---------------------------------------------------------------------------------------------- real inputs
-
-#: At most this many pool values (about 32 MiB in float64) are read at once to rank candidates.
-_MAX_POOL_VALUES = 2**22
-
-
-@dataclass(frozen=True)
-class StartPool:
-    """Real inputs of the evaluation set, with the class the model gives each of them.
-
-    A real input that the model puts in another class than an input's is, by definition, a misclassified
-    point of the input space, and the nearest such input (L2) is the nearest such point the data offers.
-    HopSkipJump starts from it (the paper's targeted initialisation used for the untargeted attack, as
-    Foolbox's ``DatasetAttack`` does): uniform noise, the reference implementation's untargeted start,
-    fails for every input of the class a model assigns to noise, a common trait of healthy CNNs. Square
-    Attack's self-check at a huge strength moves each input toward it, for the same reason: a random search
-    at that strength draws noise-like images.
-
-    Parameters
-    ----------
-    x
-        Inputs, indexed by row (the whole evaluation set: it is read in chunks, never copied whole).
-    labels
-        ``(len(x),)`` the class the model predicts for each row.
-    rows
-        The rows of ``x`` to consider; every row when ``None``.
-    """
-
-    x: np.ndarray
-    labels: np.ndarray
-    rows: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.labels) != len(self.x):
-            raise ValueError(
-                f"`labels` must have one entry per row of `x` ({len(self.x)}). Got {len(self.labels)} instead."
-            )
-
-    @property
-    def size(self) -> int:
-        return len(self.x) if self.rows is None else len(self.rows)
-
-    def nearest_other(self, x0: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-        """``(len(x0), k)`` rows of ``x``, nearest first (L2), labelled other than ``y``; ``-1`` pads.
-
-        Ties go to the lower row, so the choice is deterministic.
-        """
-        rows = np.arange(len(self.x)) if self.rows is None else np.sort(np.asarray(self.rows, np.int64))
-        n, d = len(x0), int(np.prod(x0.shape[1:]))
-        out = np.full((n, k), -1, np.int64)
-        if n == 0 or k == 0 or len(rows) == 0:
-            return out
-        flat = x0.reshape(n, d).astype(np.float64)
-        sq0 = (flat**2).sum(axis=1)
-        dist = np.empty((n, len(rows)), np.float64)
-        step = max(1, _MAX_POOL_VALUES // d)  # pool rows read per chunk
-        for s in range(0, len(rows), step):
-            chunk = np.asarray(self.x[rows[s : s + step]], np.float64).reshape(-1, d)
-            dist[:, s : s + step] = sq0[:, None] + (chunk**2).sum(axis=1)[None] - 2 * flat @ chunk.T
-        dist[np.asarray(self.labels)[rows][None, :] == np.asarray(y)[:, None]] = np.inf
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        found = np.isfinite(np.take_along_axis(dist, order, axis=1))
-        out[:, : order.shape[1]] = np.where(found, rows[order], -1)
-        return out
-
-
-def balanced_pool_rows(pred: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray | None:
-    """Up to ``size`` rows, the same number from each predicted class in ``pred``; ``None`` (all) if fewer."""
-    if len(pred) <= size:
-        return None
-    classes = np.unique(pred)
-    per_class = max(1, size // len(classes))
-    rows = [rng.permutation(np.flatnonzero(pred == c))[:per_class] for c in classes]
-    return np.sort(np.concatenate(rows))
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -369,7 +292,7 @@ def adversarial_examples(
     show_difference: bool = True,
 ) -> list[Example]:
     """Report examples: original, adversarial, (optionally) the amplified perturbation, and predictions."""
-    from roadworthy.report.images import amplified_difference, png_data_uri
+    from roadworthy.evidence import amplified_difference, png_data_uri
     from roadworthy.results import Example, ExampleImage
 
     out = []
@@ -399,22 +322,23 @@ def finite_or_nan(v: float) -> float:
     return v if math.isfinite(v) else math.nan
 
 
-def curve_figures(result: Any) -> list[tuple[str, str]]:
-    """One check's robust accuracy against strength, from ``details.curve``."""
-    from roadworthy.report.figures import line_plot
+def curve_evidence(
+    caption: str, curves: dict[str, dict[str, Any]], xlabel: str | None = None
+) -> dict[str, Any]:
+    """A ``lines`` evidence item: robust accuracy against strength, one line per ``{name: details.curve}``.
 
-    curve = result.details.get("curve")
-    if not curve or len(curve.get("eps", [])) < 2:
-        return []
-    norm = curve.get("norm", "linf")
-    xs = [e * 255 for e in curve["eps"]] if norm == "linf" else curve["eps"]
-    unit = "eps (x/255, L-inf)" if norm == "linf" else f"strength ({NORM_LABEL.get(norm, norm)})"
-    return [
-        (
-            f"{result.title}: robust accuracy against strength",
-            line_plot({result.id: (xs, curve["robust_accuracy"])}, unit, "robust accuracy"),
-        )
-    ]
+    The curves share one norm; L-inf strengths are drawn in grey levels (x/255).
+    """
+    from roadworthy import evidence
+
+    norm = next(iter(curves.values())).get("norm", "linf")
+    series = {
+        name: ([e * 255 for e in c["eps"]] if norm == "linf" else c["eps"], c["robust_accuracy"])
+        for name, c in curves.items()
+    }
+    if xlabel is None:
+        xlabel = "eps (x/255, L-inf)" if norm == "linf" else f"strength ({NORM_LABEL.get(norm, norm)})"
+    return evidence.lines(caption, series, xlabel, "robust accuracy")
 
 
 def fill_in(attacked: np.ndarray, values: np.ndarray, fill: object) -> np.ndarray:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from roadworthy.checks.attack import _common as common
-from roadworthy.checks.attack import trust
-from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample
+from roadworthy.checks.base import Context, Requires, register
 
 MODULE = "pyautoattack"
 
@@ -31,7 +31,7 @@ class AutoAttackParams:
 
 
 @register
-class AutoAttackEnsemble(Check):
+class AutoAttackEnsemble(AttackCheck):
     """AutoAttack, standard version (Croce & Hein, "Reliable evaluation of adversarial robustness with an
     ensemble of diverse parameter-free attacks", ICML 2020), through the ``pyautoattack`` package.
 
@@ -42,6 +42,8 @@ class AutoAttackEnsemble(Check):
 
     id = "attack.autoattack"
     title = "AutoAttack ensemble (reference, L-inf)"
+    label = "AutoAttack"
+    trust_prefix = "reference ensemble; "
     Params = AutoAttackParams
     requires = Requires(capabilities=frozenset({"white_box"}), modalities=frozenset({"image"}), min_classes=3)
     budgets = frozenset({"thorough"})
@@ -57,17 +59,15 @@ class AutoAttackEnsemble(Check):
             return f"the optional package '{MODULE}' is not installed (pip install 'roadworthy[autoattack]')"
         return super().unmet(ctx)
 
-    def run(self, ctx: Context) -> Outcome:
+    def attack(self, ctx: Context, s: Sample) -> Attempt:
         import torch
 
         from roadworthy.errors import require
 
         aa = require(MODULE, "autoattack", "attack.autoattack")
+        self._package = f"{MODULE} {getattr(aa, '__version__', '?')}"
         p = self.params
-        name = self.id
         device = getattr(ctx.model, "device", "cpu")
-        _idx, x, y, pred0 = common.attack_sample(ctx, p.n_samples)
-        correct0 = pred0 == y
 
         class _Logits(torch.nn.Module):
             def __init__(self, fn: Any) -> None:
@@ -85,10 +85,10 @@ class AutoAttackEnsemble(Check):
             eps=p.eps,
             version=p.version,
             device=device,
-            seed=ctx.torch_seed(name) % (2**31),
+            seed=ctx.torch_seed(self.id) % (2**31),
         )
         attack.verbose = False
-        xc, yc = x[correct0], y[correct0]
+        xc, yc = s.xc, s.yc
         with ctx.progress.task(f"AutoAttack on {len(xc)} inputs", total=1) as task:
             if len(xc):
                 out = attack.run_standard_evaluation(
@@ -98,28 +98,18 @@ class AutoAttackEnsemble(Check):
             else:
                 adv = xc.copy()
             task.advance()
-        common.verify_budget(xc, adv, p.eps, "linf", name)
+        common.verify_budget(xc, adv, p.eps, "linf", self.id)
         pred = ctx.predict_logits(adv).argmax(axis=1) if len(adv) else np.zeros(0, int)
-        flip = np.zeros(len(y), bool)
-        flip[correct0] = pred != yc
-        metrics, details = common.sweep_metrics(name, y, correct0, {p.eps: flip}, p.eps, None, ctx.class_name)
-        ok, statement, warnings = trust.verdict([])
-        metrics[f"{name}.trustworthy"] = 1.0 if ok else 0.0
-        details["trust"] = {
-            "trustworthy": ok,
-            "statement": "reference ensemble; " + statement,
-            "findings": [],
-        }
-        details["threat_model"] = common.threat_model(
-            "white-box",
-            "linf",
-            p.eps,
-            (p.eps,),
-            None,
-            samples=len(y),
-            version=p.version,
-            package=f"{MODULE} {getattr(aa, '__version__', '?')}",
+        return Attempt(
+            broken={p.eps: common.fill_in(s.correct, pred != yc, False)}, default=p.eps, strengths=[p.eps]
         )
-        ra = metrics[f"{name}.robust_accuracy"]
-        summary = f"AutoAttack ({p.version}): robust accuracy {ra:.1%} at {common.describe_eps(p.eps, 'linf')} ({len(y)} inputs)."
-        return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
+
+    def threat_extra(self, s: Sample) -> dict[str, Any]:
+        return {"version": self.params.version, "package": getattr(self, "_package", MODULE)}
+
+    def summary(self, metrics: dict[str, float], s: Sample, a: Attempt, statement: str) -> str:
+        p = self.params
+        return (
+            f"AutoAttack ({p.version}): robust accuracy {metrics[f'{self.id}.robust_accuracy']:.1%} at "
+            f"{common.describe_eps(p.eps, 'linf')} ({len(s.y)} inputs)."
+        )

@@ -1,291 +1,24 @@
-"""HopSkipJump (Chen, Jordan, Wainwright, IEEE S&P 2020): decision-based black-box, L2.
-
-Needs only the model's top label. It starts from a misclassified input, pulled towards the original by
-binary search, then repeats: binary search to the decision boundary, estimate the boundary's normal from
-the labels of random probes around that point, step along it (geometric step search), and search back to
-the boundary. The distance to the original shrinks each iteration.
-
-The start is the nearest evaluation input that the model puts in another class (the paper's targeted
-initialisation, used untargeted); uniform noise, the reference implementation's untargeted start, is the
-last resort, because a healthy CNN often maps all noise to one class and so gives the inputs of that class
-no start. An input without any start is not a robustness measurement: the check leaves it out of the
-robust accuracy and counts it in ``start_failures``.
+"""The HopSkipJump check: distances to a misclassified input with labels only (:mod:`roadworthy.attacks.hopskipjump`).
 
 An "always succeeds" attack: its robust accuracy means nothing without a budget, so the check reports the
 distribution of the final L2 distances and the accuracy at stated budgets (pitfalls: "Numbers that lie").
-All samples are attacked in lock-step so that each step is one batched model call.
+An input without any misclassified start is not a robustness measurement: the check leaves it out of the
+robust accuracy and counts it in ``start_failures``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from roadworthy.attacks._pool import StartPool, balanced_pool_rows
+from roadworthy.attacks.hopskipjump import hop_skip_jump_result
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
-from roadworthy.checks.attack._common import StartPool
-from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.results import CheckResult
-
-LabelsFn = Callable[[np.ndarray], np.ndarray]
-
-#: At most this many probe images are built in memory at once (per chunk of inputs).
-_MAX_PROBES = 16384
-#: Where a start came from: a real input of another class, uniform noise, or nowhere.
-START_KINDS = ("input", "noise", "none")
-
-
-class _Oracle:
-    """Counts queries per input and answers "is this input misclassified?"."""
-
-    def __init__(self, labels: LabelsFn, y: np.ndarray) -> None:
-        self.labels = labels
-        self.y = y
-        self.queries = np.zeros(len(y))
-
-    def adversarial(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        if len(rows) == 0:
-            return np.zeros(0, bool)
-        np.add.at(self.queries, rows, 1)
-        return self.labels(x) != self.y[rows]
-
-
-def _l2(d: np.ndarray) -> np.ndarray:
-    return np.sqrt((d.reshape(len(d), int(np.prod(d.shape[1:]))).astype(np.float64) ** 2).sum(axis=1))
-
-
-def _blend(x0: np.ndarray, x1: np.ndarray, a: np.ndarray) -> np.ndarray:
-    return ((1 - a).reshape(-1, *[1] * (x0.ndim - 1)) * x0 + a.reshape(-1, *[1] * (x0.ndim - 1)) * x1).astype(
-        np.float32
-    )
-
-
-def _boundary_search(
-    oracle: _Oracle,
-    rows: np.ndarray,
-    x0: np.ndarray,
-    x_adv: np.ndarray,
-    theta: float,
-    max_queries: float = math.inf,
-) -> np.ndarray:
-    """Binary search on the segment ``x0 -> x_adv`` for the adversarial point nearest ``x0`` (to ``theta``).
-
-    A row stops early, coarser but still adversarial, when its queries reach ``max_queries``.
-    """
-    lo = np.zeros(len(rows))
-    hi = np.ones(len(rows))
-    while True:
-        todo = np.flatnonzero((hi - lo > theta) & (oracle.queries[rows] < max_queries))
-        if len(todo) == 0:
-            break
-        mid = (lo[todo] + hi[todo]) / 2
-        adv = oracle.adversarial(_blend(x0[todo], x_adv[todo], mid), rows[todo])
-        hi[todo[adv]] = mid[adv]
-        lo[todo[~adv]] = mid[~adv]
-    return _blend(x0, x_adv, hi)
-
-
-def _initialise(
-    oracle: _Oracle,
-    x0: np.ndarray,
-    y: np.ndarray,
-    pool: StartPool | None,
-    rng: np.random.Generator,
-    tries: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A misclassified start per input: ``(x_start, kind)``, ``kind`` one of :data:`START_KINDS`.
-
-    Each round tries, for every input still without a start, its next nearest pool input of another class,
-    and uniform noise once those run out (or when there is no pool), up to ``tries`` rounds. A pool input
-    is checked with the model like noise is, so a model whose labels change between calls cannot hand the
-    attack a start that is not misclassified.
-    """
-    n = len(x0)
-    start = x0.copy()
-    kind = np.full(n, "none", dtype="<U5")
-    cand = pool.nearest_other(x0, y, tries) if pool is not None else np.full((n, 0), -1, np.int64)
-    for t in range(tries):
-        todo = np.flatnonzero(kind == "none")
-        if len(todo) == 0:
-            break
-        real = cand[todo, t] if t < cand.shape[1] else np.full(len(todo), -1, np.int64)
-        has = real >= 0
-        trial = np.empty((len(todo), *x0.shape[1:]), np.float32)
-        if has.any():
-            trial[has] = np.asarray(pool.x[real[has]], np.float32)  # type: ignore[union-attr]
-        if not has.all():
-            trial[~has] = rng.uniform(0, 1, size=(int((~has).sum()), *x0.shape[1:]))
-        adv = oracle.adversarial(trial, todo)
-        start[todo[adv]] = trial[adv]
-        kind[todo[adv]] = np.where(has[adv], "input", "noise")
-    return start, kind
-
-
-@dataclass(frozen=True)
-class HSJResult:
-    """What :func:`hop_skip_jump_result` found, per input.
-
-    Attributes
-    ----------
-    x_adv
-        Adversarial inputs (the original where no start was found).
-    distances
-        Their L2 distance to the original (``inf`` where no start was found).
-    queries
-        Model queries spent per input.
-    start
-        Where each start came from: ``"input"`` (a real input of another class), ``"noise"``, ``"none"``.
-    start_distances
-        L2 distance of the first boundary point, found by binary search between the input and its start
-        (``inf`` where none): what the iterations shrink to ``distances``.
-    """
-
-    x_adv: np.ndarray
-    distances: np.ndarray
-    queries: np.ndarray
-    start: np.ndarray
-    start_distances: np.ndarray
-
-
-def hop_skip_jump(
-    labels: LabelsFn,
-    x: np.ndarray,
-    y: np.ndarray,
-    max_queries: int = 1000,
-    init_evals: int = 100,
-    max_evals: int = 10000,
-    gamma: float = 1.0,
-    init_tries: int = 100,
-    rng: np.random.Generator | None = None,
-    pool: StartPool | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Untargeted L2 HopSkipJump; ``(x_adv, distances, queries)`` of :func:`hop_skip_jump_result`."""
-    r = hop_skip_jump_result(labels, x, y, max_queries, init_evals, max_evals, gamma, init_tries, rng, pool)
-    return r.x_adv, r.distances, r.queries
-
-
-def hop_skip_jump_result(
-    labels: LabelsFn,
-    x: np.ndarray,
-    y: np.ndarray,
-    max_queries: int = 1000,
-    init_evals: int = 100,
-    max_evals: int = 10000,
-    gamma: float = 1.0,
-    init_tries: int = 100,
-    rng: np.random.Generator | None = None,
-    pool: StartPool | None = None,
-) -> HSJResult:
-    """Untargeted L2 HopSkipJump on inputs ``x`` (in [0, 1]) correctly labelled ``y``.
-
-    Parameters
-    ----------
-    labels
-        ``labels(x) -> (N,)`` predicted classes: the only access to the model.
-    max_queries
-        Model queries allowed per input (initialisation included); never exceeded.
-    init_evals, max_evals
-        Probes for the first gradient estimate (grows as ``init_evals * sqrt(t)``) and their cap.
-    gamma
-        Binary-search precision ``theta = gamma / d^{3/2}`` (``d`` = input size).
-    init_tries
-        Candidate starts tried per input (capped at a quarter of ``max_queries``), one query each.
-    pool
-        Real inputs to start from, nearest of another class first; uniform noise only where the pool has
-        none left (or without a pool, as the reference implementation does).
-
-    Returns
-    -------
-    HSJResult
-        Adversarial inputs, their distances, the queries spent and where each start came from.
-    """
-    if max_queries < 1:
-        raise ValueError(f"`max_queries` must be >= 1. Got {max_queries} instead.")
-    rng = rng or np.random.default_rng(0)
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y)
-    d = int(np.prod(x.shape[1:]))
-    theta = gamma / (d * math.sqrt(d))
-    bs_steps = math.ceil(math.log2(1 / theta))
-    oracle = _Oracle(labels, y)
-    start, kind = _initialise(oracle, x, y, pool, rng, min(init_tries, max(1, max_queries // 4)))
-    ok = kind != "none"
-    rows = np.flatnonzero(ok)
-    cur = x.copy()
-    if len(rows):
-        cur[rows] = _boundary_search(oracle, rows, x[rows], start[rows], theta, max_queries)
-    dist = np.where(ok, _l2(cur - x), np.inf)
-    start_dist = dist.copy()
-    t = 0
-    while True:
-        t += 1
-        n_evals = int(min(init_evals * math.sqrt(t), max_evals))
-        # An iteration costs the probes, up to ~10 step halvings and a binary search.
-        room = max_queries - oracle.queries
-        n_evals_each = np.minimum(n_evals, room - bs_steps - 12)
-        act = np.flatnonzero(ok & (n_evals_each >= 10))
-        if len(act) == 0:
-            break
-        n_ev = int(n_evals_each[act].min())
-        delta = np.where(t == 1, 0.1, math.sqrt(d) * theta * dist[act])
-        grad = _estimate_gradient(oracle, act, cur[act], n_ev, delta, rng)
-        # Geometric step search: start at dist/sqrt(t) and halve until still adversarial.
-        xi = dist[act] / math.sqrt(t)
-        cand = cur[act].copy()
-        todo = np.arange(len(act))
-        for _ in range(12):
-            if len(todo) == 0:
-                break
-            trial = np.clip(cur[act[todo]] + xi[todo].reshape(-1, *[1] * (x.ndim - 1)) * grad[todo], 0, 1)
-            adv = oracle.adversarial(trial.astype(np.float32), act[todo])
-            cand[todo[adv]] = trial[adv]
-            xi[todo[~adv]] /= 2
-            todo = todo[~adv]
-        moved = np.setdiff1d(np.arange(len(act)), todo)
-        if len(moved):
-            rows = act[moved]
-            new = _boundary_search(oracle, rows, x[rows], cand[moved], theta)
-            new_dist = _l2(new - x[rows])
-            better = new_dist < dist[rows]
-            cur[rows[better]] = new[better]
-            dist[rows[better]] = new_dist[better]
-    return HSJResult(cur, dist, oracle.queries, kind, start_dist)
-
-
-def _estimate_gradient(
-    oracle: _Oracle,
-    rows: np.ndarray,
-    x_b: np.ndarray,
-    n_evals: int,
-    delta: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Monte-Carlo estimate of the boundary normal at ``x_b`` from the labels of ``n_evals`` probes each."""
-    shape = x_b.shape[1:]
-    d = int(np.prod(shape))
-    out = np.zeros_like(x_b, dtype=np.float32)
-    chunk = max(1, _MAX_PROBES // max(1, n_evals) // max(1, d // 1024 + 1))
-    for s in range(0, len(rows), chunk):
-        sl = slice(s, s + chunk)
-        m = len(rows[sl])
-        u = rng.standard_normal((m, n_evals, d), dtype=np.float32)
-        u /= np.linalg.norm(u, axis=2, keepdims=True) + 1e-12
-        base = x_b[sl].reshape(m, 1, d)
-        dl = np.asarray(delta, np.float64)[sl].reshape(m, 1, 1) if np.ndim(delta) else float(delta)
-        probes = np.clip(base + dl * u, 0, 1).astype(np.float32)
-        u = (probes - base) / dl
-        adv = oracle.adversarial(probes.reshape(m * n_evals, *shape), np.repeat(rows[sl], n_evals))
-        f = np.where(adv.reshape(m, n_evals), 1.0, -1.0)
-        mean_f = f.mean(axis=1, keepdims=True)
-        # Baseline subtraction lowers the variance, except when every probe agrees.
-        f = np.where(np.abs(mean_f) == 1.0, f, f - mean_f)
-        g = (f[:, :, None] * u).mean(axis=1)
-        g /= np.linalg.norm(g, axis=1, keepdims=True) + 1e-12
-        out[sl] = g.reshape(m, *shape)
-    return out
+from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, Shown
+from roadworthy.checks.base import Context, Requires, register
 
 
 @dataclass(frozen=True)
@@ -300,10 +33,14 @@ class HSJParams:
     max_start_failures: float = 0.1  #: warn when a larger share of the inputs gets no misclassified start
     slow_progress: float = 0.8  #: warn when the final median distance is above this share of the start's
     max_examples: int = 6
+    #: trust: the iterations must shrink the median distance from the start by at least this share
+    min_progress: float = trust.MIN_PROGRESS
+    #: trust: largest share of found adversarial inputs that read as correct when asked again
+    max_unstable: float = trust.MAX_UNSTABLE
 
 
 @register
-class HopSkipJump(Check):
+class HopSkipJump(AttackCheck):
     """HopSkipJump (Chen, Jordan, Wainwright, IEEE S&P 2020): decision-based black-box, untargeted, L2.
 
     Threat model: black-box evasion (NIST AI 100-2); the attacker sees only the predicted label, at most
@@ -322,6 +59,9 @@ class HopSkipJump(Check):
 
     id = "attack.hopskipjump"
     title = "HopSkipJump (black-box, labels only, L2)"
+    label = "HopSkipJump"
+    knowledge = "decision-based black-box"
+    norm = "l2"
     Params = HSJParams
     requires = Requires(modalities=frozenset({"image"}))
     budgets = frozenset({"standard", "thorough"})
@@ -331,12 +71,10 @@ class HopSkipJump(Check):
         "thorough": {"n_samples": 250, "max_queries": 5000},
     }
 
-    def run(self, ctx: Context) -> Outcome:
+    def attack(self, ctx: Context, s: Sample) -> Attempt:
         p = self.params
         name = self.id
-        _idx, x, y, pred0 = common.attack_sample(ctx, p.n_samples)
-        correct0 = pred0 == y
-        xc, yc = x[correct0], y[correct0]
+        correct0, xc, yc = s.correct, s.xc, s.yc
         pool = StartPool(ctx.data.x, ctx.clean_pred, self._pool_rows(ctx))
 
         def labels(batch: np.ndarray) -> np.ndarray:
@@ -347,90 +85,82 @@ class HopSkipJump(Check):
                 labels, xc, yc, p.max_queries, p.init_evals, p.max_evals, rng=ctx.rng(name), pool=pool
             )
             task.advance()
-        adv, dist, queries, kind = r.x_adv, r.distances, r.queries, r.start
+        adv, dist, kind = r.x_adv, r.distances, r.start
         common.verify_budget(xc, adv, np.where(np.isfinite(dist), dist, 0.0), "l2", name)
         pred = ctx.predict_probs(adv).argmax(axis=1) if len(adv) else np.zeros(0, int)
         started = kind != "none"
         success = started & (pred != yc)
         dist = np.where(success, dist, np.inf)
         sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
-
         # An input without a start is no robustness measurement: it leaves every accuracy's denominator.
         measured = ~correct0
         measured[correct0] = started
-        keep = correct0[measured]
-        broken = {e: common.fill_in(correct0, dist <= e, False)[measured] for e in sweep}
-        metrics, details = common.sweep_metrics(
-            name,
-            y[measured],
-            keep,
-            broken,
-            p.eps,
-            common.fill_in(correct0, dist, np.inf)[measured],
-            ctx.class_name,
-            common.fill_in(correct0, queries, 0.0)[measured],
-            "l2",
-        )
         n_none = int((~started).sum())
-        metrics[f"{name}.start_failures"] = n_none / len(xc) if len(xc) else 0.0
-        details["starts"] = {
-            "attacked": len(xc),
-            "from_input": int((kind == "input").sum()),
-            "from_noise": int((kind == "noise").sum()),
-            "none": n_none,
-            "pool": pool.size,
-            "median_start_distance": float(np.median(r.start_distances[started])) if started.any() else None,
-        }
+        start_failures = n_none / len(xc) if len(xc) else 0.0
         reason = self._no_start_reason(pool, yc[~started])
-        progress = trust.progress_finding(r.start_distances[success], dist[success])
+        progress = trust.progress_finding(r.start_distances[success], dist[success], p.min_progress)
         findings = [
             trust.coverage_finding(len(xc), int(started.sum()), reason),
             progress,
-            trust.stability_finding(pred[started] != yc[started]),
+            trust.stability_finding(pred[started] != yc[started], p.max_unstable),
         ]
-        ok, statement, warnings = trust.verdict(findings)
+        warnings = []
         if progress.ok and progress.value is not None and progress.value > p.slow_progress:
             warnings.append(
                 f"HopSkipJump had not converged: the iterations shrank the median distance only to "
                 f"{progress.value:.0%} of the start's, so the distances are loose upper bounds and the robust "
                 "accuracy reads high (raise max_queries, or run the thorough budget)"
             )
-        if started.any() and metrics[f"{name}.start_failures"] > p.max_start_failures:
+        if started.any() and start_failures > p.max_start_failures:
             warnings.append(
                 f"no misclassified start for {n_none} of {len(xc)} inputs ({reason}); they are left out of "
                 "the robust accuracy"
             )
-        metrics[f"{name}.trustworthy"] = 1.0 if ok else 0.0
-        details["trust"] = {
-            "trustworthy": ok,
-            "statement": statement,
-            "findings": [f.as_dict() for f in findings],
-        }
-        details["threat_model"] = common.threat_model(
-            "decision-based black-box",
-            "l2",
-            p.eps,
-            sweep,
-            p.max_queries,
-            samples=int(measured.sum()),
-            start="the nearest evaluation input of another predicted class; uniform noise where none",
+        return Attempt(
+            broken={e: common.fill_in(correct0, dist <= e, False) for e in sweep},
+            default=p.eps,
+            strengths=sweep,
+            min_strength=common.fill_in(correct0, dist, np.inf),
+            queries=common.fill_in(correct0, r.queries, 0.0),
+            measured=measured,
+            findings=findings,
+            metrics={f"{name}.start_failures": start_failures},
+            details={
+                "starts": {
+                    "attacked": len(xc),
+                    "from_input": int((kind == "input").sum()),
+                    "from_noise": int((kind == "noise").sum()),
+                    "none": n_none,
+                    "pool": pool.size,
+                    "median_start_distance": float(np.median(r.start_distances[started]))
+                    if started.any()
+                    else None,
+                }
+            },
+            warnings=warnings,
+            shown=Shown(xc, adv, yc, pred, success, "HopSkipJump (final distance)"),
         )
-        chosen = common.pick_examples(success, p.max_examples, ctx.rng(name, "examples"))
-        examples = common.adversarial_examples(ctx, xc, adv, yc, pred, chosen, "HopSkipJump (final distance)")
+
+    def query_budget(self) -> int:
+        return int(self.params.max_queries)
+
+    def threat_extra(self, s: Sample) -> dict[str, str]:
+        return {"start": "the nearest evaluation input of another predicted class; uniform noise where none"}
+
+    def summary(self, metrics: dict[str, float], s: Sample, a: Attempt, statement: str) -> str:
+        name, p = self.id, self.params
         med = metrics.get(f"{name}.median_perturbation", math.nan)
+        n_none = int(len(s.xc) - (a.measured & s.correct).sum()) if a.measured is not None else 0
         left_out = f"; {n_none} inputs without a start left out" if n_none else ""
-        summary = (
+        return (
             f"HopSkipJump: median L2 distance to a misclassified input {med:.3g} with at most {p.max_queries} "
             f"label queries; robust accuracy {metrics[f'{name}.robust_accuracy']:.1%} at L2 {p.eps:g}"
             f"{left_out}; {statement}."
         )
-        return Outcome(
-            metrics=metrics, details=details, examples=examples, warnings=warnings, summary=summary
-        )
 
     def _pool_rows(self, ctx: Context) -> np.ndarray | None:
         """Up to ``start_pool`` evaluation rows, the same number from each predicted class (all if fewer)."""
-        return common.balanced_pool_rows(ctx.clean_pred, self.params.start_pool, ctx.rng(self.id, "pool"))
+        return balanced_pool_rows(ctx.clean_pred, self.params.start_pool, ctx.rng(self.id, "pool"))
 
     @staticmethod
     def _no_start_reason(pool: StartPool, y: np.ndarray) -> str:
@@ -439,7 +169,3 @@ class HopSkipJump(Check):
         if len(y) and all(set(labels.tolist()) <= {int(c)} for c in y):
             return "the model predicts no other class on the evaluation data, and no noise input was misclassified"
         return "no evaluation input of another predicted class, nor noise, read as misclassified when tried"
-
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        return common.curve_figures(result)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from roadworthy import evidence
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
 from roadworthy.checks.base import Check, Context, Outcome, register
@@ -74,7 +75,7 @@ class AttackSummary(Check):
         metrics: dict[str, float] = {}
         if attacks:
             metrics["attack.trustworthy"] = 0.0 if warnings else 1.0
-        details = {
+        details: dict[str, Any] = {
             "attacks": attacks,
             "curves": curves,
             "comparisons": [f.as_dict() for f in findings],
@@ -85,6 +86,9 @@ class AttackSummary(Check):
                 "privacy attacks, poisoning of the model (see the integrity suite for data)",
             ],
         }
+        curve_plots = self._curve_evidence(curves)
+        if curve_plots:
+            details[evidence.KEY] = curve_plots
         if not attacks:
             summary = "No attack ran (the model or data did not support any, or none was selected)."
         else:
@@ -141,23 +145,21 @@ class AttackSummary(Check):
         return findings
 
     @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        from roadworthy.report.figures import line_plot
-
-        curves = result.details.get("curves", {})
+    def _curve_evidence(curves: dict[str, Any]) -> list[dict[str, Any]]:
+        """Robust accuracy against strength, one plot per norm with every attack of that norm."""
         out = []
         for norm in ("linf", "l2", "l0", "area"):
-            series = {}
-            for cid, c in curves.items():
-                if c.get("norm") == norm and len(c.get("eps", [])) >= 1:
-                    xs = [e * 255 for e in c["eps"]] if norm == "linf" else c["eps"]
-                    series[cid.removeprefix("attack.")] = (xs, c["robust_accuracy"])
-            if series:
-                unit = "eps (x/255)" if norm == "linf" else common.NORM_LABEL[norm]
+            same = {
+                cid.removeprefix("attack."): c
+                for cid, c in curves.items()
+                if c.get("norm") == norm and len(c.get("eps", [])) >= 1
+            }
+            if same:
                 out.append(
-                    (
+                    common.curve_evidence(
                         f"Robust accuracy against attack strength ({common.NORM_LABEL[norm]})",
-                        line_plot(series, unit, "robust accuracy"),
+                        same,
+                        "eps (x/255)" if norm == "linf" else common.NORM_LABEL[norm],
                     )
                 )
         return out

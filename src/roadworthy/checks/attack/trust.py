@@ -4,7 +4,11 @@ A weak attack reports high robust accuracy and so gives false comfort; gradient 
 randomised models, saturated softmax, non-differentiable preprocessing) makes white-box attacks fail
 silently (Athalye, Carlini, Wagner, ICML 2018; Carlini et al., "On Evaluating Adversarial Robustness",
 2019). Each function here looks for one such sign and returns a :class:`Finding`; a check turns its
-findings into ``attack.<a>.trustworthy``, one plain sentence, and warnings.
+findings into ``attack.<a>.trustworthy``, one plain sentence, warnings, and one metric per finding
+(``attack.<a>.trust.<finding>``, its value) that a policy gate can read.
+
+The constants below are the defaults of the checks' parameters (``max_dead_gradients`` ...), which a
+run may change and which the report lists with every other parameter.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ MAX_ACCURACY_AT_HUGE_EPS = 0.10
 MIN_PROGRESS = 0.02
 #: Share of found adversarial inputs that may read as correct when asked again (labels that change).
 MAX_UNSTABLE = 0.10
+#: Rise of robust accuracy with strength tolerated as noise (at least two samples' worth).
+MONOTONE_TOLERANCE = 0.02
+#: How much better than random noise of its size an optimised sticker may keep accuracy (at least two
+#: samples' worth) before the optimisation counts as failed.
+NOISE_TOLERANCE = 0.03
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ def gradient_health(
     """
     import torch
 
-    from roadworthy.checks.attack.gradient import input_gradient
+    from roadworthy.attacks._losses import input_gradient
 
     zero = nonfinite = 0
     for i in range(0, len(x), batch_size):
@@ -96,13 +105,17 @@ def huge_eps_finding(accuracy: float, eps_text: str, limit: float = MAX_ACCURACY
 
 
 def monotone_finding(
-    eps: Sequence[float], accuracy: Sequence[float], n: int, labels: Sequence[str]
+    eps: Sequence[float],
+    accuracy: Sequence[float],
+    n: int,
+    labels: Sequence[str],
+    tolerance: float = MONOTONE_TOLERANCE,
 ) -> Finding:
     """Robust accuracy measured independently per strength must not rise with strength (beyond noise).
 
-    Noise allowance: two samples' worth or 2 points, whichever is larger.
+    Noise allowance: two samples' worth or ``tolerance``, whichever is larger.
     """
-    tol = max(0.02, 2.0 / max(1, n))
+    tol = max(tolerance, 2.0 / max(1, n))
     worst, where = 0.0, None
     for i in range(1, len(eps)):
         rise = accuracy[i] - min(accuracy[:i])
@@ -204,6 +217,35 @@ def comparison_finding(
             strong_value - weak_value,
         )
     return Finding(name, True, f"{weak} does not beat {strong} at {eps_text}", strong_value - weak_value)
+
+
+def sticker_finding(
+    accuracy: float, noise_accuracy: float, n: int, tolerance: float = NOISE_TOLERANCE
+) -> Finding:
+    """An optimised sticker must not keep accuracy higher than random noise of its size at its places.
+
+    Noise allowance: two samples' worth or ``tolerance``, whichever is larger. The value is the
+    difference ``accuracy - noise_accuracy`` (negative: the sticker is stronger than noise).
+    """
+    diff = accuracy - noise_accuracy
+    if accuracy > noise_accuracy + max(tolerance, 2.0 / max(1, n)):
+        return Finding(
+            "beats_noise",
+            False,
+            f"the optimised sticker ({accuracy:.0%}) does worse than random noise ({noise_accuracy:.0%}): "
+            "optimisation failed",
+            diff,
+        )
+    return Finding("beats_noise", True, "the optimised sticker is at least as strong as noise", diff)
+
+
+def metrics(prefix: str, findings: Sequence[Finding]) -> dict[str, float]:
+    """``{prefix.trust.<finding>: value}`` for every finding with a finite value (what a gate reads)."""
+    return {
+        f"{prefix}.trust.{f.name}": float(f.value)
+        for f in findings
+        if f.value is not None and np.isfinite(f.value)
+    }
 
 
 def verdict(findings: Sequence[Finding]) -> tuple[bool, str, list[str]]:

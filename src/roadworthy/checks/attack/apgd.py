@@ -1,0 +1,80 @@
+"""APGD checks with the CE and DLR losses: robust accuracy against Auto-PGD (:mod:`roadworthy.attacks.apgd`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from roadworthy.attacks.apgd import apgd
+from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, WhiteBoxParams
+from roadworthy.checks.base import Context, Requires, register
+
+
+@dataclass(frozen=True)
+class APGDParams(WhiteBoxParams):
+    steps: int = 100
+    refine_steps: int = 0
+
+
+BUDGETS = {
+    "quick": {"n_samples": 128, "steps": 20, "restarts": 1},
+    "standard": {"n_samples": 300, "steps": 50, "restarts": 1, "sweep": (4 / 255, 8 / 255, 16 / 255)},
+    "thorough": {"n_samples": 100_000, "steps": 100, "restarts": 5, "refine_steps": 2},
+}
+
+
+@register
+class APGDCE(AttackCheck):
+    """Auto-PGD with the cross-entropy loss (Croce & Hein, ICML 2020), L-inf.
+
+    Threat model: white-box evasion, untargeted, L-inf budget ``eps``. Step sizes adapt by themselves, so
+    the number does not depend on a tuned step; the first attack of AutoAttack.
+    """
+
+    id = "attack.apgd_ce"
+    title = "APGD-CE (white-box, L-inf)"
+    label = "APGD-CE"
+    requires = Requires(capabilities=frozenset({"white_box"}), modalities=frozenset({"image"}))
+    Params = APGDParams
+    budgets = frozenset({"standard", "thorough"})
+    budget_params = BUDGETS
+
+    def attack(self, ctx: Context, s: Sample) -> Attempt:
+        p = self.params
+
+        def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
+            return apgd(forward, x, y, eps, p.steps, "linf", "ce", p.restarts, gen)
+
+        return self.sweep_white_box(ctx, s, step, loss="ce")
+
+    def threat_extra(self, s: Sample) -> dict[str, Any]:
+        return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "ce"}
+
+
+@register
+class APGDDLR(AttackCheck):
+    """Auto-PGD with the Difference of Logits Ratio loss (Croce & Hein, ICML 2020), L-inf.
+
+    Threat model: white-box evasion, untargeted, L-inf budget ``eps``. DLR is invariant to shifts and
+    scales of the logits, so it still finds gradients where a saturated cross-entropy hides them (a
+    frequent false sign of robustness). Needs at least 3 classes.
+    """
+
+    id = "attack.apgd_dlr"
+    title = "APGD-DLR (white-box, L-inf)"
+    label = "APGD-DLR"
+    requires = Requires(capabilities=frozenset({"white_box"}), modalities=frozenset({"image"}), min_classes=3)
+    Params = APGDParams
+    budgets = frozenset({"standard", "thorough"})
+    budget_params = BUDGETS
+
+    def attack(self, ctx: Context, s: Sample) -> Attempt:
+        p = self.params
+
+        def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
+            return apgd(forward, x, y, eps, p.steps, "linf", "dlr", p.restarts, gen)
+
+        return self.sweep_white_box(ctx, s, step, loss="dlr")
+
+    def threat_extra(self, s: Sample) -> dict[str, Any]:
+        return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "dlr"}

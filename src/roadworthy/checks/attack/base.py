@@ -1,0 +1,414 @@
+"""One protocol for every attack check: :class:`AttackCheck`.
+
+An attack check measures how an attack from :mod:`roadworthy.attacks` changes a model's predictions.
+The base owns everything attacks share, in this order:
+
+1. **sampling** (:meth:`AttackCheck.sample`): a class-interleaved prefix of the evaluation data, the same
+   inputs for every attack, and which of them the model gets right;
+2. **the strength sweep**: :meth:`AttackCheck.sweep_white_box` (every strength on every input, then a
+   doubling ladder and a bisection per input) and :meth:`AttackCheck.escalate` (each strength, smallest
+   first, on the inputs still standing), for the check's :meth:`~AttackCheck.attack` to use;
+3. **sweep metrics**: robust accuracy at every strength and at the default one, success rate, median
+   smallest flipping strength, queries (``_common.sweep_metrics``);
+4. **trust**: the self-checks' findings become ``attack.<a>.trustworthy``, one metric per finding
+   (``attack.<a>.trust.<finding>``), one sentence and warnings;
+5. **the threat model** (``details.threat_model``), **examples**, **evidence** (the robustness curve) and
+   the **summary**.
+
+A concrete check declares its algorithm (``label``), ``knowledge`` (white-box, score-based or
+decision-based black-box), ``norm``, parameters and budgets, and implements :meth:`~AttackCheck.attack`:
+run the algorithm on the sample and say, per input and strength, what broke (an :class:`Attempt`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from roadworthy import evidence
+from roadworthy.checks.attack import _common as common
+from roadworthy.checks.attack import trust
+from roadworthy.checks.base import Check, Context, Outcome
+from roadworthy.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from roadworthy.results import Example
+
+#: ``perturb(forward, x, y, eps, generator, rows) -> x_adv``: a white-box attack on the rows ``rows``
+#: (a slice or an index tensor) of the correctly classified inputs, ``eps`` one budget per row.
+Perturb = Callable[..., "torch.Tensor"]
+
+
+@dataclass
+class Sample:
+    """The inputs an attack check attacks, and what the model makes of them unattacked."""
+
+    x: np.ndarray
+    y: np.ndarray
+    pred: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.correct = self.pred == self.y
+        self.xc, self.yc = self.x[self.correct], self.y[self.correct]
+
+
+@dataclass
+class Shown:
+    """Which adversarial inputs to show as examples: candidates (one is picked per seed), and how."""
+
+    x: np.ndarray
+    adv: np.ndarray
+    y: np.ndarray
+    pred: np.ndarray
+    candidates: np.ndarray
+    title: str
+    show_difference: bool = True
+    fallback: np.ndarray | None = None  #: candidates when ``candidates`` has none
+
+
+@dataclass
+class Attempt:
+    """What an attack found on a :class:`Sample`, per input, in the terms the base reports.
+
+    ``broken``, ``min_strength`` and ``queries`` have one entry per sampled input (``Sample.y``);
+    ``measured`` (optional) keeps only the inputs that count (HopSkipJump leaves out inputs it could not
+    start from).
+    """
+
+    broken: dict[float, np.ndarray]  #: per strength: the attack flipped the input at or below it
+    default: float  #: the strength reported as ``robust_accuracy``
+    strengths: list[float]  #: the sweep, as stated in the threat model
+    min_strength: np.ndarray | None = None  #: smallest strength found to flip each input (inf: none)
+    queries: np.ndarray | None = None  #: model queries spent per input (black-box attacks)
+    measured: np.ndarray | None = None
+    findings: list[trust.Finding] = field(default_factory=list)
+    trust: dict[str, Any] = field(default_factory=dict)  #: more ``details.trust`` entries
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    shown: Shown | None = None
+    lead_examples: list[Example] = field(default_factory=list)  #: shown before the adversarial inputs
+
+
+@dataclass
+class Escalation:
+    """Per correctly classified input, what :meth:`AttackCheck.escalate` found."""
+
+    found: np.ndarray  #: flipped at some strength
+    hi: np.ndarray  #: the smallest strength that flipped it (inf: none)
+    adv: np.ndarray  #: the adversarial input found first (the input where none)
+    pred: np.ndarray  #: its prediction
+    q_default: np.ndarray  #: queries spent up to the default strength
+    broken: dict[float, np.ndarray]  #: per strength, flipped at or below it
+    confirmed: np.ndarray  #: per input the attack counted as fooled: misclassified when asked again
+
+
+class AttackCheck(Check):
+    """Base of every attack check: see the module docstring."""
+
+    label: ClassVar[str] = ""  #: the algorithm's short name, in summaries and progress
+    knowledge: ClassVar[str] = "white-box"  #: or "score-based black-box", "decision-based black-box"
+    norm: ClassVar[str | None] = "linf"  #: "linf", "l2", "l0", "area", or None (no strength scale)
+    physical: ClassVar[bool] = False  #: physically plausible perturbation (simulated)
+    trust_prefix: ClassVar[str] = ""  #: put before the trust statement in ``details.trust``
+
+    # -- the hooks a concrete check implements
+
+    def sample(self, ctx: Context) -> Sample:
+        """The first ``n_samples`` inputs of the shared attack order."""
+        _idx, x, y, pred = common.attack_sample(ctx, self.params.n_samples)
+        return Sample(x, y, pred)
+
+    def attack(self, ctx: Context, s: Sample) -> Attempt:
+        """Run the algorithm on ``s`` and say what broke; the one method every attack check implements."""
+        raise NotImplementedError
+
+    def query_budget(self) -> int | None:
+        """Model queries allowed per input (black-box attacks), for the threat model."""
+        return None
+
+    def threat_extra(self, s: Sample) -> dict[str, Any]:
+        """The algorithm's own entries of ``details.threat_model`` (steps, population, ...)."""
+        return {}
+
+    def summary(self, metrics: dict[str, float], s: Sample, a: Attempt, statement: str) -> str:
+        """One sentence for people."""
+        ra = metrics[f"{self.id}.robust_accuracy"]
+        norm = self.norm or "linf"
+        return (
+            f"{self.label}: robust accuracy {ra:.1%} at {common.describe_eps(a.default, norm)} "
+            f"({common.NORM_LABEL[norm]}, {len(s.y)} inputs); {statement}."
+        )
+
+    # -- the shared flow
+
+    def run(self, ctx: Context) -> Outcome:
+        name = self.id
+        s = self.sample(ctx)
+        a = self.attack(ctx, s)
+        y, correct = s.y, s.correct
+        broken, min_strength, queries = a.broken, a.min_strength, a.queries
+        if a.measured is not None:
+            m = a.measured
+            y, correct = y[m], correct[m]
+            broken = {e: b[m] for e, b in broken.items()}
+            min_strength = None if min_strength is None else min_strength[m]
+            queries = None if queries is None else queries[m]
+        metrics, details = common.sweep_metrics(
+            name,
+            y,
+            correct,
+            broken,
+            a.default,
+            min_strength,
+            ctx.class_name,
+            queries,
+            self.norm or "none",
+            per_strength=self.norm is not None,
+        )
+        if self.norm is None:
+            details.pop("curve", None)
+        metrics.update(a.metrics)
+        details.update(a.details)
+        ok, statement, warnings = trust.verdict(a.findings)
+        warnings += a.warnings
+        metrics.update(trust.metrics(name, a.findings))
+        metrics[f"{name}.trustworthy"] = 1.0 if ok else 0.0
+        details["trust"] = {
+            "trustworthy": ok,
+            "statement": self.trust_prefix + statement,
+            "findings": [f.as_dict() for f in a.findings],
+            **a.trust,
+        }
+        details["threat_model"] = common.threat_model(
+            self.knowledge,
+            self.norm,
+            a.default if self.norm else None,
+            a.strengths if self.norm else (),
+            self.query_budget(),
+            physical=self.physical,
+            samples=len(y),
+            **self.threat_extra(s),
+        )
+        examples = list(a.lead_examples) + self._examples(ctx, a.shown)
+        curve = details.get("curve")
+        if curve and len(curve.get("eps", [])) >= 2:
+            details[evidence.KEY] = [
+                common.curve_evidence(f"{self.title}: robust accuracy against strength", {name: curve})
+            ]
+        return Outcome(
+            metrics=metrics,
+            details=details,
+            examples=examples,
+            warnings=warnings,
+            summary=self.summary(metrics, s, a, statement),
+        )
+
+    def _examples(self, ctx: Context, shown: Shown | None) -> list[Example]:
+        if shown is None:
+            return []
+        k = self.params.max_examples
+        chosen = common.pick_examples(shown.candidates, k, ctx.rng(self.id, "examples"))
+        if len(chosen) == 0 and shown.fallback is not None:
+            chosen = common.pick_examples(shown.fallback, k, ctx.rng(self.id, "examples"))
+        return common.adversarial_examples(
+            ctx, shown.x, shown.adv, shown.y, shown.pred, chosen, shown.title, shown.show_difference
+        )
+
+    # -- the two ways to sweep strengths
+
+    def sweep_white_box(
+        self, ctx: Context, s: Sample, perturb: Perturb, loss: str = "ce", iterative: bool = True
+    ) -> Attempt:
+        """Every strength of the sweep on every correct input, then up to ``huge_eps`` and a bisection.
+
+        ``perturb`` is run independently per strength (seeded per strength), so the curve of those runs
+        must fall with strength: a self-check. Beyond the sweep the strength doubles up to the huge
+        strength on the inputs still standing (each input's smallest flipping strength, and the
+        self-check of Carlini et al. 2019 that a working attack fools almost everything there), then
+        ``refine_steps`` bisection steps narrow each input's smallest flipping strength. The third
+        self-check is that the loss ``loss`` has usable input gradients.
+        """
+        import torch
+
+        p = self.params
+        name = self.id
+        norm = self.norm or "linf"
+        device = getattr(ctx.model, "device", "cpu")
+        forward = ctx.model.forward_torch  # type: ignore[attr-defined]
+        y, correct0 = s.y, s.correct
+        sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
+        if any(not (0 < e <= (1 if norm == "linf" else math.inf)) for e in sweep):
+            limit = "(0, 1] for L-inf" if norm == "linf" else "> 0"
+            raise InvalidInputError(f"{name}: every `eps` must be {limit}. Got {sweep} instead.")
+        xc, yc = s.xc, s.yc
+        xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
+
+        def run_at(
+            eps_each: np.ndarray | float, key: Any, rows: np.ndarray | None = None
+        ) -> tuple[np.ndarray, np.ndarray]:
+            sel = slice(None) if rows is None else torch.from_numpy(rows).to(device)
+            gen = torch.Generator().manual_seed(ctx.torch_seed(name, key))
+            eps_t = torch.as_tensor(np.asarray(eps_each, dtype=np.float32)).to(device)
+            adv = perturb(forward, xt[sel], yt[sel], eps_t, gen, sel)
+            adv_np = adv.detach().cpu().numpy()
+            x_ref = xc if rows is None else xc[rows]
+            common.verify_budget(x_ref, adv_np, np.asarray(eps_each), norm, name)
+            pred = ctx.predict_logits(adv_np).argmax(axis=1) if len(adv_np) else np.zeros(0, int)
+            return adv_np, pred
+
+        raw: dict[float, np.ndarray] = {}
+        best_adv, best_pred = xc.copy(), yc.copy()
+        found = np.zeros(len(xc), bool)
+        huge = p.huge_eps if norm == "linf" else p.huge_eps * math.sqrt(float(np.prod(s.x.shape[1:])))
+        ladder = _ladder(max(sweep), huge)
+        total = len(sweep) + len(ladder) + p.refine_steps
+        with ctx.progress.task(f"{self.label} on {len(xc)} inputs", total=total) as task:
+            for e in sweep:
+                if len(xc):
+                    adv, pred = run_at(e, ("sweep", e))
+                    flip = pred != yc
+                else:
+                    adv, pred, flip = xc, yc, np.zeros(0, bool)
+                raw[e] = flip
+                new = flip & ~found
+                best_adv[new], best_pred[new], found[new] = adv[new], pred[new], True
+                task.advance()
+            broken_c = common.cumulative(raw)
+            lo, hi = common.first_flip(broken_c, len(xc))
+            for e in ladder:
+                rows = np.flatnonzero(~found)
+                if len(rows):
+                    _, pred = run_at(np.full(len(rows), e, np.float32), ("ladder", e), rows)
+                    flip = pred != yc[rows]
+                    hi[rows[flip]] = e
+                    lo[rows[~flip]] = e
+                    found[rows[flip]] = True
+                task.advance()
+            for step in range(p.refine_steps):
+                rows = np.flatnonzero(np.isfinite(hi))
+                if len(rows):
+                    mid = (lo[rows] + hi[rows]) / 2
+                    _, pred = run_at(mid, ("refine", step), rows)
+                    flip = pred != yc[rows]
+                    hi[rows[flip]] = mid[flip]
+                    lo[rows[~flip]] = mid[~flip]
+                task.advance()
+
+        raw_acc = [float((correct0 & ~common.fill_in(correct0, raw[e], False)).mean()) for e in sweep]
+        n_health = min(256, len(xc))
+        health = trust.gradient_health(forward, xc[:n_health], yc[:n_health], loss, device=device)
+        labels = [common.describe_eps(e, norm) for e in sweep]
+        findings = [
+            trust.gradient_finding(health, p.max_dead_gradients),
+            trust.monotone_finding(sweep, raw_acc, len(y), labels, p.monotone_tolerance),
+        ]
+        huge_acc = (
+            float((correct0 & ~common.fill_in(correct0, np.isfinite(hi), False)).mean())
+            if ladder
+            else math.nan
+        )
+        if iterative and ladder:
+            findings.append(
+                trust.huge_eps_finding(huge_acc, common.describe_eps(huge, norm), p.max_accuracy_at_huge_eps)
+            )
+        return Attempt(
+            broken={e: common.fill_in(correct0, b, False) for e, b in broken_c.items()},
+            default=p.eps,
+            strengths=sweep,
+            min_strength=common.fill_in(correct0, hi, np.inf),
+            findings=findings,
+            trust={
+                "gradient_health": health,
+                "huge_eps": {"eps": huge, "robust_accuracy": huge_acc, "ladder": ladder},
+            },
+            details={
+                "raw_robust_accuracy": dict(zip([common.eps_key(e) for e in sweep], raw_acc, strict=True))
+            },
+            shown=Shown(
+                xc,
+                best_adv,
+                yc,
+                best_pred,
+                found & (hi <= p.eps + 1e-9),
+                f"{self.label}, smallest sweep strength that flips it",
+                fallback=found,
+            ),
+        )
+
+    def escalate(
+        self,
+        ctx: Context,
+        s: Sample,
+        strengths: list[float],
+        default: float,
+        attack_at: Callable[[float, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+        predict: Callable[[np.ndarray], np.ndarray],
+        task: Any,
+    ) -> Escalation:
+        """Each strength, smallest first, on the correct inputs no smaller strength has flipped.
+
+        ``attack_at(strength, rows) -> (x_adv, queries, claimed)`` attacks the rows ``rows`` of the
+        correct inputs (``claimed``: which of them the attack itself counts as fooled); every result is
+        checked against the budget and classified again with ``predict`` (scores).
+        """
+        xc, yc = s.xc, s.yc
+        found = np.zeros(len(xc), bool)
+        hi = np.full(len(xc), np.inf)
+        best_adv, best_pred = xc.copy(), yc.copy()
+        q_default = np.zeros(len(xc))
+        broken, confirmed = {}, []
+        for e in strengths:
+            rows = np.flatnonzero(~found)
+            if len(rows):
+                adv, q, claimed = attack_at(e, rows)
+                common.verify_budget(xc[rows], adv, float(e), self.norm, self.id)
+                pred = predict(adv).argmax(axis=1)
+                flip = pred != yc[rows]
+                confirmed.append(flip[claimed])
+                found[rows[flip]] = True
+                hi[rows[flip]] = e
+                best_adv[rows[flip]], best_pred[rows[flip]] = adv[flip], pred[flip]
+                if e <= default:
+                    q_default[rows] = q
+            broken[e] = found.copy()
+            task.advance()
+        return Escalation(
+            found, hi, best_adv, best_pred, q_default, broken, np.concatenate([np.zeros(0, bool), *confirmed])
+        )
+
+
+def _ladder(start: float, stop: float) -> list[float]:
+    """Strengths doubling from ``start`` (exclusive) up to ``stop`` (inclusive)."""
+    out, e = [], start
+    while e < stop * (1 - 1e-9):
+        e = min(2 * e, stop)
+        out.append(e)
+    return out
+
+
+@dataclass(frozen=True)
+class WhiteBoxParams:
+    """Parameters of the white-box sweep (:meth:`AttackCheck.sweep_white_box`), trust thresholds included."""
+
+    n_samples: int = 300  #: inputs attacked (a class-balanced prefix of the evaluation data)
+    eps: float = 8 / 255  #: default strength (reported as ``attack.<a>.robust_accuracy``)
+    sweep: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)  #: strengths of the curve
+    steps: int = 20  #: iterations per restart
+    restarts: int = 1  #: random restarts (only inputs not yet fooled are attacked again)
+    step_ratio: float = 2.5  #: PGD step size as ``step_ratio * eps / steps``
+    refine_steps: int = 2  #: bisection steps for each input's smallest flipping eps
+    huge_eps: float = 0.5  #: self-check: a strength at which a working attack fools almost everything
+    max_examples: int = 6
+    #: trust: largest share of inputs with zero or non-finite input gradients
+    max_dead_gradients: float = trust.MAX_DEAD_GRADIENTS
+    #: trust: largest robust accuracy at ``huge_eps``
+    max_accuracy_at_huge_eps: float = trust.MAX_ACCURACY_AT_HUGE_EPS
+    #: trust: rise of robust accuracy with strength tolerated as noise (at least two samples' worth)
+    monotone_tolerance: float = trust.MONOTONE_TOLERANCE
