@@ -14,8 +14,7 @@ from roadworthy.checks.integrity._embedding import (
     prefetch_features,
     train_representation,
 )
-from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import plural
+from roadworthy.errors import InvalidInputError, plural
 from roadworthy.stats import proportion_metrics
 from roadworthy.threads import single_threaded_blas
 
