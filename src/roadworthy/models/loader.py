@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import warnings
 import zipfile
@@ -389,7 +388,3 @@ def _is_state_dict(obj: dict) -> bool:
         if torch is None or not isinstance(value, torch.Tensor):
             return False
     return True
-
-
-def display_name(path: str | os.PathLike[str]) -> str:
-    return os.fspath(path)
