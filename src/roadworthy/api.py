@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from roadworthy.config import LoadOptions, ModelRecipe, RunConfig
 from roadworthy.data.base import Dataset
 from roadworthy.errors import InvalidInputError, RunInterrupted
 from roadworthy.policy import Policy
 from roadworthy.results import Report, load_report
 
-__all__ = ["as_dataset", "check", "check_output_dir", "load_data", "load_model"]
-
-# Parameters of :func:`check` that do not change a measured number (or that the session records in
-# other words). Every other parameter is a load option and goes into the report's ``run_key`` as given,
-# so a new option is part of the resume key without anyone remembering to add it.
-_NOT_LOAD_OPTIONS = frozenset(
-    {
-        "model",
-        "data",
-        "train_data",
-        "ood_data",
-        "suites",
-        "budget",
-        "seed",
-        "policy",
-        "baseline",
-        "out",
-        "resume",
-        "trust_pickle",
-        "batch_size",
-        "progress",
-        "say",
-        "backend",
-        "force_baseline",
-    }
-)
+__all__ = [
+    "LoadOptions",
+    "RunConfig",
+    "as_dataset",
+    "check",
+    "check_output_dir",
+    "load_data",
+    "load_model",
+    "run",
+]
 
 
 def load_model(source: Any, **kwargs: Any) -> Any:
@@ -91,14 +75,29 @@ def _is_folder(source: Any) -> bool:
     return isinstance(source, str | Path) and Path(source).is_dir()
 
 
-def _model_declaring_its_shape(model: Any, model_kw: dict[str, Any]) -> Any:
+def _model_declaring_its_shape(recipe: ModelRecipe) -> Any:
     """The model loaded without an input shape, or ``None`` when it needs one (it does not declare it)."""
     from roadworthy.errors import RoadworthyError
 
     try:
-        return load_model(model, **model_kw)
+        return recipe()
     except RoadworthyError:
         return None  # loaded again with the data's shape, which reports any real fault
+
+
+def _settings(cls: type[Any], given: Any, keywords: dict[str, Any], name: str) -> Any:
+    """``given`` as it is, or ``cls`` built from the keyword arguments; both at once is ambiguous."""
+    if given is None:
+        return cls(**keywords)
+    if not isinstance(given, cls):
+        raise InvalidInputError(f"`{name}` must be a {cls.__name__}. Got {type(given).__name__} instead.")
+    defaults = cls()
+    clash = sorted(k for k, v in keywords.items() if v != getattr(defaults, k))
+    if clash:
+        raise InvalidInputError(
+            f"pass {', '.join(clash)} inside `{name}` or as keywords, not both (`{name}` was given)"
+        )
+    return given
 
 
 def check(
@@ -128,8 +127,17 @@ def check(
     force_baseline: bool = False,
     image_size: int | str | Sequence[int] | None = None,
     strict_data: bool = False,
+    load: LoadOptions | None = None,
+    config: RunConfig | None = None,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
+
+    The settings come as keyword arguments or as two objects: ``load``, a
+    :class:`~roadworthy.config.LoadOptions` (``trust_pickle``, ``mean``, ``std``, ``target``,
+    ``class_names``, ``feature_layer``, ``input_shape``, ``image_size``, ``strict_data``), and ``config``,
+    a :class:`~roadworthy.config.RunConfig` (``suites``, ``budget``, ``seed``, ``policy``, ``baseline``,
+    ``out``, ``resume``, ``batch_size``, ``backend``, ``force_baseline``). Giving an object and one of
+    its fields as a keyword is refused as ambiguous.
 
     Parameters
     ----------
@@ -162,55 +170,96 @@ def check(
     force_baseline
         Compare with a ``baseline`` that measured other data (refused otherwise: a ``max_drop`` gate
         across different data mixes the model's change with the data's).
+    progress, say
+        Terminal output: a progress reporter and a function that prints one line (``None``: silent).
+    load, config
+        The settings as objects (see above).
 
     Raises
     ------
     InvalidInputError
         Bad input, found before the model is loaded where possible: the policy (strictly validated,
         gates on unknown metrics), ``out`` (a file, or not writable), ``mean``/``std`` outside [0, 1],
-        a baseline of other data.
+        a baseline of other data, a setting given both in an object and as a keyword.
     RunInterrupted
         On Ctrl-C: the report files hold the finished checks, marked incomplete.
     """
-    options = {k: v for k, v in locals().items() if k not in _NOT_LOAD_OPTIONS}
+    # everything that can be checked without the model comes first: a typo costs seconds, not a load
+    opts: LoadOptions = _settings(
+        LoadOptions,
+        load,
+        {
+            "trust_pickle": trust_pickle,
+            "mean": mean,
+            "std": std,
+            "input_shape": input_shape,
+            "feature_layer": feature_layer,
+            "class_names": class_names,
+            "target": target,
+            "image_size": image_size,
+            "strict_data": strict_data,
+        },
+        "load",
+    )
+    cfg: RunConfig = _settings(
+        RunConfig,
+        config,
+        {
+            "suites": suites,
+            "budget": budget,
+            "seed": seed,
+            "backend": backend,
+            "batch_size": batch_size,
+            "out": out,
+            "resume": resume,
+            "policy": policy,
+            "baseline": baseline,
+            "force_baseline": force_baseline,
+        },
+        "config",
+    )
+    return run(model, data, train_data, ood_data=ood_data, load=opts, config=cfg, progress=progress, say=say)
+
+
+def run(
+    model: Any,
+    data: Any,
+    train_data: Any = None,
+    *,
+    ood_data: Any = None,
+    load: LoadOptions,
+    config: RunConfig,
+    progress: Any = None,
+    say: Any = None,
+) -> Report:
+    """:func:`check` with its settings already built as objects (what the CLI calls)."""
     from roadworthy.compare import data_differences
     from roadworthy.data import validate_compat
-    from roadworthy.models import model_sha256
     from roadworthy.report import write_reports
     from roadworthy.session import Session, describe_data, select_checks
 
-    # everything that can be checked without the model comes first: a typo costs seconds, not a load
-    _check_normalisation(mean, std)
-    if out is not None:
-        check_output_dir(Path(out))
-    pol = policy if isinstance(policy, Policy) else Policy.load(policy)
-    pol.check_metric_names(select_checks(suites, budget))
+    opts, cfg = load, config
+    if cfg.out is not None:
+        check_output_dir(cfg.out)
+    pol = cfg.policy if isinstance(cfg.policy, Policy) else Policy.load(cfg.policy)
+    pol.check_metric_names(select_checks(cfg.suites, cfg.budget))
+    baseline = cfg.baseline
     base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
 
-    load_kw: dict[str, Any] = {}
-    if target is not None:
-        load_kw["target"] = target
-    if strict_data:
-        load_kw["strict_data"] = True
-    model_kw: dict[str, Any] = {
-        "trust_pickle": trust_pickle,
-        "mean": mean,
-        "std": std,
-        "feature_layer": feature_layer,
-    }
-    size: Any = image_size
+    input_shape = opts.input_shape
+    size: Any = opts.image_size
     if size is None and input_shape is not None and len(input_shape) == 3:
         size = tuple(input_shape[1:])
     m = None
     if size is None and any(_is_folder(d) for d in (data, train_data, ood_data)):
         # read the folders at the model's own input size, so they are never held at their files' size
-        m = _model_declaring_its_shape(model, model_kw)
+        m = _model_declaring_its_shape(ModelRecipe(model, opts))
         if m is not None and m.input_spec.modality == "image" and None not in m.input_spec.shape[1:]:
             size = tuple(int(s) for s in m.input_spec.shape[1:])
 
-    def read(source: Any, name: str, names: Sequence[str] | None, **extra: Any) -> Dataset:
+    def read(source: Any, name: str, names: Sequence[str] | None) -> Dataset:
         nonlocal size
-        kw = {**load_kw, **extra}
+        kw = opts.data_kwargs()
         if _is_folder(source) and size is not None:
             kw["image_size"] = size
         out = as_dataset(source, name=name, class_names=names, **kw)
@@ -220,6 +269,7 @@ def check(
 
     # the training data first: its classes name the evaluation data's, so a test folder that lacks a
     # class is still matched by name
+    class_names = opts.class_names
     train = read(train_data, "train_data", class_names) if train_data is not None else None
     ds = read(data, "data", class_names or (train.class_names if train is not None else None))
     ood = read(ood_data, "ood_data", None) if ood_data is not None else None
@@ -227,7 +277,7 @@ def check(
     if base is not None:
         differences = data_differences(base.data, describe_data(ds))
         where = str(baseline) if isinstance(baseline, str | Path) else "the baseline report"
-        if differences and not force_baseline:
+        if differences and not cfg.force_baseline:
             raise InvalidInputError(
                 f"{where}: the baseline measured other data ({'; '.join(differences)}), so its max_drop "
                 "gates would compare different data; pass --force-baseline to compare anyway"
@@ -238,10 +288,10 @@ def check(
                 "different data (--force-baseline)"
             )
 
-    shape = tuple(input_shape) if input_shape else ds.input_shape
+    recipe = ModelRecipe(model, opts, input_shape or tuple(ds.input_shape))
     try:
         if m is None:
-            m = load_model(model, input_shape=shape, **model_kw)
+            m = recipe()
     except InvalidInputError as exc:
         if input_shape or "probe batch" not in str(exc):
             raise
@@ -261,37 +311,34 @@ def check(
     if train is not None and train.class_names is None:
         train.class_names = ds.class_names
 
-    model_path = str(model) if isinstance(model, str | Path) else None
     session = Session(
         model=m,
         data=ds,
         train_data=train,
         ood_data=ood,
-        suites=suites,
-        budget=budget,
-        seed=seed,
+        suites=cfg.suites,
+        budget=cfg.budget,
+        seed=cfg.seed,
         policy=pol,
         baseline=base,
-        out=Path(out) if out is not None else None,
-        resume=resume,
-        batch_size=batch_size,
-        model_path=model_path,
-        model_sha256=model_sha256(model) if model_path else None,
+        out=cfg.out,
+        resume=cfg.resume,
+        batch_size=cfg.batch_size,
         progress=progress,
         say=say,
-        backend=backend,
-        model_recipe=functools.partial(load_model, model, input_shape=shape, **model_kw),
-        options=options,
+        backend=cfg.backend,
+        model_recipe=recipe,
+        options=opts.run_key_fields(),
         warnings=run_warnings,
     )
     try:
         report = session.run()
     except RunInterrupted as exc:
-        if out is not None:  # what finished is written, marked incomplete, before the interrupt goes on
-            write_reports(exc.report, out)
+        if cfg.out is not None:  # what finished is written, marked incomplete, before the interrupt goes on
+            write_reports(exc.report, cfg.out)
         raise
-    if out is not None:
-        write_reports(report, out)
+    if cfg.out is not None:
+        write_reports(report, cfg.out)
     return report
 
 
@@ -320,25 +367,3 @@ def check_output_dir(out: Path) -> None:
     except OSError as exc:
         what = "write report files in" if existing == out else "create the output folder in"
         raise InvalidInputError(f"{out}: cannot {what} {existing} ({exc.strerror or exc})") from exc
-
-
-def _check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
-    """``mean`` and ``std`` are in the units of inputs in [0, 1]; 0-255 values are a mistake to refuse."""
-    import math
-
-    for option, values in (("--mean", mean), ("--std", std)):
-        for v in values or ():
-            v = float(v)
-            ok = math.isfinite(v) and (0 <= v <= 1 if option == "--mean" else 0 < v <= 1)
-            if ok:
-                continue
-            hint = (
-                f"; it looks like 0-255 units: pass {v / 255:.4g} ({v:g}/255)"
-                if math.isfinite(v) and 1 < v <= 255
-                else ""
-            )
-            expected = "in [0, 1]" if option == "--mean" else "in (0, 1]"
-            raise InvalidInputError(
-                f"{option} values must be {expected} (images are scaled to [0, 1] before normalisation). "
-                f"Got {v:g}{hint}."
-            )

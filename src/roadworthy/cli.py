@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from roadworthy import __version__
+from roadworthy.config import BACKEND_NAMES, BUDGETS
 from roadworthy.errors import InvalidInputError, OutputError, RoadworthyError, RunInterrupted
 
 EXIT_READY, EXIT_NOT_READY, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -118,7 +119,7 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 )
 @click.option(
     "--budget",
-    type=click.Choice(["quick", "standard", "thorough"]),
+    type=click.Choice(BUDGETS),
     default="standard",
     show_default=True,
     help="quick (every CI run) | standard | thorough (release).",
@@ -138,7 +139,7 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
     help="Output folder for report.json, report.html, report.md, junit.xml.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--backend", type=click.Choice(BACKEND_NAMES), default="local", show_default=True)
 @click.option("--trust-pickle", is_flag=True, help="Allow loading pickle files (runs code from the file).")
 @click.option(
     "--mean", help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406 (applied inside the adapter)."
@@ -200,11 +201,34 @@ def check(
     Exit codes: 0 ready; 1 not ready (a gate failed, or the run was interrupted: the report is marked
     INCOMPLETE); 2 bad usage or input; 3 a report file could not be written, or an internal error.
     """
-    from roadworthy.api import check as run_check
+    from roadworthy.api import run as run_check
+    from roadworthy.config import LoadOptions, RunConfig
 
     _logging(verbose)
-    if backend not in ("local", "ray"):
-        raise InvalidInputError(f"--backend must be 'local' or 'ray'. Got {backend!r} instead.")
+    # the settings, built once; a bad value stops here, before anything is loaded
+    config = RunConfig(
+        suites=suite or None,
+        budget=budget,
+        seed=seed,
+        backend=backend,
+        batch_size=batch_size,
+        out=out,
+        resume=resume,
+        policy=policy,
+        baseline=baseline,
+        force_baseline=force_baseline,
+    )
+    load = LoadOptions(
+        trust_pickle=trust_pickle,
+        mean=_numbers(mean, "--mean", float, "0.485,0.456,0.406"),
+        std=_numbers(std, "--std", float, "0.229,0.224,0.225"),
+        input_shape=_numbers(input_shape, "--input-shape", int, "3,32,32"),
+        feature_layer=feature_layer,
+        class_names=[c.strip() for c in class_names.split(",")] if class_names else None,
+        target=target,
+        image_size=image_size,
+        strict_data=strict_data,
+    )
     if backend == "ray":
         from roadworthy.errors import require
 
@@ -213,10 +237,7 @@ def check(
         from roadworthy.errors import require
 
         require("mlflow", "mlflow", "--mlflow logging")  # fail before the run, not after
-    if batch_size < 1:
-        raise InvalidInputError(f"--batch-size must be at least 1. Got {batch_size} instead.")
     progress, say = _progress_and_say()
-    names = [c.strip() for c in class_names.split(",")] if class_names else None
     try:
         with _sigterm_as_interrupt(), _maybe_live(progress):
             report = run_check(
@@ -224,27 +245,10 @@ def check(
                 data,
                 train_data,
                 ood_data=ood_data,
-                suites=suite or None,
-                budget=budget,
-                seed=seed,
-                policy=policy,
-                baseline=baseline,
-                out=out,
-                resume=resume,
-                trust_pickle=trust_pickle,
-                mean=_numbers(mean, "--mean", float, "0.485,0.456,0.406"),
-                std=_numbers(std, "--std", float, "0.229,0.224,0.225"),
-                target=target,
-                class_names=names,
-                feature_layer=feature_layer,
-                input_shape=_numbers(input_shape, "--input-shape", int, "3,32,32"),
-                batch_size=batch_size,
+                load=load,
+                config=config,
                 progress=progress,
                 say=say,
-                backend=backend,
-                force_baseline=force_baseline,
-                image_size=image_size,
-                strict_data=strict_data,
             )
     except RunInterrupted as exc:
         return _finish(exc.report, out)
@@ -264,9 +268,7 @@ def check(
     show_default=True,
     help="Output folder.",
 )
-@click.option(
-    "--budget", type=click.Choice(["quick", "standard", "thorough"]), default="quick", show_default=True
-)
+@click.option("--budget", type=click.Choice(BUDGETS), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when the demo model is not ready.")
 @click.option("--verbose", "-v", is_flag=True)
@@ -350,7 +352,7 @@ def list_checks() -> int:
             req.append("/".join(sorted(cls.requires.modalities)))
         if cls.requires.train_data:
             req.append("train-data")
-        budgets = ",".join(b for b in ("quick", "standard", "thorough") if b in cls.budgets)
+        budgets = ",".join(b for b in BUDGETS if b in cls.budgets)
         _echo(f"{cid:<34} {cls.title:<44} [{budgets}]" + (f" needs {', '.join(req)}" if req else ""))
     return EXIT_READY
 

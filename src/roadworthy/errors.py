@@ -9,6 +9,7 @@ anything else is an internal error (exit code 3). An interrupted run raises :cla
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -74,3 +75,31 @@ def require(module: str, extra: str, feature: str):
         raise MissingDependencyError(
             f"{feature} needs the optional package '{module}'. Install it with: pip install 'roadworthy[{extra}]'"
         ) from exc
+
+
+# ------------------------------------------------------------------------------------ one-line messages
+
+_TORCHSCRIPT_PREAMBLE = "The following operation failed in the TorchScript interpreter"
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The line of an exception's message that says what went wrong, shortened to one line.
+
+    Usually the first line. The TorchScript interpreter opens with a fixed sentence and two tracebacks
+    and ends with the real error (``RuntimeError: shape '[2, 4]' is invalid ...``): that last line is
+    taken instead, without its ``RuntimeError:`` prefix. Used wherever a framework's error is wrapped
+    in one of ours, so the user reads one line naming the file and the fault.
+    """
+    text = [t.strip() for t in str(exc).strip().splitlines() if t.strip()]
+    line = text[0] if text else type(exc).__name__
+    if line.startswith(_TORCHSCRIPT_PREAMBLE):
+        found = [m.group(0) for m in map(_ERROR_LINE.match, text) if m]
+        if found:
+            line = found[-1].removeprefix("RuntimeError: ")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``"1 class"``, ``"2 classes"``: a count with its noun in the right number, for messages."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"

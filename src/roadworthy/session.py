@@ -26,7 +26,7 @@ from roadworthy.checks import load_builtin_checks
 from roadworthy.checks.base import BUDGETS, Check, Context
 from roadworthy.data.base import Dataset
 from roadworthy.errors import InvalidInputError, RunInterrupted
-from roadworthy.models.base import Model, capabilities
+from roadworthy.models.base import Model, ModelInfo, capabilities
 from roadworthy.policy import Policy, judge, mark_failed_checks
 from roadworthy.results import (
     CheckResult,
@@ -38,7 +38,7 @@ from roadworthy.results import (
     Resumed,
     ToolInfo,
 )
-from roadworthy.runner import run_checks
+from roadworthy.runner import BACKENDS
 
 __all__ = ["PARTIAL_NAME", "Session", "select_checks", "write_text_atomic"]
 
@@ -188,12 +188,19 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def describe_model(model: Model, path: str | None = None, sha256: str | None = None) -> ModelDescription:
+def model_identity(model: Model) -> ModelInfo | None:
+    """Where a model came from, as its loader recorded it (``None`` for a model built in memory)."""
+    identity = getattr(model, "identity", None)
+    return identity if isinstance(identity, ModelInfo) else None
+
+
+def describe_model(model: Model) -> ModelDescription:
     caps = capabilities(model)
+    identity = model_identity(model)
     return ModelDescription(
-        path=path,
+        path=identity.path if identity else None,
         format=str(getattr(model, "format", type(model).__name__)),
-        sha256=sha256,
+        sha256=identity.sha256 if identity else None,
         n_classes=int(model.n_classes),
         white_box="white_box" in caps,
         features="features" in caps,
@@ -217,12 +224,11 @@ class Session:
     out: Path | None = None
     resume: bool = False
     batch_size: int = 256
-    model_path: str | None = None
-    model_sha256: str | None = None
     progress: Any = None
     say: Callable[[str], None] | None = None
     backend: str = "local"
-    model_recipe: Callable[[], Any] | None = None  #: rebuilds the model in another process (ray backend)
+    #: rebuilds the model in another process (ray backend): a :class:`roadworthy.config.ModelRecipe`
+    model_recipe: Callable[[], Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  #: load options that change numbers (mean, ...)
     warnings: list[str] = field(default_factory=list)  #: found before the run (e.g. a forced baseline)
 
@@ -251,7 +257,7 @@ class Session:
         return _jsonable(
             {
                 "tool_version": __version__,
-                "model_sha256": self.model_sha256 or model_fingerprint(self.model),
+                "model_sha256": _model_sha256(self.model),
                 "data": data_fingerprint(self.data),
                 "train_data": data_fingerprint(self.train_data),
                 "ood_data": data_fingerprint(self.ood_data),
@@ -308,22 +314,15 @@ class Session:
                     unwritable.append(str(exc))
 
         unwritable: list[str] = []
+        backend = BACKENDS.get(self.backend)
+        if backend is None:
+            raise InvalidInputError(
+                f"--backend must be one of {', '.join(BACKENDS)}. Got {self.backend!r} instead."
+            )
         try:
-            if self.backend == "ray":
-                from roadworthy.backends.ray import run_ray
-
-                results = run_ray(
-                    classes,
-                    ctx,
-                    on_result=checkpoint,
-                    done=done,
-                    say=self.say,
-                    model_recipe=self.model_recipe,
-                )
-            elif self.backend == "local":
-                results = run_checks(classes, ctx, on_result=checkpoint, done=done, say=self.say)
-            else:
-                raise InvalidInputError(f"--backend must be 'local' or 'ray'. Got {self.backend!r} instead.")
+            results = backend(
+                classes, ctx, on_result=checkpoint, done=done, say=self.say, model_recipe=self.model_recipe
+            )
         except KeyboardInterrupt as exc:
             reason = getattr(exc, "reason", None) or "interrupted (SIGINT)"
             report = self.build_report(
@@ -390,7 +389,7 @@ class Session:
             created=created,
             seed=self.seed,
             budget=self.budget,
-            model=describe_model(self.model, self.model_path, self.model_sha256),
+            model=describe_model(self.model),
             data=describe_data(self.data),
             train_data=describe_data(self.train_data) if self.train_data is not None else None,
             metrics=metrics,
@@ -451,6 +450,14 @@ class Session:
             + (f" ({', '.join(sorted(done))})" if 0 < len(done) <= 12 else "")
         )
         return done, Resumed(source=str(path), reused=sorted(done))
+
+
+def _model_sha256(model: Model) -> str | None:
+    """The model file's sha256 (hashed once, by the loader), else a hash of in-memory weights."""
+    identity = model_identity(model)
+    if identity is not None and identity.sha256:
+        return identity.sha256
+    return model_fingerprint(model)
 
 
 def _run_key(options: dict[str, Any]) -> str:

@@ -103,3 +103,37 @@ def test_load_report_errors(tmp_path):
     p.write_text(json.dumps({"schema_version": "9"}))
     with pytest.raises(InvalidInputError, match=r"schema_version '1', found '9'"):
         load_report(str(p))
+
+
+def test_html_draws_evidence_from_the_report_alone():
+    """Figures come from ``details["evidence"]``: a check no registry knows still shows its plots."""
+    import subprocess
+    import sys
+
+    from roadworthy import evidence
+    from roadworthy.results import CheckResult
+
+    report = fixed_report()
+    report.checks.append(
+        CheckResult(
+            id="future.check",
+            suite="future",
+            title="A check from a newer roadworthy",
+            status="pass",
+            details={
+                "evidence": [
+                    evidence.lines("a curve of the future", {"s": ([0, 1], [0.2, 0.8])}, "x", "y"),
+                    {"kind": "hologram", "caption": "an unknown kind"},
+                    {"kind": "image", "caption": "hostile uri", "uri": "javascript:alert(1)"},
+                ]
+            },
+        )
+    )
+    html = render(report, "html")
+    assert "a curve of the future" in html
+    assert "an unknown kind" not in html and "javascript:alert(1)" not in html
+    code = (
+        "import sys, roadworthy.report.html, roadworthy.report.figures; "
+        "sys.exit(any(m.startswith('roadworthy.checks') for m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -28,10 +28,9 @@ BUILTIN_MODULES = (
     "roadworthy.checks.attack",
     "roadworthy.checks.integrity",
     "roadworthy.checks.ood",
-    "roadworthy.checks.fuzz",
 )
 
-SUITE_ORDER = ("sanity", "clean", "shift", "ood", "attack", "integrity", "fuzz")
+SUITE_ORDER = ("sanity", "clean", "shift", "ood", "attack", "integrity")
 
 
 def load_builtin_checks() -> dict[str, type[Check]]:

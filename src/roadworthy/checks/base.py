@@ -21,13 +21,25 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from roadworthy.config import BUDGETS  # re-exported: the budget names live with the run settings
 from roadworthy.data.base import Dataset, stratified_sample
 from roadworthy.models.base import Model, capabilities, to_logits, to_probs
 
 if TYPE_CHECKING:
     from roadworthy.results import CheckResult, Example, Report
 
-BUDGETS = ("quick", "standard", "thorough")
+__all__ = [
+    "BUDGETS",
+    "CHECKS",
+    "Check",
+    "Context",
+    "NoParams",
+    "NullProgress",
+    "Outcome",
+    "ProgressReporter",
+    "Requires",
+    "register",
+]
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,9 @@ class NoParams:
 class Outcome:
     """What ``Check.run`` returns: numbers, evidence, and any self-diagnosed warnings.
 
-    ``metrics`` keys are full public metric names (``clean.accuracy``). ``details`` is check-specific JSON.
+    ``metrics`` keys are full public metric names (``clean.accuracy``). ``details`` is check-specific JSON;
+    its ``"evidence"`` list holds the plots and pictures the HTML report draws (built with
+    :mod:`roadworthy.evidence`: a check never draws, and the report never imports a check).
     ``warnings`` turn the check's status to ``warn``; ``summary`` is one plain sentence for people.
     """
 
@@ -108,11 +122,6 @@ class Check:
 
     def run(self, ctx: Context) -> Outcome:
         raise NotImplementedError
-
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        """Figures for the HTML report as ``(caption, data URI)``; a pure function of the result."""
-        return []
 
     def params_dict(self) -> dict[str, Any]:
         if dataclasses.is_dataclass(self.params):
@@ -213,6 +222,14 @@ class Context:
     def torch_seed(self, *keys: Any) -> int:
         """An integer seed for ``torch.Generator`` derived like :meth:`rng`."""
         return int(self.rng("torch", *keys).integers(0, 2**62))
+
+    def random_state(self, *keys: Any) -> int:
+        """An integer seed in ``[0, 2**31)`` for a library that takes one (scikit-learn's ``random_state``).
+
+        Derived like :meth:`rng`, so two uses with different keys get independent streams and one
+        ``--seed`` still reproduces every number; never pass ``ctx.seed`` itself to a library.
+        """
+        return int(self.rng("random_state", *keys).integers(0, 2**31))
 
     def sample(self, n: int, *keys: Any) -> np.ndarray:
         """Up to ``n`` stratified row indices of the evaluation data, the same for the same keys and seed."""

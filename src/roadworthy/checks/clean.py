@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, register
-from roadworthy.results import CheckResult, Example
+from roadworthy.results import Example
 from roadworthy.stats import (
     expected_calibration_error,
     mean_of_proportions_metrics,
@@ -100,10 +102,11 @@ class CleanAccuracy(Check):
             "worst_class": ctx.class_name(worst),
             "reliability": reliability_bins(probs, y, self.params.n_bins),
         }
+        details[evidence.KEY] = _evidence(
+            details["confusion_matrix"], details["class_names"], details["reliability"]
+        )
         examples = []
         if ctx.modality == "image":
-            from roadworthy.report.images import png_data_uri
-
             wrong = np.flatnonzero(~correct)
             # most confident mistakes first: those are the dangerous ones
             wrong = wrong[np.argsort(-probs[wrong].max(axis=1))][: self.params.max_examples]
@@ -112,7 +115,7 @@ class CleanAccuracy(Check):
                     Example(
                         title=f"sample {int(i)}: confidence {probs[i].max():.2f}",
                         label=ctx.class_name(y[i]),
-                        original=png_data_uri(ctx.data.x[i]),
+                        original=evidence.png_data_uri(ctx.data.x[i]),
                         original_prediction=ctx.class_name(pred[i]),
                     )
                 )
@@ -123,37 +126,40 @@ class CleanAccuracy(Check):
         )
         return Outcome(metrics=metrics, details=details, examples=examples, summary=summary)
 
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        from roadworthy.report.figures import figure, heatmap, to_data_uri
 
-        d = result.details
-        out = []
-        cm = np.asarray(d.get("confusion_matrix", []), dtype=float)
-        names = d.get("class_names", [])
-        if cm.size and len(names) <= 40:
-            rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-            out.append(
-                (
-                    "Confusion matrix (rows: true class, share of that class predicted as each column)",
-                    heatmap(rows, names, names, vmin=0, vmax=1, cmap="Blues"),
-                )
+def _evidence(cm: np.ndarray, names: list[str], rel: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """The confusion matrix (up to 40 classes) and the reliability diagram, as evidence items."""
+    out = []
+    cm = np.asarray(cm, dtype=float)
+    if cm.size and len(names) <= 40:
+        rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        out.append(
+            evidence.heatmap(
+                "Confusion matrix (rows: true class, share of that class predicted as each column)",
+                rows,
+                names,
+                names,
+                vmin=0,
+                vmax=1,
+                cmap="Blues",
             )
-        rel = d.get("reliability")
-        if rel:
-            with figure(4.2, 3.4) as (fig, ax):
-                conf = np.asarray(rel["confidence"], float)
-                acc = np.asarray(rel["accuracy"], float)
-                ok = np.isfinite(conf)
-                ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-                ax.plot(conf[ok], acc[ok], "o-", label="model")
-                ax.set_xlabel("confidence")
-                ax.set_ylabel("accuracy")
-                ax.set_xlim(0, 1)
-                ax.set_ylim(0, 1)
-                ax.legend(fontsize=7)
-                out.append(("Reliability diagram on clean data", to_data_uri(fig)))
-        return out
+        )
+    if rel:
+        conf = np.asarray(rel["confidence"], float)
+        acc = np.asarray(rel["accuracy"], float)
+        ok = np.isfinite(conf)
+        out.append(
+            evidence.lines(
+                "Reliability diagram on clean data",
+                {"model": (conf[ok], acc[ok])},
+                "confidence",
+                "accuracy",
+                ylim=(0.0, 1.0),
+                xlim=(0.0, 1.0),
+                diagonal=True,
+            )
+        )
+    return out
 
 
 def _num(v: float | None) -> float | None:

@@ -65,8 +65,8 @@ def load_data(
         One line naming the file and the fault: missing or unreadable file, missing arrays, NaN or
         infinite values, empty data, labels that are not non-negative integers, images out of range.
     """
+    from roadworthy._files import sha256_path
     from roadworthy.data._validate import parse_class_names
-    from roadworthy.models._common import sha256_path
 
     display = os.fspath(path)
     p = Path(path)
@@ -107,6 +107,6 @@ load = load_data
 
 def data_sha256(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a data file, or of a folder's sorted relative paths and contents."""
-    from roadworthy.models._common import sha256_path
+    from roadworthy._files import sha256_path
 
     return sha256_path(path)

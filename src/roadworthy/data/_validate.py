@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import plural
+from roadworthy.errors import InvalidInputError, plural
 
 __all__ = ["apply_class_names", "check_finite", "integer_labels", "labels_and_names", "plural"]
 

@@ -13,8 +13,7 @@ import numpy as np
 
 from roadworthy.data._validate import apply_class_names, check_finite, integer_labels, labels_and_names
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import first_line, plural
+from roadworthy.errors import InvalidInputError, first_line, plural
 
 _CHANNELS = (1, 3, 4)
 

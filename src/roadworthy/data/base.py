@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from roadworthy.models.base import Modality
+from roadworthy.types import Modality
 
 
 @dataclass

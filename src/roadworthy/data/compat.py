@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from roadworthy.data._validate import plural
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError, RoadworthyWarning
+from roadworthy.errors import InvalidInputError, RoadworthyWarning, plural
 
 _LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 

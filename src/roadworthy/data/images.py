@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from roadworthy.data._validate import labels_from_names, plural
+from roadworthy.data._validate import labels_from_names
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError, RoadworthyWarning
-from roadworthy.models._common import first_line
+from roadworthy.errors import InvalidInputError, RoadworthyWarning, first_line, plural
 
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 

@@ -15,8 +15,7 @@ import numpy as np
 
 from roadworthy.data._validate import check_finite, labels_and_names
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError, RoadworthyWarning, require
-from roadworthy.models._common import first_line
+from roadworthy.errors import InvalidInputError, RoadworthyWarning, first_line, require
 
 
 def load_table(path: Path, display: str, target: str | None, class_names: list[str] | None = None) -> Dataset:

@@ -27,11 +27,14 @@ def run_demo(
     from roadworthy.policy import Policy
     from roadworthy.report import write_reports
     from roadworthy.session import Session
+    from roadworthy.types import ModelInfo
 
     if say:
         say("roadworthy demo: generating the road-sign data and loading the demo model ...")
     demo = load_demo_data(seed=0)
     model = load_demo_model()
+    # the demo model is built in memory from packaged weights: its identity names them
+    model.identity = ModelInfo(path="roadworthy.demo:signnet", format=model.format, sha256=_weights_sha256())
     out = Path(out)
     session = Session(
         model=model,
@@ -41,8 +44,6 @@ def run_demo(
         seed=seed,
         policy=Policy(),
         out=out,
-        model_path="roadworthy.demo:signnet",
-        model_sha256=_weights_sha256(),
         progress=progress,
         say=say,
     )
@@ -52,11 +53,12 @@ def run_demo(
 
 
 def _weights_sha256() -> str | None:
-    import hashlib
     from importlib import resources
 
+    from roadworthy._files import sha256_path
+
     try:
-        data = resources.files("roadworthy.demo").joinpath("signnet.pt").read_bytes()
+        with resources.as_file(resources.files("roadworthy.demo").joinpath("signnet.pt")) as path:
+            return sha256_path(path)
     except (FileNotFoundError, OSError):
         return None
-    return hashlib.sha256(data).hexdigest()

@@ -6,15 +6,17 @@ what the report says about it. Frameworks are imported only when a model of thei
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from roadworthy.models._common import sha256_path
+from roadworthy._files import sha256_path
 from roadworthy.models.base import (
     InputSpec,
     Model,
+    ModelInfo,
     OutputKind,
     capabilities,
     detect_output_kind,
@@ -27,6 +29,7 @@ from roadworthy.models.base import (
 __all__ = [
     "InputSpec",
     "Model",
+    "ModelInfo",
     "OutputKind",
     "capabilities",
     "describe_model",
@@ -82,7 +85,8 @@ def load_model(
     -------
     Model
         An adapter with ``n_classes``, ``input_spec``, ``output``, ``format`` and ``predict``, plus
-        ``white_box``/``forward_torch`` and ``features`` where the model supports them.
+        ``white_box``/``forward_torch`` and ``features`` where the model supports them. A model read
+        from a file carries ``identity``, a :class:`ModelInfo` with its path, format and sha256.
 
     Raises
     ------
@@ -95,13 +99,13 @@ def load_model(
         The format or object type is not one roadworthy adapts.
     """
     from roadworthy.errors import InvalidInputError
-    from roadworthy.models.loader import LoadOptions, adapt_object, load_file
+    from roadworthy.models.loader import AdapterOptions, adapt_object, load_file
 
     if output not in (None, "logits", "probs"):
         raise InvalidInputError(f"`output` must be 'logits' or 'probs'. Got {output!r} instead.")
     if n_classes is not None and int(n_classes) < 1:
         raise InvalidInputError(f"`n_classes` must be at least 1. Got {n_classes} instead.")
-    opts = LoadOptions(
+    opts = AdapterOptions(
         trust_pickle=trust_pickle,
         mean=tuple(float(v) for v in mean) if mean is not None else None,
         std=tuple(float(v) for v in std) if std is not None else None,
@@ -111,7 +115,15 @@ def load_model(
         output=output,
     )
     if isinstance(path_or_object, str | os.PathLike):
-        return load_file(Path(path_or_object), opts, os.fspath(path_or_object))
+        model = load_file(Path(path_or_object), opts, os.fspath(path_or_object))
+        identity = ModelInfo(
+            path=os.fspath(path_or_object),
+            format=str(getattr(model, "format", type(model).__name__)),
+            sha256=sha256_path(path_or_object),  # the one time the file is hashed
+        )
+        with contextlib.suppress(AttributeError):  # an object that refuses new attributes: no identity
+            model.identity = identity  # type: ignore[attr-defined]
+        return model
     return adapt_object(path_or_object, opts)
 
 
@@ -135,10 +147,14 @@ def describe_model(model: Model, path: str | os.PathLike[str] | None = None) -> 
         ``input_shape`` and, for scikit-learn models whose classes are not ``0..K-1``, ``classes``.
     """
     caps = capabilities(model)
+    identity = getattr(model, "identity", None)
+    if path is None and isinstance(identity, ModelInfo):
+        path = identity.path
+    same_file = isinstance(identity, ModelInfo) and path is not None and os.fspath(path) == identity.path
     info: dict[str, Any] = {
         "path": os.fspath(path) if path is not None else None,
         "format": getattr(model, "format", type(model).__name__),
-        "sha256": model_sha256(path),
+        "sha256": identity.sha256 if same_file else model_sha256(path),  # type: ignore[union-attr]
         "n_classes": int(model.n_classes),
         "white_box": "white_box" in caps,
         "features": "features" in caps,

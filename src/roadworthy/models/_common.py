@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from roadworthy.errors import InvalidInputError
+from roadworthy._files import sha256_path
+from roadworthy.errors import InvalidInputError, first_line, plural
+
+__all__ = [
+    "as_shape",
+    "check_std",
+    "first_line",
+    "modality_of",
+    "normalise",
+    "plural",
+    "prefix",
+    "run_fixed_batches",
+    "sha256_path",
+    "stat_array",
+]
 
 
 def prefix(name: str | None) -> str:
     """``"model.onnx: "`` for messages, or nothing when the model has no file."""
     return f"{name}: " if name else ""
-
-
-_TORCHSCRIPT_PREAMBLE = "The following operation failed in the TorchScript interpreter"
-_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The line of an exception's message that says what went wrong, shortened to one line.
-
-    Usually the first line. The TorchScript interpreter opens with a fixed sentence and two tracebacks
-    and ends with the real error (``RuntimeError: shape '[2, 4]' is invalid ...``): that last line is
-    taken instead, without its ``RuntimeError:`` prefix.
-    """
-    text = [t.strip() for t in str(exc).strip().splitlines() if t.strip()]
-    line = text[0] if text else type(exc).__name__
-    if line.startswith(_TORCHSCRIPT_PREAMBLE):
-        found = [m.group(0) for m in map(_ERROR_LINE.match, text) if m]
-        if found:
-            line = found[-1].removeprefix("RuntimeError: ")
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def plural(n: int, noun: str, many: str | None = None) -> str:
-    """``"1 class"``, ``"2 classes"``: a count with its noun in the right number."""
-    return f"{n} {noun if n == 1 else (many or noun + 's')}"
 
 
 def stat_array(values: Sequence[float] | None, shape: tuple[int | None, ...], name: str) -> np.ndarray | None:
@@ -107,23 +93,3 @@ def as_shape(shape: Sequence[Any] | None) -> tuple[int, ...] | None:
 
 def modality_of(shape: Sequence[Any]) -> str:
     return "image" if len(shape) == 3 else "tabular"
-
-
-def sha256_path(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, or of a folder's sorted relative paths and file contents."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(item.relative_to(path).as_posix().encode())
-            digest.update(b"\0")
-            _update_file(digest, item)
-    else:
-        _update_file(digest, path)
-    return digest.hexdigest()
-
-
-def _update_file(digest: Any, path: Path) -> None:
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)

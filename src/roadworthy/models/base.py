@@ -16,28 +16,39 @@ so that an epsilon of 8/255 means eight grey levels whatever the model was train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from roadworthy.errors import InvalidInputError
+from roadworthy.types import (  # re-exported: they were defined here before the ground floor existed
+    Capability,
+    FeatureModel,
+    InputSpec,
+    Modality,
+    ModelInfo,
+    OutputKind,
+    WhiteBox,
+    capabilities,
+)
 
-Modality = Literal["image", "tabular"]
-OutputKind = Literal["logits", "probs"]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What a model accepts, per sample.
-
-    ``shape`` is the per-sample shape: ``(C, H, W)`` for images, ``(D,)`` for tabular data; an entry is
-    ``None`` where the model accepts any size (a fully convolutional network).
-    """
-
-    modality: Modality
-    shape: tuple[int | None, ...]
-    value_range: tuple[float, float] = (0.0, 1.0)
+__all__ = [
+    "Capability",
+    "FeatureModel",
+    "InputSpec",
+    "Modality",
+    "Model",
+    "ModelInfo",
+    "OutputKind",
+    "WhiteBox",
+    "batched",
+    "capabilities",
+    "detect_output_kind",
+    "predict_logits",
+    "predict_probs",
+    "to_logits",
+    "to_probs",
+]
 
 
 @runtime_checkable
@@ -52,26 +63,6 @@ class Model(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Scores ``(N, n_classes)`` (logits or probabilities, see ``output``) for a float32 batch."""
         ...
-
-
-@dataclass
-class ModelInfo:
-    """Where a model came from, for the report."""
-
-    path: str | None
-    format: str
-    sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def capabilities(model: Any) -> frozenset[str]:
-    """The optional capabilities ``model`` really offers: ``white_box`` and/or ``features``."""
-    caps = set()
-    if getattr(model, "white_box", False) and callable(getattr(model, "forward_torch", None)):
-        caps.add("white_box")
-    if callable(getattr(model, "features", None)) and getattr(model, "has_features", True):
-        caps.add("features")
-    return frozenset(caps)
 
 
 def detect_output_kind(scores: np.ndarray) -> OutputKind:

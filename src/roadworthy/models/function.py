@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import check_std, first_line, normalise, plural, stat_array
+from roadworthy.errors import InvalidInputError, first_line, plural
+from roadworthy.models._common import check_std, normalise, stat_array
 from roadworthy.models.base import InputSpec, OutputKind, detect_output_kind
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import warnings
 import zipfile
@@ -18,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roadworthy.errors import InvalidInputError, UnsafeFileError, UnsupportedModelError
-from roadworthy.models._common import first_line, prefix
+from roadworthy.errors import InvalidInputError, UnsafeFileError, UnsupportedModelError, first_line
+from roadworthy.models._common import prefix
 from roadworthy.models.base import Model, OutputKind
 
 SUPPORTED_FORMATS = (
@@ -31,8 +30,8 @@ TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".pt2", ".torchscript")
 
 
 @dataclass(frozen=True)
-class LoadOptions:
-    """What ``load_model`` was asked, passed down to the adapters."""
+class AdapterOptions:
+    """What ``load_model`` was asked, passed down to the adapters (the model part of :class:`roadworthy.config.LoadOptions`)."""
 
     trust_pickle: bool = False
     mean: tuple[float, ...] | None = None
@@ -60,7 +59,7 @@ def state_dict_error(path: Path | str) -> InvalidInputError:
 
 
 def adapt_object(
-    obj: Any, opts: LoadOptions, name: str | None = None, format: str | None = None, as_saved: bool = False
+    obj: Any, opts: AdapterOptions, name: str | None = None, format: str | None = None, as_saved: bool = False
 ) -> Model:
     """Wrap a Python object: a Model, an ``nn.Module``, an exported program, an estimator or a callable.
 
@@ -145,7 +144,7 @@ def _is_sklearn(obj: Any) -> bool:
 # -- files -----------------------------------------------------------------------------------------
 
 
-def load_file(path: Path, opts: LoadOptions, display: str) -> Model:
+def load_file(path: Path, opts: AdapterOptions, display: str) -> Model:
     """Load a model file; ``display`` is how the path appears in messages."""
     if not path.exists():
         raise InvalidInputError(f"{display}: no such file")
@@ -184,7 +183,7 @@ def load_file(path: Path, opts: LoadOptions, display: str) -> Model:
     raise UnsupportedModelError(f"{display}: unknown model format; roadworthy reads {SUPPORTED_FORMATS}")
 
 
-def _load_zip(path: Path, opts: LoadOptions, display: str, suffix: str) -> Model:
+def _load_zip(path: Path, opts: AdapterOptions, display: str, suffix: str) -> Model:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -214,7 +213,7 @@ def _member(name: str) -> str:
     return name.split("/", 1)[1] if "/" in name else name
 
 
-def _load_pickle(path: Path, opts: LoadOptions, display: str) -> Model:
+def _load_pickle(path: Path, opts: AdapterOptions, display: str) -> Model:
     if not opts.trust_pickle:
         raise unsafe_pickle(display)
     import joblib
@@ -231,7 +230,7 @@ def _load_pickle(path: Path, opts: LoadOptions, display: str) -> Model:
     return adapt_object(obj, opts, name=display, format=fmt, as_saved=True)
 
 
-def _load_onnx(path: Path, opts: LoadOptions, display: str) -> Model:
+def _load_onnx(path: Path, opts: AdapterOptions, display: str) -> Model:
     import onnx
 
     from roadworthy.models.onnx import OnnxModel
@@ -255,7 +254,7 @@ def _load_onnx(path: Path, opts: LoadOptions, display: str) -> Model:
     )
 
 
-def _load_skops(path: Path, opts: LoadOptions, display: str) -> Model:
+def _load_skops(path: Path, opts: AdapterOptions, display: str) -> Model:
     from roadworthy.models.sklearn import load_skops
 
     try:
@@ -265,7 +264,7 @@ def _load_skops(path: Path, opts: LoadOptions, display: str) -> Model:
     return adapt_object(estimator, opts, name=display, format="skops")
 
 
-def _load_torchscript(path: Path, opts: LoadOptions, display: str) -> Model:
+def _load_torchscript(path: Path, opts: AdapterOptions, display: str) -> Model:
     import torch
 
     try:
@@ -279,7 +278,7 @@ def _load_torchscript(path: Path, opts: LoadOptions, display: str) -> Model:
     return adapt_object(module, opts, name=display, format="torchscript", as_saved=True)
 
 
-def _load_export(path: Path, opts: LoadOptions, display: str, names: list[str]) -> Model:
+def _load_export(path: Path, opts: AdapterOptions, display: str, names: list[str]) -> Model:
     import torch
 
     if not opts.trust_pickle:
@@ -352,7 +351,7 @@ def unsafe_export(display: str, member: str) -> UnsafeFileError:
     )
 
 
-def _load_torch_save(path: Path, opts: LoadOptions, display: str) -> Model:
+def _load_torch_save(path: Path, opts: AdapterOptions, display: str) -> Model:
     import pickle
 
     import torch
@@ -389,7 +388,3 @@ def _is_state_dict(obj: dict) -> bool:
         if torch is None or not isinstance(value, torch.Tensor):
             return False
     return True
-
-
-def display_name(path: str | os.PathLike[str]) -> str:
-    return os.fspath(path)

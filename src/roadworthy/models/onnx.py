@@ -15,12 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from roadworthy.errors import InvalidInputError
+from roadworthy.errors import InvalidInputError, first_line, plural
 from roadworthy.models._common import (
     check_std,
-    first_line,
     normalise,
-    plural,
     prefix,
     run_fixed_batches,
     stat_array,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from roadworthy.errors import InvalidInputError, UnsafeFileError, UnsupportedModelError
-from roadworthy.models._common import check_std, first_line, normalise, plural, prefix, stat_array
+from roadworthy.errors import InvalidInputError, UnsafeFileError, UnsupportedModelError, first_line, plural
+from roadworthy.models._common import check_std, normalise, prefix, stat_array
 from roadworthy.models.base import InputSpec, OutputKind
 
 # Types skops does not trust by default but that are plain data inside scikit-learn, NumPy or SciPy

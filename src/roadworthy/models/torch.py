@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from roadworthy.errors import InvalidInputError, RoadworthyWarning
-from roadworthy.models._common import first_line, plural, prefix
+from roadworthy.errors import InvalidInputError, RoadworthyWarning, first_line, plural
+from roadworthy.models._common import prefix
 from roadworthy.models.base import InputSpec, OutputKind, detect_output_kind
 
 

@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from typing import Any
 
+from roadworthy.evidence import KEY as EVIDENCE_KEY
 from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_label, verdict_sentence
 from roadworthy.results import CheckResult, Report
 
@@ -38,7 +39,6 @@ THREAT_MODEL = OrderedDict(
             "integrity",
             ("training", "poisoning: data integrity audit (label errors, targeted/backdoor poisoning)"),
         ),
-        ("fuzz", ("deployment", "evasion: natural-perturbation robustness found by coverage-guided fuzzing")),
     ]
 )
 
@@ -68,17 +68,30 @@ def safe_uri(uri: str | None) -> str:
 
 
 def _figures(result: CheckResult) -> list[tuple[str, str]]:
-    from roadworthy.checks import CHECKS, load_builtin_checks
+    """``(caption, data URI)`` for each evidence item of ``result`` (see :mod:`roadworthy.evidence`).
 
-    load_builtin_checks()
-    cls = CHECKS.get(result.id)
-    if cls is None or result.status in ("skipped", "error"):
+    Drawn from the report alone: no check code is imported, so a report of any check renders. A kind
+    this version cannot draw, or an item that fails to draw, is left out with a log line.
+    """
+    from roadworthy.report.figures import draw
+
+    items = result.details.get(EVIDENCE_KEY) or []
+    if result.status in ("skipped", "error") or not isinstance(items, list):
         return []
-    try:
-        return [(cap, safe_uri(uri)) for cap, uri in cls.figures(result) if safe_uri(uri)]
-    except Exception as exc:  # noqa: BLE001 - a broken figure must not cost the report
-        log.warning("figure for %s failed: %s", result.id, exc)
-        return []
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        try:
+            drawn = draw(item)
+        except Exception as exc:  # noqa: BLE001 - a broken figure must not cost the report
+            log.warning("figure for %s failed: %s", result.id, exc)
+            continue
+        if drawn is None:
+            log.info("%s: evidence of kind %r is not drawn by this version", result.id, item.get("kind"))
+        elif safe_uri(drawn[1]):
+            out.append((drawn[0], drawn[1]))
+    return out
 
 
 def metric_rows(metrics: dict[str, float | None]) -> list[dict[str, Any]]:

@@ -79,8 +79,11 @@ def test_figure_and_report_round_trip(ctx):
         details=out.details,
     )
     result = CheckResult.model_validate_json(result.model_dump_json())
-    figs = LabelIssues.figures(result)
+    from roadworthy.report.figures import draw
+
+    figs = [draw(item) for item in result.details["evidence"]]
     assert len(figs) == 1 and figs[0][1].startswith("data:image/svg+xml;base64,")
+    assert "confident joint" in figs[0][0]
 
 
 def test_confident_learning_on_synthetic_probabilities():

@@ -51,8 +51,12 @@ def test_figure_is_built_from_the_result(ctx):
         details=out.details,
         params={"z_threshold": 2.5},
     )
-    figs = Poisoning.figures(CheckResult.model_validate_json(result.model_dump_json()))
+    from roadworthy.report.figures import draw
+
+    back = CheckResult.model_validate_json(result.model_dump_json())
+    figs = [draw(item) for item in back.details["evidence"]]
     assert len(figs) == 1 and figs[0][1].startswith("data:image/svg+xml")
+    assert back.details["evidence"][0]["hline"] == Poisoning().params.z_threshold
 
 
 def test_robust_z_ignores_one_extreme_class():

@@ -91,9 +91,8 @@ def train_representation(ctx: Context, max_dims: int = 64) -> tuple[np.ndarray, 
         if tabular:
             source += ", each column scaled by its median and interquartile range"
     key = f"integrity.train_representation.{max_dims}"
-    z = ctx.cached(
-        key, lambda: reduce_dims(raw.reshape(len(raw), -1), max_dims, ctx.seed, per_column, robust)
-    )
+    seed = ctx.random_state(key)  # keyed by what it computes, not by the check: the result is shared
+    z = ctx.cached(key, lambda: reduce_dims(raw.reshape(len(raw), -1), max_dims, seed, per_column, robust))
     if z.shape[1] < raw.reshape(len(raw), -1).shape[1]:
         source += f", {z.shape[1]} principal components"
     return z, source

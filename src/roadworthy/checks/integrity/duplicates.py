@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import shrink_inputs
 from roadworthy.errors import InvalidInputError
@@ -239,7 +240,6 @@ def _pair_examples(
 ) -> list[Example]:
     if first.modality != "image" or not len(pairs):
         return []
-    from roadworthy.report.images import png_data_uri
     from roadworthy.results import Example
 
     out = []
@@ -253,8 +253,8 @@ def _pair_examples(
             Example(
                 title=f"{kind} #{key[0]} and training #{key[1]} (RMS difference {d:.3f})",
                 label=ctx.class_name(int(first.y[key[0]])),
-                original=png_data_uri(first.x[key[0]]),
-                changed=png_data_uri(second.x[key[1]]),
+                original=evidence.png_data_uri(first.x[key[0]]),
+                changed=evidence.png_data_uri(second.x[key[1]]),
                 changed_prediction=f"labelled {ctx.class_name(int(second.y[key[1]]))}",
             )
         )

@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import (
     prefetch_features,
     train_representation,
 )
-from roadworthy.errors import InvalidInputError
-from roadworthy.models._common import plural
+from roadworthy.errors import InvalidInputError, plural
 from roadworthy.stats import proportion_metrics
 from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
-    from roadworthy.results import CheckResult, Example
+    from roadworthy.results import Example
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 RANKINGS = ("self_confidence", "normalized_margin")
@@ -282,7 +282,14 @@ class LabelIssues(Check):
         z, source = train_representation(ctx, p.max_dims)
         with ctx.progress.task("label issues: cross-validated probabilities", total=1) as t:
             probs, folds = out_of_sample_probs(
-                z, y, k, p.n_folds, seed=ctx.seed, classifier=p.classifier, c=p.c, max_iter=p.max_iter
+                z,
+                y,
+                k,
+                p.n_folds,
+                seed=ctx.random_state(self.id, "folds"),
+                classifier=p.classifier,
+                c=p.c,
+                max_iter=p.max_iter,
             )
             t.advance()
         found = confident_learning(y, probs, p.filter_by, p.rank_by)
@@ -326,6 +333,8 @@ class LabelIssues(Check):
         if k <= 50:
             details["joint"] = np.round(joint, 6).tolist()
             details["confident_joint"] = np.asarray(found["confident_joint"]).astype(int).tolist()
+            if k <= 20:
+                details[evidence.KEY] = [_joint_evidence(details["joint"], details["class_names"])]
 
         examples = [
             _example(ctx, int(i), int(s), float(q), p.rank_by)
@@ -343,34 +352,23 @@ class LabelIssues(Check):
         metrics.update(proportion_metrics("integrity.label_issues.rate", len(idx), n))
         return Outcome(metrics=metrics, details=details, examples=examples, warnings=warns, summary=summary)
 
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        joint = result.details.get("joint")
-        names = result.details.get("class_names")
-        if not joint or not names or len(names) > 20:
-            return []
-        from roadworthy.report.figures import heatmap
 
-        q = np.asarray(joint, dtype=np.float64)
-        rows = q.sum(axis=1, keepdims=True)
-        rows[rows == 0] = 1.0
-        share = q / rows
-        uri = heatmap(
-            share,
-            names,
-            names,
-            title="given label (row) vs likely true label (column)",
-            vmin=0.0,
-            vmax=1.0,
-            cmap="Blues",
-        )
-        return [
-            (
-                "Estimated share of each given label that truly belongs to each class (confident joint, "
-                "row-normalised); off-diagonal cells are label noise",
-                uri,
-            )
-        ]
+def _joint_evidence(joint: list[list[float]], names: list[str]) -> dict[str, Any]:
+    """The confident joint, row-normalised, as a heat map (given label vs likely true label)."""
+    q = np.asarray(joint, dtype=np.float64)
+    rows = q.sum(axis=1, keepdims=True)
+    rows[rows == 0] = 1.0
+    return evidence.heatmap(
+        "Estimated share of each given label that truly belongs to each class (confident joint, "
+        "row-normalised); off-diagonal cells are label noise",
+        q / rows,
+        names,
+        names,
+        title="given label (row) vs likely true label (column)",
+        vmin=0.0,
+        vmax=1.0,
+        cmap="Blues",
+    )
 
 
 def _confused_pairs(joint: np.ndarray, n: int, ctx: Context, top: int = 10) -> list[dict[str, Any]]:
@@ -397,12 +395,11 @@ def _confused_pairs(joint: np.ndarray, n: int, ctx: Context, top: int = 10) -> l
 
 
 def _example(ctx: Context, i: int, suggested: int, score: float, rank_by: str) -> Example:
-    from roadworthy.report.images import png_data_uri
     from roadworthy.results import Example
 
     train = ctx.train_data
     assert train is not None
-    image = png_data_uri(train.x[i]) if train.modality == "image" else None
+    image = evidence.png_data_uri(train.x[i]) if train.modality == "image" else None
     score_txt = f"{score:.2f}" if math.isfinite(score) else "n/a"
     return Example(
         title=f"training sample #{i} ({rank_by.replace('_', ' ')} {score_txt})",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import (
     prefetch_features,
@@ -19,7 +20,7 @@ from roadworthy.stats import proportion_metrics
 from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
-    from roadworthy.results import CheckResult
+    pass
 
 
 def knn_distance(z: np.ndarray, k: int) -> np.ndarray:
@@ -74,7 +75,9 @@ class Outliers(Check):
         if "features" in ctx.capabilities:
             views["features"] = train_representation(ctx, p.max_dims)[0]
         shrunk = ctx.cached("integrity.train_inputs_shrunk", lambda: shrink_inputs(train.x))
-        views["inputs"] = reduce_dims(shrunk, p.max_dims, ctx.seed, per_column=train.modality != "image")
+        views["inputs"] = reduce_dims(
+            shrunk, p.max_dims, ctx.random_state(self.id, "inputs"), per_column=train.modality != "image"
+        )
         # per view: log of the kNN distance relative to the median, and the far-out fence on that scale
         excess = np.full((len(views), train.n_samples), -np.inf)
         thresholds = {}
@@ -102,7 +105,6 @@ class Outliers(Check):
         }
         examples = []
         if train.modality == "image":
-            from roadworthy.report.images import png_data_uri
             from roadworthy.results import Example
 
             for i, view in zip(flagged[: p.n_examples], details["view"], strict=False):
@@ -111,7 +113,7 @@ class Outliers(Check):
                         title=f"training sample #{int(i)}: {ratio.max(axis=0)[i]:.1f}x the median neighbour "
                         f"distance ({view})",
                         label=ctx.class_name(int(train.y[i])),
-                        original=png_data_uri(train.x[i]),
+                        original=evidence.png_data_uri(train.x[i]),
                     )
                 )
         where = " and ".join({"features": "the model's features", "inputs": "the inputs"}[v] for v in names)
@@ -161,23 +163,17 @@ class ClassBalance(Check):
             "largest": ctx.class_name(big),
             "smallest": ctx.class_name(small),
         }
+        if 0 < len(details["counts"]) <= 60:
+            details[evidence.KEY] = [
+                evidence.bars(
+                    "Training samples per class",
+                    list(details["counts"]),
+                    {"training samples": list(details["counts"].values())},
+                    "training samples",
+                )
+            ]
         metrics = {
             "integrity.class_balance.imbalance_ratio": ratio,
             "integrity.class_balance.missing_classes": float(len(missing)),
         }
         return Outcome(metrics=metrics, details=details, warnings=warns, summary=summary)
-
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        counts = result.details.get("counts") or {}
-        if not counts or len(counts) > 60:
-            return []
-        from roadworthy.report.figures import figure, to_data_uri
-
-        names, values = list(counts), list(counts.values())
-        with figure(width=max(4.5, 0.3 * len(names) + 2), height=3.0) as (fig, ax):
-            ax.bar(range(len(names)), values, color="#4c72b0")
-            ax.set_xticks(range(len(names)), labels=names, rotation=60, ha="right", fontsize=7)
-            ax.set_ylabel("training samples")
-            uri = to_data_uri(fig)
-        return [("Training samples per class", uri)]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import (
     prefetch_features,
@@ -17,7 +18,7 @@ from roadworthy.errors import InvalidInputError
 from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
-    from roadworthy.results import CheckResult, Example
+    from roadworthy.results import Example
 
 
 @dataclass
@@ -187,10 +188,16 @@ class Poisoning(Check):
         y = np.asarray(train.y, dtype=np.int64)
         k = ctx.n_classes
         labels = [c for c in range(k) if (y == c).sum() >= p.min_class_size]
-        views = {"features": reduce_dims(ctx.train_features, p.max_dims, ctx.seed, per_column=True)}
+        views = {
+            "features": reduce_dims(
+                ctx.train_features, p.max_dims, ctx.random_state(self.id, "features"), per_column=True
+            )
+        }
         if train.modality == "image":
             shrunk = ctx.cached("integrity.train_inputs_shrunk", lambda: shrink_inputs(train.x))
-            views["inputs"] = reduce_dims(shrunk, p.max_dims, ctx.seed, per_column=False)
+            views["inputs"] = reduce_dims(
+                shrunk, p.max_dims, ctx.random_state(self.id, "inputs"), per_column=False
+            )
 
         scans: dict[str, list[ClassScan]] = {}
         with ctx.progress.task("poisoning: scanning classes", total=len(views) * len(labels)) as t:
@@ -203,7 +210,8 @@ class Poisoning(Check):
                 )
                 scans[view] = []
                 for c in labels:
-                    scans[view].append(scan_class(z, y, c, means, p.n_components, seed=ctx.seed))
+                    seed = ctx.random_state(self.id, view, c)
+                    scans[view].append(scan_class(z, y, c, means, p.n_components, seed=seed))
                     t.advance()
 
         table, flagged = self._decide(scans, labels, ctx)
@@ -332,6 +340,8 @@ class Poisoning(Check):
             "views": list(scans),
             "n_samples": n,
         }
+        if table and scans:
+            details[evidence.KEY] = [_scores_evidence(table, list(scans), p.z_threshold)]
         examples = [ex for f in flagged[:2] for ex in _examples(ctx, f, p.n_examples)]
         metrics = {
             "integrity.poisoning.suspect_count": float(len(suspects)),
@@ -339,40 +349,20 @@ class Poisoning(Check):
         }
         return Outcome(metrics=metrics, details=details, examples=examples, summary=summary)
 
-    @staticmethod
-    def figures(result: CheckResult) -> list[tuple[str, str]]:
-        rows = result.details.get("classes") or []
-        views = result.details.get("views") or []
-        if not rows or not views:
-            return []
-        from roadworthy.report.figures import figure, to_data_uri
 
-        names = [r["class"] for r in rows]
-        with figure(width=max(4.5, 0.35 * len(names) + 2), height=3.2) as (fig, ax):
-            width = 0.8 / len(views)
-            for i, view in enumerate(views):
-                vals = [r[view]["score"] for r in rows]
-                ax.bar(np.arange(len(names)) + i * width, vals, width, label=view)
-            ax.set_xticks(
-                np.arange(len(names)) + 0.4 - width / 2, labels=names, rotation=60, ha="right", fontsize=7
-            )
-            thr = result.params.get("z_threshold")
-            if thr is not None:
-                ax.axhline(thr, color="red", lw=1, ls="--", label="threshold")
-            ax.set_ylabel("separation z-score")
-            ax.legend(fontsize=7)
-            uri = to_data_uri(fig)
-        return [
-            (
-                "Per class: how much better its look-alike group separates than other classes' (robust z of "
-                "the silhouette; 0 = no small group resembling another class)",
-                uri,
-            )
-        ]
+def _scores_evidence(table: list[dict[str, Any]], views: list[str], threshold: float) -> dict[str, Any]:
+    """Per class and view, the separation z-score against the threshold, as a bar chart."""
+    return evidence.bars(
+        "Per class: how much better its look-alike group separates than other classes' (robust z of "
+        "the silhouette; 0 = no small group resembling another class)",
+        [r["class"] for r in table],
+        {view: [r[view]["score"] for r in table] for view in views},
+        "separation z-score",
+        hline=threshold,
+    )
 
 
 def _examples(ctx: Context, f: Suspicion, n_examples: int) -> list[Example]:
-    from roadworthy.report.images import png_data_uri
     from roadworthy.results import Example, ExampleImage
 
     train = ctx.train_data
@@ -390,11 +380,12 @@ def _examples(ctx: Context, f: Suspicion, n_examples: int) -> list[Example]:
             Example(
                 title=f"class {ctx.class_name(s.label)}: suspect #{int(i)} beside a typical member #{int(j)}",
                 label=ctx.class_name(s.label),
-                original=png_data_uri(train.x[i]),
+                original=evidence.png_data_uri(train.x[i]),
                 original_prediction=f"resembles {ctx.class_name(s.source)}",
                 extra=[
                     ExampleImage(
-                        caption=f"typical {ctx.class_name(s.label)} (#{int(j)})", uri=png_data_uri(train.x[j])
+                        caption=f"typical {ctx.class_name(s.label)} (#{int(j)})",
+                        uri=evidence.png_data_uri(train.x[j]),
                     )
                 ],
             )

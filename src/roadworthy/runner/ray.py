@@ -1,7 +1,7 @@
 """The Ray backend: checks that depend on no other check run in parallel as Ray tasks.
 
-Each task rebuilds the model from its *recipe* (a picklable zero-argument callable, e.g. ``load_model``
-bound to a file path) because framework sessions do not travel between processes; the data sets go to
+Each task rebuilds the model from its *recipe* (a picklable zero-argument callable: the
+:class:`roadworthy.config.ModelRecipe` the session loaded the model with, or any other) because framework sessions do not travel between processes; the data sets go to
 Ray's object store once. Aggregating checks (``depends_on``) then run here, in order, on the results.
 Install with ``pip install 'roadworthy[ray]'``; ``RAY_ADDRESS`` selects a cluster (default: local).
 """
@@ -15,7 +15,7 @@ from typing import Any
 from roadworthy.checks.base import Check, Context
 from roadworthy.errors import InvalidInputError, require
 from roadworthy.results import CheckResult
-from roadworthy.runner import order_checks, run_check
+from roadworthy.runner.local import order_checks, run_check
 
 
 def _remote_check(check_id: str, recipe: Callable[[], Any], payload: dict[str, Any]) -> CheckResult:
@@ -34,6 +34,7 @@ def run_ray(
     say: Callable[[str], None] | None = None,
     model_recipe: Callable[[], Any] | None = None,
     num_cpus: int | None = None,
+    **_: object,
 ) -> list[CheckResult]:
     """Run ``classes`` with Ray; results come back in dependency order, like the local backend's."""
     ray = require("ray", "ray", "--backend ray")

@@ -1,4 +1,6 @@
-"""Runs checks: orders them, skips what the model cannot support, isolates failures, times each one.
+"""The local backend: every check in this process, in dependency order.
+
+It orders the checks, skips what the model cannot support, isolates failures and times each one.
 
 A check that raises is recorded with status ``error`` and its message; the others still run. After
 every check the caller's ``on_result`` hook runs (the session writes a partial report there), so no
@@ -59,7 +61,6 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
         return CheckResult(**base, status="skipped", summary=f"Skipped: {reason}.")
     start = time.perf_counter()
     check = cls(params, budget=ctx.budget) if params is not None else cls(budget=ctx.budget)
-    _seed_frameworks(ctx.seed)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RoadworthyWarning)
@@ -96,8 +97,14 @@ def run_checks(
     on_result: Callable[[CheckResult], None] | None = None,
     done: dict[str, CheckResult] | None = None,
     say: Callable[[str], None] | None = None,
+    **_: object,
 ) -> list[CheckResult]:
-    """Run ``classes`` in dependency order; results already in ``done`` (a resumed run) are reused."""
+    """Run ``classes`` in dependency order; results already in ``done`` (a resumed run) are reused.
+
+    No global random generator is seeded here: every random choice a check makes comes from
+    ``ctx.rng(...)`` / ``ctx.torch_seed(...)``, so a check's numbers do not depend on which checks ran
+    before it, nor on the backend.
+    """
     results: list[CheckResult] = []
     for cls in order_checks(classes):
         if done and cls.id in done and done[cls.id].status != "error":
@@ -113,18 +120,6 @@ def run_checks(
         if on_result:
             on_result(result)
     return results
-
-
-def _seed_frameworks(seed: int) -> None:
-    import random
-    import sys
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
 
 
 def _jsonable(v: object) -> object:

@@ -1,0 +1,206 @@
+"""A run's settings as two objects, built once by the CLI or by :func:`roadworthy.check`.
+
+:class:`LoadOptions` says how the model and the data are read (normalisation, input shape, class names,
+label column, image size...). :class:`RunConfig` says what runs and where (suites, budget, seed,
+backend, batch size, output folder, resume, policy, baseline). The session, the report's ``run_key``
+and the Ray backend's model recipe all read these objects, so an option is spelled in one place.
+
+This module imports nothing of roadworthy but :mod:`roadworthy.errors` at import time (the CLI reads
+the budget and backend names from it before anything heavy is loaded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roadworthy.errors import InvalidInputError
+
+#: Budgets, cheapest first: ``quick`` for every CI run, ``thorough`` for a release.
+BUDGETS = ("quick", "standard", "thorough")
+#: Where checks run (see :data:`roadworthy.runner.BACKENDS`, which maps each name to its function).
+BACKEND_NAMES = ("local", "ray")
+
+
+def _tuple(values: Sequence[Any] | None, kind: type) -> tuple[Any, ...] | None:
+    return tuple(kind(v) for v in values) if values is not None else None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How the model and the data are read. Every field but ``trust_pickle`` can change a number.
+
+    Parameters
+    ----------
+    trust_pickle
+        Allow formats that run code from the file (pickles).
+    mean, std
+        The model's input normalisation in the units of inputs in [0, 1] (one value or one per channel).
+    input_shape
+        Per-sample shape for models that do not record it (default: the data's).
+    feature_layer
+        Layer (ONNX tensor) whose input gives the penultimate features.
+    class_names
+        The model's classes in output order; folder names and string labels are matched to them.
+    target
+        Label column of CSV/Parquet data.
+    image_size
+        Size image folders are resized to while read (``224``, ``"224x160"``, ``(224, 160)``).
+    strict_data
+        Stop on an image that cannot be decoded instead of skipping it.
+    """
+
+    trust_pickle: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    input_shape: tuple[int, ...] | None = None
+    feature_layer: str | None = None
+    class_names: tuple[str, ...] | None = None
+    target: str | None = None
+    image_size: int | str | tuple[int, ...] | None = None
+    strict_data: bool = False
+
+    #: Fields that change no measured number, so they stay out of the report's ``run_key``.
+    NOT_IN_RUN_KEY = frozenset({"trust_pickle"})
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # normalise sequences once, so equal options compare and hash equal
+        set_(self, "mean", _tuple(self.mean, float))
+        set_(self, "std", _tuple(self.std, float))
+        set_(self, "input_shape", _tuple(self.input_shape, int))
+        set_(self, "class_names", _tuple(self.class_names, str))
+        if isinstance(self.image_size, Sequence) and not isinstance(self.image_size, str):
+            set_(self, "image_size", _tuple(self.image_size, int))
+        _check_normalisation(self.mean, self.std)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`roadworthy.load_model` (without ``input_shape``)."""
+        return {
+            "trust_pickle": self.trust_pickle,
+            "mean": self.mean,
+            "std": self.std,
+            "feature_layer": self.feature_layer,
+        }
+
+    def data_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`roadworthy.load_data` that apply to every data set."""
+        kw: dict[str, Any] = {}
+        if self.target is not None:
+            kw["target"] = self.target
+        if self.strict_data:
+            kw["strict_data"] = True
+        return kw
+
+    def run_key_fields(self) -> dict[str, Any]:
+        """The options that change a number, by name, for the report's ``run_key`` and ``options``."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in self.NOT_IN_RUN_KEY
+        }
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What runs, how and where its report goes.
+
+    Parameters
+    ----------
+    suites
+        Suite names, check ids or patterns (``None``: every suite); ``sanity`` and ``clean`` always run.
+    budget
+        One of :data:`BUDGETS`.
+    seed
+        Seed of every random choice.
+    backend
+        One of :data:`BACKEND_NAMES`.
+    batch_size
+        Batch size of model calls.
+    out
+        Folder for the report files (``None``: nothing is written).
+    resume
+        Reuse the finished checks of an interrupted run in ``out`` with the same ``run_key``.
+    policy
+        A :class:`roadworthy.policy.Policy`, a YAML path, or ``None`` for the default policy.
+    baseline
+        A baseline :class:`roadworthy.results.Report` or its path.
+    force_baseline
+        Compare with a baseline that measured other data.
+    """
+
+    suites: tuple[str, ...] | None = None
+    budget: str = "standard"
+    seed: int = 0
+    backend: str = "local"
+    batch_size: int = 256
+    out: Path | None = None
+    resume: bool = False
+    policy: Any = None
+    baseline: Any = None
+    force_baseline: bool = False
+
+    #: Fields that change no measured number (the others are in the ``run_key``: ``suites`` as the
+    #: selected check ids, ``baseline`` as a hash of its metrics). The policy only judges the numbers,
+    #: and the Ray backend gives the local one's numbers.
+    NOT_IN_RUN_KEY = frozenset({"backend", "out", "resume", "policy", "force_baseline"})
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.suites is not None:
+            set_(self, "suites", tuple(str(s) for s in self.suites) or None)
+        if self.out is not None:
+            set_(self, "out", Path(self.out))
+        if self.budget not in BUDGETS:
+            raise InvalidInputError(
+                f"--budget must be one of {', '.join(BUDGETS)}. Got {self.budget!r} instead."
+            )
+        if self.backend not in BACKEND_NAMES:
+            raise InvalidInputError(
+                f"--backend must be one of {', '.join(BACKEND_NAMES)}. Got {self.backend!r} instead."
+            )
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InvalidInputError(f"--batch-size must be at least 1. Got {self.batch_size!r} instead.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InvalidInputError(f"--seed must be an integer. Got {self.seed!r} instead.")
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """Loads the model from ``source`` with ``options``: the same call in this process and in a Ray worker.
+
+    Picklable when ``source`` is (a path, or a picklable object), so the Ray backend can rebuild the
+    model in each worker without re-spelling any option.
+    """
+
+    source: Any
+    options: LoadOptions
+    input_shape: tuple[int, ...] | None = None
+
+    def __call__(self) -> Any:
+        from roadworthy.models import load_model
+
+        return load_model(self.source, input_shape=self.input_shape, **self.options.model_kwargs())
+
+
+def _check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+    """``mean`` and ``std`` are in the units of inputs in [0, 1]; 0-255 values are a mistake to refuse."""
+    for option, values in (("--mean", mean), ("--std", std)):
+        for v in values or ():
+            v = float(v)
+            ok = math.isfinite(v) and (0 <= v <= 1 if option == "--mean" else 0 < v <= 1)
+            if ok:
+                continue
+            hint = (
+                f"; it looks like 0-255 units: pass {v / 255:.4g} ({v:g}/255)"
+                if math.isfinite(v) and 1 < v <= 255
+                else ""
+            )
+            expected = "in [0, 1]" if option == "--mean" else "in (0, 1]"
+            raise InvalidInputError(
+                f"{option} values must be {expected} (images are scaled to [0, 1] before normalisation). "
+                f"Got {v:g}{hint}."
+            )
