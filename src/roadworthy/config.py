@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from roadworthy.errors import InvalidInputError
+from roadworthy.types import BUDGETS  # re-exported: the run settings name the budgets
 
-#: Budgets, cheapest first: ``quick`` for every CI run, ``thorough`` for a release.
-BUDGETS = ("quick", "standard", "thorough")
 #: Where checks run (see :data:`roadworthy.runner.BACKENDS`, which maps each name to its function).
 BACKEND_NAMES = ("local", "ray")
 

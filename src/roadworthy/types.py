@@ -23,6 +23,10 @@ Modality = Literal["image", "tabular"]
 OutputKind = Literal["logits", "probs"]
 
 
+#: Budgets, cheapest first: ``quick`` for every CI run, ``thorough`` for a release.
+BUDGETS = ("quick", "standard", "thorough")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What a model accepts, per sample.

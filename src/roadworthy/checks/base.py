@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
-from roadworthy.config import BUDGETS  # re-exported: the budget names live with the run settings
 from roadworthy.data.base import Dataset, stratified_sample
 from roadworthy.models.base import Model, capabilities, to_logits, to_probs
+from roadworthy.types import BUDGETS  # re-exported: the budget names live on the ground floor
 
 if TYPE_CHECKING:
     from roadworthy.results import CheckResult, Example, Report
