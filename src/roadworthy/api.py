@@ -129,6 +129,8 @@ def check(
     strict_data: bool = False,
     load: LoadOptions | None = None,
     config: RunConfig | None = None,
+    time_limit: str | float | None = None,
+    device: str = "cpu",
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -167,6 +169,11 @@ def check(
         model's input size when it declares one (or ``input_shape``), else the folder's most common size.
     strict_data
         Stop on an image that cannot be decoded instead of skipping it with a warning.
+    time_limit
+        Plan the run to fit this time (``"15m"``, ``"1h"``, seconds): sample counts shrink, intervals
+        widen, instead of the budget's own target (see :mod:`roadworthy.plan`).
+    device
+        ``"cpu"`` or ``"cuda"`` (PyTorch models; refused when no GPU is available).
     force_baseline
         Compare with a ``baseline`` that measured other data (refused otherwise: a ``max_drop`` gate
         across different data mixes the model's change with the data's).
@@ -215,6 +222,8 @@ def check(
             "policy": policy,
             "baseline": baseline,
             "force_baseline": force_baseline,
+            "time_limit": time_limit,
+            "device": device,
         },
         "config",
     )
@@ -239,6 +248,8 @@ def run(
     from roadworthy.session import Session, describe_data, select_checks
 
     opts, cfg = load, config
+    if cfg.device == "cuda":
+        require_cuda()
     if cfg.out is not None:
         check_output_dir(cfg.out)
     pol = cfg.policy if isinstance(cfg.policy, Policy) else Policy.load(cfg.policy)
@@ -300,6 +311,12 @@ def run(
             f"{ds.path or 'data'}: samples of shape {ds.input_shape} do not fit the model ({exc}); "
             "pass --input-shape if the model expects another shape"
         ) from exc
+    if cfg.device != "cpu":
+        if not hasattr(m, "to_device"):
+            raise InvalidInputError(
+                f"--device {cfg.device}: only PyTorch models can run there; this is a {m.format} model"
+            )
+        m.to_device(cfg.device)
     ds = validate_compat(m, ds, ds.path or "data")
     if train is not None:
         train = validate_compat(m, train, train.path or "train_data")
@@ -330,6 +347,8 @@ def run(
         model_recipe=recipe,
         options=opts.run_key_fields(),
         warnings=run_warnings,
+        time_limit_s=cfg.time_limit,
+        device=cfg.device,
     )
     try:
         report = session.run()
@@ -340,6 +359,21 @@ def run(
     if cfg.out is not None:
         write_reports(report, cfg.out)
     return report
+
+
+def require_cuda() -> None:
+    """Refuse ``--device cuda`` on a machine where PyTorch sees no GPU (one line, exit code 2)."""
+    try:
+        import torch
+
+        available = bool(torch.cuda.is_available())
+    except ImportError:
+        available = False
+    if not available:
+        raise InvalidInputError(
+            "--device cuda: PyTorch sees no CUDA GPU on this machine (torch.cuda.is_available() is False); "
+            "run without --device, or on a machine with a GPU and a CUDA build of PyTorch"
+        )
 
 
 def check_output_dir(out: Path) -> None:

@@ -161,7 +161,25 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 )
 @click.option("--input-shape", help="Per-sample input shape when the model does not say, e.g. 3,32,32.")
 @click.option("--feature-layer", help="Layer (or ONNX tensor) whose input gives the penultimate features.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Batch size of model calls.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Largest batch of model calls (lowered when the measured memory per sample says so).",
+)
+@click.option(
+    "--time-limit",
+    help="Plan the run to fit this time, e.g. 15m or 1h: sample counts shrink (wider intervals) instead "
+    "of the budget's own target (quick 10 min, standard 30 min).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(("cpu", "cuda")),
+    default="cpu",
+    show_default=True,
+    help="Where PyTorch models run; cuda is refused when no GPU is available.",
+)
 @click.option(
     "--resume",
     is_flag=True,
@@ -192,6 +210,8 @@ def check(
     input_shape: str | None,
     feature_layer: str | None,
     batch_size: int,
+    time_limit: str | None,
+    device: str,
     resume: bool,
     log_mlflow: bool,
     verbose: bool,
@@ -217,6 +237,8 @@ def check(
         policy=policy,
         baseline=baseline,
         force_baseline=force_baseline,
+        time_limit=time_limit,
+        device=device,
     )
     load = LoadOptions(
         trust_pickle=trust_pickle,

@@ -123,6 +123,18 @@ class Check:
     def run(self, ctx: Context) -> Outcome:
         raise NotImplementedError
 
+    @classmethod
+    def planned(cls, budget: str, overrides: dict[str, Any] | None = None) -> Check:
+        """The check with its budget's params and the cost plan's ``overrides`` (fewer samples).
+
+        The planner only changes fields the params declare (``n_samples``), so the changed value shows
+        in the reported ``params`` like any other.
+        """
+        check = cls(budget=budget)
+        if overrides and dataclasses.is_dataclass(check.params):
+            check.params = dataclasses.replace(check.params, **overrides)
+        return check
+
     def params_dict(self) -> dict[str, Any]:
         if dataclasses.is_dataclass(self.params):
             return _jsonable(dataclasses.asdict(self.params))
@@ -195,6 +207,10 @@ class Context:
     batch_size: int = 256
     progress: ProgressReporter = field(default_factory=NullProgress)
     results: dict[str, CheckResult] = field(default_factory=dict)
+    #: params the session's cost plan changed, by check id (``{"attack.pgd_linf": {"n_samples": 96}}``)
+    plan_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the plan's estimated seconds by check id (for the estimate of the time left)
+    plan_estimates: dict[str, float] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- facts
