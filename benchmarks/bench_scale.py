@@ -116,9 +116,7 @@ def run(name: str, images: int, budget: str, time_limit: str | None, suites: lis
             model = load_demo_model()
             data = (demo.test.x[:images], demo.test.y[:images])
         start = time.perf_counter()
-        report = roadworthy.check(
-            model, data, budget=budget, time_limit=time_limit, suites=suites, say=print
-        )
+        report = roadworthy.check(model, data, budget=budget, time_limit=time_limit, suites=suites, say=print)
         wall = time.perf_counter() - start
     return {
         "model": name,
