@@ -8,7 +8,7 @@ from typing import Any
 
 from roadworthy.config import LoadOptions, ModelRecipe, RunConfig
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError, RunInterrupted
+from roadworthy.errors import InvalidInputError, RunInterrupted, plural
 from roadworthy.policy import Policy
 from roadworthy.results import Report, load_report
 
@@ -274,6 +274,13 @@ def run(
     ds = read(data, "data", class_names or (train.class_names if train is not None else None))
     ood = read(ood_data, "ood_data", None) if ood_data is not None else None
     run_warnings: list[str] = []
+    for d in (ds, train, ood):
+        if d is not None and d.meta.get("unreadable_images"):
+            n = int(d.meta["unreadable_images"])
+            run_warnings.append(
+                f"{d.path}: {plural(n, 'unreadable image')} left out (report data.unreadable_files); "
+                "--strict-data stops on them"
+            )
     if base is not None:
         differences = data_differences(base.data, describe_data(ds))
         where = str(baseline) if isinstance(baseline, str | Path) else "the baseline report"

@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from typing import Any
 
+from roadworthy.errors import plural
 from roadworthy.evidence import KEY as EVIDENCE_KEY
 from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_label, verdict_sentence
 from roadworthy.results import CheckResult, Report
@@ -133,6 +134,7 @@ def render_html(report: Report) -> str:
     )
     env.filters["num"] = fmt_value
     env.filters["safe_uri"] = safe_uri
+    env.filters["plural"] = plural
     suites: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for c in report.checks:
         suites.setdefault(c.suite, []).append(
