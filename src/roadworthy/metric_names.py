@@ -78,6 +78,23 @@ PATTERNS: tuple[str, ...] = (
     "attack.<attack>.trust.beats_noise",
     "attack.hopskipjump.start_failures",
     "attack.trustworthy",
+    # fuzz
+    "fuzz.<criterion>.coverage",
+    "fuzz.<criterion>.coverage_before",
+    "fuzz.failures",
+    "fuzz.valid_failures",
+    "fuzz.invalid_failures",
+    "fuzz.unique_failures",
+    "fuzz.mutants",
+    "fuzz.failure_rate",
+    "fuzz.random.<criterion>.coverage",
+    "fuzz.random.<criterion>.coverage_before",
+    "fuzz.random.failures",
+    "fuzz.random.valid_failures",
+    "fuzz.random.invalid_failures",
+    "fuzz.random.unique_failures",
+    "fuzz.random.mutants",
+    "fuzz.random.failure_rate",
     # integrity
     "integrity.label_issues.count",
     "integrity.label_issues.rate",
@@ -143,6 +160,7 @@ ATTACKS: tuple[str, ...] = (
     "sticker",
 )
 DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+CRITERIA: tuple[str, ...] = ("nc", "kmnc", "nbc", "snac", "tknc", "prediction")
 SOURCES: tuple[str, ...] = ("uniform_noise", "gaussian_noise", "flat_colour", "photos", "shift_*", "user")
 
 
@@ -165,6 +183,7 @@ def known_names() -> tuple[str, ...]:
         "<attack>": sorted({*ATTACKS, *_registered("attack")}),
         "<detector>": sorted({*DETECTORS, *_registered("ood", ("calibration", "validity"))}),
         "<source>": list(SOURCES),
+        "<criterion>": list(CRITERIA),
         "<k>": ["1", "2", "3", "4", "5"],
         "<e>": ["*"],
     }

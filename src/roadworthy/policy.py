@@ -94,6 +94,10 @@ gates:
   # --- OOD and calibration
   # - ood.energy.auroc >= 0.80
   # - ood.calibration.ece_shifted <= 0.15
+  # --- fuzzing (image models; not a default gate: fuzzing searches for failures, so its rate depends on
+  # the budget and the search, and is no error rate on natural data). To demand that small plausible
+  # changes rarely break the model (valid failures per fuzzed mutant, lower end of the 95% interval):
+  # - fuzz.failure_rate_ci_low <= 0.05
 
 # Models without gradients (ONNX, scikit-learn, a function) cannot run the white-box attacks above; for
 # them these gates replace every gate on a white-box attack (fgsm, pgd_*, apgd_*, autoattack, sticker).

@@ -140,6 +140,9 @@ class FuzzResult:
         The random seed.
     validity
         Which mutants the validity gate judged: ``"none"``, ``"failures"`` or ``"all"``.
+    mutants_by_seed
+        Mutants run per root seed (index into ``x``), so a failure rate per true class has its
+        denominator.
     """
 
     mode: str
@@ -164,6 +167,7 @@ class FuzzResult:
     seconds: dict[str, float]
     seed: int
     validity: str
+    mutants_by_seed: dict[int, int] = field(default_factory=dict)
 
     @property
     def valid_failures(self) -> list[Failure]:
@@ -365,6 +369,7 @@ class Fuzzer:
 
         failures: list[Failure] = []
         examples = {True: 0, False: 0}
+        root_mutants = np.zeros(keep.size, dtype=np.int64)
         op_stats = {op.name: {"mutants": 0, "failures": 0, "invalid": 0, "new": 0} for op in self.operators}
         history: list[dict[str, float]] = []
         n_mutants = n_mut_fail = iterations = stall = 0
@@ -404,6 +409,7 @@ class Fuzzer:
             stall = 0
             parent_of = rows // n
             row_roots = np.array([parents[j].root for j in parent_of], dtype=np.int64)
+            root_mutants += np.bincount(row_roots, minlength=keep.size)
             xs = muts.x[rows]
             reduce_before = probe.reduce_seconds
             obs = probe(xs)
@@ -518,6 +524,7 @@ class Fuzzer:
             seconds=seconds,
             seed=self.seed,
             validity="none" if self.is_valid is None else self.validity_on,
+            mutants_by_seed={int(keep[r]): int(c) for r, c in enumerate(root_mutants) if c},
         )
 
     # -- helpers

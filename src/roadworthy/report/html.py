@@ -36,6 +36,7 @@ THREAT_MODEL = OrderedDict(
         ),
         ("ood", ("deployment", "distribution shift: detection of unfamiliar inputs and calibration")),
         ("attack", ("deployment", "evasion (integrity violation, untargeted): white-box and black-box")),
+        ("fuzz", ("deployment", "evasion: natural-perturbation robustness found by coverage-guided fuzzing")),
         (
             "integrity",
             ("training", "poisoning: data integrity audit (label errors, targeted/backdoor poisoning)"),
