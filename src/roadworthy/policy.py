@@ -106,6 +106,10 @@ baseline:
 
 fail_on_unevaluated: false   # true: a gate whose metric was not measured fails the verdict
 fail_on_error: true          # a check that crashed makes the verdict not-ready
+# schema:                    # tables only: override the feature schema inferred from the training data
+#   immutable: [age, country]  # columns no shift or attack may change
+#   kinds: {zip_code: categorical}   # continuous, integer, binary or categorical
+#   ranges: {income: [0, 500000]}    # the valid range (default: the observed one)
 # (booleans are unquoted: "false" in quotes is a string and is refused)
 """
 
@@ -126,6 +130,8 @@ class _PolicyFile(BaseModel):
     baseline: _BaselineSection = Field(default_factory=_BaselineSection)
     fail_on_unevaluated: bool = False
     fail_on_error: bool = True
+    #: tables: the feature schema's overrides (immutable, kinds, ranges), checked by roadworthy.schema
+    schema: dict[str, Any] | None = None
 
 
 _ALLOWED = {
@@ -204,6 +210,8 @@ class Policy:
     black_box_gates: list[GateRule] = field(
         default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_BLACK_BOX_GATES]
     )
+    #: tables: overrides of the inferred feature schema (``immutable``, ``kinds``, ``ranges``)
+    schema: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Policy:
@@ -246,6 +254,7 @@ class Policy:
             fail_on_unevaluated=parsed.fail_on_unevaluated,
             fail_on_error=parsed.fail_on_error,
             source=source,
+            schema=dict(parsed.schema or {}),
         )
 
     def check_metric_names(self, checks: Iterable[type[Check]]) -> None:
