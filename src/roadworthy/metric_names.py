@@ -152,6 +152,8 @@ ATTACKS: tuple[str, ...] = (
     "line",
     "laser",
     "sticker",
+    "tab_score",
+    "tab_boundary",
 )
 DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "mahalanobis", "knn")
 SOURCES: tuple[str, ...] = ("uniform_noise", "gaussian_noise", "flat_colour", "photos", "shift_*", "user")

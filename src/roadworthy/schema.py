@@ -165,7 +165,8 @@ class Schema:
 
     def violations(self, x: np.ndarray, original: np.ndarray) -> dict[str, int]:
         """How many changed cells break each constraint (``immutable``, ``integer``, ``levels``, ``range``,
-        ``missing``); a cell equal to its ``original`` counts for none (the data may already leave its range).
+        ``missing``); a cell equal to its ``original`` counts for none, and a changed cell breaks the range only
+        when it lies further outside it than the original did (the data may already leave its range).
 
         Used by the tests and the checks' self-diagnosis: a schema-respecting attack has all zeros.
         """
@@ -179,13 +180,16 @@ class Schema:
             out["missing"] += int(np.sum(nan & changed))
             if f.immutable:
                 out["immutable"] += int(changed.sum())
-            v = col[changed & ~nan]
+            sel = changed & ~nan
+            v, o = col[sel], orig[sel]
             if f.kind == "integer":
                 out["integer"] += int(np.sum(v != np.round(v)))
             if f.kind in ("binary", "categorical") and f.levels:
                 out["levels"] += int(np.sum(~np.isin(v, np.asarray(f.levels, np.float64))))
             tol = 1e-5 * max(1.0, abs(f.high), abs(f.low))
-            out["range"] += int(np.sum((v < f.low - tol) | (v > f.high + tol)))
+            # an input already outside the range may move, but not further out than it was
+            low, high = np.fmin(f.low, o), np.fmax(f.high, o)
+            out["range"] += int(np.sum((v < low - tol) | (v > high + tol)))
         return out
 
     def to_dict(self) -> dict[str, Any]:
