@@ -131,11 +131,11 @@ class _PolicyFile(BaseModel):
     fail_on_unevaluated: bool = False
     fail_on_error: bool = True
     #: tables: the feature schema's overrides (immutable, kinds, ranges), checked by roadworthy.schema
-    schema: dict[str, Any] | None = None
+    feature_schema: dict[str, Any] | None = Field(None, alias="schema")  # "schema" is taken by BaseModel
 
 
 _ALLOWED = {
-    "": sorted(_PolicyFile.model_fields),
+    "": sorted(f.alias or n for n, f in _PolicyFile.model_fields.items()),
     "baseline": sorted(_BaselineSection.model_fields),
 }
 
@@ -236,7 +236,7 @@ class Policy:
         """A policy from the parsed YAML mapping; every problem is one :class:`InvalidInputError` line."""
         if not isinstance(raw, dict):
             raise InvalidInputError(f"{source}: the policy must be a mapping with a 'gates' list")
-        unknown = set(raw) - set(_PolicyFile.model_fields)
+        unknown = set(raw) - set(_ALLOWED[""])
         if unknown:
             raise InvalidInputError(
                 f"{source}: unknown policy key(s) {', '.join(sorted(map(str, unknown)))}; "
@@ -254,7 +254,7 @@ class Policy:
             fail_on_unevaluated=parsed.fail_on_unevaluated,
             fail_on_error=parsed.fail_on_error,
             source=source,
-            schema=dict(parsed.schema or {}),
+            schema=dict(parsed.feature_schema or {}),
         )
 
     def check_metric_names(self, checks: Iterable[type[Check]]) -> None:
