@@ -317,6 +317,14 @@ def run(
         ds.meta["class_names_source"] = "model"
     if train is not None and train.class_names is None:
         train.class_names = ds.class_names
+    if pol.schema and ds.modality == "tabular":  # the feature schema's overrides, checked here (exit 2)
+        from roadworthy.schema import infer_schema
+
+        ref = train if train is not None else ds
+        infer_schema(
+            ref.x.reshape(len(ref.x), -1), ds.feature_names or ref.feature_names, overrides=pol.schema
+        )
+        ds.meta["schema"] = pol.schema
 
     session = Session(
         model=m,

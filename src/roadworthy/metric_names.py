@@ -44,6 +44,8 @@ PATTERNS: tuple[str, ...] = (
     "shift.ece",
     "shift.mce",
     "shift.relative_mce",
+    "shift.tab_feature_sensitivity.worst_accuracy",
+    "shift.tab_feature_sensitivity.max_drop",
     # ood
     "ood.<detector>.auroc",
     "ood.<detector>.fpr95",
@@ -144,6 +146,15 @@ SHIFTS: tuple[str, ...] = (
     "scale",
     "translation",
     "perspective",
+    "tab_gaussian_noise",
+    "tab_missing_values",
+    "tab_unit_drift",
+    "tab_category_shift",
+    "tab_unseen_category",
+    "tab_feature_dropout",
+    "tab_outliers",
+    "tab_covariate_shift",
+    "tab_label_shift",
 )
 ATTACKS: tuple[str, ...] = (
     "fgsm",
@@ -158,6 +169,8 @@ ATTACKS: tuple[str, ...] = (
     "line",
     "laser",
     "sticker",
+    "tab_score",
+    "tab_boundary",
 )
 DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "mahalanobis", "knn")
 CRITERIA: tuple[str, ...] = ("nc", "kmnc", "nbc", "snac", "tknc", "prediction")
@@ -179,7 +192,7 @@ def _registered(suite: str, exclude: Iterable[str] = ()) -> list[str]:
 def known_names() -> tuple[str, ...]:
     """Every metric name a built-in check can produce, as shell patterns (``*`` where any value fits)."""
     values = {
-        "<shift>": sorted({*SHIFTS, *_registered("shift")}),
+        "<shift>": sorted({*SHIFTS, *_registered("shift", ("tab_feature_sensitivity",))}),
         "<attack>": sorted({*ATTACKS, *_registered("attack")}),
         "<detector>": sorted({*DETECTORS, *_registered("ood", ("calibration", "validity"))}),
         "<source>": list(SOURCES),
