@@ -57,7 +57,10 @@ def load_model(
     Parameters
     ----------
     path_or_object
-        A path to a TorchScript (``.pt``), ``torch.export`` (``.pt2``), ONNX (``.onnx``) or skops
+        An MLflow model URI (``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+        ``runs:/<run_id>/<path>``, ``models:/m-<id>``; see :mod:`roadworthy.models.mlflow`), the URL of a
+        served model (``http://host:port/invocations`` or ``.../v2/models/<name>/infer``; see
+        :mod:`roadworthy.models.http`), a path to a TorchScript (``.pt``), ``torch.export`` (``.pt2``), ONNX (``.onnx``) or skops
         (``.skops``) file, or with ``trust_pickle`` a ``.pkl``/``.joblib`` file or a module saved whole
         with ``torch.save``. Or an object: an ``nn.Module``, a ``torch.export`` program, a fitted
         scikit-learn classifier, a callable ``f(x) -> scores`` or anything that already follows the
@@ -110,6 +113,14 @@ def load_model(
         feature_layer=feature_layer,
         output=output,
     )
+    if isinstance(path_or_object, str) and not Path(path_or_object).exists():  # served and MLflow models
+        from roadworthy.models.http import is_endpoint_url, load_endpoint
+        from roadworthy.models.mlflow import is_mlflow_uri, load_mlflow_model
+
+        if is_endpoint_url(path_or_object):
+            return load_endpoint(path_or_object, opts)
+        if is_mlflow_uri(path_or_object):
+            return load_mlflow_model(path_or_object, opts)
     if isinstance(path_or_object, str | os.PathLike):
         return load_file(Path(path_or_object), opts, os.fspath(path_or_object))
     return adapt_object(path_or_object, opts)
