@@ -36,6 +36,7 @@ _NOT_LOAD_OPTIONS = frozenset(
         "say",
         "backend",
         "force_baseline",
+        "mlflow",
     }
 )
 
@@ -128,6 +129,7 @@ def check(
     force_baseline: bool = False,
     image_size: int | str | Sequence[int] | None = None,
     strict_data: bool = False,
+    mlflow: Any = None,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -162,6 +164,12 @@ def check(
     force_baseline
         Compare with a ``baseline`` that measured other data (refused otherwise: a ``max_drop`` gate
         across different data mixes the model's change with the data's).
+    mlflow
+        Log the report to MLflow: ``True`` (current experiment or active run), a dict such as
+        ``{"experiment": "gate", "run_name": "candidate"}`` or a :class:`roadworthy.trackers.MlflowTracker`
+        (whose ``logged_run_id`` then holds the run). The tracking store is checked before the model
+        is loaded. ``model`` and ``baseline`` may also be MLflow URIs (``models:/name/1``,
+        ``models:/name@champion``, ``runs:/<id>/model``).
 
     Raises
     ------
@@ -185,7 +193,14 @@ def check(
         check_output_dir(Path(out))
     pol = policy if isinstance(policy, Policy) else Policy.load(policy)
     pol.check_metric_names(select_checks(suites, budget))
-    base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
+    from roadworthy.trackers import MlflowTracker, baseline_file
+
+    tracker = MlflowTracker.coerce(mlflow)
+    if tracker is not None:
+        tracker.preflight()  # a dead or refused store fails now, not after the run
+    base = (
+        baseline if isinstance(baseline, Report) or baseline is None else load_report(baseline_file(baseline))
+    )
 
     load_kw: dict[str, Any] = {}
     if target is not None:
@@ -276,7 +291,7 @@ def check(
         resume=resume,
         batch_size=batch_size,
         model_path=model_path,
-        model_sha256=model_sha256(model) if model_path else None,
+        model_sha256=getattr(m, "sha256", None) or (model_sha256(model) if model_path else None),
         progress=progress,
         say=say,
         backend=backend,
@@ -292,6 +307,8 @@ def check(
         raise
     if out is not None:
         write_reports(report, out)
+    if tracker is not None:
+        tracker.log(report, out, policy=pol, model=m)
     return report
 
 
