@@ -25,11 +25,12 @@ class V2Server:
     """
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], input_shape: tuple[int, ...], name: str = "digits",
-                 declare_shape: bool = True) -> None:  # fmt: skip
+                 declare_shape: bool = True, binary: bool = True) -> None:  # fmt: skip
         self.fn = fn
         self.input_shape = tuple(input_shape)
         self.name = name
         self.declare_shape = declare_shape
+        self.binary = binary  #: whether it speaks the binary tensor data extension (Triton does)
         self.fail_with: list[int] = []
         self.retry_after: str | None = None
         self.delay_s = 0.0
@@ -79,7 +80,7 @@ class V2Server:
                 return 400, {"error": f"unexpected input {tensor['name']!r} of {tensor['datatype']}"}, b""
             size = (tensor.get("parameters") or {}).get("binary_data_size")
             if size is not None:
-                x = np.frombuffer(binary[: int(size)], dtype="<f4").reshape(tensor["shape"])
+                x = np.frombuffer(binary[: int(size)], dtype="<f4").reshape(tensor["shape"]).copy()
             else:
                 x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -169,6 +170,9 @@ class V2Server:
                     self._send(status, {"error": f"injected {status}"}, extra)
                     return
                 split = self.headers.get("Inference-Header-Content-Length")
+                if split is not None and not server.binary:
+                    self._send(400, {"error": "binary tensor data is not supported"})
+                    return
                 if split is not None:
                     code, payload, tail = server.infer(json.loads(body[: int(split)]), body[int(split) :])
                 else:

@@ -46,11 +46,23 @@ def test_v2_endpoint_predicts_what_the_model_does_in_batches(v2, scores_fn, digi
 def test_v2_binary_tensor_extension_gives_the_same_scores(v2, scores_fn, digits_split):
     x = digits_split[2][:40]
     model = HttpModel(v2.url, binary=True, max_batch=16)
-    as_json = HttpModel(v2.url, max_batch=16).predict(x)
+    as_json = HttpModel(v2.url, binary=False, max_batch=16).predict(x)
     np.testing.assert_allclose(model.predict(x), as_json, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(model.predict(x), scores_fn(x), rtol=1e-5, atol=1e-5)
     named = HttpModel(v2.url, binary=True, output_name="logits")
     np.testing.assert_allclose(named.predict(x), scores_fn(x), rtol=1e-5, atol=1e-5)
+
+
+def test_v2_binary_by_default_and_json_for_a_server_without_it(scores_fn, digits_split):
+    x = digits_split[2][:8]
+    for speaks_binary in (True, False):
+        with V2Server(scores_fn, (1, 16, 16), binary=speaks_binary) as server:
+            model = HttpModel(server.url)
+            assert model.binary is speaks_binary
+            np.testing.assert_allclose(model.predict(x), scores_fn(x), rtol=1e-5, atol=1e-5)
+            if not speaks_binary:
+                with pytest.raises(EndpointError, match=r"HTTP 400: .*binary tensor data is not supported"):
+                    HttpModel(server.url, binary=True)  # asked for explicitly: no silent fallback
 
 
 def test_v2_concurrent_requests_keep_the_order(v2, scores_fn, digits_split):
@@ -151,8 +163,9 @@ def test_load_model_and_check_accept_the_url(v2, digits_split):
 def test_transport_settings_from_the_environment(v2, monkeypatch):
     monkeypatch.setenv("ROADWORTHY_HTTP_TIMEOUT", "7.5")
     monkeypatch.setenv("ROADWORTHY_HTTP_MAX_BATCH", "16")
+    monkeypatch.setenv("ROADWORTHY_HTTP_BINARY", "0")
     model = load_model(v2.url)
-    assert model.timeout == 7.5 and model.max_batch == 16
+    assert model.timeout == 7.5 and model.max_batch == 16 and model.binary is False
     monkeypatch.setenv("ROADWORTHY_HTTP_RETRIES", "many")
     with pytest.raises(InvalidInputError, match="ROADWORTHY_HTTP_RETRIES must be an integer"):
         load_model(v2.url)

@@ -10,6 +10,9 @@ Two wire protocols are spoken, chosen from the URL:
     "shape", "datatype", "data"}]}`` with the tensor flattened in row-major order, answered by
     ``{"outputs": [{"name", "shape", "datatype", "data"}]}``. The model's metadata
     (``GET /v2/models/<name>``) names its input tensor and, when the server declares it, its shape.
+    Tensors travel as raw bytes (the binary tensor data extension of Triton and KServe) when the
+    server accepts that on the probe request, else as JSON numbers, which cost more time to write and
+    parse than a small model takes to run.
 
 The endpoint is a black box (no gradients, no features): roadworthy runs the checks that need only
 predictions. Each request carries at most ``max_batch`` samples and has a ``timeout``; connection
@@ -138,7 +141,8 @@ class HttpModel:
         For v2: which output tensor holds the scores (default: the first ``(N, K)`` float tensor).
     binary
         For v2: send and receive tensors as raw bytes (the binary tensor data extension that Triton
-        and KServe speak) instead of JSON numbers: several times less time spent in transport.
+        and KServe speak) instead of JSON numbers, several times less time spent in transport.
+        ``None`` (default): tried on the probe request, JSON when the server refuses it (HTTP 4xx).
 
     Raises
     ------
@@ -166,7 +170,7 @@ class HttpModel:
         concurrency: int = 1,
         headers: dict[str, str] | None = None,
         output_name: str | None = None,
-        binary: bool = False,
+        binary: bool | None = None,
     ) -> None:
         if not timeout > 0:
             raise InvalidInputError(f"`timeout` must be > 0 seconds. Got {timeout} instead.")
@@ -189,7 +193,7 @@ class HttpModel:
         self._limit = _RateLimit(max_rps)
         self._local = threading.local()
         self._output_name = output_name
-        self.binary = bool(binary) and self._target.protocol == "v2"
+        self.binary = (binary is None or bool(binary)) and self._target.protocol == "v2"
         self._input_name = "input-0"
         self._datatype = "FP32"
         self.requests = 0  #: requests sent, retries included (for benchmarks and logs)
@@ -207,7 +211,13 @@ class HttpModel:
         self._std = stat_array(std, shape, "std")
         check_std(self._std)
         probe_x = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
-        probe = self._call(probe_x, probing=True)
+        try:
+            probe = self._call(probe_x, probing=True)
+        except EndpointError as exc:
+            if not (binary is None and self.binary and re.search(r"HTTP 4\d\d", str(exc))):
+                raise
+            self.binary = False  # the server does not speak the binary extension: JSON it is
+            probe = self._call(probe_x, probing=True)
         if n_classes is not None and int(n_classes) != probe.shape[1]:
             raise EndpointError(
                 f"{url}: the endpoint returns {probe.shape[1]} scores per sample but "
@@ -449,7 +459,10 @@ ENVIRONMENT = {
     "ROADWORTHY_HTTP_MAX_RPS": ("max_rps", float),
     "ROADWORTHY_HTTP_MAX_BATCH": ("max_batch", int),
     "ROADWORTHY_HTTP_CONCURRENCY": ("concurrency", int),
-    "ROADWORTHY_HTTP_BINARY": ("binary", lambda text: text.strip().lower() in ("1", "true", "yes")),
+    "ROADWORTHY_HTTP_BINARY": (
+        "binary",
+        lambda text: text.strip().lower() in ("1", "true", "yes"),
+    ),  # 0: JSON
 }
 
 
