@@ -129,6 +129,7 @@ def check(
     strict_data: bool = False,
     load: LoadOptions | None = None,
     config: RunConfig | None = None,
+    mlflow: Any = None,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -174,6 +175,12 @@ def check(
         Terminal output: a progress reporter and a function that prints one line (``None``: silent).
     load, config
         The settings as objects (see above).
+    mlflow
+        Log the report to MLflow: ``True`` (current experiment or active run), a dict such as
+        ``{"experiment": "gate", "run_name": "candidate"}`` or a :class:`roadworthy.trackers.MlflowTracker`
+        (whose ``logged_run_id`` then holds the run). The tracking store is checked before the model
+        is loaded. ``model`` and ``baseline`` may also be MLflow URIs (``models:/name/1``,
+        ``models:/name@champion``, ``runs:/<id>/model``).
 
     Raises
     ------
@@ -218,7 +225,17 @@ def check(
         },
         "config",
     )
-    return run(model, data, train_data, ood_data=ood_data, load=opts, config=cfg, progress=progress, say=say)
+    return run(
+        model,
+        data,
+        train_data,
+        ood_data=ood_data,
+        load=opts,
+        config=cfg,
+        progress=progress,
+        say=say,
+        mlflow=mlflow,
+    )
 
 
 def run(
@@ -231,6 +248,7 @@ def run(
     config: RunConfig,
     progress: Any = None,
     say: Any = None,
+    mlflow: Any = None,
 ) -> Report:
     """:func:`check` with its settings already built as objects (what the CLI calls)."""
     from roadworthy.compare import data_differences
@@ -244,7 +262,14 @@ def run(
     pol = cfg.policy if isinstance(cfg.policy, Policy) else Policy.load(cfg.policy)
     pol.check_metric_names(select_checks(cfg.suites, cfg.budget))
     baseline = cfg.baseline
-    base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
+    from roadworthy.trackers import MlflowTracker, baseline_file
+
+    tracker = MlflowTracker.coerce(mlflow)
+    if tracker is not None:
+        tracker.preflight()  # a dead or refused store fails now, not after the run
+    base = (
+        baseline if isinstance(baseline, Report) or baseline is None else load_report(baseline_file(baseline))
+    )
 
     input_shape = opts.input_shape
     size: Any = opts.image_size
@@ -354,6 +379,8 @@ def run(
         raise
     if cfg.out is not None:
         write_reports(report, cfg.out)
+    if tracker is not None:
+        tracker.log(report, cfg.out, policy=pol, model=m)
     return report
 
 
