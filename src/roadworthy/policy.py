@@ -51,6 +51,7 @@ DEFAULT_GATES = (
     "attack.trustworthy >= 1",
     "integrity.label_issues.rate <= 0.05",
     "integrity.poisoning.suspect_count <= 0",
+    "integrity.backdoor_scan.suspect_count <= 0",
     "integrity.leakage.count <= 0",
 )
 
@@ -91,6 +92,8 @@ gates:
   - integrity.label_issues.rate <= 0.05
   - integrity.poisoning.suspect_count <= 0
   - integrity.leakage.count <= 0       # test samples that also sit in the training data
+  # --- backdoors in the model (evaluation data only)
+  - integrity.backdoor_scan.suspect_count <= 0   # no class with an outlying small trigger (Neural Cleanse)
   # --- OOD and calibration
   # - ood.energy.auroc >= 0.80
   # - ood.calibration.ece_shifted <= 0.15
