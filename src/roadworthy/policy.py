@@ -91,9 +91,8 @@ gates:
   # --- training data (needs --train-data)
   - integrity.label_issues.rate <= 0.05
   - integrity.poisoning.suspect_count <= 0
+  - integrity.backdoor_scan.suspect_count <= 0   # backdoor target in the model (Neural Cleanse; eval data only)
   - integrity.leakage.count <= 0       # test samples that also sit in the training data
-  # --- backdoors in the model (evaluation data only)
-  - integrity.backdoor_scan.suspect_count <= 0   # no class with an outlying small trigger (Neural Cleanse)
   # --- OOD and calibration
   # - ood.energy.auroc >= 0.80
   # - ood.calibration.ece_shifted <= 0.15
