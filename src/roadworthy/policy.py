@@ -51,6 +51,7 @@ DEFAULT_GATES = (
     "attack.trustworthy >= 1",
     "integrity.label_issues.rate <= 0.05",
     "integrity.poisoning.suspect_count <= 0",
+    "integrity.backdoor_scan.suspect_count <= 0",
     "integrity.leakage.count <= 0",
 )
 
@@ -90,6 +91,7 @@ gates:
   # --- training data (needs --train-data)
   - integrity.label_issues.rate <= 0.05
   - integrity.poisoning.suspect_count <= 0
+  - integrity.backdoor_scan.suspect_count <= 0   # backdoor target in the model (Neural Cleanse; eval data only)
   - integrity.leakage.count <= 0       # test samples that also sit in the training data
   # --- OOD and calibration
   # - ood.energy.auroc >= 0.80
