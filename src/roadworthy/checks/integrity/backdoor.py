@@ -43,12 +43,15 @@ class BackdoorScan(Check):
 
     The optimisation stops a class once its mask stops shrinking (the paper's early stop) and the whole
     scan after ``max_seconds`` (the standard budget fits a 32-px, 10-class CNN on two cores in two
-    minutes; quick runs a short, coarse scan, enough for an obvious patch backdoor).
+    minutes). The default ``quick`` run leaves it out: its cost does not fit a CI run, and a scan cut short
+    by ``max_seconds`` would make the numbers depend on the machine's speed. Name it to run it anyway
+    (``--suite integrity.backdoor_scan``: a short, coarse scan, enough for an obvious patch backdoor).
     """
 
     id = "integrity.backdoor_scan"
     title = "Backdoor scan of the model (Neural Cleanse trigger reverse-engineering)"
     requires = Requires(capabilities=frozenset({"white_box"}), modalities=frozenset({"image"}), min_classes=3)
+    budgets = frozenset({"standard", "thorough"})
 
     @dataclass(frozen=True)
     class Params:
