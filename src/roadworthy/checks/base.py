@@ -141,7 +141,7 @@ class Check:
         if req.train_data and ctx.train_data is None:
             return "needs --train-data"
         if ctx.model.n_classes < req.min_classes:
-            return f"needs at least {plural(req.min_classes, 'class')}, the model has {ctx.model.n_classes}"
+            return f"needs at least {plural(req.min_classes, 'class', 'classes')}, the model has {ctx.model.n_classes}"
         return None
 
 
