@@ -310,6 +310,7 @@ class Fuzzer:
 
         params = {k.lower(): dict(v) for k, v in (criterion_params or {}).items()}
         extra = list(criteria or ())
+        self._own_probe = probe is None  # a probe made here is closed here (its hooks sit on the module)
         if probe is None:
             need_nc = criteria is None or any(_name(c) == "nc" for c in (criterion, *extra) if c is not None)
             probe = make_probe(model, x[:1], layers=layers, extrema=need_nc)
@@ -635,7 +636,7 @@ def fuzz(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) 
     progress
         Called as ``progress(queries_done, max_queries)`` after each iteration.
     """
-    return Fuzzer(model, x, y, **params).run()
+    return _run_and_close(Fuzzer(model, x, y, **params))
 
 
 def random_testing(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) -> FuzzResult:
@@ -643,7 +644,17 @@ def random_testing(model: Any, x: np.ndarray, y: np.ndarray | None = None, **par
     joins the queue, whatever its coverage (selection ``uniform`` unless given). Coverage is still
     measured, so the two runs compare directly."""
     params.setdefault("strategy", "uniform")
-    return Fuzzer(model, x, y, mode="random", **params).run()
+    return _run_and_close(Fuzzer(model, x, y, mode="random", **params))
+
+
+def _run_and_close(fuzzer: Fuzzer) -> FuzzResult:
+    """Run ``fuzzer``; a probe it made itself is removed from the model afterwards, whatever happens."""
+    try:
+        return fuzzer.run()
+    finally:
+        close = getattr(fuzzer.probe, "close", None)
+        if fuzzer._own_probe and close is not None:
+            close()
 
 
 __all__ = ["STRATEGIES", "Failure", "FuzzResult", "Fuzzer", "fuzz", "random_testing"]

@@ -206,6 +206,16 @@ class DeepHunterFuzz(Check):
     }
 
     def run(self, ctx: Context) -> Outcome:
+        probes: list[Any] = []
+        try:
+            return self._measure(ctx, probes)
+        finally:  # the probe's hooks sit on the user's module: never leave them there
+            for probe in probes:
+                close = getattr(probe, "close", None)
+                if close is not None:
+                    close()
+
+    def _measure(self, ctx: Context, probes: list[Any]) -> Outcome:
         from roadworthy.coverage import fuzz, make_probe, profile, random_testing
 
         p: FuzzParams = self.params
@@ -213,6 +223,7 @@ class DeepHunterFuzz(Check):
         x = np.asarray(ctx.data.x[idx], dtype=np.float32)
         y = np.asarray(ctx.data.y[idx]).astype(np.int64)
         probe = make_probe(ctx.model, x[:1])
+        probes.append(probe)
         white = probe.white_box
         warnings: list[str] = []
         if white:
