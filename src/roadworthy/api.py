@@ -8,7 +8,7 @@ from typing import Any
 
 from roadworthy.config import LoadOptions, ModelRecipe, RunConfig
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError, RunInterrupted
+from roadworthy.errors import InvalidInputError, RunInterrupted, plural
 from roadworthy.policy import Policy
 from roadworthy.results import Report, load_report
 
@@ -131,6 +131,7 @@ def check(
     config: RunConfig | None = None,
     time_limit: str | float | None = None,
     device: str = "cpu",
+    mlflow: Any = None,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -181,6 +182,12 @@ def check(
         Terminal output: a progress reporter and a function that prints one line (``None``: silent).
     load, config
         The settings as objects (see above).
+    mlflow
+        Log the report to MLflow: ``True`` (current experiment or active run), a dict such as
+        ``{"experiment": "gate", "run_name": "candidate"}`` or a :class:`roadworthy.trackers.MlflowTracker`
+        (whose ``logged_run_id`` then holds the run). The tracking store is checked before the model
+        is loaded. ``model`` and ``baseline`` may also be MLflow URIs (``models:/name/1``,
+        ``models:/name@champion``, ``runs:/<id>/model``).
 
     Raises
     ------
@@ -227,7 +234,17 @@ def check(
         },
         "config",
     )
-    return run(model, data, train_data, ood_data=ood_data, load=opts, config=cfg, progress=progress, say=say)
+    return run(
+        model,
+        data,
+        train_data,
+        ood_data=ood_data,
+        load=opts,
+        config=cfg,
+        progress=progress,
+        say=say,
+        mlflow=mlflow,
+    )
 
 
 def run(
@@ -240,6 +257,7 @@ def run(
     config: RunConfig,
     progress: Any = None,
     say: Any = None,
+    mlflow: Any = None,
 ) -> Report:
     """:func:`check` with its settings already built as objects (what the CLI calls)."""
     from roadworthy.compare import data_differences
@@ -255,7 +273,14 @@ def run(
     pol = cfg.policy if isinstance(cfg.policy, Policy) else Policy.load(cfg.policy)
     pol.check_metric_names(select_checks(cfg.suites, cfg.budget))
     baseline = cfg.baseline
-    base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
+    from roadworthy.trackers import MlflowTracker, baseline_file
+
+    tracker = MlflowTracker.coerce(mlflow)
+    if tracker is not None:
+        tracker.preflight()  # a dead or refused store fails now, not after the run
+    base = (
+        baseline if isinstance(baseline, Report) or baseline is None else load_report(baseline_file(baseline))
+    )
 
     input_shape = opts.input_shape
     size: Any = opts.image_size
@@ -285,6 +310,13 @@ def run(
     ds = read(data, "data", class_names or (train.class_names if train is not None else None))
     ood = read(ood_data, "ood_data", None) if ood_data is not None else None
     run_warnings: list[str] = []
+    for d in (ds, train, ood):
+        if d is not None and d.meta.get("unreadable_images"):
+            n = int(d.meta["unreadable_images"])
+            run_warnings.append(
+                f"{d.path}: {plural(n, 'unreadable image')} left out (report data.unreadable_files); "
+                "--strict-data stops on them"
+            )
     if base is not None:
         differences = data_differences(base.data, describe_data(ds))
         where = str(baseline) if isinstance(baseline, str | Path) else "the baseline report"
@@ -327,6 +359,14 @@ def run(
         ds.meta["class_names_source"] = "model"
     if train is not None and train.class_names is None:
         train.class_names = ds.class_names
+    if pol.schema and ds.modality == "tabular":  # the feature schema's overrides, checked here (exit 2)
+        from roadworthy.schema import infer_schema
+
+        ref = train if train is not None else ds
+        infer_schema(
+            ref.x.reshape(len(ref.x), -1), ds.feature_names or ref.feature_names, overrides=pol.schema
+        )
+        ds.meta["schema"] = pol.schema
 
     session = Session(
         model=m,
@@ -358,6 +398,8 @@ def run(
         raise
     if cfg.out is not None:
         write_reports(report, cfg.out)
+    if tracker is not None:
+        tracker.log(report, cfg.out, policy=pol, model=m)
     return report
 
 

@@ -44,6 +44,9 @@ class DataDescription(_Model):
     modality: str
     input_shape: list[int]
     class_names: list[str] | None = None
+    #: image files that could not be decoded and were left out (see ``--strict-data``); their names
+    unreadable_images: int = 0
+    unreadable_files: list[str] = Field(default_factory=list)
 
 
 class ExampleImage(_Model):

@@ -112,6 +112,8 @@ def describe_data(ds: Dataset) -> DataDescription:
         modality=ds.modality,
         input_shape=list(ds.input_shape),
         class_names=list(ds.class_names) if ds.class_names else None,
+        unreadable_images=int(ds.meta.get("unreadable_images", 0)),
+        unreadable_files=[str(f) for f in ds.meta.get("unreadable_files", [])],
     )
 
 

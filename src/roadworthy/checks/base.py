@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from roadworthy.data.base import Dataset, stratified_sample
+from roadworthy.errors import plural
 from roadworthy.models.base import Model, capabilities, to_logits, to_probs
 from roadworthy.types import BUDGETS  # re-exported: the budget names live on the ground floor
 
@@ -152,7 +153,7 @@ class Check:
         if req.train_data and ctx.train_data is None:
             return "needs --train-data"
         if ctx.model.n_classes < req.min_classes:
-            return f"needs at least {req.min_classes} classes, the model has {ctx.model.n_classes}"
+            return f"needs at least {plural(req.min_classes, 'class', 'classes')}, the model has {ctx.model.n_classes}"
         return None
 
 
