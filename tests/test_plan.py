@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from roadworthy import plan as planning
@@ -214,3 +215,81 @@ def test_planning_changes_nothing_for_small_models_on_their_budget(monkeypatch, 
     p = s.make_plan(select_checks(None, "standard"))
     assert not p.scaled and p.overrides() == {} and p.estimated_s < 1800
     assert s.run_options()["plan"] is None
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    n_samples: int = 400
+    max_queries: int = 1000
+
+
+class Queried(Check):
+    """A black-box attack whose cost is samples x queries; the plan may lower both, samples first."""
+
+    id = "test.queried"
+    title = "Queried"
+    Params = QueryParams
+    plan_queries = "max_queries"
+
+    @classmethod
+    def plan_passes(cls, params, n_data):
+        return float(min(params.n_samples, n_data) * params.max_queries), 0.0
+
+
+class SharedA(Check):
+    id = "test.shared_a"
+    title = "A"
+    plan_shared = "bench"
+
+    @classmethod
+    def plan_passes(cls, params, n_data):
+        return 1000.0, 0.0
+
+
+class SharedB(SharedA):
+    id = "test.shared_b"
+
+
+def test_query_budgets_shrink_only_after_samples_reach_their_floor():
+    # 1 s of clean passes + 400 x 1000 passes at 1 ms = 401 s; 20 s takes the samples to their floor
+    # (32, still 32 s), then lowers the queries
+    p = planning.make_plan([Queried], "quick", 1000, _probe(0.001), time_limit_s=20)
+    c = p.checks[0]
+    assert c.overrides["n_samples"] == planning.MIN_PLANNED_SAMPLES
+    assert planning.MIN_PLANNED_QUERIES <= c.overrides["max_queries"] < 1000
+    assert p.estimated_s <= 20 + 1e-6
+    assert any("max_queries" in line for line in p.lines())
+    # a limit the samples alone can meet leaves the queries at the budget's
+    roomy = planning.make_plan([Queried], "quick", 1000, _probe(0.001), time_limit_s=300)
+    assert "max_queries" not in roomy.checks[0].overrides and roomy.checks[0].samples < 400
+    # never below the query floor
+    floor = planning.make_plan([Queried], "quick", 1000, _probe(1.0), time_limit_s=1)
+    assert floor.checks[0].overrides["max_queries"] == planning.MIN_PLANNED_QUERIES
+
+
+def test_work_shared_by_several_checks_is_counted_once():
+    p = planning.make_plan([SharedA, SharedB], "quick", 0, _probe(0.001))
+    assert [c.passes for c in p.checks] == [1000.0, 0.0]
+    assert p.estimated_s == pytest.approx(1.0)
+
+
+def test_the_probe_grows_its_batch_until_a_call_is_measurable():
+    calls = []
+
+    class Slow:
+        def predict(self, x):
+            calls.append(len(x))
+            return np.zeros((len(x), 2), np.float32)
+
+    pr = planning.probe(Slow(), np.zeros((1000, 4), np.float32), batch=256)
+    assert pr.batch == 256 and max(calls) == 256 and min(calls) == 8  # a trivial model: the full batch
+
+
+def test_the_plan_holds_only_the_checks_that_will_run(digits_model, digits_data):
+    from roadworthy.session import Session, select_checks
+
+    s = Session(model=digits_model, data=digits_data, budget="quick")
+    ids = [c.id for c in s.make_plan(select_checks(None, "quick")).checks]
+    assert "shift.gaussian_noise" in ids and "attack.pgd_linf" in ids
+    assert not [i for i in ids if i.startswith(("shift.tab_", "attack.tab_"))]  # tabular only
+    assert "integrity.label_issues" not in ids  # needs training data

@@ -49,9 +49,12 @@ TIME_TARGETS: dict[str, float | None] = {"quick": 600.0, "standard": 1800.0, "th
 #: The planner never shrinks a check below this many samples (nor below its budget's own count).
 MIN_PLANNED_SAMPLES = 32
 #: Without ``--time-limit`` the budget's own plan is kept unless its estimate exceeds the target this many
-#: times over (a large model): estimates are coarse and machine-dependent, and small models must keep
-#: their numbers on every machine. An estimate over the target but within this margin is only reported.
-AUTO_SHRINK_FACTOR = 4.0
+#: times over (a large model): estimates are coarse and machine-dependent (the probe's cost is rounded
+#: to a power of two), and small models, far below their targets, keep their numbers on every machine.
+#: An estimate over the target but within this margin is only reported.
+AUTO_SHRINK_FACTOR = 1.25
+#: The cost probe grows its batch until one forward call takes this long (or the batch is full).
+PROBE_SECONDS = 0.25
 #: A backward pass costs about twice a forward pass when the probe cannot measure it.
 BACKWARD_FACTOR = 2.0
 
@@ -106,16 +109,24 @@ class Probe:
     measured_backward_s: float | None = None
 
 
-def probe(model: Any, x: np.ndarray, batch: int = 32, white_box: bool = False) -> Probe:
-    """Time the model on ``batch`` samples of ``x`` (best of two after a warm-up call).
+def probe(model: Any, x: np.ndarray, batch: int = 256, white_box: bool = False) -> Probe:
+    """Time the model per sample on batches like the checks' (best of two after a warm-up call).
 
-    Checks call the model in batches, so the cost per sample is measured on a batch, not on one sample
-    (whose fixed call overhead would make a small model look tens of times slower than it is).
+    Checks call the model in batches, so the cost per sample is measured on a batch, not on one sample:
+    the batch starts at 8 and grows fourfold (up to ``batch`` and the data) while one call takes under
+    :data:`PROBE_SECONDS`, so a small model's fixed cost per call does not make it look tens of times
+    slower than it is, and a large model is not kept busy long.
     """
-    xb = np.ascontiguousarray(x[: max(1, min(batch, len(x)))], dtype=np.float32)
+    n = min(8, batch, len(x))
+    while True:
+        xb = np.ascontiguousarray(x[: max(1, n)], dtype=np.float32)
+        model.predict(xb)  # warm-up: lazy initialisation, allocator, thread pools
+        fwd_call = min(_timed(model.predict, xb) for _ in range(2))
+        if fwd_call >= PROBE_SECONDS or n >= min(batch, len(x)):
+            break
+        n = min(4 * n, batch, len(x))
     n = len(xb)
-    model.predict(xb)  # warm-up: lazy initialisation, allocator, thread pools
-    fwd = min(_timed(lambda: model.predict(xb)) for _ in range(2)) / n
+    fwd = fwd_call / n
     bwd = None
     if white_box and hasattr(model, "forward_torch"):
         import torch
@@ -135,9 +146,9 @@ def probe(model: Any, x: np.ndarray, batch: int = 32, white_box: bool = False) -
     )
 
 
-def _timed(fn: Any) -> float:
+def _timed(fn: Any, *args: Any) -> float:
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -177,17 +188,28 @@ def passes_per_sample(params: Any) -> float:
     return k
 
 
-def check_passes(cls: Any, params: Any, n_data: int) -> tuple[float, bool]:
-    """(model passes, whether they are gradient passes) of one check with ``params``.
+def check_passes(cls: Any, params: Any, n_data: int) -> tuple[float, float]:
+    """(forward passes, gradient passes) one check with ``params`` costs on ``n_data`` evaluation inputs.
 
-    A check without a sample count reads the shared clean outputs (computed once per run, counted once
-    by :func:`make_plan`), so it costs no passes of its own here.
+    A check that knows its own cost says so through a classmethod ``plan_passes(params, n_data)``
+    returning the same pair (or ``None`` for the generic reading) (an attack whose sweep, ladder and bisection each run the model, a fuzzer
+    with a query budget); otherwise the generic reading of its ``Params`` applies
+    (:func:`passes_per_sample` per sample of :func:`samples_of`). A check without a sample count and
+    without its own estimate reads the shared clean outputs (computed once per run, counted once by
+    :func:`make_plan`), so it costs no passes of its own here.
     """
+    own = getattr(cls, "plan_passes", None)
+    estimate = own(params, n_data) if callable(own) else None
+    if estimate is not None:
+        fwd, grad = estimate
+        return float(fwd), float(grad)
     n = samples_of(params, n_data)
-    gradient = "white_box" in getattr(cls.requires, "capabilities", frozenset())
     if n is None:
-        return 0.0, False
-    return float(n) * passes_per_sample(params), gradient
+        return 0.0, 0.0
+    passes = float(n) * passes_per_sample(params)
+    if "white_box" in getattr(cls.requires, "capabilities", frozenset()):
+        return 0.0, passes
+    return passes, 0.0
 
 
 # ---------------------------------------------------------------------------------------------- plan
@@ -255,7 +277,8 @@ class RunPlan:
             )
         for c in self.checks:
             n = "all" if c.samples is None else str(c.samples)
-            shrunk = f" (budget: {c.default_samples})" if c.overrides else ""
+            shrunk = f" (budget: {c.default_samples})" if "n_samples" in c.overrides else ""
+            shrunk += "".join(f", {k} {v}" for k, v in c.overrides.items() if k != "n_samples")
             out.append(f"  | {c.id:<34} {n:>6} samples{shrunk}  ~{_fmt_s(c.estimated_s)}")
         return out
 
@@ -270,16 +293,52 @@ def _fmt_s(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
+#: The planner never lowers a black-box attack's query budget below this (nor below its budget's own).
+MIN_PLANNED_QUERIES = 100
+
+
+def _shrunk(
+    cls: Any, params: Any, n_data: int, factor: float, units: tuple[float, float]
+) -> dict[str, Any]:
+    """The params ``cls`` gets at cost ``factor`` (0-1) of its budget's: fewer samples first, floored at
+    :data:`MIN_PLANNED_SAMPLES`; then, for a check naming its query budget field (``plan_queries``,
+    e.g. ``max_queries`` of a black-box attack), fewer queries, floored at :data:`MIN_PLANNED_QUERIES`.
+    """
+    n = samples_of(params, n_data)
+    overrides: dict[str, Any] = {}
+    if not n:
+        return overrides
+    samples = max(min(n, MIN_PLANNED_SAMPLES), int(n * factor))
+    if samples < n:
+        overrides["n_samples"] = samples
+    field_name = getattr(cls, "plan_queries", None)
+    queries = getattr(params, field_name, None) if field_name else None
+    if isinstance(queries, int) and samples > n * factor:
+        def cost(p: Any) -> float:
+            f, g = check_passes(cls, p, n_data)
+            return f * units[0] + g * units[1]
+
+        want = cost(params) * factor
+        now = cost(apply_overrides(params, overrides))
+        if now > want:
+            q = max(min(queries, MIN_PLANNED_QUERIES), int(queries * want / now))
+            if q < queries:
+                overrides[field_name] = q
+    return overrides
+
+
 def make_plan(
     classes: Sequence[Any],
     budget: str,
     n_data: int,
     probe_result: Probe | None,
     time_limit_s: float | None = None,
+    n_train: int = 0,
 ) -> RunPlan:
     """Estimate each check's cost and shrink sample counts when the total exceeds the target.
 
-    The total is ``n_data`` forward passes (the shared clean outputs) plus each check's passes times the
+    The total is ``n_data + n_train`` forward passes (the shared clean outputs and training-data
+    outputs) plus each check's passes times the
     probe's per-sample cost (forward+backward for gradient passes). When it exceeds ``time_limit_s``
     (else, by more than :data:`AUTO_SHRINK_FACTOR` times, the budget's :data:`TIME_TARGETS` entry), every
     ``n_samples`` is multiplied by one factor chosen so that the total fits the target, floored at
@@ -292,39 +351,47 @@ def make_plan(
         if probe_result is not None and probe_result.backward_s is not None
         else fwd * (1 + BACKWARD_FACTOR)
     )
-    rows = []
-    for cls in classes:
-        params = cls(budget=budget).params
-        passes, gradient = check_passes(cls, params, n_data)
-        rows.append((cls, params, passes, bwd if gradient else fwd, samples_of(params, n_data)))
-    fixed = n_data * fwd
-    default_total = fixed + sum(p * c for _, _, p, c, _ in rows)
-    factor = 1.0
+    units = (fwd, bwd)
+    defaults = [(cls, cls(budget=budget).params) for cls in classes]
+    fixed = (n_data + n_train) * fwd
+
+    def plan_at(factor: float) -> list[CheckPlan]:
+        shared: set[str] = set()
+        out = []
+        for cls, params in defaults:
+            overrides = _shrunk(cls, params, n_data, factor, units) if factor < 1.0 else {}
+            planned = apply_overrides(params, overrides)
+            f_passes, g_passes = check_passes(cls, planned, n_data)
+            key = getattr(cls, "plan_shared", None)  # work several checks share (one OOD bench)
+            if key is not None and key in shared:
+                f_passes = g_passes = 0.0
+            elif key is not None:
+                shared.add(key)
+            out.append(
+                CheckPlan(
+                    id=cls.id,
+                    samples=samples_of(planned, n_data),
+                    default_samples=samples_of(params, n_data),
+                    passes=f_passes + g_passes,
+                    estimated_s=f_passes * fwd + g_passes * bwd,
+                    overrides=overrides,
+                )
+            )
+        return out
+
+    checks = plan_at(1.0)
+    default_total = fixed + sum(c.estimated_s for c in checks)
     limit = target if time_limit_s is not None or target is None else target * AUTO_SHRINK_FACTOR
     if target is not None and limit is not None and default_total > limit:
-        scalable = sum(p * c for _, _, p, c, n in rows if n)
-        room = max(0.0, target - fixed)
-        factor = min(1.0, room / scalable) if scalable > 0 else 1.0
-    checks: list[CheckPlan] = []
-    for cls, _params, passes, unit, n in rows:
-        overrides: dict[str, Any] = {}
-        samples = n
-        if n and factor < 1.0:
-            floor = min(n, MIN_PLANNED_SAMPLES)
-            samples = max(floor, int(n * factor))
-            if samples < n:
-                overrides["n_samples"] = samples
-                passes = passes * samples / n
-        checks.append(
-            CheckPlan(
-                id=cls.id,
-                samples=samples,
-                default_samples=n,
-                passes=passes,
-                estimated_s=passes * unit,
-                overrides=overrides,
-            )
-        )
+        # the largest common factor whose plan fits the target (floors may keep it from fitting at all)
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if fixed + sum(c.estimated_s for c in plan_at(mid)) <= target:
+                lo = mid
+            else:
+                hi = mid
+        checks = plan_at(lo)
     total = fixed + sum(c.estimated_s for c in checks)
     return RunPlan(
         budget=budget,

@@ -267,6 +267,8 @@ class Session:
         """
         from roadworthy import plan as planning
 
+        unplanned = self.context()
+        classes = [c for c in classes if c.unmet(unplanned) is None]  # what will run, not the skips
         x = self.data.x
         result = None
         if len(x):
@@ -274,10 +276,11 @@ class Session:
             try:
                 per_sample = planning.batch_memory(self.model, x)
                 self.batch_size = planning.batch_size_for(per_sample, self.batch_size)
-                result = planning.probe(self.model, x, batch=min(64, self.batch_size), white_box=white_box)
+                result = planning.probe(self.model, x, batch=self.batch_size, white_box=white_box)
             except Exception as exc:  # noqa: BLE001 - a broken model is the sanity checks' finding, not the plan's
                 log.info("cost probe failed (%s); planning without it", exc)
-        self.plan = planning.make_plan(classes, self.budget, len(x), result, self.time_limit_s)
+        n_train = len(self.train_data.x) if self.train_data is not None else 0
+        self.plan = planning.make_plan(classes, self.budget, len(x), result, self.time_limit_s, n_train)
         for line in self.plan.lines():
             self._announce(line)
         return self.plan

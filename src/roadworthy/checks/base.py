@@ -157,6 +157,16 @@ class Check:
         return None
 
 
+def planned_samples(params: Any, n_data: int, field_name: str = "n_samples") -> int:
+    """The inputs a check's ``params`` ask for (``0`` or less: all), capped by the ``n_data`` available.
+
+    Used by the checks' ``plan_passes`` estimates (:mod:`roadworthy.plan` reads them before a run).
+    """
+    n = getattr(params, field_name, 0)
+    n = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 0
+    return n_data if n <= 0 else min(n, n_data)
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}

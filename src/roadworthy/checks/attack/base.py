@@ -32,7 +32,7 @@ import numpy as np
 from roadworthy import evidence
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
-from roadworthy.checks.base import Check, Context, Outcome
+from roadworthy.checks.base import Check, Context, Outcome, planned_samples
 from roadworthy.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -223,6 +223,14 @@ class AttackCheck(Check):
 
     # -- the two ways to sweep strengths
 
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float] | None:
+        """(forward, gradient) passes this check costs at most, for the run plan (``None``: the plan's
+        generic reading of the params). Iterative white-box sweeps: see :func:`white_box_passes`."""
+        if "white_box" in cls.requires.capabilities and hasattr(params, "refine_steps"):
+            return white_box_passes(params, n_data, cls.norm or "linf")
+        return None
+
     def sweep_white_box(
         self, ctx: Context, s: Sample, perturb: Perturb, loss: str = "ce", iterative: bool = True
     ) -> Attempt:
@@ -382,6 +390,24 @@ class AttackCheck(Check):
         return Escalation(
             found, hi, best_adv, best_pred, q_default, broken, np.concatenate([np.zeros(0, bool), *confirmed])
         )
+
+
+def sweep_runs(params: Any, norm: str = "linf", dims: int = 3 * 224 * 224) -> int:
+    """Attack runs :meth:`AttackCheck.sweep_white_box` makes at most: the sweep's strengths, the ladder
+    of doubling strengths up to ``huge_eps`` (its L2 form scales with ``dims`` input values) and the
+    bisection steps. An estimate for the run plan; fooled inputs drop out of the later runs."""
+    sweep = sorted({float(e) for e in (*params.sweep, params.eps)})
+    huge = params.huge_eps * (math.sqrt(dims) if norm == "l2" else 1.0)
+    return len(sweep) + len(_ladder(max(sweep), huge)) + int(params.refine_steps)
+
+
+def white_box_passes(params: Any, n_data: int, norm: str = "linf") -> tuple[float, float]:
+    """(forward, gradient) passes of an iterative :meth:`AttackCheck.sweep_white_box` at most: every run
+    costs ``steps x restarts`` gradient passes and one forward pass per input. The plan counts a robust
+    model's cost (no input fooled early), the one that must fit the time target."""
+    n = planned_samples(params, n_data)
+    runs = sweep_runs(params, norm)
+    return float(n * runs), float(n * runs * max(1, params.steps) * max(1, params.restarts))
 
 
 def _ladder(start: float, stop: float) -> list[float]:

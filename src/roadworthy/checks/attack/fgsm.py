@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from roadworthy.attacks.fgsm import fgsm_step, gradient_sign
-from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, WhiteBoxParams
-from roadworthy.checks.base import Context, Requires, register
+from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, WhiteBoxParams, sweep_runs
+from roadworthy.checks.base import Context, Requires, planned_samples, register
 
 
 @register
@@ -43,3 +43,9 @@ class FGSM(AttackCheck):
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"steps": 1, "restarts": 0, "loss": "ce"}
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """One gradient per input, then one forward pass per strength, ladder rung and bisection step."""
+        n = planned_samples(params, n_data)
+        return float(n * sweep_runs(params)), float(n)

@@ -20,7 +20,7 @@ from roadworthy.attacks.square import move_toward_other_class, square_attack, sq
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
 from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, Shown
-from roadworthy.checks.base import Context, Requires, register
+from roadworthy.checks.base import Context, Requires, planned_samples, register
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,17 @@ class SquareAttack(AttackCheck):
             trust={"huge_eps": huge_details},
             shown=Shown(xc, run.adv, yc, run.pred, run.found & (run.hi <= p.eps), "Square Attack"),
         )
+
+    plan_queries = "max_queries"  #: the run plan may lower it for a large model (stated in the plan)
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """A robust model's cost: every input spends ``max_queries`` at every strength, plus the
+        self-check's queries; a model that falls early costs much less."""
+        n = planned_samples(params, n_data)
+        strengths = len({float(e) for e in (*params.sweep, params.eps)})
+        huge = min(n, params.huge_samples) * (params.huge_queries + 1 + params.huge_moves)
+        return float(n * (strengths * params.max_queries + 1) + huge), 0.0
 
     def query_budget(self) -> int:
         return int(self.params.max_queries)

@@ -17,7 +17,7 @@ from roadworthy.attacks.sticker import paste, patch_side, train_patch
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
 from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, Shown
-from roadworthy.checks.base import Context, Requires, register
+from roadworthy.checks.base import Context, Requires, planned_samples, register
 
 if TYPE_CHECKING:
     import torch
@@ -71,6 +71,14 @@ class AdversarialSticker(AttackCheck):
         "standard": {"n_samples": 200, "n_train": 1000, "steps": 150},
         "thorough": {"n_samples": 1000, "n_train": 5000, "steps": 400},
     }
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """``steps`` gradient passes of ``batch_size`` training inputs, then the held-out inputs with the
+        sticker and with random noise at every area of the sweep (forward passes)."""
+        n = planned_samples(params, n_data)
+        areas = len({float(a) for a in (*params.sweep, params.area)})
+        return float(2 * n * areas), float(params.steps * params.batch_size)
 
     def sample(self, ctx: Context) -> _StickerSample:
         p = self.params

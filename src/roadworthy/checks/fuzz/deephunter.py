@@ -205,6 +205,11 @@ class DeepHunterFuzz(Check):
         "thorough": {"max_queries": 20000, "n_seeds": 500, "n_profile": 5000},
     }
 
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """The guided run's and the random baseline's queries, and the profiling pass for the bounds."""
+        return float(2 * params.max_queries + params.n_profile), 0.0
+
     def run(self, ctx: Context) -> Outcome:
         probes: list[Any] = []
         try:

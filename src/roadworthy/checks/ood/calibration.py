@@ -26,7 +26,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from roadworthy import evidence
-from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.base import Check, Context, Outcome, Requires, planned_samples, register
 from roadworthy.checks.reference import eval_halves
 from roadworthy.shifts import apply_shift
 from roadworthy.stats import expected_calibration_error, reliability_bins, softmax
@@ -69,6 +69,11 @@ class Calibration(Check):
         "thorough": {"n_shifted": 4000},
     }
     requires = Requires(modalities=frozenset({"image", "tabular"}))
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """``n_shifted`` shifted inputs (the clean outputs are the run's shared ones)."""
+        return float(planned_samples(params, n_data, "n_shifted")), 0.0
 
     def run(self, ctx: Context) -> Outcome:
         p = self.params

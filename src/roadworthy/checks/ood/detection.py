@@ -218,6 +218,16 @@ class DetectorCheck(Check):
     constant_on_probabilities: ClassVar[bool] = False
     Params = DetectionParams
     budget_params = BUDGET_PARAMS
+    plan_shared = "ood.bench"  #: the ID and OOD inputs go through the model once for every detector
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """Every generated source and near shift, in logit and feature space (the ID rows are shared)."""
+        sources_n = len(params.far_sources or sources.FAR_IMAGE_SOURCES) + len(
+            params.near_shifts or sources.NEAR_IMAGE_SHIFTS
+        )
+        return float(2 * sources_n * params.n_per_source), 0.0
+
     requires = LOGITS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
