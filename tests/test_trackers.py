@@ -238,3 +238,50 @@ def test_pipeline_registry_check_log_promote(client, registered_digits, digits_s
         client.set_registered_model_alias("digits", "champion", candidate.version)
     assert client.get_model_version_by_alias("digits", "champion").version == candidate.version
     client.set_registered_model_alias("digits", "champion", registered_digits.version)  # for other tests
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_is_logged_as_incomplete(
+    client, registered_digits, digits_split, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C (or a cancelled CI job's SIGTERM) during the checks: exit 1, the finished checks logged
+    under the verdict tag ``incomplete``, the run KILLED, and the model version not tagged."""
+    from roadworthy.checks import load_builtin_checks
+
+    def interrupted(self, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(load_builtin_checks()["clean.accuracy"], "run", interrupted)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    data = write_npz(tmp_path / "eval.npz", digits_split, 100)
+    code, out, err = run_cli(
+        ["check", "--model", registered_digits.uri, "--data", data, "--suite", "clean", "--budget", "quick",
+         "--policy", policy, "--out", tmp_path / "r", "--mlflow-experiment", "deploy-gate",
+         "--mlflow-run-name", "interrupted"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1, err
+    assert "INCOMPLETE" in out
+    run_id = out.split("mlflow run: ")[1].split()[0]
+    assert "(incomplete)" in out.split("mlflow run: ")[1].splitlines()[0]
+    run = client.get_run(run_id)
+    tags, metrics = run.data.tags, run.data.metrics
+    assert run.info.status == "KILLED" and tags["roadworthy.verdict"] == "incomplete"
+    assert metrics["roadworthy.ready"] == 0.0
+    assert (
+        tags["roadworthy.incomplete"].startswith("interrupted")
+        and "clean.accuracy" in tags["roadworthy.pending_checks"]
+    )
+    assert "sanity.determinism" in metrics and "clean.accuracy" not in metrics  # what finished, only
+    assert "gate.1.passed" not in metrics  # clean.accuracy >= 0.5 was not evaluated
+    files = {f.path for f in client.list_artifacts(run_id, "roadworthy")}
+    assert "roadworthy/report.json" in files
+    logged = json.loads(
+        Path(client.download_artifacts(run_id, "roadworthy/report.json", str(tmp_path))).read_text()
+    )
+    assert logged["incomplete"]["pending"] == ["clean.accuracy"]
+    version_tags = client.get_model_version("digits", registered_digits.version).tags
+    assert version_tags.get("roadworthy.run_id") != run_id  # a partial check is no verdict on the version
+    with pytest.raises(InvalidInputError, match=r"already holds a roadworthy report \(verdict incomplete\)"):
+        MlflowTracker(run_id=run_id).preflight()

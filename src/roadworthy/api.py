@@ -202,7 +202,8 @@ def check(
         gates on unknown metrics), ``out`` (a file, or not writable), ``mean``/``std`` outside [0, 1],
         a baseline of other data, a setting given both in an object and as a keyword.
     RunInterrupted
-        On Ctrl-C: the report files hold the finished checks, marked incomplete.
+        On Ctrl-C: the report files hold the finished checks, marked incomplete; with ``mlflow`` the
+        incomplete report is logged too (verdict tag ``incomplete``, see :mod:`roadworthy.trackers`).
     """
     # everything that can be checked without the model comes first: a typo costs seconds, not a load
     opts: LoadOptions = _settings(
@@ -407,6 +408,13 @@ def run(
     except RunInterrupted as exc:
         if cfg.out is not None:  # what finished is written, marked incomplete, before the interrupt goes on
             write_reports(exc.report, cfg.out)
+        if tracker is not None:  # and logged, as incomplete: the pipeline sees the run that stopped
+            from roadworthy.trackers import TrackingError
+
+            try:
+                tracker.log(exc.report, cfg.out, policy=pol, model=m)
+            except TrackingError as err:  # the interrupt stays the outcome (exit 1); the failure is said
+                exc.report.warnings.append(f"the incomplete report was not logged to MLflow: {err}")
         raise
     if cfg.out is not None:
         write_reports(report, cfg.out)

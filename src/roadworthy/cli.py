@@ -336,6 +336,8 @@ def check(
                 mlflow=tracker,
             )
     except RunInterrupted as exc:
+        if tracker is not None and tracker.logged_run_id:
+            _echo(f"mlflow run: {tracker.logged_run_id} (incomplete)")
         return _finish(exc.report, out)
     except OutputError as exc:
         if hasattr(exc, "report"):  # MLflow logging failed after the run: the verdict first, then the error
