@@ -117,7 +117,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--serve-v2", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true", help="rewrite http.md from http.json only")
     args = parser.parse_args()
+    if args.render:
+        result = json.loads((RESULTS / "http.json").read_text())
+        (RESULTS / "http.md").write_text(_markdown(result))
+        return
     if args.serve_v2:
         _serve_v2(args.threads)
         return
@@ -175,11 +180,18 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "http.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "http.md").write_text(_markdown(result))
+    print(_markdown(result))
+
+
+def _markdown(result: dict) -> str:
+    """The table and what it says about the 0.8 target (also ``--render`` from ``http.json``)."""
+    rows = result["rows"]
     lines = [
         "# Served-model throughput (benchmarks/bench_http.py)",
         "",
-        f"{result['model']}; {args.samples} images in requests of {args.batch}; torch threads {args.threads} "
-        f"on both sides; best of {args.repeats}. {result['machine']}.",
+        f"{result['model']}; {result['samples']} images in requests of {result['batch']}; torch threads "
+        f"{result['threads']} on both sides; best of {result['repeats']}. {result['machine']}.",
         "",
         "| path | samples/s | ratio to in-process | client: building one request (s) | server parse (s) | ceiling |",
         "|---|---:|---:|---:|---:|---:|",
@@ -189,8 +201,32 @@ def main() -> None:
         + (f"{r['server_parse_s']:.3f} | {r['ceiling']:.2f} |" if "server_parse_s" in r else "| |")
         for r in rows
     ]
-    (RESULTS / "http.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    meet = [r["name"] for r in rows[1:] if r["ratio_to_in_process"] >= 0.8]
+    miss = [r["name"] for r in rows[1:] if r["ratio_to_in_process"] < 0.8]
+    lines += ["", f"Target (at least 0.8 of in-process for batch requests): met by {', '.join(meet) or 'none'}; "
+              f"missed by {', '.join(miss) or 'none'}."]  # fmt: skip
+    mlflow_rows = [r for r in rows if "server_parse_s" in r]
+    if mlflow_rows:
+        r = mlflow_rows[0]
+        model_s = result["batch"] / rows[0]["samples_per_s"]
+        lines += [
+            "",
+            f"MLflow's scoring protocol has only JSON for a tensor model. Its server spends "
+            f"{r['server_parse_s']:.2f} s parsing one request of {result['batch']} images (two JSON decodes, "
+            f"then nested lists to an array) against {model_s:.2f} s for the model itself, so even a client "
+            f"that costs nothing stays at or below {r['ceiling']:.2f} of in-process: the floor is the "
+            "server, not the adapter. Two requests in flight do not help (one scoring worker, and the "
+            "client's encoding competes for the same cores). The adapter sends exact float32 values. A model "
+            "that costs more per input byte than signnet gets closer to the target; for throughput serve "
+            "it through the Open Inference Protocol with binary tensors (Triton, KServe, MLServer).",
+        ]
+    lines += [
+        "",
+        "v2-binary above 1.0: the server process runs its own two torch threads beside the client's, "
+        "and on this loaded machine two processes get more CPU time than one. JSON numbers (v2-json) "
+        "cost more to write and parse than the model takes to run.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _mlflow_rows(module, x, args, reference, env, model_s: float) -> list[dict]:

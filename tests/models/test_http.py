@@ -317,3 +317,27 @@ def test_a_host_that_drops_connections_fails_after_the_connect_timeout():
         for s in fillers:
             s.close()
         listener.close()
+
+
+@pytest.mark.slow
+def test_mlflow_served_sklearn_pyfunc_returns_probabilities(mlflow_server, tmp_path):
+    """A second flavor behind `mlflow models serve`: scikit-learn (skops) served through pyfunc with
+    ``predict_proba``, a tabular model whose answer is probabilities, not logits."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from tests._mlflow import running, start_model_server
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    clf = LogisticRegression(max_iter=500).fit(x, y)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            clf, name="iris", input_example=x[:2], pyfunc_predict_fn="predict_proba", pip_requirements=[]
+        )
+    with running(start_model_server(info.model_uri, mlflow_server.url, tmp_path)) as server:
+        model = load_model(server.url + "/invocations", input_shape=(4,), http={"max_batch": 64})
+        assert model.format == "http-mlflow" and model.output == "probs" and model.n_classes == 3
+        np.testing.assert_allclose(model.predict(x), clf.predict_proba(x), atol=1e-5)
