@@ -14,7 +14,15 @@ module on the same batches (target: at least 0.8 for batch requests on localhost
   speak it), against a v2 server in another process (``tests/_v2server.py``) serving the module;
 * ``v2-json``: the same server, tensors as JSON numbers;
 * ``mlflow-json``: ``mlflow models serve`` of the module saved with MLflow's ``pt2`` format (JSON is
-  the only tensor encoding MLflow's scoring protocol has).
+  the only tensor encoding MLflow's scoring protocol has for a tensor model: CSV and Parquet bodies
+  become DataFrames, which a tensor signature refuses);
+* ``mlflow-json x2``: the same server, two requests in flight (``concurrency=2``: the client encodes
+  the next request while the server works on the current one).
+
+For the MLflow rows the server's own parsing of one request is measured in this process with
+MLflow's functions on the same body (the scoring server decodes the JSON twice, then converts the
+nested lists to the signature's array): ``server parse (s)``. The ratio no client can beat is then
+``model time / (model time + server parse)`` per request, the ``ceiling`` column.
 
 Every server runs with the same torch thread count as the in-process reference. Writes
 ``benchmarks/results/http.json`` and ``benchmarks/results/http.md``.
@@ -65,6 +73,22 @@ def _throughput(predict, x, batch: int, repeats: int) -> float:
     return len(x) / best
 
 
+def _mlflow_parse_time(model_dir: Path, body: bytes, repeats: int) -> float:
+    """Seconds MLflow's scoring server spends turning one request body into the model's input array:
+    its two JSON decodes and ``infer_and_parse_data`` with the saved model's signature."""
+    from mlflow.models import Model
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+    schema = Model.load(str(model_dir)).get_input_schema()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        json.loads(body)  # _decode_json_input
+        infer_and_parse_data(json.loads(body), schema)  # _split_data_and_params decodes again
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def _encode_time(model, x) -> float:
     """Seconds the adapter spends building one request body (JSON numbers or raw bytes)."""
     start = time.perf_counter()
@@ -93,7 +117,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--serve-v2", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true", help="rewrite http.md from http.json only")
     args = parser.parse_args()
+    if args.render:
+        result = json.loads((RESULTS / "http.json").read_text())
+        (RESULTS / "http.md").write_text(_markdown(result))
+        return
     if args.serve_v2:
         _serve_v2(args.threads)
         return
@@ -113,6 +142,7 @@ def main() -> None:
     local = TorchModel(module, input_shape=(3, 32, 32))
     speed = _throughput(local.predict, x, args.batch, args.repeats)
     rows = [{"name": "in-process", "samples_per_s": speed, "encode_s": 0.0}]
+    model_s = args.batch / speed  # the model's own time for one request's batch
     reference = local.predict(x[: args.batch])
 
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
@@ -134,7 +164,7 @@ def main() -> None:
         child.wait(timeout=30)
 
     if not args.no_mlflow:
-        rows.append(_mlflow_row(module, x, args, reference, env))
+        rows += _mlflow_rows(module, x, args, reference, env, model_s)
 
     base = rows[0]["samples_per_s"]
     for row in rows:
@@ -150,24 +180,56 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "http.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "http.md").write_text(_markdown(result))
+    print(_markdown(result))
+
+
+def _markdown(result: dict) -> str:
+    """The table and what it says about the 0.8 target (also ``--render`` from ``http.json``)."""
+    rows = result["rows"]
     lines = [
         "# Served-model throughput (benchmarks/bench_http.py)",
         "",
-        f"{result['model']}; {args.samples} images in requests of {args.batch}; torch threads {args.threads} "
-        f"on both sides; best of {args.repeats}. {result['machine']}.",
+        f"{result['model']}; {result['samples']} images in requests of {result['batch']}; torch threads "
+        f"{result['threads']} on both sides; best of {result['repeats']}. {result['machine']}.",
         "",
-        "| path | samples/s | ratio to in-process | client: building one request (s) |",
-        "|---|---:|---:|---:|",
+        "| path | samples/s | ratio to in-process | client: building one request (s) | server parse (s) | ceiling |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r['name']} | {r['samples_per_s']:.0f} | {r['ratio_to_in_process']:.2f} | {r['encode_s']:.3f} |"
+        f"| {r['name']} | {r['samples_per_s']:.0f} | {r['ratio_to_in_process']:.2f} | {r['encode_s']:.3f} | "
+        + (f"{r['server_parse_s']:.3f} | {r['ceiling']:.2f} |" if "server_parse_s" in r else "| |")
         for r in rows
     ]
-    (RESULTS / "http.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    meet = [r["name"] for r in rows[1:] if r["ratio_to_in_process"] >= 0.8]
+    miss = [r["name"] for r in rows[1:] if r["ratio_to_in_process"] < 0.8]
+    lines += ["", f"Target (at least 0.8 of in-process for batch requests): met by {', '.join(meet) or 'none'}; "
+              f"missed by {', '.join(miss) or 'none'}."]  # fmt: skip
+    mlflow_rows = [r for r in rows if "server_parse_s" in r]
+    if mlflow_rows:
+        r = mlflow_rows[0]
+        model_s = result["batch"] / rows[0]["samples_per_s"]
+        lines += [
+            "",
+            f"MLflow's scoring protocol has only JSON for a tensor model. Its server spends "
+            f"{r['server_parse_s']:.2f} s parsing one request of {result['batch']} images (two JSON decodes, "
+            f"then nested lists to an array) against {model_s:.2f} s for the model itself, so even a client "
+            f"that costs nothing stays at or below {r['ceiling']:.2f} of in-process: the floor is the "
+            "server, not the adapter. Two requests in flight do not help (one scoring worker, and the "
+            "client's encoding competes for the same cores). The adapter sends exact float32 values. A model "
+            "that costs more per input byte than signnet gets closer to the target; for throughput serve "
+            "it through the Open Inference Protocol with binary tensors (Triton, KServe, MLServer).",
+        ]
+    lines += [
+        "",
+        "v2-binary above 1.0: the server process runs its own two torch threads beside the client's, "
+        "and on this loaded machine two processes get more CPU time than one. JSON numbers (v2-json) "
+        "cost more to write and parse than the model takes to run.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
-def _mlflow_row(module, x, args, reference, env) -> dict:
+def _mlflow_rows(module, x, args, reference, env, model_s: float) -> list[dict]:
     import mlflow.pytorch
     import numpy as np
     from tests._mlflow import free_port
@@ -192,14 +254,30 @@ def _mlflow_row(module, x, args, reference, env) -> dict:
         )  # fmt: skip
         try:
             _wait(f"http://127.0.0.1:{port}/ping")
-            model = HttpModel(f"http://127.0.0.1:{port}/invocations", input_shape=(3, 32, 32), max_batch=args.batch,
-                              timeout=300)  # fmt: skip
+            url = f"http://127.0.0.1:{port}/invocations"
+            model = HttpModel(url, input_shape=(3, 32, 32), max_batch=args.batch, timeout=300)
             assert np.allclose(model.predict(x[: args.batch]), reference, atol=1e-3)
-            return {
-                "name": "mlflow-json",
-                "samples_per_s": _throughput(model.predict, x, args.batch, args.repeats),
-                "encode_s": _encode_time(model, x[: args.batch]),
-            }
+            body, _ = model._encode(x[: args.batch])
+            parse_s = _mlflow_parse_time(path, body, args.repeats)
+            ceiling = model_s / (model_s + parse_s)
+            rows = [
+                {
+                    "name": "mlflow-json",
+                    "samples_per_s": _throughput(model.predict, x, args.batch, args.repeats),
+                    "encode_s": _encode_time(model, x[: args.batch]),
+                }
+            ]
+            both = HttpModel(url, input_shape=(3, 32, 32), max_batch=args.batch, concurrency=2, timeout=300)
+            rows.append(
+                {
+                    "name": "mlflow-json x2",
+                    "samples_per_s": _throughput(both.predict, x, len(x), args.repeats),
+                    "encode_s": _encode_time(both, x[: args.batch]),
+                }
+            )
+            for row in rows:
+                row["server_parse_s"], row["ceiling"] = parse_s, ceiling
+            return rows
         finally:
             os.killpg(server.pid, 15)
             server.wait(timeout=30)

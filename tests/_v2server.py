@@ -37,6 +37,7 @@ class V2Server:
         self.requests = 0
         self.samples = 0
         self.batch_sizes: list[int] = []
+        self.last_headers: dict[str, str] = {}  #: the headers of the last infer request
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -159,6 +160,7 @@ class V2Server:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with server._lock:
                     server.requests += 1
+                    server.last_headers = dict(self.headers.items())
                     status = server.fail_with.pop(0) if server.fail_with else None
                 if server.delay_s:
                     threading.Event().wait(server.delay_s)

@@ -196,11 +196,50 @@ def test_logging_that_fails_after_the_run_prints_the_verdict_then_exits_3(
     assert (tmp_path / "r" / "report.json").exists()
 
 
+def _readme_ci_job() -> tuple[str, str]:
+    """The README's deployment-gate job: its check command and its promotion script."""
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("# .github/workflows/deploy-gate.yml (excerpt)\n")[1].split("```")[0]
+    steps = yaml.safe_load(block)["steps"]
+    check = next(s["run"] for s in steps if "roadworthy check" in s.get("run", ""))
+    promote = next(s["run"] for s in steps if "set_registered_model_alias" in s.get("run", ""))
+    return check, promote.split("<<'PY'\n")[1].rsplit("PY", 1)[0]
+
+
+def _run_readme_gate(check: str, promote: str, version: str, paths: dict, out: Path, capsys, monkeypatch):
+    """The README job for ``version`` with the test's model name, data and policy, a quick budget and
+    the clean suite (the job's standard budget is minutes of CI time): (exit code, stdout, promotion)."""
+    import shlex
+
+    monkeypatch.setenv("CANDIDATE", version)
+    args = shlex.split(check.replace("${{ github.run_id }}", "123").replace("\\\n", " "))
+    assert args[:2] == ["roadworthy", "check"]
+    args = [a.replace("$CANDIDATE", version).replace("signnet", "digits") for a in args[1:]]
+    args = [str(paths.get(a, a)) for a in args]
+    args[args.index("--budget") + 1] = "quick"
+    code, stdout, err = run_cli([*args, "--suite", "clean", "--out", out], capsys)
+    assert code in (0, 1), err
+    try:
+        exec(compile(promote.replace("signnet", "digits"), "README promotion step", "exec"), {})
+        promoted = "promoted"
+    except SystemExit as stop:
+        promoted = str(stop)
+    capsys.readouterr()
+    return code, stdout, promoted
+
+
 @pytest.mark.slow
-def test_pipeline_registry_check_log_promote(client, registered_digits, digits_split, tmp_path, capsys):
-    """The CI gate of the README: candidate from the registry, checked against the deployed version's
-    report, logged, and promoted (alias) only when ready."""
+def test_pipeline_registry_check_log_promote(
+    client, registered_digits, digits_split, tmp_path, capsys, monkeypatch
+):
+    """The README's CI gate, its own commands: a candidate from the registry, checked against the
+    deployed version's report, logged, and promoted (alias) only when ready; a bad candidate stays out."""
     import mlflow
+    import mlflow.pytorch
+
+    from tests._models import tiny_cnn
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY + "baseline:\n  max_drop: 0.02\n")
@@ -215,15 +254,15 @@ def test_pipeline_registry_check_log_promote(client, registered_digits, digits_s
         capsys,
     )  # fmt: skip
     assert code == 0, err
-    # a new candidate version arrives in the registry
-    candidate = mlflow.register_model(f"models:/{registered_digits.model_id}", "digits")
+    check, promote = _readme_ci_job()
+    paths = {"test.npz": data, "roadworthy.yaml": policy}
 
-    code, out, err = run_cli(
-        ["check", "--model", f"models:/digits/{candidate.version}", *common, "--baseline", "models:/digits@champion",
-         "--out", tmp_path / "candidate", "--mlflow-experiment", "deploy-gate", "--mlflow-run-name", "candidate"],
-        capsys,
-    )  # fmt: skip
-    assert code == 0, err
+    # a new candidate version arrives in the registry: the job checks it and promotes it
+    candidate = mlflow.register_model(f"models:/{registered_digits.model_id}", "digits")
+    code, out, promoted = _run_readme_gate(
+        check, promote, candidate.version, paths, tmp_path / "candidate", capsys, monkeypatch
+    )
+    assert code == 0 and promoted == "promoted", out
     run_id = out.split("mlflow run: ")[1].split()[0]
     report = json.loads((tmp_path / "candidate" / "report.json").read_text())
     assert report["baseline"] is not None  # the champion's report came from MLflow
@@ -232,9 +271,65 @@ def test_pipeline_registry_check_log_promote(client, registered_digits, digits_s
     assert tags["roadworthy.report"] == f"runs:/{run_id}/roadworthy/report.json"
     run = client.get_run(run_id)
     assert run.data.tags["roadworthy.registered_model"] == f"digits/{candidate.version}"
+    assert run.info.run_name == f"digits v{candidate.version} (CI 123)"
+    assert client.get_model_version_by_alias("digits", "champion").version == candidate.version
 
-    # the promotion step of the CI job: only a ready version gets the alias
-    if tags["roadworthy.ready"] == "1":
-        client.set_registered_model_alias("digits", "champion", candidate.version)
+    # an untrained candidate: not ready (exit 1), and the alias stays where it was
+    with mlflow.start_run(run_name="train a bad candidate"):
+        info = mlflow.pytorch.log_model(
+            tiny_cnn(), name="model", input_example=digits_split[2][:2], serialization_format="pt2",
+            pip_requirements=[], registered_model_name="digits",
+        )  # fmt: skip
+    bad = str(info.registered_model_version)
+    code, out, promoted = _run_readme_gate(check, promote, bad, paths, tmp_path / "bad", capsys, monkeypatch)
+    assert code == 1 and promoted == f"digits v{bad} is not-ready: not promoted", out
+    assert client.get_model_version("digits", bad).tags["roadworthy.ready"] == "0"
     assert client.get_model_version_by_alias("digits", "champion").version == candidate.version
     client.set_registered_model_alias("digits", "champion", registered_digits.version)  # for other tests
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_is_logged_as_incomplete(
+    client, registered_digits, digits_split, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C (or a cancelled CI job's SIGTERM) during the checks: exit 1, the finished checks logged
+    under the verdict tag ``incomplete``, the run KILLED, and the model version not tagged."""
+    from roadworthy.checks import load_builtin_checks
+
+    def interrupted(self, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(load_builtin_checks()["clean.accuracy"], "run", interrupted)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    data = write_npz(tmp_path / "eval.npz", digits_split, 100)
+    code, out, err = run_cli(
+        ["check", "--model", registered_digits.uri, "--data", data, "--suite", "clean", "--budget", "quick",
+         "--policy", policy, "--out", tmp_path / "r", "--mlflow-experiment", "deploy-gate",
+         "--mlflow-run-name", "interrupted"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1, err
+    assert "INCOMPLETE" in out
+    run_id = out.split("mlflow run: ")[1].split()[0]
+    assert "(incomplete)" in out.split("mlflow run: ")[1].splitlines()[0]
+    run = client.get_run(run_id)
+    tags, metrics = run.data.tags, run.data.metrics
+    assert run.info.status == "KILLED" and tags["roadworthy.verdict"] == "incomplete"
+    assert metrics["roadworthy.ready"] == 0.0
+    assert (
+        tags["roadworthy.incomplete"].startswith("interrupted")
+        and "clean.accuracy" in tags["roadworthy.pending_checks"]
+    )
+    assert "sanity.determinism" in metrics and "clean.accuracy" not in metrics  # what finished, only
+    assert "gate.1.passed" not in metrics  # clean.accuracy >= 0.5 was not evaluated
+    files = {f.path for f in client.list_artifacts(run_id, "roadworthy")}
+    assert "roadworthy/report.json" in files
+    logged = json.loads(
+        Path(client.download_artifacts(run_id, "roadworthy/report.json", str(tmp_path))).read_text()
+    )
+    assert logged["incomplete"]["pending"] == ["clean.accuracy"]
+    version_tags = client.get_model_version("digits", registered_digits.version).tags
+    assert version_tags.get("roadworthy.run_id") != run_id  # a partial check is no verdict on the version
+    with pytest.raises(InvalidInputError, match=r"already holds a roadworthy report \(verdict incomplete\)"):
+        MlflowTracker(run_id=run_id).preflight()

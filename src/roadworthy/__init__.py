@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["LoadOptions", "RunConfig", "__version__", "check", "load_data", "load_model"]
+__all__ = ["HttpSettings", "LoadOptions", "RunConfig", "__version__", "check", "load_data", "load_model"]
 
 if TYPE_CHECKING:
     from roadworthy.api import check, load_data, load_model
-    from roadworthy.config import LoadOptions, RunConfig
+    from roadworthy.config import HttpSettings, LoadOptions, RunConfig
 
 
 def __getattr__(name: str) -> Any:
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
         from roadworthy import api
 
         return getattr(api, name)
-    if name in {"LoadOptions", "RunConfig"}:
+    if name in {"HttpSettings", "LoadOptions", "RunConfig"}:
         from roadworthy import config
 
         return getattr(config, name)

@@ -132,6 +132,7 @@ def check(
     time_limit: str | float | None = None,
     device: str = "cpu",
     mlflow: Any = None,
+    http: Any = None,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -188,6 +189,11 @@ def check(
         (whose ``logged_run_id`` then holds the run). The tracking store is checked before the model
         is loaded. ``model`` and ``baseline`` may also be MLflow URIs (``models:/name/1``,
         ``models:/name@champion``, ``runs:/<id>/model``).
+    http
+        For a served ``model`` (``http://host:port/invocations``, ``.../v2/models/<name>/infer``): how
+        it is called, a :class:`~roadworthy.config.HttpSettings` or a dict of its fields, e.g.
+        ``{"timeout": 10, "retries": 5, "max_rps": 20, "max_batch": 64, "headers": {"X-Team": "cv"}}``
+        (the CLI's ``--http-*`` options). Unset fields come from ``ROADWORTHY_HTTP_*``.
 
     Raises
     ------
@@ -196,7 +202,8 @@ def check(
         gates on unknown metrics), ``out`` (a file, or not writable), ``mean``/``std`` outside [0, 1],
         a baseline of other data, a setting given both in an object and as a keyword.
     RunInterrupted
-        On Ctrl-C: the report files hold the finished checks, marked incomplete.
+        On Ctrl-C: the report files hold the finished checks, marked incomplete; with ``mlflow`` the
+        incomplete report is logged too (verdict tag ``incomplete``, see :mod:`roadworthy.trackers`).
     """
     # everything that can be checked without the model comes first: a typo costs seconds, not a load
     opts: LoadOptions = _settings(
@@ -212,6 +219,7 @@ def check(
             "target": target,
             "image_size": image_size,
             "strict_data": strict_data,
+            "http": http,
         },
         "load",
     )
@@ -266,6 +274,11 @@ def run(
     from roadworthy.session import Session, describe_data, select_checks
 
     opts, cfg = load, config
+    if opts.http is not None and not (isinstance(model, str) and model.startswith(("http://", "https://"))):
+        shown = model if isinstance(model, str | Path) else f"a {type(model).__name__} object"
+        raise InvalidInputError(
+            f"the --http-* settings apply to a served model (--model http://...); the model is {shown}"
+        )
     if cfg.device == "cuda":
         require_cuda()
     if cfg.out is not None:
@@ -395,6 +408,13 @@ def run(
     except RunInterrupted as exc:
         if cfg.out is not None:  # what finished is written, marked incomplete, before the interrupt goes on
             write_reports(exc.report, cfg.out)
+        if tracker is not None:  # and logged, as incomplete: the pipeline sees the run that stopped
+            from roadworthy.trackers import TrackingError
+
+            try:
+                tracker.log(exc.report, cfg.out, policy=pol, model=m)
+            except TrackingError as err:  # the interrupt stays the outcome (exit 1); the failure is said
+                exc.report.warnings.append(f"the incomplete report was not logged to MLflow: {err}")
         raise
     if cfg.out is not None:
         write_reports(report, cfg.out)

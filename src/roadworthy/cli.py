@@ -191,6 +191,34 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
     is_flag=True,
     help="Reuse finished checks of an interrupted run in --out, when every setting that changes a number matches.",
 )
+@click.option(
+    "--http-timeout",
+    type=float,
+    help="Served model: seconds one request may take [default: 30; env ROADWORTHY_HTTP_TIMEOUT].",
+)
+@click.option(
+    "--http-retries",
+    type=int,
+    help="Served model: retries of a failed request, with exponential back-off [default: 3].",
+)
+@click.option(
+    "--http-max-rps", type=float, help="Served model: most requests per second [default: no limit]."
+)
+@click.option("--http-max-batch", type=int, help="Served model: most samples per request [default: 256].")
+@click.option("--http-concurrency", type=int, help="Served model: requests in flight at once [default: 1].")
+@click.option(
+    "--http-binary/--http-json",
+    default=None,
+    help="Open Inference Protocol v2: tensors as raw bytes or as JSON numbers [default: bytes when the "
+    "server accepts them].",
+)
+@click.option(
+    "--http-header",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Served model: an extra request header; repeatable. Not for secrets: the Authorization header "
+    "comes from ROADWORTHY_HTTP_AUTHORIZATION.",
+)
 @click.option("--mlflow", "log_mlflow", is_flag=True, help="Log metrics, verdict and report files to MLflow.")
 @click.option(
     "--mlflow-experiment", help="MLflow experiment for the run (created if missing); implies --mlflow."
@@ -227,6 +255,13 @@ def check(
     time_limit: str | None,
     device: str,
     resume: bool,
+    http_timeout: float | None,
+    http_retries: int | None,
+    http_max_rps: float | None,
+    http_max_batch: int | None,
+    http_concurrency: int | None,
+    http_binary: bool | None,
+    http_header: tuple[str, ...],
     log_mlflow: bool,
     mlflow_experiment: str | None,
     mlflow_run_name: str | None,
@@ -239,7 +274,7 @@ def check(
     INCOMPLETE); 2 bad usage or input; 3 a report file could not be written, or an internal error.
     """
     from roadworthy.api import run as run_check
-    from roadworthy.config import LoadOptions, RunConfig
+    from roadworthy.config import HttpSettings, LoadOptions, RunConfig
 
     _logging(verbose)
     # the settings, built once; a bad value stops here, before anything is loaded
@@ -267,6 +302,15 @@ def check(
         target=target,
         image_size=image_size,
         strict_data=strict_data,
+        http=HttpSettings.from_cli(
+            timeout=http_timeout,
+            retries=http_retries,
+            max_rps=http_max_rps,
+            max_batch=http_max_batch,
+            concurrency=http_concurrency,
+            binary=http_binary,
+            header=http_header,
+        ),
     )
     if backend == "ray":
         from roadworthy.errors import require
@@ -292,6 +336,8 @@ def check(
                 mlflow=tracker,
             )
     except RunInterrupted as exc:
+        if tracker is not None and tracker.logged_run_id:
+            _echo(f"mlflow run: {tracker.logged_run_id} (incomplete)")
         return _finish(exc.report, out)
     except OutputError as exc:
         if hasattr(exc, "report"):  # MLflow logging failed after the run: the verdict first, then the error

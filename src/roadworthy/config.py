@@ -32,6 +32,140 @@ def _tuple(values: Sequence[Any] | None, kind: type) -> tuple[Any, ...] | None:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """How a served model (``--model http://...``) is called: the transport, never a measured number.
+
+    A field left ``None`` falls back to its ``ROADWORTHY_HTTP_*`` environment variable, then to the
+    adapter's default (see :class:`roadworthy.models.http.HttpModel`). Secrets do not belong on a
+    command line: the ``Authorization`` header comes from ``ROADWORTHY_HTTP_AUTHORIZATION`` (or
+    ``headers=`` in Python), and the headers are left out of ``repr``.
+
+    Parameters
+    ----------
+    timeout
+        Seconds one request may take, > 0 (``--http-timeout``; default 30).
+    retries
+        How often a failed request is tried again, >= 0 (``--http-retries``; default 3).
+    max_rps
+        Most requests started per second, > 0 (``--http-max-rps``; default: no limit).
+    max_batch
+        Most samples per request, >= 1 (``--http-max-batch``; default 256).
+    concurrency
+        Requests in flight at once for one large batch, >= 1 (``--http-concurrency``; default 1).
+    binary
+        Open Inference Protocol v2: ``True`` raw tensor bytes, ``False`` JSON numbers, ``None`` try
+        binary first (``--http-binary`` / ``--http-json``).
+    headers
+        Extra request headers as ``(name, value)`` pairs (``--http-header "Name: value"``).
+    """
+
+    timeout: float | None = None
+    retries: int | None = None
+    max_rps: float | None = None
+    max_batch: int | None = None
+    concurrency: int | None = None
+    binary: bool | None = None
+    headers: tuple[tuple[str, str], ...] | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("timeout", "--http-timeout", float, lambda v: v > 0, "> 0 seconds"),
+            ("retries", "--http-retries", int, lambda v: v >= 0, "an integer >= 0"),
+            ("max_rps", "--http-max-rps", float, lambda v: v > 0, "> 0 requests per second"),
+            ("max_batch", "--http-max-batch", int, lambda v: v >= 1, "an integer >= 1"),
+            ("concurrency", "--http-concurrency", int, lambda v: v >= 1, "an integer >= 1"),
+        )
+        for name, option, kind, ok, expected in checks:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            number = None
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if is_number and math.isfinite(value) and (kind is float or float(value).is_integer()):
+                number = kind(value)
+            if number is None or not ok(number):
+                raise InvalidInputError(f"{option} must be {expected}. Got {value!r} instead.")
+            object.__setattr__(self, name, number)
+        if self.binary is not None:
+            object.__setattr__(self, "binary", bool(self.binary))
+        if self.headers is not None:
+            pairs = self.headers.items() if isinstance(self.headers, dict) else self.headers
+            object.__setattr__(self, "headers", tuple((str(k), str(v)) for k, v in pairs) or None)
+
+    @classmethod
+    def coerce(cls, value: Any) -> HttpSettings | None:
+        """Settings from ``None``, a dict of the fields, or settings (the Python API's ``http=``)."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise InvalidInputError(
+                    f"`http` has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+                )
+            return cls(**value)
+        raise InvalidInputError(
+            f"`http` must be a dict or an HttpSettings. Got {type(value).__name__} instead."
+        )
+
+    @classmethod
+    def from_cli(
+        cls,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+        max_rps: float | None = None,
+        max_batch: int | None = None,
+        concurrency: int | None = None,
+        binary: bool | None = None,
+        header: Sequence[str] = (),
+    ) -> HttpSettings | None:
+        """Settings from the ``--http-*`` options, or ``None`` when none was given.
+
+        ``--http-header`` is ``"Name: value"``; an ``Authorization`` header is refused there (a token on
+        the command line ends up in shell histories and process lists): it comes from
+        ``ROADWORTHY_HTTP_AUTHORIZATION``.
+        """
+        headers = []
+        for text in header:
+            name, sep, value = text.partition(":")
+            if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+                raise InvalidInputError(
+                    f"--http-header must be 'Name: value', e.g. 'X-Team: vision'. Got {text!r} instead."
+                )
+            if name.strip().lower() in ("authorization", "proxy-authorization", "cookie"):
+                raise InvalidInputError(
+                    f"--http-header {name.strip()}: secrets are not taken from the command line (shell history, "
+                    "process list); set ROADWORTHY_HTTP_AUTHORIZATION for the Authorization header"
+                )
+            headers.append((name.strip(), value.strip()))
+        given = {
+            "timeout": timeout,
+            "retries": retries,
+            "max_rps": max_rps,
+            "max_batch": max_batch,
+            "concurrency": concurrency,
+            "binary": binary,
+            "headers": tuple(headers) or None,
+        }
+        if all(v is None for v in given.values()):
+            return None
+        return cls(**given)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The fields that were given, as keyword arguments of ``HttpModel``."""
+        kw = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
+        if "headers" in kw:
+            kw["headers"] = dict(kw["headers"])
+        return kw
+
+
+@dataclass(frozen=True)
 class LoadOptions:
     """How the model and the data are read. Every field but ``trust_pickle`` can change a number.
 
@@ -53,6 +187,9 @@ class LoadOptions:
         Size image folders are resized to while read (``224``, ``"224x160"``, ``(224, 160)``).
     strict_data
         Stop on an image that cannot be decoded instead of skipping it.
+    http
+        How a served model is called (:class:`HttpSettings`, or a dict of its fields); only for an
+        ``http(s)://`` model. Transport only, so not in the ``run_key``.
     """
 
     trust_pickle: bool = False
@@ -64,9 +201,10 @@ class LoadOptions:
     target: str | None = None
     image_size: int | str | tuple[int, ...] | None = None
     strict_data: bool = False
+    http: HttpSettings | None = None
 
     #: Fields that change no measured number, so they stay out of the report's ``run_key``.
-    NOT_IN_RUN_KEY = frozenset({"trust_pickle"})
+    NOT_IN_RUN_KEY = frozenset({"trust_pickle", "http"})
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalise sequences once, so equal options compare and hash equal
@@ -76,6 +214,7 @@ class LoadOptions:
         set_(self, "class_names", _tuple(self.class_names, str))
         if isinstance(self.image_size, Sequence) and not isinstance(self.image_size, str):
             set_(self, "image_size", _tuple(self.image_size, int))
+        set_(self, "http", HttpSettings.coerce(self.http))
         _check_normalisation(self.mean, self.std)
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -85,6 +224,7 @@ class LoadOptions:
             "mean": self.mean,
             "std": self.std,
             "feature_layer": self.feature_layer,
+            **({"http": self.http.model_kwargs()} if self.http is not None else {}),
         }
 
     def data_kwargs(self) -> dict[str, Any]:

@@ -24,6 +24,13 @@ and is used in two steps:
      ``roadworthy.ready``, ``roadworthy.run_id`` and ``roadworthy.report`` (a ``runs:/`` URI of its
      ``report.json``), so a pipeline can promote a version by its verdict and find the evidence.
 
+   An interrupted run (Ctrl-C, SIGTERM from a cancelled CI job) is logged too, as what it is: the
+   finished checks' metrics and gates, ``roadworthy.ready`` 0, the tag ``roadworthy.verdict`` =
+   ``incomplete`` with ``roadworthy.incomplete`` giving the reason and ``roadworthy.pending_checks``
+   the checks that did not run, the partial report files, and a run that roadworthy started ends
+   ``KILLED``. The model version is not tagged: a partial check is no verdict on it, and an earlier
+   complete verdict stays.
+
 A run that already holds a roadworthy report is never written into again: two reports in one run would
 merge their metrics under one verdict.
 
@@ -242,10 +249,11 @@ class MlflowTracker:
             self._log_inputs(client, run_id, report)
             self._log_files(client, run_id, report, out, policy)
             # the verdict tag last: a run carrying it holds a whole report
-            client.set_tag(run_id, "roadworthy.verdict", report.verdict)
-            if source is not None and self.tag_model_version:
+            incomplete = report.incomplete is not None
+            client.set_tag(run_id, "roadworthy.verdict", "incomplete" if incomplete else report.verdict)
+            if source is not None and self.tag_model_version and not incomplete:
                 self._tag_model(client, source, run_id, report)
-            status = "FINISHED"
+            status = "KILLED" if incomplete else "FINISHED"
         finally:
             if started:
                 client.set_terminated(run_id, status=status)
@@ -314,7 +322,11 @@ class MlflowTracker:
                 metric(f"gate.{n}.value", gate.value)
         metric("roadworthy.ready", 1.0 if report.verdict == "ready" else 0.0)
         if report.incomplete is not None:
-            tags["roadworthy.incomplete"] = report.incomplete.reason
+            inc = report.incomplete
+            tags["roadworthy.incomplete"] = (
+                f"{inc.reason}: {len(inc.finished)} of {len(inc.finished) + len(inc.pending)} checks finished"
+            )
+            tags["roadworthy.pending_checks"] = ", ".join(inc.pending)[:5000]
         if source is not None:
             tags["roadworthy.model_uri"] = source.uri
             if source.name:

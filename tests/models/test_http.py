@@ -3,6 +3,7 @@ digits CNN, and MLflow's scoring protocol against a real ``mlflow models serve``
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -196,3 +197,147 @@ def test_cli_checks_a_served_model(served_digits, tmp_path, digits_split, capsys
     assert "roadworthy:" in out
     report = roadworthy.results.load_report(str(tmp_path / "r" / "report.json"))
     assert report.model.format == "http-mlflow" and report.metrics["clean.accuracy"] > 0.8
+
+
+# -- transport settings: CLI options, the Python API, the environment ---------------------------------
+
+
+def test_http_settings_from_the_python_api_win_over_the_environment(v2, monkeypatch, digits_split):
+    monkeypatch.setenv("ROADWORTHY_HTTP_TIMEOUT", "7.5")
+    monkeypatch.setenv("ROADWORTHY_HTTP_RETRIES", "5")
+    monkeypatch.setenv("ROADWORTHY_HTTP_AUTHORIZATION", "Bearer from-env")
+    model = load_model(
+        v2.url, http={"timeout": 3, "max_batch": 8, "binary": False, "headers": {"X-Team": "cv"}}
+    )
+    assert (model.timeout, model.retries, model.max_batch, model.binary) == (3.0, 5, 8, False)
+    model.predict(digits_split[2][:20])
+    assert v2.batch_sizes[-3:] == [8, 8, 4]
+    assert v2.last_headers["X-Team"] == "cv" and v2.last_headers["Authorization"] == "Bearer from-env"
+    _, _, x, y = digits_split
+    settings = roadworthy.HttpSettings(max_batch=16, concurrency=2)
+    report = roadworthy.check(v2.url, (x[:40], y[:40]), suites=["clean"], budget="quick", http=settings)
+    assert max(v2.batch_sizes[-3:]) == 16 and "http" not in report.options  # transport: not in the run_key
+
+
+def test_http_settings_are_validated_with_the_option_name():
+    from roadworthy.config import HttpSettings
+
+    for kw, option in (
+        ({"timeout": 0}, "--http-timeout"),
+        ({"retries": -1}, "--http-retries"),
+        ({"retries": 1.5}, "--http-retries"),
+        ({"max_rps": float("inf")}, "--http-max-rps"),
+        ({"max_batch": 0}, "--http-max-batch"),
+        ({"concurrency": True}, "--http-concurrency"),
+    ):
+        with pytest.raises(InvalidInputError, match=f"^{option} must be"):
+            HttpSettings(**kw)
+    with pytest.raises(InvalidInputError, match=r"unknown key.*tmeout"):
+        roadworthy.LoadOptions(http={"tmeout": 3})
+    secret = HttpSettings(headers={"X-Token": "s3cret"})
+    assert "s3cret" not in repr(secret) and "s3cret" not in repr(roadworthy.LoadOptions(http=secret))
+    with pytest.raises(InvalidInputError, match=r"Authorization.*ROADWORTHY_HTTP_AUTHORIZATION"):
+        HttpSettings.from_cli(header=["Authorization: Bearer abc"])
+    with pytest.raises(InvalidInputError, match="'Name: value'"):
+        HttpSettings.from_cli(header=["no-colon"])
+    assert HttpSettings.from_cli() is None
+
+
+def test_cli_http_options_reach_the_adapter(v2, tmp_path, digits_split, capsys, monkeypatch):
+    from tests._mlflow import run_cli, write_npz
+
+    monkeypatch.setenv("ROADWORTHY_HTTP_MAX_BATCH", "64")  # the option wins over the environment
+    data = write_npz(tmp_path / "test.npz", digits_split, 50)
+    code, _, err = run_cli(
+        ["check", "--model", v2.url, "--data", data, "--suite", "clean", "--budget", "quick",
+         "--http-timeout", "5", "--http-retries", "1", "--http-max-rps", "1000", "--http-max-batch", "20",
+         "--http-concurrency", "2", "--http-json", "--http-header", "X-Team: vision", "--out", tmp_path / "r"],
+        capsys,
+    )  # fmt: skip
+    assert code in (0, 1), err
+    assert v2.batch_sizes and max(v2.batch_sizes) == 20
+    assert v2.last_headers["X-Team"] == "vision" and "Inference-Header-Content-Length" not in v2.last_headers
+    run_key_options = json.loads((tmp_path / "r" / "report.json").read_text())["options"]
+    assert not any("http" in k for k in run_key_options)
+
+
+def test_cli_http_options_are_refused_for_a_model_file_and_secrets(tmp_path, capsys, digits_split):
+    from tests._mlflow import run_cli, write_npz
+
+    data = write_npz(tmp_path / "test.npz", digits_split, 20)
+    code, _, err = run_cli(["check", "--model", "m.onnx", "--data", data, "--http-timeout", "5"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "apply to a served model" in err
+    code, _, err = run_cli(
+        ["check", "--model", "http://127.0.0.1:9/invocations", "--data", data, "--http-header", "Authorization: x"],
+        capsys,
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "ROADWORTHY_HTTP_AUTHORIZATION" in err
+    code, _, err = run_cli(["check", "--model", "m.onnx", "--data", data, "--http-max-batch", "0"], capsys)
+    assert code == 2 and "--http-max-batch must be an integer >= 1" in err
+
+
+@pytest.mark.parametrize("path", ["/invocations", "/v2/models/m/infer"])
+def test_cli_dead_endpoint_is_exit_2_with_one_line_at_once(tmp_path, capsys, digits_split, path):
+    from tests._mlflow import run_cli, write_npz
+
+    data = write_npz(tmp_path / "test.npz", digits_split, 20)
+    url = f"http://127.0.0.1:{free_port()}{path}"
+    start = time.monotonic()
+    code, _, err = run_cli(["check", "--model", url, "--data", data, "--out", tmp_path / "r"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "connection refused" in err
+    assert time.monotonic() - start < 10  # no retries with back-off for what is not there
+
+
+def test_a_host_that_drops_connections_fails_after_the_connect_timeout():
+    """A listener whose accept queue is full: the SYN is dropped, as by a firewall, and the connection
+    is never made. The probe fails after ``connect_timeout``, not after ``timeout`` times the retries."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    fillers = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(4):  # fill the accept queue (never accepted)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.1)
+        start = time.monotonic()
+        with pytest.raises(
+            EndpointError, match=r"nothing answers at 127\.0\.0\.1:\d+ \(no connection within 0\.5 s"
+        ):
+            HttpModel(
+                f"http://127.0.0.1:{port}/invocations", input_shape=(4,), timeout=30, connect_timeout=0.5
+            )
+        assert time.monotonic() - start < 5
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+@pytest.mark.slow
+def test_mlflow_served_sklearn_pyfunc_returns_probabilities(mlflow_server, tmp_path):
+    """A second flavor behind `mlflow models serve`: scikit-learn (skops) served through pyfunc with
+    ``predict_proba``, a tabular model whose answer is probabilities, not logits."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from tests._mlflow import running, start_model_server
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    clf = LogisticRegression(max_iter=500).fit(x, y)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            clf, name="iris", input_example=x[:2], pyfunc_predict_fn="predict_proba", pip_requirements=[]
+        )
+    with running(start_model_server(info.model_uri, mlflow_server.url, tmp_path)) as server:
+        model = load_model(server.url + "/invocations", input_shape=(4,), http={"max_batch": 64})
+        assert model.format == "http-mlflow" and model.output == "probs" and model.n_classes == 3
+        np.testing.assert_allclose(model.predict(x), clf.predict_proba(x), atol=1e-5)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ def load_model(
     n_classes: int | None = None,
     feature_layer: str | None = None,
     output: OutputKind | None = None,
+    http: Mapping[str, Any] | None = None,
 ) -> Model:
     """Load a model file or wrap a Python model as a roadworthy :class:`Model`.
 
@@ -83,6 +84,11 @@ def load_model(
         Layer (module name; tensor name for ONNX) whose input is used as penultimate features.
     output
         ``"logits"`` or ``"probs"``; detected from a probe batch when not given.
+    http
+        For a served model: keyword arguments of :class:`roadworthy.models.http.HttpModel`
+        (``timeout``, ``retries``, ``max_rps``, ``max_batch``, ``concurrency``, ``binary``,
+        ``headers``); what is not given comes from the ``ROADWORTHY_HTTP_*`` environment variables,
+        then the adapter's defaults. Refused for any other model.
 
     Returns
     -------
@@ -116,7 +122,13 @@ def load_model(
         n_classes=n_classes,
         feature_layer=feature_layer,
         output=output,
+        http=dict(http) if http else None,
     )
+    if http and not (isinstance(path_or_object, str) and path_or_object.startswith(("http://", "https://"))):
+        raise InvalidInputError(
+            "the --http-* settings (`http=`) apply to a served model (http://...); "
+            f"this model is {_what(path_or_object)}"
+        )
     if isinstance(path_or_object, str) and not Path(path_or_object).exists():  # served and MLflow models
         from roadworthy.models.http import is_endpoint_url, load_endpoint
         from roadworthy.models.mlflow import is_mlflow_uri, load_mlflow_model
@@ -147,6 +159,12 @@ def load_model(
 
 
 load = load_model
+
+
+def _what(source: Any) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    return f"a {type(source).__name__} object"
 
 
 def model_sha256(path: str | os.PathLike[str] | None) -> str | None:

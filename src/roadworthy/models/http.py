@@ -27,6 +27,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -125,6 +126,10 @@ class HttpModel:
         Normalisation applied before the batch is sent.
     timeout
         Seconds one request may take (connect and answer), > 0.
+    connect_timeout
+        Seconds to wait for the connection itself (default: ``timeout``, at most 10 s), so a host that
+        drops packets is found in seconds; a connection that cannot be made on the probe request is
+        not retried.
     retries
         How often a failed request (connection error, timeout, 429/502/503/504) is tried again.
     backoff
@@ -163,6 +168,7 @@ class HttpModel:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         timeout: float = 30.0,
+        connect_timeout: float | None = None,
         retries: int = 3,
         backoff: float = 0.5,
         max_rps: float | None = None,
@@ -185,6 +191,9 @@ class HttpModel:
         self._target = _parse_url(url)
         self.format = "http-mlflow" if self._target.protocol == "mlflow" else "http-v2"
         self.timeout = float(timeout)
+        self.connect_timeout = min(self.timeout, 10.0) if connect_timeout is None else float(connect_timeout)
+        if not self.connect_timeout > 0:
+            raise InvalidInputError(f"`connect_timeout` must be > 0 seconds. Got {connect_timeout} instead.")
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.max_batch = int(max_batch)
@@ -372,7 +381,18 @@ class HttpModel:
             cls = (
                 http.client.HTTPSConnection if self._target.scheme == "https" else http.client.HTTPConnection
             )
-            conn = cls(self._target.host, self._target.port, timeout=self.timeout)
+            conn = cls(self._target.host, self._target.port, timeout=self.connect_timeout)
+            try:
+                conn.connect()  # within connect_timeout; the answer then has the whole timeout
+            except TimeoutError as exc:
+                conn.close()
+                raise _ConnectTimeout(str(exc)) from exc
+            except OSError:
+                conn.close()
+                raise
+            conn.timeout = self.timeout  # an automatic reconnect by http.client gets the whole timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(self.timeout)
             self._local.conn = conn
         return conn
 
@@ -411,6 +431,21 @@ class HttpModel:
                     ) from exc
                 last = f"connection refused ({exc})"
                 continue
+            except _ConnectTimeout as exc:
+                self._drop_connection()
+                last = f"no connection within {self.connect_timeout:g} s (connect timeout)"
+                if probing:  # a host that drops packets: the same one line, in seconds
+                    raise EndpointError(
+                        f"{self.url}: nothing answers at {self._target.host}:{self._target.port} ({last}); "
+                        "is the host reachable and the model server running?"
+                    ) from exc
+                continue
+            except socket.gaierror as exc:
+                self._drop_connection()
+                last = f"unknown host {self._target.host!r} ({exc.strerror or exc})"
+                if probing:
+                    raise EndpointError(f"{self.url}: {last}") from exc
+                continue
             except TimeoutError as exc:
                 self._drop_connection()
                 last = f"no answer within {self.timeout:g} s (timeout)"
@@ -437,6 +472,10 @@ class HttpModel:
             except ValueError as exc:
                 raise EndpointError(f"{where}: the answer is not JSON ({_short(data)})") from exc
         raise EndpointError(f"{where}: failed after {plural(self.retries + 1, 'try', 'tries')}: {last}")
+
+
+class _ConnectTimeout(OSError):
+    """The TCP connection was not made within ``connect_timeout`` (not a slow answer)."""
 
 
 def _seconds(header: str | None) -> float | None:
@@ -469,9 +508,10 @@ ENVIRONMENT = {
 def load_endpoint(url: str, opts: Any) -> HttpModel:
     """An :class:`HttpModel` for ``url`` with the loader's options (shape, classes, normalisation).
 
-    The transport settings come from :data:`ENVIRONMENT` (``ROADWORTHY_HTTP_TIMEOUT=10`` ...) and an
-    ``Authorization`` header from ``ROADWORTHY_HTTP_AUTHORIZATION``; the Python API takes an
-    :class:`HttpModel` built with its keyword arguments instead.
+    The transport settings are ``opts.http`` (``--http-timeout`` ..., ``http=`` in Python); a setting
+    not given there comes from :data:`ENVIRONMENT` (``ROADWORTHY_HTTP_TIMEOUT=10`` ...), then the
+    defaults of :class:`HttpModel`. An ``Authorization`` header comes from
+    ``ROADWORTHY_HTTP_AUTHORIZATION`` (a header given in ``opts.http`` wins).
     """
     import os
 
@@ -488,8 +528,12 @@ def load_endpoint(url: str, opts: Any) -> HttpModel:
                     f"{variable} must be a{'n integer' if kind is int else ' number'}. Got {text!r} instead."
                 ) from exc
     token = os.environ.get("ROADWORTHY_HTTP_AUTHORIZATION")
-    if token:
-        settings["headers"] = {"Authorization": token}
+    given = dict(getattr(opts, "http", None) or {})
+    headers = {"Authorization": token} if token else {}
+    headers.update(given.pop("headers", None) or {})
+    settings.update(given)
+    if headers:
+        settings["headers"] = headers
     return HttpModel(
         url,
         input_shape=opts.input_shape,

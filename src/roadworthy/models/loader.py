@@ -40,6 +40,7 @@ class AdapterOptions:
     n_classes: int | None = None
     feature_layer: str | None = None
     output: OutputKind | None = None
+    http: dict[str, Any] | None = None  #: keyword arguments of HttpModel, for a served model
 
 
 def unsafe_pickle(path: Path | str) -> UnsafeFileError:
