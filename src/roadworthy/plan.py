@@ -297,9 +297,7 @@ def _fmt_s(s: float | None) -> str:
 MIN_PLANNED_QUERIES = 100
 
 
-def _shrunk(
-    cls: Any, params: Any, n_data: int, factor: float, units: tuple[float, float]
-) -> dict[str, Any]:
+def _shrunk(cls: Any, params: Any, n_data: int, factor: float, units: tuple[float, float]) -> dict[str, Any]:
     """The params ``cls`` gets at cost ``factor`` (0-1) of its budget's: fewer samples first, floored at
     :data:`MIN_PLANNED_SAMPLES`; then, for a check naming its query budget field (``plan_queries``,
     e.g. ``max_queries`` of a black-box attack), fewer queries, floored at :data:`MIN_PLANNED_QUERIES`.
@@ -314,6 +312,7 @@ def _shrunk(
     field_name = getattr(cls, "plan_queries", None)
     queries = getattr(params, field_name, None) if field_name else None
     if isinstance(queries, int) and samples > n * factor:
+
         def cost(p: Any) -> float:
             f, g = check_passes(cls, p, n_data)
             return f * units[0] + g * units[1]
