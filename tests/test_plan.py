@@ -229,7 +229,7 @@ class Queried(Check):
     id = "test.queried"
     title = "Queried"
     Params = QueryParams
-    plan_queries = "max_queries"
+    plan_queries = ("max_queries", 100)
 
     @classmethod
     def plan_passes(cls, params, n_data):
@@ -256,7 +256,7 @@ def test_query_budgets_shrink_only_after_samples_reach_their_floor():
     p = planning.make_plan([Queried], "quick", 1000, _probe(0.001), time_limit_s=20)
     c = p.checks[0]
     assert c.overrides["n_samples"] == planning.MIN_PLANNED_SAMPLES
-    assert planning.MIN_PLANNED_QUERIES <= c.overrides["max_queries"] < 1000
+    assert 100 <= c.overrides["max_queries"] < 1000
     assert p.estimated_s <= 20 + 1e-6
     assert any("max_queries" in line for line in p.lines())
     # a limit the samples alone can meet leaves the queries at the budget's
@@ -264,7 +264,7 @@ def test_query_budgets_shrink_only_after_samples_reach_their_floor():
     assert "max_queries" not in roomy.checks[0].overrides and roomy.checks[0].samples < 400
     # never below the query floor
     floor = planning.make_plan([Queried], "quick", 1000, _probe(1.0), time_limit_s=1)
-    assert floor.checks[0].overrides["max_queries"] == planning.MIN_PLANNED_QUERIES
+    assert floor.checks[0].overrides["max_queries"] == 100
 
 
 def test_work_shared_by_several_checks_is_counted_once():
@@ -293,3 +293,23 @@ def test_the_plan_holds_only_the_checks_that_will_run(digits_model, digits_data)
     assert "shift.gaussian_noise" in ids and "attack.pgd_linf" in ids
     assert not [i for i in ids if i.startswith(("shift.tab_", "attack.tab_"))]  # tabular only
     assert "integrity.label_issues" not in ids  # needs training data
+
+
+@dataclass(frozen=True)
+class CheapParams:
+    n_samples: int = 400
+
+
+class Cheap(Check):
+    id = "test.cheap"
+    title = "Cheap"
+    Params = CheapParams
+
+
+def test_expensive_checks_give_way_first_and_cheap_ones_keep_their_samples():
+    # Cheap: 400 passes (0.4 s); Sampled: 400 x 10 = 4000 passes (4 s); a 3 s limit (1 s of clean passes)
+    p = planning.make_plan([Cheap, Sampled], "quick", 1000, _probe(0.001), time_limit_s=3)
+    cheap, costly = p.checks
+    assert cheap.overrides == {} and cheap.samples == 400
+    assert planning.MIN_PLANNED_SAMPLES <= costly.samples < 200  # less than a common factor would leave
+    assert p.estimated_s <= 3 + 1e-9

@@ -1,13 +1,18 @@
 """Plan a run by its cost before it starts: which checks, on how many samples, in about how long.
 
-At the start of a run the session times the model (:func:`probe`: a forward pass of a small batch and,
-for a white-box model, a forward and backward pass), estimates each selected check's cost in model passes
-(:func:`check_passes`, from the fields of its ``Params``), and compares the total with the budget's time
-target (:data:`TIME_TARGETS`) or the user's ``--time-limit``. Only when the estimate exceeds it (the
-budget's target by more than :data:`AUTO_SHRINK_FACTOR` times, or the time limit at all) does the planner
-shrink the checks' sample counts (``n_samples``), all by one factor, never below
-:data:`MIN_PLANNED_SAMPLES`: fewer samples give wider intervals, never another kind of number. Steps,
-queries and strengths are left at the budget's values, so a planned attack is as strong as an unplanned one.
+At the start of a run the session times the model (:func:`probe`: forward passes of a batch like the
+checks' and, for a white-box model, forward and backward passes), estimates the cost in model passes of
+each check that will run (:func:`check_passes`: the check's own ``plan_passes`` estimate or the fields of
+its ``Params``; attacks count a robust model's cost, with no input fooled early), and compares the total
+with the budget's time target (:data:`TIME_TARGETS`) or the user's ``--time-limit``. Only when the
+estimate exceeds it (the budget's target by more than :data:`AUTO_SHRINK_FACTOR` times, or the time limit
+at all) does the planner give every check at most one common time cap, the largest that fits
+(:func:`make_plan`): cheap checks keep their samples, expensive ones get fewer (``n_samples``, never
+below :data:`MIN_PLANNED_SAMPLES`; fewer samples give wider intervals, never another kind of number),
+and a check that names its query budget (``plan_queries``: Square's and HopSkipJump's queries, the
+sparse attacks' generations, the laser's iterations, the sticker's steps, the fuzzer's queries) then
+gets a smaller one, never below its floor: a weaker search, stated in the plan, the check's ``params``
+and the report. Strengths and the gradient attacks' steps never change.
 
 Determinism. A plan that followed the measured speed exactly would make the numbers depend on the
 machine. The measured cost per sample is therefore rounded to a power of two (:func:`cost_class`), and
@@ -155,9 +160,10 @@ def _timed(fn: Any, *args: Any) -> float:
 # ---------------------------------------------------------------------------------------------- costs
 
 
-def samples_of(params: Any, n_data: int) -> int | None:
-    """The sample count a check's ``Params`` declares (``n_samples``; 0 means all), capped by the data."""
-    n = getattr(params, "n_samples", None)
+def samples_of(params: Any, n_data: int, field_name: str = "n_samples") -> int | None:
+    """The sample count a check's ``Params`` declares (``n_samples``, or the field the check names as
+    its ``plan_samples``; 0 means all), capped by the data."""
+    n = getattr(params, field_name, None)
     if isinstance(n, bool) or not isinstance(n, int):
         return None
     return n_data if n <= 0 else min(n, n_data)
@@ -277,8 +283,8 @@ class RunPlan:
             )
         for c in self.checks:
             n = "all" if c.samples is None else str(c.samples)
-            shrunk = f" (budget: {c.default_samples})" if "n_samples" in c.overrides else ""
-            shrunk += "".join(f", {k} {v}" for k, v in c.overrides.items() if k != "n_samples")
+            shrunk = f" (budget: {c.default_samples})" if c.samples != c.default_samples else ""
+            shrunk += "".join(f", {k} {v}" for k, v in c.overrides.items() if v != c.samples)
             out.append(f"  | {c.id:<34} {n:>6} samples{shrunk}  ~{_fmt_s(c.estimated_s)}")
         return out
 
@@ -293,36 +299,35 @@ def _fmt_s(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
-#: The planner never lowers a black-box attack's query budget below this (nor below its budget's own).
-MIN_PLANNED_QUERIES = 100
+def _cost(cls: Any, params: Any, n_data: int, units: tuple[float, float]) -> float:
+    f, g = check_passes(cls, params, n_data)
+    return f * units[0] + g * units[1]
 
 
-def _shrunk(cls: Any, params: Any, n_data: int, factor: float, units: tuple[float, float]) -> dict[str, Any]:
-    """The params ``cls`` gets at cost ``factor`` (0-1) of its budget's: fewer samples first, floored at
-    :data:`MIN_PLANNED_SAMPLES`; then, for a check naming its query budget field (``plan_queries``,
-    e.g. ``max_queries`` of a black-box attack), fewer queries, floored at :data:`MIN_PLANNED_QUERIES`.
+def _capped(cls: Any, params: Any, n_data: int, cap_s: float, units: tuple[float, float]) -> dict[str, Any]:
+    """The params ``cls`` gets when it may take at most ``cap_s`` seconds: fewer samples first (floored at
+    :data:`MIN_PLANNED_SAMPLES`); then, for a check naming its query budget (``plan_queries = (field,
+    floor)``: the queries, iterations or generations of a black-box, sparse or physical attack, a
+    fuzzer's queries), a smaller budget, never below the floor. Strengths and the steps of the gradient
+    attacks are never changed: a planned attack is as strong per input as the budget's.
     """
-    n = samples_of(params, n_data)
     overrides: dict[str, Any] = {}
-    if not n:
+    cost = _cost(cls, params, n_data, units)
+    if cost <= cap_s:
         return overrides
-    samples = max(min(n, MIN_PLANNED_SAMPLES), int(n * factor))
-    if samples < n:
-        overrides["n_samples"] = samples
-    field_name = getattr(cls, "plan_queries", None)
+    sample_field = getattr(cls, "plan_samples", "n_samples")
+    n = samples_of(params, n_data, sample_field)
+    if n:
+        samples = max(min(n, MIN_PLANNED_SAMPLES), int(n * cap_s / cost))
+        if samples < n:
+            overrides[sample_field] = samples
+            cost = _cost(cls, apply_overrides(params, overrides), n_data, units)
+    field_name, floor = getattr(cls, "plan_queries", None) or (None, 0)
     queries = getattr(params, field_name, None) if field_name else None
-    if isinstance(queries, int) and samples > n * factor:
-
-        def cost(p: Any) -> float:
-            f, g = check_passes(cls, p, n_data)
-            return f * units[0] + g * units[1]
-
-        want = cost(params) * factor
-        now = cost(apply_overrides(params, overrides))
-        if now > want:
-            q = max(min(queries, MIN_PLANNED_QUERIES), int(queries * want / now))
-            if q < queries:
-                overrides[field_name] = q
+    if cost > cap_s and isinstance(queries, int) and not isinstance(queries, bool):
+        q = max(min(queries, floor), int(queries * cap_s / cost))
+        if q < queries:
+            overrides[field_name] = q
     return overrides
 
 
@@ -334,14 +339,15 @@ def make_plan(
     time_limit_s: float | None = None,
     n_train: int = 0,
 ) -> RunPlan:
-    """Estimate each check's cost and shrink sample counts when the total exceeds the target.
+    """Estimate each check's cost and give the expensive checks less when the total exceeds the target.
 
     The total is ``n_data + n_train`` forward passes (the shared clean outputs and training-data
-    outputs) plus each check's passes times the
-    probe's per-sample cost (forward+backward for gradient passes). When it exceeds ``time_limit_s``
-    (else, by more than :data:`AUTO_SHRINK_FACTOR` times, the budget's :data:`TIME_TARGETS` entry), every
-    ``n_samples`` is multiplied by one factor chosen so that the total fits the target, floored at
-    ``MIN_PLANNED_SAMPLES``.
+    outputs) plus each check's passes (:func:`check_passes`) times the probe's per-sample cost
+    (forward+backward for gradient passes). When it exceeds ``time_limit_s`` (else, by more than
+    :data:`AUTO_SHRINK_FACTOR` times, the budget's :data:`TIME_TARGETS` entry), every check gets at most
+    one common time cap, the largest that lets the whole plan fit (water-filling): cheap checks keep the
+    budget's samples, expensive ones get fewer samples and then, where they name one, a smaller query
+    budget (:func:`_capped`). Floors may keep a plan above its target; the plan then says so.
     """
     target = time_limit_s if time_limit_s is not None else TIME_TARGETS.get(budget)
     fwd = probe_result.forward_s if probe_result is not None else 0.0
@@ -354,11 +360,11 @@ def make_plan(
     defaults = [(cls, cls(budget=budget).params) for cls in classes]
     fixed = (n_data + n_train) * fwd
 
-    def plan_at(factor: float) -> list[CheckPlan]:
+    def plan_at(cap_s: float) -> list[CheckPlan]:
         shared: set[str] = set()
         out = []
         for cls, params in defaults:
-            overrides = _shrunk(cls, params, n_data, factor, units) if factor < 1.0 else {}
+            overrides = _capped(cls, params, n_data, cap_s, units)
             planned = apply_overrides(params, overrides)
             f_passes, g_passes = check_passes(cls, planned, n_data)
             key = getattr(cls, "plan_shared", None)  # work several checks share (one OOD bench)
@@ -366,11 +372,12 @@ def make_plan(
                 f_passes = g_passes = 0.0
             elif key is not None:
                 shared.add(key)
+            sample_field = getattr(cls, "plan_samples", "n_samples")
             out.append(
                 CheckPlan(
                     id=cls.id,
-                    samples=samples_of(planned, n_data),
-                    default_samples=samples_of(params, n_data),
+                    samples=samples_of(planned, n_data, sample_field),
+                    default_samples=samples_of(params, n_data, sample_field),
                     passes=f_passes + g_passes,
                     estimated_s=f_passes * fwd + g_passes * bwd,
                     overrides=overrides,
@@ -378,13 +385,13 @@ def make_plan(
             )
         return out
 
-    checks = plan_at(1.0)
+    checks = plan_at(math.inf)
     default_total = fixed + sum(c.estimated_s for c in checks)
     limit = target if time_limit_s is not None or target is None else target * AUTO_SHRINK_FACTOR
     if target is not None and limit is not None and default_total > limit:
-        # the largest common factor whose plan fits the target (floors may keep it from fitting at all)
-        lo, hi = 0.0, 1.0
-        for _ in range(40):
+        # the largest per-check cap whose plan fits the target (floors may keep it from fitting at all)
+        lo, hi = 0.0, max(c.estimated_s for c in checks)
+        for _ in range(50):
             mid = (lo + hi) / 2
             if fixed + sum(c.estimated_s for c in plan_at(mid)) <= target:
                 lo = mid

@@ -65,6 +65,7 @@ class HopSkipJump(AttackCheck):
     Params = HSJParams
     requires = Requires(modalities=frozenset({"image"}))
     budgets = frozenset({"standard", "thorough"})
+    plan_queries = ("max_queries", 200)  #: a large model's plan may lower it to 200 (stated in the plan)
     budget_params = {
         "quick": {"n_samples": 32, "max_queries": 500},
         "standard": {"n_samples": 40, "max_queries": 1000},

@@ -44,6 +44,7 @@ class LaserBeam(AttackCheck):
     Params = LaserParams
     requires = Requires(modalities=frozenset({"image"}))
     budgets = frozenset({"standard", "thorough"})
+    plan_queries = ("iterations", 10)  #: a large model's plan may lower it to 10 (stated in the plan)
     budget_params = {
         "quick": {"n_samples": 32, "restarts": 2, "iterations": 30},
         "standard": {"n_samples": 64, "restarts": 3, "iterations": 100},

@@ -84,6 +84,7 @@ class FewPixelAttack(AttackCheck):
     Params = PixelParams
     requires = Requires(modalities=frozenset({"image"}))
     budgets = frozenset({"standard", "thorough"})
+    plan_queries = ("generations", 5)  #: a large model's plan may lower it to 5 (stated in the plan)
     budget_params = {
         "quick": {"n_samples": 32, "strengths": (1, 3), "popsize": 20, "generations": 10},
         "standard": {"n_samples": 48, "popsize": 30, "generations": 20},
@@ -128,6 +129,7 @@ class LineAttack(AttackCheck):
     Params = LineParams
     requires = Requires(modalities=frozenset({"image"}))
     budgets = frozenset({"standard", "thorough"})
+    plan_queries = ("generations", 5)  #: a large model's plan may lower it to 5 (stated in the plan)
     budget_params = {
         "quick": {"n_samples": 32, "strengths": (4, 16), "popsize": 20, "generations": 10},
         "standard": {"n_samples": 48, "popsize": 30, "generations": 20},

@@ -106,7 +106,7 @@ class SquareAttack(AttackCheck):
             shown=Shown(xc, run.adv, yc, run.pred, run.found & (run.hi <= p.eps), "Square Attack"),
         )
 
-    plan_queries = "max_queries"  #: the run plan may lower it for a large model (stated in the plan)
+    plan_queries = ("max_queries", 100)  #: a large model's plan may lower it to 100 (stated in the plan)
 
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:

@@ -72,6 +72,8 @@ class AdversarialSticker(AttackCheck):
         "thorough": {"n_samples": 1000, "n_train": 5000, "steps": 400},
     }
 
+    plan_queries = ("steps", 20)  #: a large model's plan may lower it to 20 (stated in the plan)
+
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
         """``steps`` gradient passes of ``batch_size`` training inputs, then the held-out inputs with the

@@ -205,6 +205,8 @@ class DeepHunterFuzz(Check):
         "thorough": {"max_queries": 20000, "n_seeds": 500, "n_profile": 5000},
     }
 
+    plan_queries = ("max_queries", 500)  #: a large model's plan may lower it to 500 (stated in the plan)
+
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
         """The guided run's and the random baseline's queries, and the profiling pass for the bounds."""

@@ -70,6 +70,8 @@ class Calibration(Check):
     }
     requires = Requires(modalities=frozenset({"image", "tabular"}))
 
+    plan_samples = "n_shifted"  #: what a large model's plan lowers (stated in the plan)
+
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
         """``n_shifted`` shifted inputs (the clean outputs are the run's shared ones)."""

@@ -219,6 +219,7 @@ class DetectorCheck(Check):
     Params = DetectionParams
     budget_params = BUDGET_PARAMS
     plan_shared = "ood.bench"  #: the ID and OOD inputs go through the model once for every detector
+    plan_samples = "n_per_source"  #: what a large model's plan lowers (stated in the plan)
 
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
