@@ -76,11 +76,11 @@ class AdversarialSticker(AttackCheck):
 
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
-        """``steps`` gradient passes of ``batch_size`` training inputs, then the held-out inputs with the
-        sticker and with random noise at every area of the sweep (forward passes)."""
+        """Per area of the sweep: ``steps`` gradient passes of ``batch_size`` training inputs, then the
+        held-out inputs with the sticker and with random noise (forward passes)."""
         n = planned_samples(params, n_data)
         areas = len({float(a) for a in (*params.sweep, params.area)})
-        return float(2 * n * areas), float(params.steps * params.batch_size)
+        return float(2 * n * areas), float(areas * params.steps * params.batch_size)
 
     def sample(self, ctx: Context) -> _StickerSample:
         p = self.params
