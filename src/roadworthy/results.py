@@ -117,6 +117,8 @@ class PlannedCheck(_Model):
     id: str
     samples: int | None = None  #: samples it used (None: the whole evaluation set via the shared outputs)
     default_samples: int | None = None  #: what the budget alone would have used
+    changed: dict[str, Any] = Field(default_factory=dict)  #: params the plan changed (samples, queries)
+    estimated_passes: float | None = None  #: model passes the plan expected (a robust model's count)
     estimated_s: float = 0.0
     actual_s: float | None = None
     interval_width: float | None = None  #: widest 95% interval among its metrics (the precision achieved)

@@ -408,6 +408,8 @@ class Session:
                     id=c.id,
                     samples=c.samples,
                     default_samples=c.default_samples,
+                    changed=dict(c.overrides),
+                    estimated_passes=round(c.passes, 1),
                     estimated_s=round(c.estimated_s, 3),
                     actual_s=round(r.duration_s, 3) if r is not None else None,
                     interval_width=interval_width(r.metrics) if r is not None else None,
