@@ -313,3 +313,19 @@ def test_expensive_checks_give_way_first_and_cheap_ones_keep_their_samples():
     assert cheap.overrides == {} and cheap.samples == 400
     assert planning.MIN_PLANNED_SAMPLES <= costly.samples < 200  # less than a common factor would leave
     assert p.estimated_s <= 3 + 1e-9
+
+
+def test_each_check_reports_the_model_passes_it_used(digits_model, digits_data):
+    """Forward and gradient passes are counted per check and land in report.plan; the model is left as it was."""
+    import roadworthy
+
+    rep = roadworthy.check(digits_model, digits_data, suites=["attack.fgsm"], budget="quick")
+    by_id = {c.id: c for c in rep.checks}
+    fgsm = by_id["attack.fgsm"].model_passes
+    n = by_id["attack.fgsm"].params["n_samples"]
+    assert fgsm["gradient"] >= 1 and fgsm["forward"] >= 1
+    assert fgsm["gradient"] <= min(n, len(digits_data.y)) + 256  # one gradient per input (+ health check)
+    planned = {c.id: c for c in rep.plan.checks}
+    assert planned["attack.fgsm"].passes_used == fgsm["forward"] + fgsm["gradient"]
+    assert by_id["clean.accuracy"].model_passes is not None
+    assert "predict" not in vars(digits_model) and "forward_torch" not in vars(digits_model)

@@ -79,6 +79,9 @@ class CheckResult(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
     duration_s: float = 0.0
     error: str | None = None
+    #: samples the check sent through the model adapter: {"forward": n, "gradient": m} (a gradient pass
+    #: is a forward with an input that needs its gradient, and its backward); None when not counted
+    model_passes: dict[str, int] | None = None
 
     @field_serializer("metrics")
     def _finite_metrics(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
@@ -119,6 +122,7 @@ class PlannedCheck(_Model):
     default_samples: int | None = None  #: what the budget alone would have used
     changed: dict[str, Any] = Field(default_factory=dict)  #: params the plan changed (samples, queries)
     estimated_passes: float | None = None  #: model passes the plan expected (a robust model's count)
+    passes_used: int | None = None  #: samples the check sent through the model (forward + gradient)
     estimated_s: float = 0.0
     actual_s: float | None = None
     interval_width: float | None = None  #: widest 95% interval among its metrics (the precision achieved)

@@ -412,6 +412,7 @@ class Session:
                     estimated_passes=round(c.passes, 1),
                     estimated_s=round(c.estimated_s, 3),
                     actual_s=round(r.duration_s, 3) if r is not None else None,
+                    passes_used=sum(r.model_passes.values()) if r is not None and r.model_passes else None,
                     interval_width=interval_width(r.metrics) if r is not None else None,
                 )
             )

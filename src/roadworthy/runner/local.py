@@ -9,12 +9,14 @@ result already computed is lost to a later failure.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from roadworthy.checks import SUITE_ORDER
 from roadworthy.checks.base import Check, Context
@@ -64,8 +66,9 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
         check = cls(params, budget=ctx.budget)
     else:
         check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
+    passes = {"forward": 0, "gradient": 0}
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, counting_passes(ctx.model, passes):
             warnings.simplefilter("always", RoadworthyWarning)
             outcome = check.run(ctx)
     except Exception as exc:  # noqa: BLE001 - a crashing check must not take the others down
@@ -78,6 +81,7 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
             details={"traceback": traceback.format_exc(limit=8)[-4000:]},
             params=check.params_dict(),
             duration_s=time.perf_counter() - start,
+            model_passes=passes,
         )
     extra = [str(w.message) for w in caught if issubclass(w.category, RoadworthyWarning)]
     all_warnings = list(dict.fromkeys([*outcome.warnings, *extra]))
@@ -91,7 +95,50 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
         warnings=all_warnings,
         params=check.params_dict(),
         duration_s=time.perf_counter() - start,
+        model_passes=passes,
     )
+
+
+@contextlib.contextmanager
+def counting_passes(model: Any, counts: dict[str, int]) -> Iterator[None]:
+    """Count the samples sent through ``model``'s ``predict``, ``features`` and ``forward_torch`` into
+    ``counts`` while the block runs (instance attributes shadow the methods, removed afterwards).
+
+    A call of ``forward_torch`` with gradients enabled on an input that requires its gradient counts as
+    a gradient pass, every other call as a forward pass. Work a library does on the raw module (the
+    coverage probes' hooked forward) is not seen here.
+    """
+    wrapped = []
+    for name in ("predict", "features", "forward_torch"):
+        method = getattr(model, name, None)
+        if method is None or not callable(method) or name in vars(model):
+            continue
+        try:
+            setattr(model, name, _counted(method, name, counts))
+        except (AttributeError, TypeError):  # slots or a read-only attribute: not counted
+            continue
+        wrapped.append(name)
+    try:
+        yield
+    finally:
+        for name in wrapped:
+            with contextlib.suppress(AttributeError):
+                delattr(model, name)
+
+
+def _counted(method: Callable[..., Any], name: str, counts: dict[str, int]) -> Callable[..., Any]:
+    def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+        n = int(x.shape[0]) if getattr(x, "ndim", 0) else 1
+        kind = "forward"
+        if name == "forward_torch":
+            import torch
+
+            if torch.is_grad_enabled() and getattr(x, "requires_grad", False):
+                kind = "gradient"
+        counts[kind] += n
+        return method(x, *args, **kwargs)
+
+    return call
 
 
 def run_checks(
