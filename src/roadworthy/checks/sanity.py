@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,11 @@ class BatchInvariance(Check):
     id = "sanity.batch_invariance"
     title = "Batch-size invariance"
     Params = SanityParams
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """The inputs one at a time, in sevens and all at once."""
+        return float(3 * min(params.n_samples, 32, n_data)), 0.0
 
     def run(self, ctx: Context) -> Outcome:
         x = _probe(ctx, min(self.params.n_samples, 32))
@@ -161,6 +167,11 @@ class Latency(Check):
         "quick": {"repeats": 20, "batch_repeats": 3},
         "thorough": {"repeats": 100, "batch_repeats": 10},
     }
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """Single-sample calls (warm-up included) and the batches of 64."""
+        return float(params.warmup + params.repeats + 64 * (params.batch_repeats + 1)), 0.0
 
     def run(self, ctx: Context) -> Outcome:
         p = self.params
