@@ -59,7 +59,10 @@ MIN_PLANNED_SAMPLES = 32
 #: An estimate over the target but within this margin is only reported.
 AUTO_SHRINK_FACTOR = 1.25
 #: The cost probe grows its batch until one forward call takes this long (or the batch is full).
-PROBE_SECONDS = 0.25
+PROBE_SECONDS = 0.5
+#: The cost probe's first batch, and how many timed calls it keeps the best of.
+PROBE_START_BATCH = 32
+PROBE_REPEATS = 3
 #: A backward pass costs about twice a forward pass when the probe cannot measure it.
 BACKWARD_FACTOR = 2.0
 
@@ -118,15 +121,18 @@ def probe(model: Any, x: np.ndarray, batch: int = 256, white_box: bool = False) 
     """Time the model per sample on batches like the checks' (best of two after a warm-up call).
 
     Checks call the model in batches, so the cost per sample is measured on a batch, not on one sample:
-    the batch starts at 8 and grows fourfold (up to ``batch`` and the data) while one call takes under
-    :data:`PROBE_SECONDS`, so a small model's fixed cost per call does not make it look tens of times
-    slower than it is, and a large model is not kept busy long.
+    the batch starts at :data:`PROBE_START_BATCH` and grows fourfold (up to ``batch`` and the data)
+    while one call takes under :data:`PROBE_SECONDS`, so a small model's fixed cost per call does not
+    make it look tens of times slower than it is (on a busy machine a multi-threaded call of a few
+    samples waits for descheduled threads at every layer: 8 samples of the demo CNN measured 115 ms
+    each where 32 took 14 ms), and a large model is not kept busy long. The best of
+    :data:`PROBE_REPEATS` calls is kept: load spikes only ever slow a call down.
     """
-    n = min(8, batch, len(x))
+    n = min(PROBE_START_BATCH, batch, len(x))
     while True:
         xb = np.ascontiguousarray(x[: max(1, n)], dtype=np.float32)
         model.predict(xb)  # warm-up: lazy initialisation, allocator, thread pools
-        fwd_call = min(_timed(model.predict, xb) for _ in range(2))
+        fwd_call = min(_timed(model.predict, xb) for _ in range(PROBE_REPEATS))
         if fwd_call >= PROBE_SECONDS or n >= min(batch, len(x)):
             break
         n = min(4 * n, batch, len(x))
@@ -141,7 +147,7 @@ def probe(model: Any, x: np.ndarray, batch: int = 256, white_box: bool = False) 
             model.forward_torch(t).sum().backward()
 
         step()
-        bwd = min(_timed(step) for _ in range(2)) / n
+        bwd = min(_timed(step) for _ in range(PROBE_REPEATS)) / n
     return Probe(
         forward_s=cost_class(fwd),
         backward_s=cost_class(bwd) if bwd is not None else None,
