@@ -18,6 +18,7 @@ module              attack                                      threat model
 ``fgsm``            FGSM (Goodfellow et al., ICLR 2015)          white-box, L-inf
 ``pgd``             PGD (Madry et al., ICLR 2018)                white-box, L-inf or L2
 ``apgd``            Auto-PGD, CE or DLR (Croce & Hein, 2020)     white-box, L-inf or L2
+``fmn``             Fast Minimum-Norm (Pintor et al., 2021)      white-box, L-inf or L2, no budget
 ``square``          Square Attack (Andriushchenko et al., 2020)  scores only, L-inf
 ``hopskipjump``     HopSkipJump (Chen et al., S&P 2020)          labels only, L2
 ``pixels``          few-pixel and line attacks by DE (Su 2019)   scores only, L0
@@ -25,7 +26,8 @@ module              attack                                      threat model
 ``sticker``         universal patch (Brown et al., 2017)         white-box, physical-style
 ==================  ==========================================  ===============================
 
-The package's names ``fgsm``, ``pgd`` and ``apgd`` are the functions; import helpers from the modules
+``fmn`` returns each input's smallest adversarial perturbation, so one run gives the robust accuracy at
+every strength (``robust_curve``). The package's names ``fgsm``, ``pgd`` and ``apgd`` are the functions; import helpers from the modules
 (``from roadworthy.attacks.pgd import pgd``). This package imports only roadworthy's ground floor and
 ``roadworthy.models.base``, never ``roadworthy.checks``.
 """
@@ -34,6 +36,7 @@ from roadworthy.attacks._losses import ce_loss, dlr_loss, input_gradient, margin
 from roadworthy.attacks._pool import StartPool
 from roadworthy.attacks.apgd import apgd
 from roadworthy.attacks.fgsm import fgsm
+from roadworthy.attacks.fmn import MinNorm, fmn, robust_curve
 from roadworthy.attacks.hopskipjump import hop_skip_jump
 from roadworthy.attacks.laser import laser_attack, render_laser
 from roadworthy.attacks.pgd import pgd
@@ -42,12 +45,14 @@ from roadworthy.attacks.square import square_attack
 from roadworthy.attacks.sticker import paste, train_patch
 
 __all__ = [
+    "MinNorm",
     "StartPool",
     "apgd",
     "ce_loss",
     "dlr_loss",
     "few_pixel",
     "fgsm",
+    "fmn",
     "hop_skip_jump",
     "input_gradient",
     "laser_attack",
@@ -56,6 +61,7 @@ __all__ = [
     "paste",
     "pgd",
     "render_laser",
+    "robust_curve",
     "square_attack",
     "train_patch",
 ]
