@@ -68,3 +68,7 @@ def ctx(digits_model, digits_data, digits_train_data):
     from roadworthy.checks.base import Context
 
     return Context(model=digits_model, data=digits_data, train_data=digits_train_data, budget="quick", seed=0)
+
+
+# real MLflow servers (tracking on SQLite, `mlflow models serve`), started once when a test asks for them
+from tests._mlflow import mlflow_server, registered_digits, served_digits  # noqa: E402, F401

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = "roadworthy"
 
 #: Modules that import nothing of roadworthy: everything may import them.
-GROUND = {"errors", "types", "_files", "stats", "evidence", "threads", "memory", "_version"}
+GROUND = {"errors", "types", "_files", "stats", "evidence", "threads", "memory", "_version", "schema"}
 #: Algorithm libraries: usable from Python without any check.
 ALGORITHMS = {"shifts", "attacks", "coverage", "uncertainty", "backdoor"}
 #: What each layer may import (besides the ground floor and itself).

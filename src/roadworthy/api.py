@@ -8,7 +8,7 @@ from typing import Any
 
 from roadworthy.config import LoadOptions, ModelRecipe, RunConfig
 from roadworthy.data.base import Dataset
-from roadworthy.errors import InvalidInputError, RunInterrupted
+from roadworthy.errors import InvalidInputError, RunInterrupted, plural
 from roadworthy.policy import Policy
 from roadworthy.results import Report, load_report
 
@@ -129,6 +129,9 @@ def check(
     strict_data: bool = False,
     load: LoadOptions | None = None,
     config: RunConfig | None = None,
+    time_limit: str | float | None = None,
+    device: str = "cpu",
+    mlflow: Any = None,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -167,6 +170,11 @@ def check(
         model's input size when it declares one (or ``input_shape``), else the folder's most common size.
     strict_data
         Stop on an image that cannot be decoded instead of skipping it with a warning.
+    time_limit
+        Plan the run to fit this time (``"15m"``, ``"1h"``, seconds): sample counts shrink, intervals
+        widen, instead of the budget's own target (see :mod:`roadworthy.plan`).
+    device
+        ``"cpu"`` or ``"cuda"`` (PyTorch models; refused when no GPU is available).
     force_baseline
         Compare with a ``baseline`` that measured other data (refused otherwise: a ``max_drop`` gate
         across different data mixes the model's change with the data's).
@@ -174,6 +182,12 @@ def check(
         Terminal output: a progress reporter and a function that prints one line (``None``: silent).
     load, config
         The settings as objects (see above).
+    mlflow
+        Log the report to MLflow: ``True`` (current experiment or active run), a dict such as
+        ``{"experiment": "gate", "run_name": "candidate"}`` or a :class:`roadworthy.trackers.MlflowTracker`
+        (whose ``logged_run_id`` then holds the run). The tracking store is checked before the model
+        is loaded. ``model`` and ``baseline`` may also be MLflow URIs (``models:/name/1``,
+        ``models:/name@champion``, ``runs:/<id>/model``).
 
     Raises
     ------
@@ -215,10 +229,22 @@ def check(
             "policy": policy,
             "baseline": baseline,
             "force_baseline": force_baseline,
+            "time_limit": time_limit,
+            "device": device,
         },
         "config",
     )
-    return run(model, data, train_data, ood_data=ood_data, load=opts, config=cfg, progress=progress, say=say)
+    return run(
+        model,
+        data,
+        train_data,
+        ood_data=ood_data,
+        load=opts,
+        config=cfg,
+        progress=progress,
+        say=say,
+        mlflow=mlflow,
+    )
 
 
 def run(
@@ -231,6 +257,7 @@ def run(
     config: RunConfig,
     progress: Any = None,
     say: Any = None,
+    mlflow: Any = None,
 ) -> Report:
     """:func:`check` with its settings already built as objects (what the CLI calls)."""
     from roadworthy.compare import data_differences
@@ -239,12 +266,21 @@ def run(
     from roadworthy.session import Session, describe_data, select_checks
 
     opts, cfg = load, config
+    if cfg.device == "cuda":
+        require_cuda()
     if cfg.out is not None:
         check_output_dir(cfg.out)
     pol = cfg.policy if isinstance(cfg.policy, Policy) else Policy.load(cfg.policy)
     pol.check_metric_names(select_checks(cfg.suites, cfg.budget))
     baseline = cfg.baseline
-    base = baseline if isinstance(baseline, Report) or baseline is None else load_report(str(baseline))
+    from roadworthy.trackers import MlflowTracker, baseline_file
+
+    tracker = MlflowTracker.coerce(mlflow)
+    if tracker is not None:
+        tracker.preflight()  # a dead or refused store fails now, not after the run
+    base = (
+        baseline if isinstance(baseline, Report) or baseline is None else load_report(baseline_file(baseline))
+    )
 
     input_shape = opts.input_shape
     size: Any = opts.image_size
@@ -274,6 +310,13 @@ def run(
     ds = read(data, "data", class_names or (train.class_names if train is not None else None))
     ood = read(ood_data, "ood_data", None) if ood_data is not None else None
     run_warnings: list[str] = []
+    for d in (ds, train, ood):
+        if d is not None and d.meta.get("unreadable_images"):
+            n = int(d.meta["unreadable_images"])
+            run_warnings.append(
+                f"{d.path}: {plural(n, 'unreadable image')} left out (report data.unreadable_files); "
+                "--strict-data stops on them"
+            )
     if base is not None:
         differences = data_differences(base.data, describe_data(ds))
         where = str(baseline) if isinstance(baseline, str | Path) else "the baseline report"
@@ -300,6 +343,12 @@ def run(
             f"{ds.path or 'data'}: samples of shape {ds.input_shape} do not fit the model ({exc}); "
             "pass --input-shape if the model expects another shape"
         ) from exc
+    if cfg.device != "cpu":
+        if not hasattr(m, "to_device"):
+            raise InvalidInputError(
+                f"--device {cfg.device}: only PyTorch models can run there; this is a {m.format} model"
+            )
+        m.to_device(cfg.device)
     ds = validate_compat(m, ds, ds.path or "data")
     if train is not None:
         train = validate_compat(m, train, train.path or "train_data")
@@ -310,6 +359,14 @@ def run(
         ds.meta["class_names_source"] = "model"
     if train is not None and train.class_names is None:
         train.class_names = ds.class_names
+    if pol.schema and ds.modality == "tabular":  # the feature schema's overrides, checked here (exit 2)
+        from roadworthy.schema import infer_schema
+
+        ref = train if train is not None else ds
+        infer_schema(
+            ref.x.reshape(len(ref.x), -1), ds.feature_names or ref.feature_names, overrides=pol.schema
+        )
+        ds.meta["schema"] = pol.schema
 
     session = Session(
         model=m,
@@ -330,6 +387,8 @@ def run(
         model_recipe=recipe,
         options=opts.run_key_fields(),
         warnings=run_warnings,
+        time_limit_s=cfg.time_limit,
+        device=cfg.device,
     )
     try:
         report = session.run()
@@ -339,7 +398,24 @@ def run(
         raise
     if cfg.out is not None:
         write_reports(report, cfg.out)
+    if tracker is not None:
+        tracker.log(report, cfg.out, policy=pol, model=m)
     return report
+
+
+def require_cuda() -> None:
+    """Refuse ``--device cuda`` on a machine where PyTorch sees no GPU (one line, exit code 2)."""
+    try:
+        import torch
+
+        available = bool(torch.cuda.is_available())
+    except ImportError:
+        available = False
+    if not available:
+        raise InvalidInputError(
+            "--device cuda: PyTorch sees no CUDA GPU on this machine (torch.cuda.is_available() is False); "
+            "run without --device, or on a machine with a GPU and a CUDA build of PyTorch"
+        )
 
 
 def check_output_dir(out: Path) -> None:

@@ -104,7 +104,9 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
     "--model",
     "-m",
     required=True,
-    help="Model file (.pt TorchScript, .pt2, .onnx, .skops; .pkl/.joblib with --trust-pickle).",
+    help="Model file (.pt TorchScript, .pt2, .onnx, .skops; .pkl/.joblib with --trust-pickle), an MLflow "
+    "model URI (models:/<name>/<version>, models:/<name>@<alias>, runs:/<id>/<path>, models:/m-<id>) or a "
+    "served model's URL (http://host:port/invocations, http://host:port/v2/models/<name>/infer).",
 )
 @click.option(
     "--data",
@@ -125,7 +127,11 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
     help="quick (every CI run) | standard | thorough (release).",
 )
 @click.option("--policy", help="Policy YAML with gates (default: the documented default policy).")
-@click.option("--baseline", help="report.json of the last deployed model, for max_drop gates and mCE.")
+@click.option(
+    "--baseline",
+    help="report.json of the last deployed model, for max_drop gates and mCE; or an MLflow run or "
+    "model URI whose run holds one (runs:/<id>, models:/<name>@<alias>).",
+)
 @click.option(
     "--force-baseline",
     is_flag=True,
@@ -161,13 +167,39 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 )
 @click.option("--input-shape", help="Per-sample input shape when the model does not say, e.g. 3,32,32.")
 @click.option("--feature-layer", help="Layer (or ONNX tensor) whose input gives the penultimate features.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Batch size of model calls.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Largest batch of model calls (lowered when the measured memory per sample says so).",
+)
+@click.option(
+    "--time-limit",
+    help="Plan the run to fit this time, e.g. 15m or 1h: sample counts shrink (wider intervals) instead "
+    "of the budget's own target (quick 10 min, standard 30 min).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(("cpu", "cuda")),
+    default="cpu",
+    show_default=True,
+    help="Where PyTorch models run; cuda is refused when no GPU is available.",
+)
 @click.option(
     "--resume",
     is_flag=True,
     help="Reuse finished checks of an interrupted run in --out, when every setting that changes a number matches.",
 )
 @click.option("--mlflow", "log_mlflow", is_flag=True, help="Log metrics, verdict and report files to MLflow.")
+@click.option(
+    "--mlflow-experiment", help="MLflow experiment for the run (created if missing); implies --mlflow."
+)
+@click.option("--mlflow-run-name", help="Name of the new MLflow run; implies --mlflow.")
+@click.option(
+    "--mlflow-run-id",
+    help="Log into this existing MLflow run (refused if it already holds a report); implies --mlflow.",
+)
 @click.option("--verbose", "-v", is_flag=True)
 def check(
     model: str,
@@ -192,8 +224,13 @@ def check(
     input_shape: str | None,
     feature_layer: str | None,
     batch_size: int,
+    time_limit: str | None,
+    device: str,
     resume: bool,
     log_mlflow: bool,
+    mlflow_experiment: str | None,
+    mlflow_run_name: str | None,
+    mlflow_run_id: str | None,
     verbose: bool,
 ) -> int:
     """Run the suites on a model and write the readiness report.
@@ -217,6 +254,8 @@ def check(
         policy=policy,
         baseline=baseline,
         force_baseline=force_baseline,
+        time_limit=time_limit,
+        device=device,
     )
     load = LoadOptions(
         trust_pickle=trust_pickle,
@@ -233,10 +272,11 @@ def check(
         from roadworthy.errors import require
 
         require("ray", "ray", "--backend ray")  # fail before loading anything
-    if log_mlflow:
-        from roadworthy.errors import require
+    tracker = None
+    if log_mlflow or mlflow_experiment or mlflow_run_name or mlflow_run_id:
+        from roadworthy.trackers import MlflowTracker
 
-        require("mlflow", "mlflow", "--mlflow logging")  # fail before the run, not after
+        tracker = MlflowTracker(experiment=mlflow_experiment, run_name=mlflow_run_name, run_id=mlflow_run_id)
     progress, say = _progress_and_say()
     try:
         with _sigterm_as_interrupt(), _maybe_live(progress):
@@ -249,14 +289,16 @@ def check(
                 config=config,
                 progress=progress,
                 say=say,
+                mlflow=tracker,
             )
     except RunInterrupted as exc:
         return _finish(exc.report, out)
-    if log_mlflow:
-        from roadworthy.trackers import log_to_mlflow
-
-        run_id = log_to_mlflow(report, out)
-        _echo(f"mlflow run: {run_id}")
+    except OutputError as exc:
+        if hasattr(exc, "report"):  # MLflow logging failed after the run: the verdict first, then the error
+            _finish(exc.report, out)
+        raise
+    if tracker is not None:
+        _echo(f"mlflow run: {tracker.logged_run_id}")
     return _finish(report, out)
 
 

@@ -23,6 +23,8 @@ from roadworthy.types import BUDGETS  # re-exported: the run settings name the b
 
 #: Where checks run (see :data:`roadworthy.runner.BACKENDS`, which maps each name to its function).
 BACKEND_NAMES = ("local", "ray")
+#: Where PyTorch models run.
+DEVICES = ("cpu", "cuda")
 
 
 def _tuple(values: Sequence[Any] | None, kind: type) -> tuple[Any, ...] | None:
@@ -129,6 +131,11 @@ class RunConfig:
         A baseline :class:`roadworthy.results.Report` or its path.
     force_baseline
         Compare with a baseline that measured other data.
+    time_limit
+        Seconds the run should take at most (``--time-limit 15m``); the plan shrinks sample counts to fit
+        it instead of the budget's own time target. In the ``run_key``.
+    device
+        ``cpu`` or ``cuda`` (PyTorch models; refused when no GPU is available).
     """
 
     suites: tuple[str, ...] | None = None
@@ -141,11 +148,13 @@ class RunConfig:
     policy: Any = None
     baseline: Any = None
     force_baseline: bool = False
+    time_limit: float | None = None
+    device: str = "cpu"
 
     #: Fields that change no measured number (the others are in the ``run_key``: ``suites`` as the
     #: selected check ids, ``baseline`` as a hash of its metrics). The policy only judges the numbers,
     #: and the Ray backend gives the local one's numbers.
-    NOT_IN_RUN_KEY = frozenset({"backend", "out", "resume", "policy", "force_baseline"})
+    NOT_IN_RUN_KEY = frozenset({"backend", "out", "resume", "policy", "force_baseline", "device"})
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -163,6 +172,14 @@ class RunConfig:
             )
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise InvalidInputError(f"--batch-size must be at least 1. Got {self.batch_size!r} instead.")
+        if self.time_limit is not None:
+            from roadworthy.plan import parse_duration
+
+            set_(self, "time_limit", parse_duration(self.time_limit))
+        if self.device not in DEVICES:
+            raise InvalidInputError(
+                f"--device must be one of {', '.join(DEVICES)}. Got {self.device!r} instead."
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InvalidInputError(f"--seed must be an integer. Got {self.seed!r} instead.")
 

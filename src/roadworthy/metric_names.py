@@ -44,6 +44,8 @@ PATTERNS: tuple[str, ...] = (
     "shift.ece",
     "shift.mce",
     "shift.relative_mce",
+    "shift.tab_feature_sensitivity.worst_accuracy",
+    "shift.tab_feature_sensitivity.max_drop",
     # ood
     "ood.<detector>.auroc",
     "ood.<detector>.fpr95",
@@ -80,11 +82,35 @@ PATTERNS: tuple[str, ...] = (
     "attack.<attack>.trust.beats_noise",
     "attack.hopskipjump.start_failures",
     "attack.trustworthy",
+    # fuzz
+    "fuzz.<criterion>.coverage",
+    "fuzz.<criterion>.coverage_before",
+    "fuzz.failures",
+    "fuzz.valid_failures",
+    "fuzz.invalid_failures",
+    "fuzz.unique_failures",
+    "fuzz.mutants",
+    "fuzz.failure_rate",
+    "fuzz.random.<criterion>.coverage",
+    "fuzz.random.<criterion>.coverage_before",
+    "fuzz.random.failures",
+    "fuzz.random.valid_failures",
+    "fuzz.random.invalid_failures",
+    "fuzz.random.unique_failures",
+    "fuzz.random.mutants",
+    "fuzz.random.failure_rate",
     # integrity
     "integrity.label_issues.count",
     "integrity.label_issues.rate",
     "integrity.poisoning.suspect_count",
     "integrity.poisoning.score",
+    "integrity.backdoor_scan.max_anomaly_index",
+    "integrity.backdoor_scan.suspect_count",
+    "integrity.backdoor_scan.mask_ratio",
+    "integrity.backdoor_scan.attack_success",
+    "integrity.strip.false_rejection_rate",
+    "integrity.strip.detection_rate",
+    "integrity.strip.threshold",
     "integrity.duplicates.count",
     "integrity.duplicates.rate",
     "integrity.duplicates.conflicting_labels",
@@ -129,6 +155,15 @@ SHIFTS: tuple[str, ...] = (
     "scale",
     "translation",
     "perspective",
+    "tab_gaussian_noise",
+    "tab_missing_values",
+    "tab_unit_drift",
+    "tab_category_shift",
+    "tab_unseen_category",
+    "tab_feature_dropout",
+    "tab_outliers",
+    "tab_covariate_shift",
+    "tab_label_shift",
 )
 ATTACKS: tuple[str, ...] = (
     "fgsm",
@@ -143,8 +178,11 @@ ATTACKS: tuple[str, ...] = (
     "line",
     "laser",
     "sticker",
+    "tab_score",
+    "tab_boundary",
 )
 DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+CRITERIA: tuple[str, ...] = ("nc", "kmnc", "nbc", "snac", "tknc", "prediction")
 SOURCES: tuple[str, ...] = ("uniform_noise", "gaussian_noise", "flat_colour", "photos", "shift_*", "user")
 
 
@@ -163,10 +201,11 @@ def _registered(suite: str, exclude: Iterable[str] = ()) -> list[str]:
 def known_names() -> tuple[str, ...]:
     """Every metric name a built-in check can produce, as shell patterns (``*`` where any value fits)."""
     values = {
-        "<shift>": sorted({*SHIFTS, *_registered("shift")}),
+        "<shift>": sorted({*SHIFTS, *_registered("shift", ("tab_feature_sensitivity",))}),
         "<attack>": sorted({*ATTACKS, *_registered("attack")}),
         "<detector>": sorted({*DETECTORS, *_registered("ood", ("calibration", "validity"))}),
         "<source>": list(SOURCES),
+        "<criterion>": list(CRITERIA),
         "<k>": ["1", "2", "3", "4", "5"],
         "<e>": ["*"],
     }

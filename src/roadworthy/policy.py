@@ -51,6 +51,7 @@ DEFAULT_GATES = (
     "attack.trustworthy >= 1",
     "integrity.label_issues.rate <= 0.05",
     "integrity.poisoning.suspect_count <= 0",
+    "integrity.backdoor_scan.suspect_count <= 0",
     "integrity.leakage.count <= 0",
 )
 
@@ -90,10 +91,15 @@ gates:
   # --- training data (needs --train-data)
   - integrity.label_issues.rate <= 0.05
   - integrity.poisoning.suspect_count <= 0
+  - integrity.backdoor_scan.suspect_count <= 0   # backdoor target in the model (Neural Cleanse; eval data only)
   - integrity.leakage.count <= 0       # test samples that also sit in the training data
   # --- OOD and calibration
   # - ood.energy.auroc >= 0.80
   # - ood.calibration.ece_shifted <= 0.15
+  # --- fuzzing (image models; not a default gate: fuzzing searches for failures, so its rate depends on
+  # the budget and the search, and is no error rate on natural data). To demand that small plausible
+  # changes rarely break the model (valid failures per fuzzed mutant, lower end of the 95% interval):
+  # - fuzz.failure_rate_ci_low <= 0.05
 
 # Models without gradients (ONNX, scikit-learn, a function) cannot run the white-box attacks above; for
 # them these gates replace every gate on a white-box attack (fgsm, pgd_*, apgd_*, autoattack, sticker).
@@ -106,6 +112,10 @@ baseline:
 
 fail_on_unevaluated: false   # true: a gate whose metric was not measured fails the verdict
 fail_on_error: true          # a check that crashed makes the verdict not-ready
+# schema:                    # tables only: override the feature schema inferred from the training data
+#   immutable: [age, country]  # columns no shift or attack may change
+#   kinds: {zip_code: categorical}   # continuous, integer, binary or categorical
+#   ranges: {income: [0, 500000]}    # the valid range (default: the observed one)
 # (booleans are unquoted: "false" in quotes is a string and is refused)
 """
 
@@ -126,10 +136,12 @@ class _PolicyFile(BaseModel):
     baseline: _BaselineSection = Field(default_factory=_BaselineSection)
     fail_on_unevaluated: bool = False
     fail_on_error: bool = True
+    #: tables: the feature schema's overrides (immutable, kinds, ranges), checked by roadworthy.schema
+    feature_schema: dict[str, Any] | None = Field(None, alias="schema")  # "schema" is taken by BaseModel
 
 
 _ALLOWED = {
-    "": sorted(_PolicyFile.model_fields),
+    "": sorted(f.alias or n for n, f in _PolicyFile.model_fields.items()),
     "baseline": sorted(_BaselineSection.model_fields),
 }
 
@@ -204,6 +216,8 @@ class Policy:
     black_box_gates: list[GateRule] = field(
         default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_BLACK_BOX_GATES]
     )
+    #: tables: overrides of the inferred feature schema (``immutable``, ``kinds``, ``ranges``)
+    schema: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Policy:
@@ -228,7 +242,7 @@ class Policy:
         """A policy from the parsed YAML mapping; every problem is one :class:`InvalidInputError` line."""
         if not isinstance(raw, dict):
             raise InvalidInputError(f"{source}: the policy must be a mapping with a 'gates' list")
-        unknown = set(raw) - set(_PolicyFile.model_fields)
+        unknown = set(raw) - set(_ALLOWED[""])
         if unknown:
             raise InvalidInputError(
                 f"{source}: unknown policy key(s) {', '.join(sorted(map(str, unknown)))}; "
@@ -246,6 +260,7 @@ class Policy:
             fail_on_unevaluated=parsed.fail_on_unevaluated,
             fail_on_error=parsed.fail_on_error,
             source=source,
+            schema=dict(parsed.feature_schema or {}),
         )
 
     def check_metric_names(self, checks: Iterable[type[Check]]) -> None:

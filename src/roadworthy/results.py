@@ -44,6 +44,9 @@ class DataDescription(_Model):
     modality: str
     input_shape: list[int]
     class_names: list[str] | None = None
+    #: image files that could not be decoded and were left out (see ``--strict-data``); their names
+    unreadable_images: int = 0
+    unreadable_files: list[str] = Field(default_factory=list)
 
 
 class ExampleImage(_Model):
@@ -108,6 +111,41 @@ class Resumed(_Model):
     reused: list[str] = Field(default_factory=list)
 
 
+class PlannedCheck(_Model):
+    """One check in ``report.plan``: what the planner chose, what it expected and what happened."""
+
+    id: str
+    samples: int | None = None  #: samples it used (None: the whole evaluation set via the shared outputs)
+    default_samples: int | None = None  #: what the budget alone would have used
+    estimated_s: float = 0.0
+    actual_s: float | None = None
+    interval_width: float | None = None  #: widest 95% interval among its metrics (the precision achieved)
+
+
+class Plan(_Model):
+    """How the run was planned by cost before it started (see ``roadworthy.plan``)."""
+
+    budget: str
+    target_s: float | None = None  #: the time it had to fit: the budget's target or --time-limit
+    time_limit_s: float | None = None
+    forward_ms: float | None = None  #: measured forward cost per sample
+    backward_ms: float | None = None  #: measured forward+backward cost per sample (white-box)
+    estimated_s: float = 0.0
+    default_estimated_s: float = 0.0  #: the budget's unplanned estimate
+    scaled: bool = False  #: sample counts were shrunk to fit the target
+    checks: list[PlannedCheck] = Field(default_factory=list)
+
+
+class RunInfo(_Model):
+    """What the run cost on the machine that ran it."""
+
+    wall_s: float
+    peak_rss_mb: float | None = None  #: the process's peak resident memory (``ru_maxrss``)
+    cores: int
+    device: str = "cpu"
+    batch_size: int | None = None  #: the batch size of model calls
+
+
 class Report(_Model):
     schema_version: str = SCHEMA_VERSION
     tool: ToolInfo
@@ -127,6 +165,8 @@ class Report(_Model):
     run_key: str | None = None  #: sha256 of everything that changes a number (resume compares it)
     options: dict[str, Any] = Field(default_factory=dict)  #: the settings that went into ``run_key``
     resumed: Resumed | None = None
+    plan: Plan | None = None  #: the cost plan, its estimates, actual times and interval widths
+    run: RunInfo | None = None  #: wall time, peak memory, cores and device of this run
 
     @field_serializer("metrics")
     def _finite_metrics(self, metrics: dict[str, float | None]) -> dict[str, float | None]:

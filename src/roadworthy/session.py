@@ -15,6 +15,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,11 @@ from roadworthy.results import (
     Gate,
     Incomplete,
     ModelDescription,
+    Plan,
+    PlannedCheck,
     Report,
     Resumed,
+    RunInfo,
     ToolInfo,
 )
 from roadworthy.runner import BACKENDS
@@ -108,6 +112,8 @@ def describe_data(ds: Dataset) -> DataDescription:
         modality=ds.modality,
         input_shape=list(ds.input_shape),
         class_names=list(ds.class_names) if ds.class_names else None,
+        unreadable_images=int(ds.meta.get("unreadable_images", 0)),
+        unreadable_files=[str(f) for f in ds.meta.get("unreadable_files", [])],
     )
 
 
@@ -231,6 +237,9 @@ class Session:
     model_recipe: Callable[[], Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  #: load options that change numbers (mean, ...)
     warnings: list[str] = field(default_factory=list)  #: found before the run (e.g. a forced baseline)
+    time_limit_s: float | None = None  #: --time-limit: the plan shrinks sample counts to fit it
+    device: str = "cpu"  #: where the model runs (recorded in the report's run info)
+    plan: Any = None  #: the :class:`roadworthy.plan.RunPlan`, set by :meth:`make_plan`
 
     def context(self) -> Context:
         from roadworthy.checks.base import NullProgress
@@ -245,7 +254,33 @@ class Session:
             baseline=self.baseline,
             batch_size=self.batch_size,
             progress=self.progress or NullProgress(),
+            plan_params=self.plan.overrides() if self.plan is not None else {},
+            plan_estimates={c.id: c.estimated_s for c in self.plan.checks} if self.plan is not None else {},
         )
+
+    def make_plan(self, classes: Sequence[type[Check]]) -> Any:
+        """Time the model, choose the batch size and plan each check's samples (see :mod:`roadworthy.plan`).
+
+        The batch size only goes down from the requested one, when the measured memory per sample says a
+        batch would take more than ``plan.BATCH_MEMORY_BYTES``; the sample counts only go down when the
+        estimate exceeds the budget's time target or ``time_limit_s``.
+        """
+        from roadworthy import plan as planning
+
+        x = self.data.x
+        result = None
+        if len(x):
+            white_box = "white_box" in capabilities(self.model)
+            try:
+                per_sample = planning.batch_memory(self.model, x)
+                self.batch_size = planning.batch_size_for(per_sample, self.batch_size)
+                result = planning.probe(self.model, x, batch=min(64, self.batch_size), white_box=white_box)
+            except Exception as exc:  # noqa: BLE001 - a broken model is the sanity checks' finding, not the plan's
+                log.info("cost probe failed (%s); planning without it", exc)
+        self.plan = planning.make_plan(classes, self.budget, len(x), result, self.time_limit_s)
+        for line in self.plan.lines():
+            self._announce(line)
+        return self.plan
 
     def run_options(self, classes: Sequence[type[Check]] | None = None) -> dict[str, Any]:
         """Everything that changes a number, as JSON values; its hash is the report's ``run_key``."""
@@ -266,6 +301,7 @@ class Session:
                 "checks": sorted(c.id for c in selected),
                 "batch_size": self.batch_size,
                 "baseline_metrics": baseline,
+                **(self.plan.key_fields() if self.plan is not None else {"time_limit": self.time_limit_s}),
                 **{k: self.options[k] for k in sorted(self.options)},
             }
         )
@@ -282,7 +318,9 @@ class Session:
         from roadworthy.memory import keep_freed_memory
 
         keep_freed_memory()
+        started = time.perf_counter()
         classes = select_checks(self.suites, self.budget)
+        self.make_plan(classes)
         options = self.run_options(classes)
         key = _run_key(options)
         ctx = self.context()
@@ -328,14 +366,66 @@ class Session:
             report = self.build_report(
                 finished, created, key, options, resumed, self._incomplete(reason, finished, all_ids)
             )
+            report.run = self.run_info(time.perf_counter() - started)
             if self.out is not None:  # keep it for --resume
                 with contextlib.suppress(OSError):
                     write_text_atomic(self.out / PARTIAL_NAME, report.model_dump_json(indent=1))
             raise RunInterrupted(report, reason) from exc
         report = self.build_report(results, created, key, options, resumed)
+        report.run = self.run_info(time.perf_counter() - started)
         if self.out is not None:
             (self.out / PARTIAL_NAME).unlink(missing_ok=True)
         return report
+
+    def run_info(self, wall_s: float) -> RunInfo:
+        """Wall time, peak memory, cores, device and batch size of this run."""
+        from roadworthy.plan import cpu_count, peak_rss_mb
+
+        return RunInfo(
+            wall_s=round(wall_s, 3),
+            peak_rss_mb=peak_rss_mb(),
+            cores=cpu_count(),
+            device=self.device,
+            batch_size=self.batch_size,
+        )
+
+    def plan_report(self, results: Sequence[CheckResult]) -> Plan | None:
+        """``report.plan``: the plan with each check's actual time and widest interval."""
+        if self.plan is None:
+            return None
+        from roadworthy.plan import interval_width
+
+        by_id = {r.id: r for r in results}
+        p = self.plan
+        checks = []
+        for c in p.checks:
+            r = by_id.get(c.id)
+            checks.append(
+                PlannedCheck(
+                    id=c.id,
+                    samples=c.samples,
+                    default_samples=c.default_samples,
+                    estimated_s=round(c.estimated_s, 3),
+                    actual_s=round(r.duration_s, 3) if r is not None else None,
+                    interval_width=interval_width(r.metrics) if r is not None else None,
+                )
+            )
+        probe = p.probe
+        return Plan(
+            budget=p.budget,
+            target_s=p.target_s,
+            time_limit_s=p.time_limit_s,
+            forward_ms=probe.measured_forward_s * 1e3 if probe is not None else None,
+            backward_ms=(
+                probe.measured_backward_s * 1e3
+                if probe is not None and probe.measured_backward_s is not None
+                else None
+            ),
+            estimated_s=round(p.estimated_s, 3),
+            default_estimated_s=round(p.default_estimated_s, 3),
+            scaled=p.scaled,
+            checks=checks,
+        )
 
     @staticmethod
     def _incomplete(reason: str, finished: list[CheckResult], all_ids: list[str]) -> Incomplete:
@@ -402,6 +492,7 @@ class Session:
             run_key=run_key,
             options=options or {},
             resumed=resumed,
+            plan=self.plan_report(results),
         )
 
     def _announce(self, text: str, warning: bool = False) -> None:

@@ -70,6 +70,10 @@ def test_fuzzing_finds_a_planted_weakness(
     assert result.profile_source == "training"
     assert result.layers and result.criterion == "kmnc"
     assert result.n_queries == SMALL["max_queries"]
+    # every mutant is counted under its root seed, the denominator of per-class failure rates
+    assert sum(result.mutants_by_seed.values()) == result.n_mutants
+    assert set(result.mutants_by_seed) <= set(range(len(x)))
+    assert {f.seed_index for f in result.failures} <= set(result.mutants_by_seed)
     assert result.n_seeds_dropped >= int((x.mean(axis=(1, 2, 3)) > bright_threshold).sum())
     triggered = [f for f in result.failures if f.image.mean() > bright_threshold]
     assert len(result.failures) >= 12

@@ -90,3 +90,15 @@ def test_folders_are_read_at_the_size_the_model_declares(tmp_path):
         net, data, suites=["clean"], budget="quick", image_size="8x8", class_names=ORDER
     )
     assert report.data.input_shape == [3, 8, 8]
+
+
+def test_unreadable_images_reach_the_report(colour_model, tmp_path):
+    from roadworthy.errors import RoadworthyWarning
+
+    root = _folder(tmp_path / "test", ORDER)
+    (root / "red" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.warns(RoadworthyWarning, match="unreadable image"):
+        acc, report = _accuracy(colour_model, root, class_names=ORDER)
+    assert acc == 1.0
+    assert report.data.unreadable_images == 1 and report.data.unreadable_files[0].endswith("9.png")
+    assert any("1 unreadable image left out" in w for w in report.warnings)

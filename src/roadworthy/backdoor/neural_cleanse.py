@@ -21,6 +21,12 @@ batch for ``patience`` checks, then ``init_cost``, raised by ``cost_multiplier``
 of success and lowered by ``cost_multiplier ** 1.5`` after ``patience`` checks of failure; the smallest
 mask that reached the threshold is kept. All classes are optimised together in one batched forward pass
 (``n_classes x batch_size`` images per step), which is what makes a 10-class scan fit in a CPU budget.
+
+Work is spent only where it still buys something (the paper's early stop, per class): a class whose
+smallest successful mask has not shrunk by more than ``early_stop_tol`` (relative) for ``early_stop``
+consecutive checks is *converged* and leaves the batch, so the later steps cost only the classes still
+shrinking; the scan ends when every class has converged, after ``steps``, or when ``max_seconds`` of
+wall time are spent (the result says which, in ``stopped``).
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ class NeuralCleanseResult:
         ``(median(l1) - l1) / (1.4826 * MAD(l1))``: large positive values are suspiciously small masks.
     steps, seconds
         Optimisation steps run and wall time.
+    class_steps
+        Steps each class was optimised for before it converged (or the scan stopped).
+    stopped
+        Why the optimisation ended: ``"converged"`` (every class), ``"steps"`` or ``"time"``.
     """
 
     classes: list[int]
@@ -75,6 +85,8 @@ class NeuralCleanseResult:
     steps: int
     seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+    class_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    stopped: str = "steps"
 
     @property
     def suspect(self) -> int:
@@ -147,6 +159,9 @@ def neural_cleanse(
     cost_multiplier: float = 1.5,
     seed: int = 0,
     eval_batch_size: int = 256,
+    early_stop: int = 4,
+    early_stop_tol: float = 0.01,
+    max_seconds: float | None = None,
 ) -> NeuralCleanseResult:
     """Reverse-engineer the smallest trigger for every class of a white-box image model.
 
@@ -171,7 +186,14 @@ def neural_cleanse(
         The adaptive ``lambda`` schedule (see the module docstring); ``patience`` counts checks, one every
         ``check_every`` steps.
     seed
-        Seeds the initial masks and the mini-batch draws (the result is deterministic for a seed).
+        Seeds the initial masks and the mini-batch draws (the result is deterministic for a seed, unless
+        ``max_seconds`` cuts the run short).
+    early_stop, early_stop_tol
+        A class whose best mask norm has not improved by more than ``early_stop_tol`` (relative) for
+        ``early_stop`` consecutive checks, once its ``lambda`` is set, stops being optimised (0: never).
+    max_seconds
+        Wall-time cap for the optimisation (None: no cap). Classes that never reached the threshold are
+        marked in ``reached``.
 
     Raises
     ------
@@ -195,10 +217,10 @@ def neural_cleanse(
         raise InvalidInputError(
             f"neural_cleanse: `classes` must be at least 3 distinct labels in [0, {k_all}). Got {classes}."
         )
-    if steps < 1 or batch_size < 1 or patience < 1 or check_every < 1:
+    if steps < 1 or batch_size < 1 or patience < 1 or check_every < 1 or early_stop < 0:
         raise InvalidInputError(
-            "neural_cleanse: `steps`, `batch_size`, `patience` and `check_every` must be positive. "
-            f"Got {steps}, {batch_size}, {patience}, {check_every}."
+            "neural_cleanse: `steps`, `batch_size`, `patience` and `check_every` must be positive and "
+            f"`early_stop` >= 0. Got {steps}, {batch_size}, {patience}, {check_every}, {early_stop}."
         )
     y_arr = None if y is None else np.asarray(y).astype(np.int64)
     if y_arr is not None and len(y_arr) != len(x):
@@ -229,44 +251,68 @@ def neural_cleanse(
     seen_acc = np.zeros(kc)
     n = len(x)
     b = min(batch_size, n)
-    for step in range(1, steps + 1):
+    live = np.ones(kc, bool)  # classes still being optimised
+    stale = np.zeros(kc, int)  # consecutive checks without a better mask, once lambda is set
+    class_steps = np.zeros(kc, int)
+    stopped = "steps"
+    step = 0
+    while step < steps:
+        step += 1
+        act = np.flatnonzero(live)
+        ka = len(act)
+        act_t = torch.from_numpy(act)
         idx = torch.randint(0, n, (b,), generator=g)
         xb = xt[idx]
-        mask = (torch.tanh(m_raw) + 1) / 2
-        pattern = (torch.tanh(p_raw) + 1) / 2
+        mask = (torch.tanh(m_raw[act_t]) + 1) / 2
+        pattern = (torch.tanh(p_raw[act_t]) + 1) / 2
         adv = (1 - mask[:, None]) * xb[None] + (mask * pattern)[:, None]
-        logits = model.forward_torch(adv.reshape(kc * b, c, h, w)).reshape(kc, b, -1)
-        tgt = targets[:, None].expand(kc, b)
-        ce = F.cross_entropy(logits.reshape(kc * b, -1), tgt.reshape(-1), reduction="none").reshape(kc, b)
-        weight = torch.ones((kc, b)) if yt is None else (yt[idx][None] != targets[:, None]).float()
+        logits = model.forward_torch(adv.reshape(ka * b, c, h, w)).reshape(ka, b, -1)
+        tgt = targets[act_t][:, None].expand(ka, b)
+        ce = F.cross_entropy(logits.reshape(ka * b, -1), tgt.reshape(-1), reduction="none").reshape(ka, b)
+        weight = torch.ones((ka, b)) if yt is None else (yt[idx][None] != tgt).float()
         denom = weight.sum(dim=1).clamp_min(1.0)
         ce_k = (ce * weight).sum(dim=1) / denom
-        l1 = mask.reshape(kc, -1).sum(dim=1)
-        loss = (ce_k + torch.from_numpy(cost).float() * l1).sum()
+        l1 = mask.reshape(ka, -1).sum(dim=1)
+        loss = (ce_k + torch.from_numpy(cost[act]).float() * l1).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        class_steps[act] += 1
         with torch.no_grad():
             hit = ((logits.argmax(dim=2) == tgt).float() * weight).sum(dim=1)
-        hits_acc += hit.numpy()
-        seen_acc += weight.sum(dim=1).numpy()
-        if step % check_every and step != steps:
+        hits_acc[act] += hit.numpy()
+        seen_acc[act] += weight.sum(dim=1).numpy()
+        out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
+        if step % check_every and step != steps and not out_of_time:
             continue
         asr = hits_acc / np.maximum(seen_acc, 1.0)
         hits_acc[:] = 0.0
         seen_acc[:] = 0.0
-        l1_now = l1.detach().numpy().astype(np.float64)
-        ok = asr >= attack_threshold
-        better = ok & (l1_now < best_l1)
-        if better.any():
-            best_l1[better] = l1_now[better]
-            best_mask[better] = mask.detach().numpy()[better]
-            best_pat[better] = pattern.detach().numpy()[better]
-        unset = cost == 0
+        l1_now = np.full(kc, np.inf)
+        l1_now[act] = l1.detach().numpy().astype(np.float64)
+        ok = live & (asr >= attack_threshold)
+        better = ok & (l1_now < best_l1 * (1 - early_stop_tol))
+        improved = ok & (l1_now < best_l1)
+        if improved.any():
+            pos = {int(k): i for i, k in enumerate(act)}
+            rows = [pos[int(k)] for k in np.flatnonzero(improved)]
+            best_l1[improved] = l1_now[improved]
+            best_mask[improved] = mask.detach().numpy()[rows]
+            best_pat[improved] = pattern.detach().numpy()[rows]
+        stale = np.where(better | (cost == 0), 0, stale + 1)
+        if early_stop:
+            live &= ~(np.isfinite(best_l1) & (stale >= early_stop))
+        if out_of_time:
+            stopped = "time"
+            break
+        if not live.any():
+            stopped = "converged"
+            break
+        unset = live & (cost == 0)
         set_counter = np.where(unset & ok, set_counter + 1, 0)
         start_cost = unset & (set_counter >= patience)
         cost[start_cost] = init_cost
-        active = ~unset
+        active = live & (cost > 0) & ~start_cost
         up = np.where(active & ok, up + 1, 0)
         down = np.where(active & ~ok, down + 1, 0)
         raise_ = active & (up >= patience)
@@ -291,8 +337,10 @@ def neural_cleanse(
         reached=reached,
         attack_success=success,
         anomaly_index=anomaly_index(l1_final),
-        steps=steps,
+        steps=step,
         seconds=time.perf_counter() - start,
+        class_steps=class_steps,
+        stopped=stopped,
         params={
             "steps": steps,
             "batch_size": b,
@@ -304,6 +352,9 @@ def neural_cleanse(
             "cost_multiplier": cost_multiplier,
             "seed": seed,
             "n_inputs": n,
+            "early_stop": early_stop,
+            "early_stop_tol": early_stop_tol,
+            "max_seconds": max_seconds,
         },
     )
 

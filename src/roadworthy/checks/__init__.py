@@ -28,9 +28,10 @@ BUILTIN_MODULES = (
     "roadworthy.checks.attack",
     "roadworthy.checks.integrity",
     "roadworthy.checks.ood",
+    "roadworthy.checks.fuzz",
 )
 
-SUITE_ORDER = ("sanity", "clean", "shift", "ood", "attack", "integrity")
+SUITE_ORDER = ("sanity", "clean", "shift", "ood", "attack", "fuzz", "integrity")
 
 
 def load_builtin_checks() -> dict[str, type[Check]]:

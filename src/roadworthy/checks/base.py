@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from roadworthy.data.base import Dataset, stratified_sample
+from roadworthy.errors import plural
 from roadworthy.models.base import Model, capabilities, to_logits, to_probs
 from roadworthy.types import BUDGETS  # re-exported: the budget names live on the ground floor
 
@@ -123,6 +124,18 @@ class Check:
     def run(self, ctx: Context) -> Outcome:
         raise NotImplementedError
 
+    @classmethod
+    def planned(cls, budget: str, overrides: dict[str, Any] | None = None) -> Check:
+        """The check with its budget's params and the cost plan's ``overrides`` (fewer samples).
+
+        The planner only changes fields the params declare (``n_samples``), so the changed value shows
+        in the reported ``params`` like any other.
+        """
+        check = cls(budget=budget)
+        if overrides and dataclasses.is_dataclass(check.params):
+            check.params = dataclasses.replace(check.params, **overrides)
+        return check
+
     def params_dict(self) -> dict[str, Any]:
         if dataclasses.is_dataclass(self.params):
             return _jsonable(dataclasses.asdict(self.params))
@@ -140,7 +153,7 @@ class Check:
         if req.train_data and ctx.train_data is None:
             return "needs --train-data"
         if ctx.model.n_classes < req.min_classes:
-            return f"needs at least {req.min_classes} classes, the model has {ctx.model.n_classes}"
+            return f"needs at least {plural(req.min_classes, 'class', 'classes')}, the model has {ctx.model.n_classes}"
         return None
 
 
@@ -195,6 +208,10 @@ class Context:
     batch_size: int = 256
     progress: ProgressReporter = field(default_factory=NullProgress)
     results: dict[str, CheckResult] = field(default_factory=dict)
+    #: params the session's cost plan changed, by check id (``{"attack.pgd_linf": {"n_samples": 96}}``)
+    plan_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the plan's estimated seconds by check id (for the estimate of the time left)
+    plan_estimates: dict[str, float] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- facts

@@ -140,6 +140,9 @@ class FuzzResult:
         The random seed.
     validity
         Which mutants the validity gate judged: ``"none"``, ``"failures"`` or ``"all"``.
+    mutants_by_seed
+        Mutants run per root seed (index into ``x``), so a failure rate per true class has its
+        denominator.
     """
 
     mode: str
@@ -164,6 +167,7 @@ class FuzzResult:
     seconds: dict[str, float]
     seed: int
     validity: str
+    mutants_by_seed: dict[int, int] = field(default_factory=dict)
 
     @property
     def valid_failures(self) -> list[Failure]:
@@ -306,6 +310,7 @@ class Fuzzer:
 
         params = {k.lower(): dict(v) for k, v in (criterion_params or {}).items()}
         extra = list(criteria or ())
+        self._own_probe = probe is None  # a probe made here is closed here (its hooks sit on the module)
         if probe is None:
             need_nc = criteria is None or any(_name(c) == "nc" for c in (criterion, *extra) if c is not None)
             probe = make_probe(model, x[:1], layers=layers, extrema=need_nc)
@@ -365,6 +370,7 @@ class Fuzzer:
 
         failures: list[Failure] = []
         examples = {True: 0, False: 0}
+        root_mutants = np.zeros(keep.size, dtype=np.int64)
         op_stats = {op.name: {"mutants": 0, "failures": 0, "invalid": 0, "new": 0} for op in self.operators}
         history: list[dict[str, float]] = []
         n_mutants = n_mut_fail = iterations = stall = 0
@@ -404,6 +410,7 @@ class Fuzzer:
             stall = 0
             parent_of = rows // n
             row_roots = np.array([parents[j].root for j in parent_of], dtype=np.int64)
+            root_mutants += np.bincount(row_roots, minlength=keep.size)
             xs = muts.x[rows]
             reduce_before = probe.reduce_seconds
             obs = probe(xs)
@@ -518,6 +525,7 @@ class Fuzzer:
             seconds=seconds,
             seed=self.seed,
             validity="none" if self.is_valid is None else self.validity_on,
+            mutants_by_seed={int(keep[r]): int(c) for r, c in enumerate(root_mutants) if c},
         )
 
     # -- helpers
@@ -628,7 +636,7 @@ def fuzz(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) 
     progress
         Called as ``progress(queries_done, max_queries)`` after each iteration.
     """
-    return Fuzzer(model, x, y, **params).run()
+    return _run_and_close(Fuzzer(model, x, y, **params))
 
 
 def random_testing(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) -> FuzzResult:
@@ -636,7 +644,17 @@ def random_testing(model: Any, x: np.ndarray, y: np.ndarray | None = None, **par
     joins the queue, whatever its coverage (selection ``uniform`` unless given). Coverage is still
     measured, so the two runs compare directly."""
     params.setdefault("strategy", "uniform")
-    return Fuzzer(model, x, y, mode="random", **params).run()
+    return _run_and_close(Fuzzer(model, x, y, mode="random", **params))
+
+
+def _run_and_close(fuzzer: Fuzzer) -> FuzzResult:
+    """Run ``fuzzer``; a probe it made itself is removed from the model afterwards, whatever happens."""
+    try:
+        return fuzzer.run()
+    finally:
+        close = getattr(fuzzer.probe, "close", None)
+        if fuzzer._own_probe and close is not None:
+            close()
 
 
 __all__ = ["STRATEGIES", "Failure", "FuzzResult", "Fuzzer", "fuzz", "random_testing"]

@@ -60,7 +60,10 @@ def load_model(
     Parameters
     ----------
     path_or_object
-        A path to a TorchScript (``.pt``), ``torch.export`` (``.pt2``), ONNX (``.onnx``) or skops
+        An MLflow model URI (``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+        ``runs:/<run_id>/<path>``, ``models:/m-<id>``; see :mod:`roadworthy.models.mlflow`), the URL of a
+        served model (``http://host:port/invocations`` or ``.../v2/models/<name>/infer``; see
+        :mod:`roadworthy.models.http`), a path to a TorchScript (``.pt``), ``torch.export`` (``.pt2``), ONNX (``.onnx``) or skops
         (``.skops``) file, or with ``trust_pickle`` a ``.pkl``/``.joblib`` file or a module saved whole
         with ``torch.save``. Or an object: an ``nn.Module``, a ``torch.export`` program, a fitted
         scikit-learn classifier, a callable ``f(x) -> scores`` or anything that already follows the
@@ -114,6 +117,22 @@ def load_model(
         feature_layer=feature_layer,
         output=output,
     )
+    if isinstance(path_or_object, str) and not Path(path_or_object).exists():  # served and MLflow models
+        from roadworthy.models.http import is_endpoint_url, load_endpoint
+        from roadworthy.models.mlflow import is_mlflow_uri, load_mlflow_model
+
+        remote = None
+        if is_endpoint_url(path_or_object):
+            remote = load_endpoint(path_or_object, opts)
+        elif is_mlflow_uri(path_or_object):
+            remote = load_mlflow_model(path_or_object, opts)
+        if remote is not None:  # identified by its URI (and the downloaded file's sha256, for MLflow)
+            remote.identity = ModelInfo(
+                path=path_or_object,
+                format=str(getattr(remote, "format", type(remote).__name__)),
+                sha256=getattr(remote, "sha256", None),
+            )
+            return remote
     if isinstance(path_or_object, str | os.PathLike):
         model = load_file(Path(path_or_object), opts, os.fspath(path_or_object))
         identity = ModelInfo(

@@ -159,7 +159,20 @@ def _session(model_bytes: bytes) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # one intra-op thread per core this process may use; no inter-op pool (the graphs run sequentially)
+    options.intra_op_num_threads = _cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _layout(dims: list[int | None]) -> str:

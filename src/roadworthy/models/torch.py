@@ -386,6 +386,16 @@ class TorchModel:
 
         return features
 
+    def to_device(self, device: str) -> None:
+        """Move the module and the normalisation to ``device`` (``"cuda"``); inputs follow in ``predict``."""
+        self.device = self._torch.device(device)
+        if hasattr(self.module, "to"):
+            self.module = self.module.to(self.device)
+        if self._mean is not None:
+            self._mean = self._mean.to(self.device)
+        if self._std is not None:
+            self._std = self._std.to(self.device)
+
     # -- protocol
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Scores ``(N, n_classes)`` for a float32 batch in pixel units."""

@@ -9,31 +9,30 @@ from roadworthy.results import Report
 
 log = logging.getLogger("roadworthy")
 
-FILES = {"json": "report.json", "html": "report.html", "markdown": "report.md", "junit": "junit.xml"}
+#: One row per report format: the file it is written to and its renderer (``module:function``, imported
+#: when first used so that writing JSON never loads Jinja2 or matplotlib). A new format is one row here
+#: and one module holding a pure function ``Report -> str``.
+RENDERERS: dict[str, tuple[str, str]] = {
+    "json": ("report.json", "roadworthy.report.json:render_json"),
+    "html": ("report.html", "roadworthy.report.html:render_html"),
+    "markdown": ("report.md", "roadworthy.report.markdown:render_markdown"),
+    "junit": ("junit.xml", "roadworthy.report.junit:render_junit"),
+}
+FILES = {fmt: file for fmt, (file, _) in RENDERERS.items()}
 
 
 def render(report: Report, fmt: str) -> str:
-    if fmt == "json":
-        from roadworthy.report.json import render_json
+    """The report in format ``fmt`` (a key of :data:`RENDERERS`)."""
+    import importlib
 
-        return render_json(report)
-    if fmt == "html":
-        from roadworthy.report.html import render_html
-
-        return render_html(report)
-    if fmt == "markdown":
-        from roadworthy.report.markdown import render_markdown
-
-        return render_markdown(report)
-    if fmt == "junit":
-        from roadworthy.report.junit import render_junit
-
-        return render_junit(report)
-    raise ValueError(f"unknown report format {fmt!r}")
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown report format {fmt!r}; known: {', '.join(RENDERERS)}")
+    module, func = RENDERERS[fmt][1].split(":")
+    return getattr(importlib.import_module(module), func)(report)
 
 
 def write_reports(
-    report: Report, out: str | Path, formats: tuple[str, ...] = ("json", "html", "markdown", "junit")
+    report: Report, out: str | Path, formats: tuple[str, ...] = tuple(RENDERERS)
 ) -> dict[str, Path]:
     """Write each format into ``out``, JSON first; a failing file never costs the others.
 

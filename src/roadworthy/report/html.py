@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from typing import Any
 
+from roadworthy.errors import plural
 from roadworthy.evidence import KEY as EVIDENCE_KEY
 from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_label, verdict_sentence
 from roadworthy.results import CheckResult, Report
@@ -35,6 +36,7 @@ THREAT_MODEL = OrderedDict(
         ),
         ("ood", ("deployment", "distribution shift: detection of unfamiliar inputs and calibration")),
         ("attack", ("deployment", "evasion (integrity violation, untargeted): white-box and black-box")),
+        ("fuzz", ("deployment", "evasion: natural-perturbation robustness found by coverage-guided fuzzing")),
         (
             "integrity",
             ("training", "poisoning: data integrity audit (label errors, targeted/backdoor poisoning)"),
@@ -133,6 +135,7 @@ def render_html(report: Report) -> str:
     )
     env.filters["num"] = fmt_value
     env.filters["safe_uri"] = safe_uri
+    env.filters["plural"] = plural
     suites: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for c in report.checks:
         suites.setdefault(c.suite, []).append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from roadworthy.errors import plural
 from roadworthy.report.text import HEADLINE_METRICS, fmt_value, verdict_label, verdict_sentence
 from roadworthy.results import Report
 
@@ -42,7 +43,7 @@ def render_markdown(report: Report, max_checks: int = 60) -> str:
         _text(verdict_sentence(report)),
         "",
         f"Model {_code(report.model.path or report.model.format)} · data {_code(report.data.path or '')} "
-        f"({report.data.n_samples} samples) · budget `{report.budget}` · seed `{report.seed}`",
+        f"({plural(report.data.n_samples, 'sample')}) · budget `{report.budget}` · seed `{report.seed}`",
         "",
     ]
     if report.warnings:

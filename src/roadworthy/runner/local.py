@@ -60,7 +60,10 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
     if reason:
         return CheckResult(**base, status="skipped", summary=f"Skipped: {reason}.")
     start = time.perf_counter()
-    check = cls(params, budget=ctx.budget) if params is not None else cls(budget=ctx.budget)
+    if params is not None:
+        check = cls(params, budget=ctx.budget)
+    else:
+        check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RoadworthyWarning)
@@ -106,20 +109,38 @@ def run_checks(
     before it, nor on the backend.
     """
     results: list[CheckResult] = []
-    for cls in order_checks(classes):
+    ordered = order_checks(classes)
+    estimates = {k: float(v) for k, v in ctx.plan_estimates.items()}
+    start = time.perf_counter()
+    for i, cls in enumerate(ordered):
         if done and cls.id in done and done[cls.id].status != "error":
             result = done[cls.id]
         else:
             if say:
-                say(f"- {cls.id} ...")
+                say(f"- {cls.id} ({i + 1}/{len(ordered)}) ...")
             result = run_check(cls, ctx)
             if say:
-                say(f"  {cls.id}: {result.status} ({result.duration_s:.1f} s)")
+                left = _remaining(ordered[i + 1 :], estimates, time.perf_counter() - start, i + 1)
+                say(f"  {cls.id}: {result.status} ({result.duration_s:.1f} s){left}")
         ctx.results[cls.id] = result
         results.append(result)
         if on_result:
             on_result(result)
     return results
+
+
+def _remaining(rest: Sequence[type[Check]], estimates: dict[str, float], elapsed: float, n_done: int) -> str:
+    """``"; 3.2 min elapsed, about 10 min left"``: the plan's estimates of the rest (else the mean so far)."""
+    if not rest:
+        return f"; {_mins(elapsed)} elapsed"
+    # the plan's estimates of what is left, else the mean time of the checks so far
+    by_plan = sum(estimates.get(c.id, 0.0) for c in rest)
+    left = by_plan if estimates else elapsed / max(1, n_done) * len(rest)
+    return f"; {_mins(elapsed)} elapsed, about {_mins(left)} left"
+
+
+def _mins(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
 def _jsonable(v: object) -> object:

@@ -65,6 +65,7 @@ def run_ray(
         "seed": ctx.seed,
         "baseline": ctx.baseline,
         "batch_size": ctx.batch_size,
+        "plan_params": ctx.plan_params,
     }
     payload_ref = ray.put(payload)
     task = ray.remote(_remote_check)

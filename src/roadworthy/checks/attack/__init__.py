@@ -24,4 +24,5 @@ from roadworthy.checks.attack import (  # noqa: F401
     square,
     sticker,
     summary,
+    tabular,  # tables: attack.tab_score, attack.tab_boundary (schema-projected)
 )

@@ -46,12 +46,7 @@ class APGDCE(AttackCheck):
     budget_params = BUDGETS
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
-        p = self.params
-
-        def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
-            return apgd(forward, x, y, eps, p.steps, "linf", "ce", p.restarts, gen)
-
-        return self.curve_white_box(ctx, s, step, loss="ce")
+        return _sweep(self, ctx, s, "ce")
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "ce"}
@@ -75,12 +70,17 @@ class APGDDLR(AttackCheck):
     budget_params = BUDGETS
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
-        p = self.params
-
-        def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
-            return apgd(forward, x, y, eps, p.steps, "linf", "dlr", p.restarts, gen)
-
-        return self.curve_white_box(ctx, s, step, loss="dlr")
+        return _sweep(self, ctx, s, "dlr")
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "dlr"}
+
+
+def _sweep(check: AttackCheck, ctx: Context, s: Sample, loss: str) -> Attempt:
+    """APGD with ``loss`` at ``eps`` plus the one-run curve: the two APGD checks differ in nothing else."""
+    p = check.params
+
+    def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
+        return apgd(forward, x, y, eps, p.steps, "linf", loss, p.restarts, gen)
+
+    return check.curve_white_box(ctx, s, step, loss=loss)

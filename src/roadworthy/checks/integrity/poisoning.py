@@ -215,7 +215,74 @@ class Poisoning(Check):
                     t.advance()
 
         table, flagged = self._decide(scans, labels, ctx)
+        flagged += self._backdoors(ctx, y, {f.scan.label for f in flagged}, table)
         return self._outcome(ctx, scans, table, flagged, len(y))
+
+    def _backdoors(
+        self, ctx: Context, y: np.ndarray, done: set[int], table: list[dict[str, Any]]
+    ) -> list[Suspicion]:
+        """Source-agnostic backdoors (:func:`roadworthy.backdoor.scan_training_data`): a class is called
+        poisoned only when its untangling score is high **and** the suspect group's common pattern works
+        as a trigger on other classes' inputs (a separable group with no working trigger is not a verdict)."""
+        from roadworthy.backdoor import SCORE_THRESHOLD, SUCCESS_THRESHOLD, scan_training_data
+
+        p = self.params
+        train = ctx.train_data
+        assert train is not None
+        image = train.modality == "image"
+        scan = scan_training_data(
+            y,
+            features=ctx.train_features,
+            x=train.x if image else None,
+            model=ctx.model if image else None,
+            max_dims=min(p.max_dims, 32),
+            min_class_size=p.min_class_size,
+            seed=ctx.random_state(self.id, "untangling"),
+        )
+        by_label = {row["label"]: row for row in table}
+        for f in scan.classes:
+            if f.label in by_label:
+                by_label[f.label]["untangling"] = {
+                    "score": round(f.score, 3),
+                    "method": f.method,
+                    "group_size": len(f.suspects),
+                    "chosen_by": f.chosen_by,
+                    "trigger_success": None
+                    if f.trigger_success is None
+                    else round(f.trigger_success.rate, 4),
+                }
+        out = []
+        for c in scan.flagged(max(SCORE_THRESHOLD, p.z_threshold), min_success=SUCCESS_THRESHOLD):
+            f = scan.finding(c)
+            if c in done or len(f.suspects) < p.min_group:
+                continue
+            rows = np.flatnonzero(y == c)
+            tau = np.zeros(len(rows))
+            tau[np.searchsorted(rows, f.suspects)] = np.maximum(f.suspect_scores + 0.5, 0.0) ** 2
+            cs = ClassScan(
+                label=c,
+                n=f.n,
+                members=np.sort(f.suspects),
+                relative_size=f.relative_size,
+                silhouette=float("nan"),
+                source=f.resembles,
+                resemblance=f.resemblance,
+                spectral_ratio=float("nan"),
+                tau=tau,
+                rows=rows,
+                partition=f"{f.method}, confirmed by trigger ({f.trigger_success.rate:.0%} success)",  # type: ignore[union-attr]
+            )
+            out.append(
+                Suspicion(
+                    view=f.method,
+                    scan=cs,
+                    score=f.score,
+                    members=f.suspects,
+                    tau=tau[np.searchsorted(rows, f.suspects)],
+                    votes=np.ones(len(f.suspects)),
+                )
+            )
+        return out
 
     def _decide(
         self, scans: dict[str, list[ClassScan]], labels: list[int], ctx: Context
@@ -304,22 +371,26 @@ class Poisoning(Check):
                     "label": s.label,
                     "n_suspects": len(f.members),
                     "class_size": s.n,
-                    "resembles": ctx.class_name(s.source),
+                    "resembles": ctx.class_name(s.source) if s.source >= 0 else None,
                     "resembles_label": s.source,
                     "evidence": view,
                     "split": s.partition,
-                    "silhouette": round(s.silhouette, 4),
+                    "silhouette": None if np.isnan(s.silhouette) else round(s.silhouette, 4),
                     "silhouette_z": round(score, 3),
                     "relative_size": round(s.relative_size, 4),
                 }
             )
-        all_scores = [row[v]["score"] for row in table for v in scans]
+        all_scores = [row[v]["score"] for row in table for v in scans] + [f.score for f in flagged]
         score_metric = max([0.0, *all_scores])
         if verdicts:
             v = verdicts[0]
             summary = (
                 f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
-                f"(most resemble {v['resembles']})"
+                + (
+                    f"(most resemble {v['resembles']})"
+                    if "trigger" not in v["split"]
+                    else f"whose shared pattern works as a trigger ({v['split']})"
+                )
             )
             if len(verdicts) > 1:
                 summary += f"; {len(verdicts) - 1} more class(es) flagged"

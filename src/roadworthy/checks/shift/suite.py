@@ -370,7 +370,7 @@ class ShiftSummary(Check):
 
     id = "shift.summary"
     title = "Shift: summary (mPC, rPC, worst shift, mCE)"
-    requires = Requires(modalities=frozenset({"image"}))
+    requires = Requires(modalities=frozenset({"image", "tabular"}))  # tabular: the shift.tab_* checks
     depends_on = ("shift.*",)
 
     def run(self, ctx: Context) -> Outcome:

@@ -1,0 +1,253 @@
+"""Evasion attacks on tabular models that stay inside the table's feature schema.
+
+Threat model (NIST AI 100-2, evasion at deployment): an attacker who may edit a row's *mutable* columns
+before it reaches the model, by at most ``eps`` standard deviations per numeric feature (L-inf in
+standardised units) and one categorical or binary column, and only to values a real row could hold:
+integers stay whole, categories stay observed levels, values stay in the observed range, immutable columns
+(age, country: the schema says which) are never touched. Every candidate row goes through
+:meth:`roadworthy.schema.Schema.project` and :func:`project_ball`.
+
+Two attacks, for any model (no gradients needed):
+
+- :func:`score_attack` (score-based black-box): a random search on the true class's margin, in the spirit
+  of SimBA (Guo et al., ICML 2019) and Square (Andriushchenko et al., ECCV 2020): propose a corner of the
+  eps-box on a random subset of features, keep it when the true class's probability margin drops.
+- :func:`boundary_attack` (decision-based black-box, labels only): the minimum-norm attack of HopSkipJump
+  (Chen, Jordan, Wainwright, S&P 2020) and the Boundary Attack (Brendel et al., ICLR 2018) reduced to what
+  a schema allows: start from the nearest row the model puts in another class, binary-search the segment
+  towards the input (each point projected), then reset features to the input's values one at a time while
+  the label stays wrong. It returns the smallest standardised L-inf distance that flips each row, so one
+  run answers every budget.
+
+Use from Python::
+
+    from roadworthy.attacks.tabular import score_attack, boundary_attack
+    out = score_attack(model.predict_proba, x, y, schema, eps=0.5, rng=np.random.default_rng(0))
+    out.adversarial, out.success, out.queries
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from roadworthy.schema import Schema
+
+__all__ = ["TabularAttack", "boundary_attack", "linf_distance", "project_ball", "score_attack"]
+
+Scores = Callable[[np.ndarray], np.ndarray]  # rows -> class probabilities (N, K)
+
+
+@dataclass(frozen=True)
+class TabularAttack:
+    """What an attack found.
+
+    Attributes
+    ----------
+    adversarial
+        The attacked rows (the input where nothing was found), on the schema's domain.
+    success
+        True where the model's label differs from the true label on the attacked row.
+    distance
+        Standardised L-inf distance of each attacked row to its input (``inf`` where nothing was found).
+    queries
+        Model queries spent on each row.
+    """
+
+    adversarial: np.ndarray
+    success: np.ndarray
+    distance: np.ndarray
+    queries: np.ndarray
+
+
+def linf_distance(a: np.ndarray, b: np.ndarray, schema: Schema) -> np.ndarray:
+    """Largest change of a numeric feature, in standard deviations, per row (categories count 0)."""
+    cols = schema.indices("continuous", "integer", mutable=False)
+    if not len(cols):
+        return np.zeros(len(a))
+    return np.max(np.abs(a[:, cols] - b[:, cols]) / schema.std[cols], axis=1)
+
+
+def project_ball(x_adv: np.ndarray, x: np.ndarray, eps: float | np.ndarray, schema: Schema) -> np.ndarray:
+    """``x_adv`` onto the schema's domain and within ``eps`` standard deviations of ``x`` per numeric feature.
+
+    Integer features are rounded towards ``x`` when rounding would leave the ball; immutable columns are
+    those of ``x``; at most one categorical or binary column per row keeps its change (the first one).
+    """
+    eps = np.broadcast_to(np.asarray(eps, np.float64), (len(x),))[:, None]
+    std = schema.std[None, :]
+    ball = np.clip(x_adv, x - eps * std, x + eps * std)
+    out = schema.project(ball, x, keep_range=False)
+    # the observed range, widened to hold the input itself (an input may already lie outside it)
+    out = np.clip(out, np.minimum(schema.low[None, :], x), np.maximum(schema.high[None, :], x))
+    kept = ball == x  # a cell the attacker left alone stays as it was, even off the schema's levels
+    out[kept] = x[kept]
+    ints = schema.indices("integer")
+    if len(ints):
+        d = out[:, ints] - x[:, ints]
+        limit = np.floor(eps * std[:, ints] + 1e-9)
+        out[:, ints] = x[:, ints] + np.clip(d, -limit, limit)
+    cats = schema.indices("binary", "categorical")
+    if len(cats) > 1:
+        changed = out[:, cats] != x[:, cats]
+        later = np.cumsum(changed, axis=1) > 1
+        block = out[:, cats]
+        block[later] = x[:, cats][later]
+        out[:, cats] = block
+    return out.astype(np.float32)
+
+
+def _margin(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    true = probs[np.arange(len(y)), y]
+    other = probs.copy()
+    other[np.arange(len(y)), y] = -np.inf
+    return true - other.max(axis=1)
+
+
+def score_attack(
+    scores: Scores,
+    x: np.ndarray,
+    y: np.ndarray,
+    schema: Schema,
+    eps: float,
+    rng: np.random.Generator,
+    steps: int = 100,
+    p_features: float = 0.3,
+) -> TabularAttack:
+    """Random search on the true class's probability margin within ``eps`` standard deviations.
+
+    Parameters
+    ----------
+    scores
+        The model's class probabilities for a batch of rows.
+    x, y
+        Rows ``(N, D)`` and their true labels.
+    schema
+        The table's feature schema (the attack's domain).
+    eps
+        Budget: the largest change of a numeric feature, in its standard deviations.
+    rng
+        Every random choice comes from it.
+    steps
+        Proposals per row (one model query each, plus one for the start).
+    p_features
+        Share of the mutable numeric features a proposal changes (at least one).
+    """
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+    num = schema.indices("continuous", "integer")
+    cats = schema.indices("binary", "categorical")
+    std = schema.std
+    best = x.copy()
+    probs = scores(best)
+    margin = _margin(probs, y)
+    queries = np.ones(len(x), np.int64)
+    for _ in range(steps):
+        alive = np.flatnonzero(margin > 0)
+        if not alive.size:
+            break
+        cand = best[alive].copy()
+        if len(num):
+            pick = rng.random((alive.size, len(num))) < p_features
+            pick[np.arange(alive.size), rng.integers(0, len(num), alive.size)] = True
+            corner = x[alive][:, num] + rng.choice([-1.0, 1.0], (alive.size, len(num))) * eps * std[num]
+            block = cand[:, num]
+            block[pick] = corner[pick]
+            cand[:, num] = block
+        if len(cats) and rng.random() < 0.3:
+            j = cats[rng.integers(0, len(cats), alive.size)]
+            for r, c in enumerate(j):
+                cand[r, c] = rng.choice(np.asarray(schema.features[c].levels, np.float32))
+        cand = project_ball(cand, x[alive], eps, schema)
+        m = _margin(scores(cand), y[alive])
+        queries[alive] += 1
+        better = m < margin[alive]
+        best[alive[better]] = cand[better]
+        margin[alive[better]] = m[better]
+    success = margin < 0
+    distance = np.where(success, linf_distance(best, x, schema), np.inf)
+    return TabularAttack(best, success, distance, queries)
+
+
+def boundary_attack(
+    scores: Scores,
+    x: np.ndarray,
+    y: np.ndarray,
+    schema: Schema,
+    pool: np.ndarray,
+    rng: np.random.Generator,
+    search_steps: int = 12,
+    reset_rounds: int = 2,
+) -> TabularAttack:
+    """The smallest schema-respecting change found that flips each row's label (labels only).
+
+    Parameters
+    ----------
+    scores
+        The model's class probabilities; only their argmax (the label) is used.
+    x, y
+        Rows ``(N, D)`` and their true labels.
+    schema
+        The table's feature schema.
+    pool
+        Candidate starting rows (e.g. the evaluation data); for each input the nearest pool row (standardised
+        L2 over the mutable columns) that the model labels otherwise, with the input's immutable columns, is
+        the start. A row without such a start is reported as not attacked (distance ``inf``).
+    rng
+        Randomness (the order features are reset in).
+    search_steps
+        Binary-search steps along the segment from the start to the input.
+    reset_rounds
+        Passes that set features back to the input's values while the label stays wrong.
+    """
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+    n = len(x)
+    labels = lambda rows: scores(rows).argmax(axis=1)  # noqa: E731
+    queries = np.zeros(n, np.int64)
+    pool = np.asarray(pool, np.float32)
+    pool_labels = labels(pool)
+    adv = x.copy()
+    found = np.zeros(n, bool)
+    mut = schema.indices()
+    z = lambda a: (a[:, mut] - schema.mean[mut]) / schema.std[mut]  # noqa: E731
+    zp = z(pool)
+    for i in range(n):
+        other = np.flatnonzero(pool_labels != y[i])
+        if not other.size:
+            continue
+        d = np.linalg.norm(zp[other] - z(x[i : i + 1]), axis=1)
+        for k in other[np.argsort(d)[:3]]:  # the nearest starts: projection may land some in y's class
+            start = schema.project(pool[k : k + 1].copy(), x[i : i + 1])
+            queries[i] += 1
+            if labels(start)[0] != y[i]:
+                adv[i], found[i] = start[0], True
+                break
+    rows = np.flatnonzero(found)
+    if rows.size:
+        lo = np.zeros(rows.size)  # fraction of the way from the input (0) to the start (1): adversarial at hi
+        hi = np.ones(rows.size)
+        start = adv[rows].copy()
+        for _ in range(search_steps):
+            mid = (lo + hi) / 2
+            cand = schema.project(x[rows] + mid[:, None] * (start - x[rows]), x[rows])
+            wrong = labels(cand) != y[rows]
+            queries[rows] += 1
+            hi = np.where(wrong, mid, hi)
+            lo = np.where(wrong, lo, mid)
+        adv[rows] = schema.project(x[rows] + hi[:, None] * (start - x[rows]), x[rows])
+        for _ in range(reset_rounds):
+            for j in rng.permutation(mut):
+                cand = adv[rows].copy()
+                moved = cand[:, j] != x[rows, j]
+                if not moved.any():
+                    continue
+                cand[:, j] = x[rows, j]
+                keep = (labels(cand) != y[rows]) & moved
+                queries[rows] += 1
+                adv[rows[keep]] = cand[keep]
+    success = labels(adv) != y
+    distance = np.where(success, linf_distance(adv, x, schema), np.inf)
+    return TabularAttack(adv.astype(np.float32), success, distance, queries)

@@ -1,0 +1,416 @@
+"""``fuzz.deephunter``: coverage-guided fuzzing from the evaluation data, beside random testing.
+
+The check is a thin measurement over :mod:`roadworthy.coverage`:
+
+1. **Seeds**: a stratified sample of the evaluation data; seeds the model already misclassifies are
+   dropped (a mutant of a wrong seed says nothing new).
+2. **Bounds**: KMNC/NBC/SNAC bounds are profiled on a stratified sample of ``--train-data`` (else on the
+   seeds, said in the report).
+3. **Fuzzing**: DeepHunter's loop (probability-based seed selection with its power schedule, batch
+   pools, metamorphic mutations under the L0/Linf constraint) for ``max_queries`` model queries, guided
+   by KMNC. A black-box model (ONNX without named tensors, scikit-learn, a callable, a TorchScript
+   graph) gets the same loop with prediction feedback instead: a mutant is new when its lineage reaches
+   a predicted class or confidence bucket its seed had not reached.
+4. **Validity**: a mutant the model gets wrong is a *failure*; it counts as a model defect (a *valid
+   failure*) only when the session's validity gate (:func:`roadworthy.checks.reference.validity_gate`,
+   the suite's best OOD detector fitted on training data) accepts it as in-distribution. Rejected ones
+   are reported as invalid failures.
+5. **Baseline**: random testing with the same budget, seeds and bounds (every non-failing mutant joins
+   the queue, whatever its coverage), so the value of coverage guidance is measured, not assumed.
+
+Metrics: ``fuzz.<criterion>.coverage`` (and ``_before``), ``fuzz.failures``, ``fuzz.valid_failures``,
+``fuzz.invalid_failures``, ``fuzz.unique_failures``, ``fuzz.failure_rate`` with its interval, and the
+same under ``fuzz.random.``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from roadworthy import evidence
+from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.reference import validity_gate
+from roadworthy.data.base import stratified_sample
+from roadworthy.errors import RoadworthyError
+from roadworthy.evidence import png_data_uri
+from roadworthy.results import Example
+from roadworthy.stats import proportion_metrics, wilson_interval
+
+log = logging.getLogger(__name__)
+
+#: every criterion a white-box run measures, in report order
+NEURON_CRITERIA = ("nc", "kmnc", "nbc", "snac", "tknc")
+MEANING = (
+    "A failure is a mutant of a correctly classified evaluation image -- changed by a small natural "
+    "transformation (contrast, brightness, blur, noise, a slight rotation, shift or scale) within "
+    "DeepHunter's limits -- that the model classifies differently from the original. A valid failure is "
+    "one the validity gate still accepts as looking like the data: a plausible input the model gets "
+    "wrong. Invalid failures left the data distribution and are not held against the model. The failure "
+    "rate is the share of fuzzed mutants that are valid failures; fuzzing searches for failures on "
+    "purpose, so it is not the error rate on natural data, but a model whose rate is high breaks under "
+    "small, plausible changes."
+)
+
+
+@dataclass(frozen=True)
+class FuzzParams:
+    """Parameters of ``fuzz.deephunter``.
+
+    Attributes
+    ----------
+    max_queries
+        Model queries for the coverage-guided run, the dry run over the seeds included; the random
+        baseline gets the same number.
+    n_seeds
+        Evaluation images sampled (stratified) as seeds.
+    criterion
+        Guiding criterion for white-box models (``kmnc``, ``nc``, ``nbc``, ``snac``, ``tknc``);
+        black-box models are always guided by prediction feedback.
+    strategy
+        Seed selection: ``prob`` (DeepHunter's probability-based selection and power schedule),
+        ``uniform``, ``recency``, ``tensorfuzz``.
+    mutants_per_seed, seeds_per_iteration
+        Mutants per selected queue entry, and entries per forward pass (the batch pool).
+    n_profile
+        Training images profiled for the KMNC/NBC/SNAC bounds.
+    random_baseline
+        Whether to run random testing with the same budget beside it.
+    n_examples
+        Valid failing inputs shown beside their seeds.
+    """
+
+    max_queries: int = 5000
+    n_seeds: int = 200
+    criterion: str = "kmnc"
+    strategy: str = "prob"
+    mutants_per_seed: int = 20
+    seeds_per_iteration: int = 8
+    n_profile: int = 2000
+    random_baseline: bool = True
+    n_examples: int = 8
+
+
+def _gate(ctx: Context) -> tuple[Any, str | None]:
+    """The session's validity gate, or ``None`` with the reason it is unavailable."""
+    try:
+        gate = validity_gate(ctx)
+    except (RoadworthyError, ValueError, np.linalg.LinAlgError) as exc:
+        return None, f"the validity gate could not be fitted ({exc})"
+    if gate is None:
+        return None, "the validity gate could not be fitted on this model and data"
+    return gate, None
+
+
+def _unique(failures: list[Any]) -> int:
+    """Valid failures deduplicated by root seed and (true class, predicted class) pair."""
+    return len({(f.seed_index, f.true_class, f.predicted_class) for f in failures})
+
+
+def _run_metrics(prefix: str, result: Any) -> dict[str, float]:
+    valid = result.valid_failures
+    m = {f"{prefix}.{name}.coverage": float(s.metric) for name, s in result.coverage_after.items()} | {
+        f"{prefix}.{name}.coverage_before": float(s.metric) for name, s in result.coverage_before.items()
+    }
+    m[f"{prefix}.failures"] = float(len(result.failures))
+    m[f"{prefix}.valid_failures"] = float(len(valid))
+    m[f"{prefix}.invalid_failures"] = float(len(result.invalid_failures))
+    m[f"{prefix}.unique_failures"] = float(_unique(valid))
+    m[f"{prefix}.mutants"] = float(result.n_mutants)
+    m |= proportion_metrics(f"{prefix}.failure_rate", len(valid), result.n_mutants)
+    return m
+
+
+def _run_details(result: Any, y: np.ndarray, class_name: Any) -> dict[str, Any]:
+    """JSON facts of one run: coverage before/after, per operator and per class pair with intervals."""
+    valid = result.valid_failures
+    ops = {}
+    for op, s in result.operators.items():
+        n_valid = sum(1 for f in valid if f.chain and f.chain[-1][0] == op)
+        lo, hi = wilson_interval(n_valid, s["mutants"])
+        ops[op] = {
+            **s,
+            "valid_failures": n_valid,
+            "failure_rate": n_valid / s["mutants"] if s["mutants"] else None,
+            "failure_rate_ci": [lo, hi] if s["mutants"] else None,
+        }
+    mutants_by_class: Counter[int] = Counter()
+    for seed, n in result.mutants_by_seed.items():
+        mutants_by_class[int(y[seed])] += n
+    pairs = Counter((f.true_class, f.predicted_class) for f in valid)
+    pair_rows = []
+    for (t, p), k in pairs.most_common():
+        n = mutants_by_class.get(t, 0)
+        lo, hi = wilson_interval(k, n) if n else (None, None)
+        pair_rows.append(
+            {
+                "true": class_name(t),
+                "predicted": class_name(p),
+                "valid_failures": k,
+                "mutants_of_true_class": n,
+                "failure_rate": k / n if n else None,
+                "failure_rate_ci": [lo, hi] if n else None,
+                "seeds": len({f.seed_index for f in valid if (f.true_class, f.predicted_class) == (t, p)}),
+            }
+        )
+    return {
+        "mode": result.mode,
+        "strategy": result.strategy,
+        "criterion": result.criterion,
+        "criterion_params": result.criterion_params,
+        "coverage_before": {
+            k: {"metric": s.metric, "cells": s.cell_ratio} for k, s in result.coverage_before.items()
+        },
+        "coverage_after": {
+            k: {"metric": s.metric, "cells": s.cell_ratio} for k, s in result.coverage_after.items()
+        },
+        "queries": result.n_queries,
+        "mutants": result.n_mutants,
+        "mutation_failures": result.n_mutation_failures,
+        "iterations": result.iterations,
+        "queue_size_initial": result.queue_size_initial,
+        "queue_size": result.queue_size,
+        "seeds_attacked": result.seeds_attacked,
+        "failures": len(result.failures),
+        "valid_failures": len(valid),
+        "invalid_failures": len(result.invalid_failures),
+        "unique_failures": _unique(valid),
+        "distinct_failing_images": result.unique_failures,
+        "operators": ops,
+        "class_pairs": pair_rows,
+    }
+
+
+@register
+class DeepHunterFuzz(Check):
+    """Coverage-guided fuzzing (DeepHunter, Xie et al., ISSTA 2019) from the evaluation data.
+
+    Threat model: no adversary; small natural transformations of real inputs (deployment robustness),
+    searched for systematically. White-box PyTorch models are guided by neuron coverage (KMNC, with NC,
+    NBC, SNAC and TKNC measured); any other model by prediction feedback, stated in the report. A
+    failure counts against the model only when the validity gate accepts the mutant as
+    in-distribution. Random testing with the same query budget runs beside it as the baseline.
+    """
+
+    id = "fuzz.deephunter"
+    title = "Fuzzing: coverage-guided (DeepHunter) vs random"
+    requires = Requires(modalities=frozenset({"image"}))
+    Params = FuzzParams
+    budget_params: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"max_queries": 1000, "n_seeds": 50, "n_profile": 500, "n_examples": 4},
+        "thorough": {"max_queries": 20000, "n_seeds": 500, "n_profile": 5000},
+    }
+
+    def run(self, ctx: Context) -> Outcome:
+        probes: list[Any] = []
+        try:
+            return self._measure(ctx, probes)
+        finally:  # the probe's hooks sit on the user's module: never leave them there
+            for probe in probes:
+                close = getattr(probe, "close", None)
+                if close is not None:
+                    close()
+
+    def _measure(self, ctx: Context, probes: list[Any]) -> Outcome:
+        from roadworthy.coverage import fuzz, make_probe, profile, random_testing
+
+        p: FuzzParams = self.params
+        idx = ctx.sample(min(p.n_seeds, ctx.data.n_samples), self.id, "seeds")
+        x = np.asarray(ctx.data.x[idx], dtype=np.float32)
+        y = np.asarray(ctx.data.y[idx]).astype(np.int64)
+        probe = make_probe(ctx.model, x[:1])
+        probes.append(probe)
+        white = probe.white_box
+        warnings: list[str] = []
+        if white:
+            guide = p.criterion.lower()
+            if guide not in NEURON_CRITERIA:
+                raise RoadworthyError(
+                    f"fuzz.deephunter: `criterion` must be one of {', '.join(NEURON_CRITERIA)}. Got '{p.criterion}'."
+                )
+            if ctx.train_data is not None and ctx.train_data.n_samples:
+                rows = stratified_sample(ctx.train_data.y, p.n_profile, ctx.rng(self.id, "profile"))
+                bounds = profile(
+                    probe, np.asarray(ctx.train_data.x[rows], np.float32), ctx.batch_size, "training"
+                )
+            else:
+                bounds = profile(probe, x, ctx.batch_size, "evaluation")
+                warnings.append(
+                    "KMNC/NBC/SNAC bounds were profiled on the seeds (no --train-data): coverage of corner "
+                    "regions is measured against the evaluation data's range."
+                )
+            criteria: tuple[str, ...] = NEURON_CRITERIA
+        else:
+            guide, bounds, criteria = "prediction", None, ()
+        gate, gate_note = _gate(ctx)
+        is_valid = gate.in_envelope if gate is not None else None
+        if gate is None:
+            warnings.append(f"No validity gate ({gate_note}): every failure counts as valid.")
+
+        common = {
+            "criterion": guide,
+            "criteria": list(criteria),
+            "train": bounds,
+            "probe": probe,
+            "strategy": p.strategy,
+            "mutants_per_seed": p.mutants_per_seed,
+            "seeds_per_iteration": p.seeds_per_iteration,
+            "max_queries": p.max_queries,
+            "is_valid": is_valid,
+            "max_examples": p.n_examples,
+            "batch_size": ctx.batch_size,
+        }
+        runs = {}
+        with ctx.progress.task(f"{self.id}", p.max_queries * (2 if p.random_baseline else 1)) as task:
+            done = [0]
+
+            def advance(q: int, _total: int) -> None:
+                task.advance(max(0, q - done[0]))
+                done[0] = q
+
+            runs["guided"] = fuzz(
+                ctx.model, x, y, seed=ctx.random_state(self.id, "guided"), progress=advance, **common
+            )
+            if p.random_baseline:
+                done[0] = 0
+                runs["random"] = random_testing(
+                    ctx.model, x, y, seed=ctx.random_state(self.id, "random"), progress=advance, **common
+                )
+        guided = runs["guided"]
+        metrics = _run_metrics("fuzz", guided)
+        if "random" in runs:
+            metrics |= _run_metrics("fuzz.random", runs["random"])
+        details: dict[str, Any] = {
+            "feedback": "neuron coverage"
+            if white
+            else "prediction (black box: new predicted class or confidence bucket per seed)",
+            "layers": list(guided.layers),
+            "profile_source": guided.profile_source,
+            "n_seeds": guided.n_seeds,
+            "n_seeds_dropped": guided.n_seeds_dropped,
+            "meaning": MEANING,
+            "runs": {k: _run_details(r, y, ctx.class_name) for k, r in runs.items()},
+        }
+        if gate is not None:
+            details["validity"] = {"gate": gate.describe(), "queries_not_counted": True}
+        else:
+            details["validity"] = {"gate": None, "reason": gate_note}
+        details[evidence.KEY] = self._evidence(ctx, runs, white)
+        n_valid = len(guided.valid_failures)
+        summary = (
+            f"{'Coverage-guided' if white else 'Prediction-guided (black box)'} fuzzing of "
+            f"{guided.n_seeds} seeds with {guided.n_mutants} mutants found {n_valid} valid failure"
+            f"{'' if n_valid == 1 else 's'} ({_unique(guided.valid_failures)} unique) and "
+            f"{len(guided.invalid_failures)} invalid"
+        )
+        if "random" in runs:
+            r = runs["random"]
+            summary += f"; random testing with the same budget found {len(r.valid_failures)} valid"
+            if white:
+                summary += (
+                    f"; KMNC {guided.coverage_after['kmnc'].metric:.1%} guided vs "
+                    f"{r.coverage_after['kmnc'].metric:.1%} random"
+                )
+        summary += "."
+        return Outcome(
+            metrics=metrics,
+            details=details,
+            examples=self._examples(ctx, x, guided, idx, p.n_examples),
+            warnings=warnings,
+            summary=summary,
+        )
+
+    def _evidence(self, ctx: Context, runs: dict[str, Any], white: bool) -> list[dict[str, Any]]:
+        guided = runs["guided"]
+        names = list(guided.coverage_after)
+        groups = {"before": [guided.coverage_before[c].metric for c in names]}
+        groups |= {f"after, {k}": [r.coverage_after[c].metric for c in names] for k, r in runs.items()}
+        items = [
+            evidence.bars(
+                "Coverage before and after fuzzing, per criterion (paper metric)"
+                + ("" if white else "; black box: prediction feedback cells"),
+                [c.upper() for c in names],
+                groups,
+                "coverage",
+            )
+        ]
+        items.append(
+            evidence.lines(
+                f"Guiding criterion ({guided.criterion}) feedback cells touched, by model queries",
+                {
+                    k: ([h["queries"] for h in r.history], [h["coverage"] for h in r.history])
+                    for k, r in runs.items()
+                },
+                "model queries",
+                "cells touched",
+                ylim=None,
+            )
+        )
+        ops = sorted({*guided.operators})
+        op_groups = {
+            f"valid, {k}": [sum(1 for f in r.valid_failures if f.chain and f.chain[-1][0] == o) for o in ops]
+            for k, r in runs.items()
+        }
+        op_groups["invalid, guided"] = [
+            sum(1 for f in guided.invalid_failures if f.chain and f.chain[-1][0] == o) for o in ops
+        ]
+        items.append(
+            evidence.bars(
+                "Failures per mutation operator (the last of each chain)", ops, op_groups, "failures"
+            )
+        )
+        k = ctx.n_classes
+        grid = np.zeros((k, k))
+        for f in guided.valid_failures:
+            if 0 <= f.true_class < k and 0 <= f.predicted_class < k:
+                grid[f.true_class, f.predicted_class] += 1
+        labels = [ctx.class_name(i) for i in range(k)]
+        items.append(
+            evidence.heatmap(
+                "Valid failures by true class (rows) and predicted class (columns), coverage-guided run",
+                grid.tolist(),
+                labels,
+                labels,
+                vmin=0.0,
+                vmax=float(max(1.0, grid.max())),
+                fmt="{:.0f}",
+                cmap="Reds",
+            )
+        )
+        return items
+
+    def _examples(self, ctx: Context, x: np.ndarray, result: Any, idx: np.ndarray, n: int) -> list[Example]:
+        """Valid failing inputs beside their seeds, one per (seed, class pair)."""
+        out: list[Example] = []
+        seen: set[tuple[int, int, int]] = set()
+        for f in result.valid_failures:
+            key = (f.seed_index, f.true_class, f.predicted_class)
+            if f.image is None or key in seen:
+                continue
+            seen.add(key)
+            chain = " -> ".join(f"{name}({_fmt(v)})" for name, v in f.chain)
+            out.append(
+                Example(
+                    title=f"seed #{int(idx[f.seed_index])}: {chain}",
+                    label=ctx.class_name(f.true_class),
+                    original=png_data_uri(x[f.seed_index]),
+                    original_prediction=ctx.class_name(f.true_class),
+                    changed=png_data_uri(f.image),
+                    changed_prediction=f"{ctx.class_name(f.predicted_class)} ({f.confidence:.0%})",
+                )
+            )
+            if len(out) >= n:
+                break
+        return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, list | tuple):
+        return ",".join(_fmt(e) for e in v)
+    return str(v)

@@ -1,0 +1,26 @@
+"""The tabular attack checks on the planted table."""
+
+from __future__ import annotations
+
+from roadworthy.checks import load_builtin_checks
+from roadworthy.runner import run_checks
+from tests._tables import planted_context
+
+REG = load_builtin_checks()
+
+
+def test_tabular_attacks_measure_graded_budgets_and_name_the_planted_feature():
+    classes = [REG["attack.tab_score"], REG["attack.tab_boundary"], REG["attack.summary"]]
+    results = {r.id: r for r in run_checks(classes, planted_context())}
+    for name in ("tab_score", "tab_boundary"):
+        r = results[f"attack.{name}"]
+        assert r.status == "pass", r.warnings
+        accs = [r.metrics[f"attack.{name}.eps_{e:.5f}.robust_accuracy"] for e in (0.1, 0.25, 0.5, 1.0)]
+        assert accs == sorted(accs, reverse=True)  # a bigger budget never leaves more standing
+        assert accs[-1] < accs[0]
+        assert r.metrics[f"attack.{name}.robust_accuracy"] == accs[2]
+        assert r.details["most_changed_features"][0]["feature"] == "distance_km"
+        assert "age" not in {f["feature"] for f in r.details["most_changed_features"]}
+        assert r.details["schema_violations"]["immutable"] == 0
+        assert r.details["threat_model"]["immutable"] == ["age"]
+    assert results["attack.summary"].metrics["attack.trustworthy"] == 1.0

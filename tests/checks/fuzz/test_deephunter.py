@@ -1,0 +1,113 @@
+"""``fuzz.deephunter``: a planted weakness is found, invalid mutants are not failures, black boxes get
+prediction feedback, and the report carries coverage before/after beside random testing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadworthy.checks.base import Context
+from roadworthy.checks.fuzz import deephunter
+from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz, FuzzParams
+
+SMALL = FuzzParams(max_queries=600, n_seeds=40, n_profile=300, n_examples=3)
+
+
+class _RejectAll:
+    """A validity gate that calls every input out of distribution."""
+
+    def in_envelope(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros(len(x), dtype=bool)
+
+    def describe(self) -> dict:
+        return {"detector": "reject-all (test)"}
+
+
+def _planted(module, target: int, threshold: float):
+    """The digits CNN with a planted weakness: images brighter than ``threshold`` on average are ``target``."""
+    import torch
+    from torch import nn
+
+    class Planted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.base = module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = self.base(x)
+            bright = x.mean(dim=(1, 2, 3)) > threshold
+            forced = torch.full_like(logits, -20.0)
+            forced[:, target] = 20.0
+            return torch.where(bright[:, None], forced, logits)
+
+    return Planted().eval()
+
+
+def test_a_planted_weakness_is_found(digits_module, digits_data, digits_train_data, monkeypatch):
+    from roadworthy.models.torch import TorchModel
+
+    x = digits_data.x
+    # just above the seeds' typical brightness: a brightness/contrast mutation crosses it, the seeds do not
+    threshold = float(np.quantile(x.mean(axis=(1, 2, 3)), 0.9)) + 0.02
+    monkeypatch.setattr(deephunter, "_gate", lambda ctx: (None, "not under test"))
+
+    def to_three(module) -> int:
+        model = TorchModel(module, input_shape=(1, 16, 16))
+        ctx = Context(model=model, data=digits_data, train_data=digits_train_data, budget="quick", seed=0)
+        out = DeepHunterFuzz(SMALL).run(ctx)
+        assert out.details["feedback"] == "neuron coverage"
+        pairs = out.details["runs"]["guided"]["class_pairs"]
+        return sum(r["valid_failures"] for r in pairs if r["predicted"] == "3" and r["true"] != "3")
+
+    planted, plain = to_three(_planted(digits_module, 3, threshold)), to_three(digits_module)
+    # the weakness shows as many more failures into the planted class than the plain model has
+    assert planted >= 2 * plain + 10, (planted, plain)
+
+
+def test_invalid_mutants_are_not_failures(ctx, monkeypatch):
+    monkeypatch.setattr(deephunter, "_gate", lambda ctx: (_RejectAll(), None))
+    out = DeepHunterFuzz(SMALL).run(ctx)
+    m = out.metrics
+    assert m["fuzz.failures"] > 0, "the digits CNN should fail on some mutants"
+    assert m["fuzz.valid_failures"] == 0
+    assert m["fuzz.invalid_failures"] == m["fuzz.failures"]
+    assert m["fuzz.unique_failures"] == 0 and m["fuzz.failure_rate"] == 0.0
+    assert out.examples == []  # only valid failures are shown as defects
+
+
+def test_report_has_coverage_before_after_and_the_random_baseline(ctx):
+    out = DeepHunterFuzz(SMALL).run(ctx)
+    m = out.metrics
+    for c in ("nc", "kmnc", "nbc", "snac", "tknc"):
+        for prefix in ("fuzz", "fuzz.random"):
+            assert 0.0 <= m[f"{prefix}.{c}.coverage_before"] <= m[f"{prefix}.{c}.coverage"] <= 1.0
+    assert m["fuzz.mutants"] == m["fuzz.random.mutants"]  # the same budget
+    lo, hi = m["fuzz.failure_rate_ci_low"], m["fuzz.failure_rate_ci_high"]
+    assert 0.0 <= lo <= m["fuzz.failure_rate"] <= hi <= 1.0
+    kinds = [e["kind"] for e in out.details["evidence"]]
+    assert kinds.count("bars") == 2 and "heatmap" in kinds and "lines" in kinds
+    assert out.details["validity"]["gate"] is not None  # the session's gate, fitted on training data
+    assert out.details["meaning"]
+
+
+def test_a_black_box_model_is_fuzzed_with_prediction_feedback(digits_module, digits_data):
+    import torch
+
+    from roadworthy.models.function import FunctionModel
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return digits_module(torch.from_numpy(x)).numpy()
+
+    model = FunctionModel(fn, input_shape=(1, 16, 16), n_classes=10, output="logits")
+    ctx = Context(model=model, data=digits_data, budget="quick", seed=0)
+    out = DeepHunterFuzz(SMALL).run(ctx)
+    assert "prediction" in out.details["feedback"]
+    assert "fuzz.prediction.coverage" in out.metrics
+    assert not any(k.startswith("fuzz.kmnc") for k in out.metrics)
+
+
+@pytest.mark.parametrize("budget", ["quick", "standard", "thorough"])
+def test_budgets_grow(budget):
+    p = DeepHunterFuzz(budget=budget).params
+    assert p.max_queries >= 1000 and p.random_baseline

@@ -1,0 +1,216 @@
+"""Planning a run by cost: the plan is printed and reported, a time limit shrinks sample counts (wider
+intervals, same kind of number), the run key records the plan, and the report carries peak memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from roadworthy import plan as planning
+from roadworthy.checks.base import Check, Outcome
+from roadworthy.errors import InvalidInputError
+from roadworthy.stats import proportion_metrics
+
+
+@dataclass(frozen=True)
+class SampledParams:
+    n_samples: int = 400
+    steps: int = 10
+
+
+class Sampled(Check):
+    """Accuracy on ``n_samples`` stratified samples: its interval widens when the plan shrinks them."""
+
+    id = "test.sampled"
+    title = "Sampled accuracy"
+    Params = SampledParams
+
+    def run(self, ctx):
+        idx = ctx.sample(self.params.n_samples, self.id)
+        hits = ctx.predict_probs(ctx.data.x[idx]).argmax(1) == ctx.data.y[idx]
+        return Outcome(metrics=proportion_metrics("test.sampled.accuracy", hits))
+
+
+def _probe(forward_s: float) -> planning.Probe:
+    return planning.Probe(forward_s=forward_s, backward_s=None, batch=8, measured_forward_s=forward_s)
+
+
+def test_plan_keeps_the_budget_when_it_fits_and_shrinks_samples_when_it_does_not():
+    fits = planning.make_plan([Sampled], "quick", 1000, _probe(1e-6))
+    assert not fits.scaled and fits.checks[0].samples == 400 and fits.overrides() == {}
+    # 1000 clean passes (1 s) + 400 samples x 10 steps (4 s) at 1 ms; a 3 s limit leaves room for half
+    tight = planning.make_plan([Sampled], "quick", 1000, _probe(0.001), time_limit_s=3)
+    c = tight.checks[0]
+    assert tight.scaled and c.default_samples == 400
+    assert planning.MIN_PLANNED_SAMPLES <= c.samples < 400
+    assert c.samples == 200 and tight.estimated_s <= 3 + 1e-9 < tight.default_estimated_s
+    assert tight.overrides() == {"test.sampled": {"n_samples": c.samples}}
+    # never below the floor, however tight the limit
+    floor = planning.make_plan([Sampled], "quick", 1000, _probe(1.0), time_limit_s=1)
+    assert floor.checks[0].samples == planning.MIN_PLANNED_SAMPLES
+    assert any("shrunk" in line for line in tight.lines())
+
+
+def test_cost_class_and_durations():
+    assert planning.cost_class(0.0011) == planning.cost_class(0.0009) == 2.0**-10
+    assert planning.parse_duration("15m") == 900
+    assert planning.parse_duration("1h30m") == 5400
+    assert planning.parse_duration("90s") == planning.parse_duration("90") == 90
+    for bad in ("soon", "-5", "0", "15x"):
+        with pytest.raises(InvalidInputError, match="--time-limit"):
+            planning.parse_duration(bad)
+
+
+def test_batch_size_follows_memory_per_sample():
+    assert planning.batch_size_for(None, 256) == 256
+    assert planning.batch_size_for(1000.0, 256) == 256  # small samples: as requested
+    big = planning.batch_size_for(20 * 2**20, 256)  # 20 MiB per sample: 512 MiB / 20 MiB -> 16
+    assert big == 16 and big * 20 * 2**20 <= planning.BATCH_MEMORY_BYTES
+    assert planning.batch_size_for(10 * 2**30, 256) == 8  # never below 8
+
+
+def test_batch_memory_measures_a_forward_call(digits_model, digits_data):
+    per_sample = planning.batch_memory(digits_model, digits_data.x)
+    if per_sample is None:
+        pytest.skip("peak RSS cannot be reset on this system")
+    assert per_sample >= digits_data.x[0].nbytes
+    assert planning.peak_rss_mb() > 10
+
+
+def _session(monkeypatch, digits_model, digits_data, **kw):
+    from roadworthy.checks import base
+    from roadworthy.session import Session
+
+    monkeypatch.setitem(base.CHECKS, Sampled.id, Sampled)
+    return Session(model=digits_model, data=digits_data, suites=["test"], budget="quick", **kw)
+
+
+def test_a_time_limit_shrinks_the_plan_widens_intervals_and_is_reported(
+    monkeypatch, digits_model, digits_data
+):
+    # the probe is made slow (a fixed cost class), so the plan does not depend on this machine's speed
+    monkeypatch.setattr(planning, "probe", lambda *a, **k: _probe(0.01))
+    said: list[str] = []
+    free = _session(monkeypatch, digits_model, digits_data, say=said.append).run()
+    limited_said: list[str] = []
+    limited = _session(
+        monkeypatch, digits_model, digits_data, time_limit_s=12.0, say=limited_said.append
+    ).run()
+    # the plan is printed before the run and written to the report
+    assert said[0].startswith("plan (quick") and any("test.sampled" in s for s in said)
+    assert free.plan is not None and not free.plan.scaled
+    assert limited.plan is not None and limited.plan.scaled and limited.plan.time_limit_s == 12.0
+    n_free = free.check("test.sampled").params["n_samples"]
+    n_lim = limited.check("test.sampled").params["n_samples"]
+    n_avail = min(400, digits_data.n_samples)
+    assert n_free == 400 and n_lim < n_avail  # the reported params say what ran
+    assert limited.metrics["test.sampled.accuracy_n"] == n_lim
+    # the same measurement with fewer samples: a wider interval, stated in the plan
+    planned = {c.id: c for c in limited.plan.checks}["test.sampled"]
+    free_planned = {c.id: c for c in free.plan.checks}["test.sampled"]
+    assert planned.interval_width > free_planned.interval_width
+    assert planned.actual_s is not None and planned.samples == n_lim
+    # the run key records the time limit and the changed params
+    assert free.run_key != limited.run_key
+    assert limited.options["time_limit"] == 12.0
+    assert limited.options["plan"]["test.sampled"] == {"n_samples": n_lim}
+
+
+def test_run_key_includes_the_time_limit(monkeypatch, digits_model, digits_data):
+    a = _session(monkeypatch, digits_model, digits_data).run_options()
+    b = _session(monkeypatch, digits_model, digits_data, time_limit_s=900.0).run_options()
+    assert a["time_limit"] is None and b["time_limit"] == 900.0 and a != b
+
+
+def test_report_run_info_has_peak_memory_and_cores(monkeypatch, digits_model, digits_data):
+    report = _session(monkeypatch, digits_model, digits_data).run()
+    run = report.run
+    assert run is not None and run.wall_s > 0 and run.cores >= 1 and run.device == "cpu"
+    assert run.peak_rss_mb is not None and run.peak_rss_mb > 10
+    assert run.batch_size == 256  # small images: the requested batch
+    assert "peak_rss_mb" in report.model_dump(mode="json")["run"]
+
+
+class Counting:
+    """Wraps a model and counts the samples it is asked to predict."""
+
+    def __init__(self, model):
+        self._m = model
+        self.calls: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+    def predict(self, x):
+        self.calls.append(len(x))
+        return self._m.predict(x)
+
+
+def test_clean_outputs_are_computed_once_across_checks(monkeypatch, digits_model, digits_data):
+    """sanity, clean and calibration all read the clean outputs: the full evaluation set goes through once."""
+    from roadworthy.session import Session
+
+    counting = Counting(digits_model)
+    monkeypatch.setattr(planning, "probe", lambda *a, **k: _probe(1e-6))
+    report = Session(model=counting, data=digits_data, suites=["clean"], budget="quick").run()
+    assert {c.id for c in report.checks} >= {"clean.accuracy", "sanity.outputs"}
+    full = sum(1 for n in counting.calls if n == digits_data.n_samples)
+    chunks_of_full = sum(counting.calls) // digits_data.n_samples
+    assert full <= 1 and chunks_of_full <= 3, counting.calls  # once, plus the small sanity probes
+
+
+def test_plain_progress_prints_eta_lines_inside_long_tasks(monkeypatch):
+    import io
+
+    from roadworthy import progress
+
+    clock = iter(float(t) for t in range(0, 1000, 40))  # 40 s between calls: every call is a heartbeat
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    with progress.PlainProgress(stream=out).task("pgd", total=100) as t:
+        for _ in range(3):
+            t.advance(1)  # 1 %, 2 %, 3 %: no quarter reached, but 40 s passed each time
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and all("elapsed" in ln and "left" in ln for ln in lines), lines
+    assert "pgd: 1% (40 s elapsed, about 66.0 min left)" in lines[0]
+
+
+def test_runner_lines_show_elapsed_and_time_left(ctx):
+    from roadworthy.runner import run_checks
+
+    said: list[str] = []
+    ctx.plan_estimates = {"test.sampled": 5.0}
+    run_checks([Sampled.__mro__[0]], ctx, say=said.append)
+    assert said[0].startswith("- test.sampled (1/1)") and "elapsed" in said[1]
+
+
+def test_device_cuda_is_refused_without_a_gpu(tmp_path, digits_module, digits_data):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from roadworthy.api import check
+
+    with pytest.raises(InvalidInputError, match="--device cuda: PyTorch sees no CUDA GPU"):
+        check(digits_module, (digits_data.x, digits_data.y), device="cuda", suites=["clean"])
+
+
+def test_cli_time_limit_and_device_options(tmp_path):
+    from click.testing import CliRunner
+
+    from roadworthy.cli import app
+
+    res = CliRunner().invoke(app, ["check", "-m", "x.pt", "-d", "x.npz", "--time-limit", "soon"])
+    assert res.exit_code != 0 and "--time-limit" in str(res.exception or res.output)
+    res = CliRunner().invoke(app, ["check", "--help"])
+    assert "--time-limit" in res.output and "--device" in res.output
+
+
+def test_planning_changes_nothing_for_small_models_on_their_budget(monkeypatch, digits_model, digits_data):
+    """A quick run of a tiny model fits its target: no param changes, the run key has no plan."""
+    from roadworthy.session import Session, select_checks
+
+    s = Session(model=digits_model, data=digits_data, budget="standard")
+    p = s.make_plan(select_checks(None, "standard"))
+    assert not p.scaled and p.overrides() == {} and p.estimated_s < 1800
+    assert s.run_options()["plan"] is None
