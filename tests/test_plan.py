@@ -214,3 +214,16 @@ def test_planning_changes_nothing_for_small_models_on_their_budget(monkeypatch, 
     p = s.make_plan(select_checks(None, "standard"))
     assert not p.scaled and p.overrides() == {} and p.estimated_s < 1800
     assert s.run_options()["plan"] is None
+
+
+def test_pgd_and_apgd_estimates_include_the_minimum_norm_run():
+    """The plan's passes for PGD/APGD are the check's own floor: samples x (steps x restarts + min_norm_steps)."""
+    from roadworthy.checks.attack.apgd import APGDCE
+    from roadworthy.checks.attack.pgd import PGDLinf
+
+    for cls, budget in ((PGDLinf, "standard"), (APGDCE, "standard"), (PGDLinf, "thorough")):
+        p = cls.Params(**cls.budget_params[budget])
+        passes, gradient = planning.check_passes(cls, p, 10_000)
+        n = min(p.n_samples, 10_000)
+        assert gradient and passes == n * (p.steps * p.restarts + p.min_norm_steps)
+        assert p.min_norm_steps > 0

@@ -12,8 +12,8 @@ from roadworthy.checks.base import Context, Requires, register
 WHITE_BOX_IMAGES = Requires(capabilities=frozenset({"white_box"}), modalities=frozenset({"image"}))
 
 BUDGETS = {
-    "quick": {"n_samples": 200, "steps": 10, "restarts": 1, "min_norm_steps": 50},
-    "standard": {"n_samples": 300, "steps": 20, "restarts": 1, "min_norm_steps": 100},
+    "quick": {"n_samples": 200, "steps": 10, "restarts": 1, "min_norm_steps": 30},
+    "standard": {"n_samples": 300, "steps": 20, "restarts": 1, "min_norm_steps": 50},
     "thorough": {"n_samples": 100_000, "steps": 50, "restarts": 3, "min_norm_steps": 300},
 }
 
@@ -33,8 +33,8 @@ class PGDLinf(AttackCheck):
     classified correctly whose ``eps`` ball PGD could not push across the decision boundary: an upper
     bound on true robust accuracy (a stronger attack can only lower it).
 
-    PGD runs once, at ``eps``; the robust accuracy at the other strengths of the sweep comes from one
-    Fast Minimum-Norm run (Pintor et al., NeurIPS 2021), combined per input with PGD's result
+    The curve comes from one Fast Minimum-Norm run (Pintor et al., NeurIPS 2021); PGD runs once, at
+    ``eps``, on the inputs that run left standing there, and the two combine per input
     (:meth:`~roadworthy.checks.attack.base.AttackCheck.curve_white_box`).
     """
 
@@ -65,7 +65,7 @@ class PGDL2(AttackCheck):
 
     Threat model: white-box evasion, untargeted, L2 budget ``eps`` (Euclidean norm of the change, pixel
     values in [0, 1]). The self-check at a huge strength uses radius ``huge_eps * sqrt(n_pixels)``.
-    PGD runs once, at ``eps``; the rest of the curve comes from one Fast Minimum-Norm run in L2.
+    The curve comes from one Fast Minimum-Norm run in L2; PGD runs once, at ``eps``, on the inputs it left.
     """
 
     id = "attack.pgd_l2"
