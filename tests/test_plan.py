@@ -282,7 +282,8 @@ def test_the_probe_grows_its_batch_until_a_call_is_measurable():
             return np.zeros((len(x), 2), np.float32)
 
     pr = planning.probe(Slow(), np.zeros((1000, 4), np.float32), batch=256)
-    assert pr.batch == 256 and max(calls) == 256 and min(calls) == 8  # a trivial model: the full batch
+    assert pr.batch == 256 and max(calls) == 256  # a trivial model: the full batch
+    assert min(calls) == planning.PROBE_START_BATCH
 
 
 def test_the_plan_holds_only_the_checks_that_will_run(digits_model, digits_data):
@@ -329,3 +330,16 @@ def test_each_check_reports_the_model_passes_it_used(digits_model, digits_data):
     assert planned["attack.fgsm"].passes_used == fgsm["forward"] + fgsm["gradient"]
     assert by_id["clean.accuracy"].model_passes is not None
     assert "predict" not in vars(digits_model) and "forward_torch" not in vars(digits_model)
+
+
+def test_pgd_and_apgd_estimates_include_the_minimum_norm_run():
+    """The plan's passes for PGD/APGD are the check's own floor: samples x (steps x restarts + min_norm_steps)."""
+    from roadworthy.checks.attack.apgd import APGDCE
+    from roadworthy.checks.attack.pgd import PGDLinf
+
+    for cls, budget in ((PGDLinf, "standard"), (APGDCE, "standard"), (PGDLinf, "thorough")):
+        p = cls.Params(**cls.budget_params[budget])
+        forward, gradient = planning.check_passes(cls, p, 10_000)
+        n = min(p.n_samples, 10_000)
+        assert forward == 0 and gradient == n * (p.steps * p.restarts + p.min_norm_steps)
+        assert p.min_norm_steps > 0

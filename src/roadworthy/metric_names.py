@@ -74,6 +74,8 @@ PATTERNS: tuple[str, ...] = (
     "attack.<attack>.trust.gradients",
     "attack.<attack>.trust.huge_eps",
     "attack.<attack>.trust.monotone",
+    "attack.<attack>.trust.agreement",
+    "attack.<attack>.passes_over_floor",
     "attack.<attack>.trust.progress",
     "attack.<attack>.trust.stability",
     "attack.<attack>.trust.coverage",

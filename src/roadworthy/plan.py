@@ -179,7 +179,8 @@ def passes_per_sample(params: Any) -> float:
     """Model passes one sample costs, read from the usual ``Params`` fields (an estimate, by design coarse).
 
     ``severities`` (shifts), ``steps`` x ``restarts`` (gradient attacks: the strengths of a sweep reuse
-    the search by bisection and early stops, so they are not multiplied),
+    the search by bisection and early stops, so they are not multiplied) plus ``min_norm_steps`` (the
+    one minimum-norm run that gives the PGD and APGD checks their whole curve),
     ``max_queries`` (decision-based attacks), ``popsize`` x (``generations`` + 1) x ``strengths``
     (evolutionary attacks), 2 x ``iterations`` x ``restarts`` (greedy search). A check with none of them
     costs one pass per sample.
@@ -189,7 +190,8 @@ def passes_per_sample(params: Any) -> float:
     if isinstance(get("severities"), Sequence):
         k *= max(1, len(get("severities")))
     if isinstance(get("steps"), int):
-        k *= max(1, get("steps")) * max(1, get("restarts") or 1)
+        min_norm = get("min_norm_steps") if isinstance(get("min_norm_steps"), int) else 0
+        k *= max(1, get("steps")) * max(1, get("restarts") or 1) + max(0, min_norm)
     elif isinstance(get("iterations"), int):
         k *= 2 * max(1, get("iterations")) * max(1, get("restarts") or 1)
     if isinstance(get("max_queries"), int):

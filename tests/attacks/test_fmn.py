@@ -80,3 +80,49 @@ def test_curve_from_one_run_matches_pgd_per_eps(digits_model, batch, norm, eps):
 def test_bad_norm_is_refused(digits_model, batch):
     with pytest.raises(ValueError, match="`norm` must be 'linf' or 'l2'"):
         fmn(digits_model, *batch, norm="l1")
+
+
+def test_settled_inputs_leave_the_search_and_cost_no_more_passes(digits_model, batch):
+    """An input whose best norm is at or below ``settled_at`` stops: fewer passes, the same curve above it."""
+    from roadworthy.checks.attack.base import PassCounter
+
+    x, y = batch
+    correct = digits_model.predict(x).argmax(axis=1) == y
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    eps = np.array([8 / 255, 16 / 255, 32 / 255, 64 / 255])
+    full_count, settled_count = (
+        PassCounter(digits_model.forward_torch),
+        PassCounter(digits_model.forward_torch),
+    )
+    full = fmn(full_count, xt, yt, "linf", steps=60)
+    settled = fmn(settled_count, xt, yt, "linf", steps=60, settled_at=float(eps[0]))
+    norms = settled.norms.numpy()
+    # every input the full search brings to or below eps[0] is counted broken there by the settled one too
+    # (its norm is an upper bound at or below eps[0]), and the rest of the curve stays within 3 inputs
+    early = norms <= eps[0]
+    assert early.sum() >= 10
+    ours = robust_curve(norms, correct, eps)
+    ref = robust_curve(full.norms.numpy(), correct, eps)
+    assert abs(ours[0] - ref[0]) <= 3 / len(y) and (np.abs(ours - ref) <= 3 / len(y)).all(), (ours, ref)
+    # the settled inputs stopped paying: strictly fewer passes, one forward and backward per input-step
+    assert settled_count.forwards == settled_count.backwards
+    assert settled_count.forwards < full_count.forwards == 60 * len(y) - 59 * int((~correct).sum())
+    # the adversarial inputs are still real and their norms are theirs
+    pred = digits_model.predict(settled.adv.numpy()).argmax(axis=1)
+    finite = np.isfinite(norms)
+    assert (pred[finite] != y[finite]).all()
+    np.testing.assert_allclose(
+        common.perturbation_norms(x, settled.adv.numpy(), "linf")[finite], norms[finite], rtol=1e-4, atol=1e-6
+    )
+
+
+def test_inputs_misclassified_to_begin_with_cost_one_pass(digits_model, batch):
+    from roadworthy.checks.attack.base import PassCounter
+
+    x, y = batch
+    wrong = (y + 1) % 10
+    pred = digits_model.predict(x).argmax(axis=1)
+    count = PassCounter(digits_model.forward_torch)
+    out = fmn(count, torch.from_numpy(x), torch.from_numpy(wrong), "linf", steps=5)
+    assert (out.norms.numpy()[pred != wrong] == 0).all()
+    assert count.forwards == len(y) + 4 * int((pred == wrong).sum())

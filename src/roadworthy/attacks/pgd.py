@@ -51,7 +51,8 @@ def pgd(
         Budget in ``norm`` (``linf`` or ``l2``), one number or one per input.
     restarts
         Restarts only attack the inputs earlier restarts could not fool. Cost per restart: ``steps``
-        forward+backward passes plus one forward pass, on the inputs not yet fooled.
+        forward+backward passes on the inputs not yet fooled, plus one forward pass to check the last
+        iterate before the next restart (none after the last restart: the caller classifies it).
     loss
         ``ce`` (cross-entropy) or ``dlr`` (difference of logits ratio).
     generator
@@ -117,10 +118,11 @@ def _pgd_batch(forward, x0, y, eps, step, steps, norm, restarts, start_random, l
                 if len(act) == 0:
                     break
             cur = project(cur + sa * direction(g, norm), xa0, ea, norm)
-        if len(act):
-            with torch.no_grad():
+        if len(act) and r == restarts - 1:
+            best[act] = cur  # the last iterate: whoever uses it classifies it anyway
+        elif len(act):
+            with torch.no_grad():  # decides which inputs the next restart attacks
                 hit = forward(cur).argmax(dim=1) != ya
             fooled[act[hit]] = True
-            take = hit | (r == restarts - 1)
-            best[act[take]] = cur[take]
+            best[act[hit]] = cur[hit]
     return best

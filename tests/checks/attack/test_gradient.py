@@ -20,7 +20,7 @@ from tests.checks.attack.conftest import headline
 
 
 def test_pgd_check_reports_contract_metrics(ctx):
-    out = PGDLinf(PGDLinf.Params(n_samples=128, steps=5, refine_steps=1), budget="quick").run(ctx)
+    out = PGDLinf(PGDLinf.Params(n_samples=128, steps=5, min_norm_steps=20), budget="quick").run(ctx)
     m = out.metrics
     for key in (
         "attack.pgd_linf.robust_accuracy",
@@ -56,13 +56,15 @@ def test_median_perturbation_is_a_real_flipping_eps(ctx):
 def test_attacks_are_deterministic_from_the_seed(digits_model, digits_data):
     def run(seed: int) -> dict[str, float]:
         c = Context(model=digits_model, data=digits_data, budget="quick", seed=seed)
-        return PGDLinf(PGDLinf.Params(n_samples=64, steps=5, refine_steps=1), budget="quick").run(c).metrics
+        return (
+            PGDLinf(PGDLinf.Params(n_samples=64, steps=5, min_norm_steps=20), budget="quick").run(c).metrics
+        )
 
     assert run(0) == run(0)
 
 
 def test_masked_gradients_trigger_the_trust_warning(masked_ctx):
-    out = PGDLinf(PGDLinf.Params(n_samples=64, steps=5, refine_steps=0), budget="quick").run(masked_ctx)
+    out = PGDLinf(PGDLinf.Params(n_samples=64, steps=5, min_norm_steps=20), budget="quick").run(masked_ctx)
     assert out.metrics["attack.pgd_linf.trustworthy"] == 0.0
     assert any("gradients were zero for 100% of samples" in w for w in out.warnings), out.warnings
     assert out.summary.count("not trustworthy") == 1
@@ -85,13 +87,13 @@ def test_dlr_is_skipped_for_a_binary_model(digits_data):
 
 
 def test_l2_and_apgd_checks_run(ctx):
-    l2 = PGDL2(PGDL2.Params(n_samples=48, steps=5, refine_steps=0), budget="quick").run(ctx)
+    l2 = PGDL2(PGDL2.Params(n_samples=48, steps=5, min_norm_steps=20), budget="quick").run(ctx)
     assert "attack.pgd_l2.eps_0.50000.robust_accuracy" in l2.metrics
     assert l2.details["threat_model"]["norm"] == "L2"
     assert l2.details["trust"]["huge_eps"]["eps"] == pytest.approx(0.5 * 16)
     dlr = APGDDLR(APGDDLR.Params(n_samples=48, steps=8), budget="quick").run(ctx)
     assert dlr.metrics["attack.apgd_dlr.trustworthy"] == 1.0, headline(dlr.metrics)
-    result = run_check(PGDL2, ctx, PGDL2.Params(n_samples=16, steps=2, refine_steps=0))
+    result = run_check(PGDL2, ctx, PGDL2.Params(n_samples=16, steps=2, min_norm_steps=20))
     figs = [draw(item) for item in result.details[evidence.KEY]]  # evidence: the curve as data
     assert figs and figs[0][1].startswith("data:image/svg+xml")
 
@@ -105,13 +107,13 @@ def test_invalid_strength_is_a_clear_user_error(ctx):
 
 def test_trust_thresholds_are_parameters_and_findings_are_metrics(ctx):
     """A threshold no attack can meet makes the check untrustworthy; the finding's value is a metric."""
-    p = PGDLinf.Params(n_samples=32, steps=2, refine_steps=0, sweep=(8 / 255, 16 / 255))
+    p = PGDLinf.Params(n_samples=32, steps=2, min_norm_steps=20, sweep=(8 / 255, 16 / 255))
     normal = PGDLinf(p, budget="quick").run(ctx)
     assert normal.metrics["attack.pgd_linf.trustworthy"] == 1.0, headline(normal.metrics)
     huge = normal.metrics["attack.pgd_linf.trust.huge_eps"]
     assert 0.0 <= huge <= p.max_accuracy_at_huge_eps
     assert 0.0 <= normal.metrics["attack.pgd_linf.trust.gradients"] <= p.max_dead_gradients
-    assert "attack.pgd_linf.trust.monotone" in normal.metrics
+    assert 0.0 <= normal.metrics["attack.pgd_linf.trust.agreement"] <= max(p.max_disagreement, 2 / 32)
     strict = dataclasses.replace(p, max_accuracy_at_huge_eps=-1.0)
     out = PGDLinf(strict, budget="quick").run(ctx)
     assert out.metrics["attack.pgd_linf.trustworthy"] == 0.0

@@ -43,7 +43,7 @@ def test_quick_suite_runs_and_is_trustworthy(ctx):
 
 def test_black_box_beating_white_box_makes_the_suite_untrustworthy(masked_ctx):
     pgd = run_check(
-        PGDLinf, masked_ctx, PGDLinf.Params(n_samples=64, steps=5, refine_steps=0, sweep=(8 / 255, 0.2))
+        PGDLinf, masked_ctx, PGDLinf.Params(n_samples=64, steps=5, min_norm_steps=20, sweep=(8 / 255, 0.2))
     )
     square = run_check(
         SquareAttack, masked_ctx, SquareAttack.Params(n_samples=64, sweep=(8 / 255, 0.2), max_queries=100)

@@ -5,9 +5,12 @@ The base owns everything attacks share, in this order:
 
 1. **sampling** (:meth:`AttackCheck.sample`): a class-interleaved prefix of the evaluation data, the same
    inputs for every attack, and which of them the model gets right;
-2. **the strength sweep**: :meth:`AttackCheck.sweep_white_box` (every strength on every input, then a
-   doubling ladder and a bisection per input) and :meth:`AttackCheck.escalate` (each strength, smallest
-   first, on the inputs still standing), for the check's :meth:`~AttackCheck.attack` to use;
+2. **the strength sweep**: :meth:`AttackCheck.curve_white_box` (one minimum-norm run for the whole curve
+   plus the check's own attack at the default strength), :meth:`AttackCheck.sweep_white_box` (every
+   strength on every input, then a doubling ladder and a bisection per input) and
+   :meth:`AttackCheck.escalate` (each strength, smallest first, on the inputs still standing), for the
+   check's :meth:`~AttackCheck.attack` to use; the white-box ones count the model passes they use
+   against the plan's floor (``details.efficiency``, ``attack.<a>.passes_over_floor``);
 3. **sweep metrics**: robust accuracy at every strength and at the default one, success rate, median
    smallest flipping strength, queries (``_common.sweep_metrics``);
 4. **trust**: the self-checks' findings become ``attack.<a>.trustworthy``, one metric per finding
@@ -221,7 +224,138 @@ class AttackCheck(Check):
             ctx, shown.x, shown.adv, shown.y, shown.pred, chosen, shown.title, shown.show_difference
         )
 
-    # -- the two ways to sweep strengths
+    # -- the ways to sweep strengths
+
+    def curve_white_box(self, ctx: Context, s: Sample, perturb: Perturb, loss: str = "ce") -> Attempt:
+        """The whole curve from one minimum-norm run, and the check's own attack at the default strength.
+
+        Fast Minimum-Norm (:func:`roadworthy.attacks.fmn.fmn`, ``min_norm_steps`` steps) finds for every
+        correct input the smallest perturbation that flips it; an input leaves that search as soon as a
+        perturbation at or below the smallest strength of the sweep flips it (it counts as broken at
+        every strength then). ``perturb`` (PGD, APGD) then runs once, at the default strength ``eps``, on
+        the inputs the minimum-norm run did not flip within ``eps`` (on the others it could change
+        neither the curve nor the headline). Per input the smallest flipping strength is the smaller of
+        the two (``eps`` where ``perturb`` flipped it), and the input counts as broken at every strength
+        of the sweep at or above it: the curve is never looser than either attack alone, and one run
+        replaces one run per strength. Every adversarial input of both is checked against its budget and
+        classified again; a minimum-norm result the model does not misclassify when asked again is
+        dropped.
+
+        Self-checks: usable input gradients for ``loss``; robust accuracy at the huge strength from the
+        minimum-norm results (Carlini et al. 2019); and agreement: the minimum-norm search must not miss
+        more than ``max_disagreement`` of the inputs ``perturb`` flips at ``eps``.
+        """
+        import torch
+
+        from roadworthy.attacks.fmn import fmn
+
+        p = self.params
+        name = self.id
+        norm = self.norm or "linf"
+        device = getattr(ctx.model, "device", "cpu")
+        counter = PassCounter(ctx.model.forward_torch)  # type: ignore[attr-defined]
+        correct0 = s.correct
+        sweep = self._validated_sweep(s)
+        xc, yc = s.xc, s.yc
+        n = len(xc)
+        norms = np.full(n, np.inf)
+        fixed = np.zeros(n, bool)
+        min_adv, min_pred = xc.copy(), yc.copy()
+        gate_adv, gate_pred = xc.copy(), yc.copy()
+        with ctx.progress.task(f"{self.label} on {n} inputs", total=2) as task:
+            if n:
+                xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
+                found = fmn(counter, xt, yt, norm, steps=p.min_norm_steps, settled_at=min(sweep))
+                min_adv = found.adv.detach().cpu().numpy()
+                raw = found.norms.detach().cpu().numpy()
+                finite = np.isfinite(raw)
+                common.verify_budget(xc[finite], min_adv[finite], raw[finite], norm, name)
+                min_pred = yc.copy()
+                min_pred[finite] = self._classify(ctx, counter, min_adv[finite])
+                norms = np.where(finite & (min_pred != yc), raw, np.inf)
+            task.advance()
+            # the fixed-strength attack only where the minimum-norm run left the input standing at eps:
+            # elsewhere it could not change the curve (nor the headline)
+            rest = np.flatnonzero(~(norms <= p.eps * (1 + 1e-6)))
+            if len(rest):
+                sel = torch.from_numpy(rest).to(device)
+                gen = torch.Generator().manual_seed(ctx.torch_seed(name, ("fixed", p.eps)))
+                adv = perturb(counter, xt[sel], yt[sel], torch.tensor(p.eps), gen, sel)
+                adv_np = adv.detach().cpu().numpy()
+                common.verify_budget(xc[rest], adv_np, p.eps, norm, name)
+                gate_adv[rest] = adv_np
+                gate_pred[rest] = self._classify(ctx, counter, adv_np)
+                fixed = gate_pred != yc
+            task.advance()
+        hi = np.minimum(norms, np.where(fixed, p.eps, np.inf))
+        broken_c = {e: hi <= e * (1 + 1e-6) for e in sweep}
+
+        fmn_acc = [float((correct0 & ~common.fill_in(correct0, norms <= e, False)).mean()) for e in sweep]
+        n_health = min(256, n)
+        health = trust.gradient_health(counter, xc[:n_health], yc[:n_health], loss, device=device)
+        huge = p.huge_eps if norm == "linf" else p.huge_eps * math.sqrt(float(np.prod(s.x.shape[1:])))
+        huge_acc = float((correct0 & ~common.fill_in(correct0, hi <= huge, False)).mean())
+        missed = int((fixed & ~(norms <= p.eps * (1 + 1e-6))).sum())
+        eps_text = common.describe_eps(p.eps, norm)
+        findings = [
+            trust.gradient_finding(health, p.max_dead_gradients),
+            trust.huge_eps_finding(huge_acc, common.describe_eps(huge, norm), p.max_accuracy_at_huge_eps),
+            trust.agreement_finding(missed, n, eps_text, self.label, p.max_disagreement),
+        ]
+        floor = n * (p.steps * p.restarts + p.min_norm_steps)
+        efficiency = counter.report(floor, f"inputs attacked x (steps x restarts + min_norm_steps) = {floor}")
+        use_min = norms <= hi
+        best_adv = np.where(use_min.reshape(-1, *([1] * (xc.ndim - 1))), min_adv, gate_adv)
+        best_pred = np.where(use_min, min_pred, gate_pred)
+        return Attempt(
+            broken={e: common.fill_in(correct0, b, False) for e, b in broken_c.items()},
+            default=p.eps,
+            strengths=sweep,
+            min_strength=common.fill_in(correct0, hi, np.inf),
+            findings=findings,
+            trust={
+                "gradient_health": health,
+                "huge_eps": {"eps": huge, "robust_accuracy": huge_acc},
+                "agreement": {"eps": p.eps, "missed": missed, "attacked": n},
+            },
+            metrics={f"{name}.passes_over_floor": efficiency["ratio"]},
+            details={
+                "curve_method": (
+                    f"Fast Minimum-Norm ({p.min_norm_steps} steps) for the curve, {self.label} at {eps_text} "
+                    "for the default strength; per input the smaller flipping strength counts"
+                ),
+                "min_norm_robust_accuracy": dict(
+                    zip([common.eps_key(e) for e in sweep], fmn_acc, strict=True)
+                ),
+                "fixed_eps_attacked": len(rest),
+                "efficiency": efficiency,
+            },
+            shown=Shown(
+                xc,
+                best_adv,
+                yc,
+                best_pred,
+                hi <= p.eps * (1 + 1e-6),
+                f"{self.label} or the smallest perturbation found that flips it",
+                fallback=np.isfinite(hi),
+            ),
+        )
+
+    def _validated_sweep(self, s: Sample) -> list[float]:
+        """The sweep and the default strength, sorted, each checked to be a valid strength for the norm."""
+        p = self.params
+        norm = self.norm or "linf"
+        sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
+        if any(not (0 < e <= (1 if norm == "linf" else math.inf)) for e in sweep):
+            limit = "(0, 1] for L-inf" if norm == "linf" else "> 0"
+            raise InvalidInputError(f"{self.id}: every `eps` must be {limit}. Got {sweep} instead.")
+        return sweep
+
+    @staticmethod
+    def _classify(ctx: Context, counter: PassCounter, x: np.ndarray) -> np.ndarray:
+        """Top class of each input, asked again through the check's model (counted as forward passes)."""
+        counter.forwards += len(x)
+        return ctx.predict_logits(x).argmax(axis=1) if len(x) else np.zeros(0, int)
 
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float] | None:
@@ -249,12 +383,9 @@ class AttackCheck(Check):
         name = self.id
         norm = self.norm or "linf"
         device = getattr(ctx.model, "device", "cpu")
-        forward = ctx.model.forward_torch  # type: ignore[attr-defined]
+        forward = PassCounter(ctx.model.forward_torch)  # type: ignore[attr-defined]
         y, correct0 = s.y, s.correct
-        sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
-        if any(not (0 < e <= (1 if norm == "linf" else math.inf)) for e in sweep):
-            limit = "(0, 1] for L-inf" if norm == "linf" else "> 0"
-            raise InvalidInputError(f"{name}: every `eps` must be {limit}. Got {sweep} instead.")
+        sweep = self._validated_sweep(s)
         xc, yc = s.xc, s.yc
         xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
 
@@ -268,8 +399,7 @@ class AttackCheck(Check):
             adv_np = adv.detach().cpu().numpy()
             x_ref = xc if rows is None else xc[rows]
             common.verify_budget(x_ref, adv_np, np.asarray(eps_each), norm, name)
-            pred = ctx.predict_logits(adv_np).argmax(axis=1) if len(adv_np) else np.zeros(0, int)
-            return adv_np, pred
+            return adv_np, self._classify(ctx, forward, adv_np)
 
         raw: dict[float, np.ndarray] = {}
         best_adv, best_pred = xc.copy(), yc.copy()
@@ -326,6 +456,9 @@ class AttackCheck(Check):
             findings.append(
                 trust.huge_eps_finding(huge_acc, common.describe_eps(huge, norm), p.max_accuracy_at_huge_eps)
             )
+        per_run = p.steps * p.restarts if iterative else 1
+        floor = len(xc) * per_run * len(sweep)
+        efficiency = forward.report(floor, f"inputs attacked x steps x restarts x strengths = {floor}")
         return Attempt(
             broken={e: common.fill_in(correct0, b, False) for e, b in broken_c.items()},
             default=p.eps,
@@ -336,8 +469,10 @@ class AttackCheck(Check):
                 "gradient_health": health,
                 "huge_eps": {"eps": huge, "robust_accuracy": huge_acc, "ladder": ladder},
             },
+            metrics={f"{name}.passes_over_floor": efficiency["ratio"]},
             details={
-                "raw_robust_accuracy": dict(zip([common.eps_key(e) for e in sweep], raw_acc, strict=True))
+                "raw_robust_accuracy": dict(zip([common.eps_key(e) for e in sweep], raw_acc, strict=True)),
+                "efficiency": efficiency,
             },
             shown=Shown(
                 xc,
@@ -410,6 +545,34 @@ def white_box_passes(params: Any, n_data: int, norm: str = "linf") -> tuple[floa
     return float(n * runs), float(n * runs * max(1, params.steps) * max(1, params.restarts))
 
 
+class PassCounter:
+    """A differentiable ``forward`` that counts the inputs it sees: forward passes, and backward passes
+    (inputs that require a gradient), one per input each."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.forward = forward
+        self.forwards = 0
+        self.backwards = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        self.forwards += len(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            self.backwards += len(x)
+        return self.forward(x)
+
+    def report(self, floor: int, rule: str) -> dict[str, Any]:
+        """``details.efficiency``: passes used, the plan's floor, and their ratio (forward passes / floor)."""
+        return {
+            "forward_passes": self.forwards,
+            "backward_passes": self.backwards,
+            "floor": floor,
+            "floor_rule": rule,
+            "ratio": self.forwards / floor if floor else math.nan,
+        }
+
+
 def _ladder(start: float, stop: float) -> list[float]:
     """Strengths doubling from ``start`` (exclusive) up to ``stop`` (inclusive)."""
     out, e = [], start
@@ -421,7 +584,7 @@ def _ladder(start: float, stop: float) -> list[float]:
 
 @dataclass(frozen=True)
 class WhiteBoxParams:
-    """Parameters of the white-box sweep (:meth:`AttackCheck.sweep_white_box`), trust thresholds included."""
+    """Parameters every white-box strength sweep shares, trust thresholds included."""
 
     n_samples: int = 300  #: inputs attacked (a class-balanced prefix of the evaluation data)
     eps: float = 8 / 255  #: default strength (reported as ``attack.<a>.robust_accuracy``)
@@ -429,12 +592,29 @@ class WhiteBoxParams:
     steps: int = 20  #: iterations per restart
     restarts: int = 1  #: random restarts (only inputs not yet fooled are attacked again)
     step_ratio: float = 2.5  #: PGD step size as ``step_ratio * eps / steps``
-    refine_steps: int = 2  #: bisection steps for each input's smallest flipping eps
     huge_eps: float = 0.5  #: self-check: a strength at which a working attack fools almost everything
     max_examples: int = 6
     #: trust: largest share of inputs with zero or non-finite input gradients
     max_dead_gradients: float = trust.MAX_DEAD_GRADIENTS
     #: trust: largest robust accuracy at ``huge_eps``
     max_accuracy_at_huge_eps: float = trust.MAX_ACCURACY_AT_HUGE_EPS
+
+
+@dataclass(frozen=True)
+class SweepParams(WhiteBoxParams):
+    """Parameters of :meth:`AttackCheck.sweep_white_box`: one run per strength, then ladder and bisection."""
+
+    refine_steps: int = 2  #: bisection steps for each input's smallest flipping eps
     #: trust: rise of robust accuracy with strength tolerated as noise (at least two samples' worth)
     monotone_tolerance: float = trust.MONOTONE_TOLERANCE
+
+
+@dataclass(frozen=True)
+class CurveParams(WhiteBoxParams):
+    """Parameters of :meth:`AttackCheck.curve_white_box`: the curve from one minimum-norm run."""
+
+    min_norm_steps: int = (
+        50  #: Fast Minimum-Norm steps (one forward and backward pass per input still searching)
+    )
+    #: trust: largest share of inputs the fixed-budget attack flips that the minimum-norm search misses
+    max_disagreement: float = trust.MAX_DISAGREEMENT

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from roadworthy.attacks.fgsm import fgsm_step, gradient_sign
-from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, WhiteBoxParams, sweep_runs
+from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, SweepParams, sweep_runs
 from roadworthy.checks.base import Context, Requires, planned_samples, register
 
 
@@ -24,7 +24,7 @@ class FGSM(AttackCheck):
     title = "FGSM (white-box, L-inf)"
     label = "FGSM"
     requires = Requires(capabilities=frozenset({"white_box"}), modalities=frozenset({"image"}))
-    Params = WhiteBoxParams
+    Params = SweepParams
     budget_params = {
         "quick": {"n_samples": 200, "refine_steps": 5},
         "standard": {"n_samples": 500, "refine_steps": 6},
@@ -37,8 +37,13 @@ class FGSM(AttackCheck):
         # The step's direction does not depend on eps: compute it once for the whole sweep.
         device = getattr(ctx.model, "device", "cpu")
         x, y = torch.from_numpy(s.xc).to(device), torch.from_numpy(s.yc).to(device)
-        signs = gradient_sign(ctx.model.forward_torch, x, y)  # type: ignore[attr-defined]
-        step = lambda _f, x, _y, eps, _gen, rows: fgsm_step(x, signs[rows], eps)  # noqa: E731
+        signs: dict[str, Any] = {}
+
+        def step(forward: Any, x_rows: Any, _y: Any, eps: Any, _gen: Any, rows: Any) -> Any:
+            if "all" not in signs:  # through the check's counted forward, on the first strength
+                signs["all"] = gradient_sign(forward, x, y)
+            return fgsm_step(x_rows, signs["all"][rows], eps)
+
         return self.sweep_white_box(ctx, s, step, iterative=False)
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:

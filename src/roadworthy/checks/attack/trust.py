@@ -29,6 +29,8 @@ MIN_PROGRESS = 0.02
 MAX_UNSTABLE = 0.10
 #: Rise of robust accuracy with strength tolerated as noise (at least two samples' worth).
 MONOTONE_TOLERANCE = 0.02
+#: largest share of inputs a fixed-budget attack broke that the minimum-norm attack says are not breakable there
+MAX_DISAGREEMENT = 0.03
 #: How much better than random noise of its size an optimised sticker may keep accuracy (at least two
 #: samples' worth) before the optimisation counts as failed.
 NOISE_TOLERANCE = 0.03
@@ -131,6 +133,32 @@ def monotone_finding(
             worst,
         )
     return Finding("monotone", True, "robust accuracy falls as strength grows", worst)
+
+
+def agreement_finding(
+    missed: int, n: int, eps_text: str, label: str, limit: float = MAX_DISAGREEMENT
+) -> Finding:
+    """The minimum-norm curve must not miss what the fixed-budget attack finds at the same strength.
+
+    ``missed`` of ``n`` inputs were flipped by the fixed-budget attack at ``eps_text`` while the
+    minimum-norm attack found no perturbation that small: its curve below that strength is then too
+    optimistic by about that much. Noise allowance: two samples' worth or ``limit``, whichever is larger.
+    """
+    share = missed / max(1, n)
+    if share > max(limit, 2.0 / max(1, n)):
+        return Finding(
+            "agreement",
+            False,
+            f"{label} broke {share:.0%} of inputs at {eps_text} that the minimum-norm search could not "
+            "break there (its curve is too optimistic)",
+            share,
+        )
+    return Finding(
+        "agreement",
+        True,
+        f"the minimum-norm search misses {share:.0%} of what {label} breaks at {eps_text}",
+        share,
+    )
 
 
 def progress_finding(start: np.ndarray, final: np.ndarray, limit: float = MIN_PROGRESS) -> Finding:
