@@ -8,7 +8,8 @@ Run by hand::
 * ``resnet``: a ResNet-18 (He et al., 2016; 11.7 M parameters with 1000 classes, here 10 classes) written
   below without torchvision, random weights, saved as TorchScript and loaded from the file like a user's
   model; ``--images`` evaluation images of 224x224 cut from scikit-learn's two sample photographs
-  (random crops, resized, flipped), labels from a fixed random draw.
+  (random crops, resized, flipped), labels from a fixed random draw, and the last layer fitted to them
+  (:func:`fit_head`) so that the model is right on almost every input, as a trained one would be.
 * ``demo``: the packaged road-sign model on ``--images`` generated 32 px test images.
 
 Each run goes through :func:`roadworthy.check` in this process; the result (wall time, peak RSS, the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -94,6 +96,55 @@ def photo_crops(n: int, size: int = 224, n_classes: int = 10, seed: int = 0) -> 
     return x, rng.integers(0, n_classes, n)
 
 
+def fit_head(module: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Fit the ResNet's last layer to the labels (a linear probe on its random features).
+
+    With random weights everywhere the network predicts almost one class, so the labels would be
+    right for a tenth of the inputs and the attacks would have almost nothing to attack. A logistic
+    regression on the 512 pooled features (scikit-learn) gives the head real decision boundaries and
+    the evaluation inputs a clean accuracy near 1: every check then works on every input, as it would
+    on a trained model. Returns the head's accuracy on ``x``.
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    with torch.inference_mode():
+        feats = torch.cat(
+            [
+                torch.flatten(module.pool(module.layers(module.stem(torch.from_numpy(x[i : i + 32])))), 1)
+                for i in range(0, len(x), 32)
+            ]
+        ).numpy()
+    mu, sd = feats.mean(0), feats.std(0) + 1e-6
+    clf = LogisticRegression(C=10.0, max_iter=2000).fit((feats - mu) / sd, y)
+    w = clf.coef_ / sd
+    b = clf.intercept_ - (clf.coef_ * mu / sd).sum(1)
+    with torch.no_grad():
+        module.fc.weight.copy_(torch.from_numpy(w.astype(np.float32)))
+        module.fc.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+    return float(clf.score((feats - mu) / sd, y))
+
+
+def table(result: dict) -> str:
+    """The per-check plan against what happened, as Markdown."""
+    plan = result.get("plan") or {}
+    rows = [
+        "| check | samples (budget) | changed | est. s | actual s | passes used / estimated | widest 95% interval |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for c in plan.get("checks", []):
+        est, used = c.get("estimated_passes"), c.get("passes_used")
+        ratio = f"{used / est:.2f}" if est and used is not None else "-"
+        width = c.get("interval_width")
+        rows.append(
+            f"| {c['id']} | {c.get('samples')} ({c.get('default_samples')}) | "
+            f"{', '.join(f'{k}={v}' for k, v in (c.get('changed') or {}).items()) or '-'} | "
+            f"{c.get('estimated_s', 0):.1f} | {c.get('actual_s') or 0:.1f} | {ratio} | "
+            f"{'-' if width is None else f'{width:.3f}'} |"
+        )
+    return "\n".join(rows)
+
+
 def run(name: str, images: int, budget: str, time_limit: str | None, suites: list[str] | None) -> dict:
     import torch
 
@@ -103,10 +154,11 @@ def run(name: str, images: int, budget: str, time_limit: str | None, suites: lis
     with tempfile.TemporaryDirectory() as tmp:
         if name == "resnet":
             module = resnet18()
+            x, y = photo_crops(images)
+            fit_head(module, x, y)
             path = Path(tmp) / "resnet18.pt"
             torch.jit.save(torch.jit.trace(module, torch.zeros(1, 3, 224, 224)), str(path))
             model: Any = str(path)
-            x, y = photo_crops(images)
             data: Any = (x, y)
         else:
             from roadworthy.demo import load_demo_data
@@ -147,6 +199,14 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"scale.{args.model}.{args.budget}{args.tag}.json"
     out.write_text(json.dumps(result, indent=1))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    head = (
+        f"# {args.model}, {args.images} images, budget {args.budget}"
+        f"{', time limit ' + args.time_limit if args.time_limit else ''}\n\n"
+        f"wall {result['wall_s']} s, peak RSS {result['run']['peak_rss_mb']:.0f} MiB, "
+        f"{result['cores']} cores, load average at the end {load}\n\n"
+    )
+    out.with_suffix(".md").write_text(head + table(result) + "\n")
     print(f"wall {result['wall_s']} s, peak RSS {result['run']['peak_rss_mb']:.0f} MiB -> {out}")
 
 
