@@ -214,3 +214,15 @@ def test_planning_changes_nothing_for_small_models_on_their_budget(monkeypatch, 
     p = s.make_plan(select_checks(None, "standard"))
     assert not p.scaled and p.overrides() == {} and p.estimated_s < 1800
     assert s.run_options()["plan"] is None
+
+
+def test_probe_takes_input_gradients_only_and_leaves_parameters_untouched(digits_data) -> None:
+    from roadworthy.models.torch import TorchModel
+    from tests._models import tiny_cnn
+
+    model = TorchModel(tiny_cnn().eval(), input_shape=(1, 16, 16))
+    assert all(param.grad is None for param in model.module.parameters())
+    p = planning.probe(model, digits_data.x, batch=8, white_box=True)
+    assert p.measured_backward_s is not None and p.measured_backward_s > 0
+    # an attack needs d(loss)/d(input); weight gradients would cost time and stay in the user's .grad
+    assert all(param.grad is None for param in model.module.parameters())
