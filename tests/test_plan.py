@@ -343,3 +343,15 @@ def test_pgd_and_apgd_estimates_include_the_minimum_norm_run():
         n = min(p.n_samples, 10_000)
         assert forward == 0 and gradient == n * (p.steps * p.restarts + p.min_norm_steps)
         assert p.min_norm_steps > 0
+
+
+def test_probe_takes_input_gradients_only_and_leaves_parameters_untouched(digits_data) -> None:
+    from roadworthy.models.torch import TorchModel
+    from tests._models import tiny_cnn
+
+    model = TorchModel(tiny_cnn().eval(), input_shape=(1, 16, 16))
+    assert all(param.grad is None for param in model.module.parameters())
+    p = planning.probe(model, digits_data.x, batch=8, white_box=True)
+    assert p.measured_backward_s is not None and p.measured_backward_s > 0
+    # an attack needs d(loss)/d(input); weight gradients would cost time and stay in the user's .grad
+    assert all(param.grad is None for param in model.module.parameters())

@@ -143,8 +143,10 @@ def probe(model: Any, x: np.ndarray, batch: int = 256, white_box: bool = False) 
         import torch
 
         def step() -> None:
+            # the gradient an attack takes: with respect to the input only (no weight gradients are
+            # computed, and none are left in the user's parameters' .grad)
             t = torch.from_numpy(xb).to(getattr(model, "device", "cpu")).requires_grad_(True)
-            model.forward_torch(t).sum().backward()
+            torch.autograd.grad(model.forward_torch(t).sum(), t)
 
         step()
         bwd = min(_timed(step) for _ in range(PROBE_REPEATS)) / n

@@ -89,3 +89,14 @@ def test_anomaly_index_counts_robust_deviations_below_the_median():
     assert ai.argmax() == 6 and ai[6] > 3
     assert ai[4] < 0  # larger than the median: negative
     assert np.all(anomaly_index(np.full(5, 3.0)) == 0)
+
+
+def test_the_users_model_gets_no_weight_gradients(one_thread):
+    from roadworthy.models.torch import TorchModel
+    from tests._models import tiny_cnn
+
+    model = TorchModel(tiny_cnn().eval(), input_shape=(1, 16, 16))
+    x = np.random.default_rng(0).random((16, 1, 16, 16), dtype=np.float32)
+    neural_cleanse(model, x, classes=[0, 1, 2], steps=4, batch_size=4, seed=0)
+    # only the mask and pattern are optimised: the model's weights get no gradient computed or kept
+    assert all(param.grad is None for param in model.module.parameters())

@@ -274,8 +274,9 @@ def neural_cleanse(
         ce_k = (ce * weight).sum(dim=1) / denom
         l1 = mask.reshape(ka, -1).sum(dim=1)
         loss = (ce_k + torch.from_numpy(cost[act]).float() * l1).sum()
-        opt.zero_grad()
-        loss.backward()
+        # gradients of the mask and pattern only: loss.backward() would also compute the model's weight
+        # gradients (a third of the backward pass) and leave them in the user's parameters' .grad
+        m_raw.grad, p_raw.grad = torch.autograd.grad(loss, [m_raw, p_raw])
         opt.step()
         class_steps[act] += 1
         with torch.no_grad():

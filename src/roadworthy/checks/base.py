@@ -39,6 +39,7 @@ __all__ = [
     "Outcome",
     "ProgressReporter",
     "Requires",
+    "ShiftedOutputs",
     "register",
 ]
 
@@ -199,6 +200,34 @@ def register(cls: type[Check]) -> type[Check]:
 # ---------------------------------------------------------------------------------------------- context
 
 
+@dataclass(frozen=True)
+class ShiftedOutputs:
+    """The model's raw outputs on evaluation rows under one shift at one severity (no images kept).
+
+    Published by the check that fed the shifted batch to the model (:meth:`Context.share_shifted`) so
+    that other checks (``ood.calibration``, ``ood.<detector>``) reuse the predictions instead of shifting
+    and predicting again. ``rows`` index ``ctx.data``; ``raw[i]`` is the output on ``rows[i]`` shifted;
+    ``change`` is the mean absolute pixel change the shift made (near zero: the shift did nothing on
+    these images); ``by`` names the publisher.
+    """
+
+    shift: str
+    severity: int
+    rows: np.ndarray
+    raw: np.ndarray
+    change: float
+    by: str
+
+
+#: floats of shifted images held at once while streaming a shift through the model (about 16 MB)
+SHIFT_CHUNK_FLOATS = 4_000_000
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """A short digest of a set of evaluation rows, so outputs on different samples never share a key."""
+    return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
 @dataclass
 class Context:
     """Everything a check may read while it runs.
@@ -285,6 +314,71 @@ class Context:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
+
+    # -- shifted outputs shared between checks
+    def share_shifted(self, out: ShiftedOutputs) -> None:
+        """Publish outputs on shifted evaluation rows, keyed by shift, severity and the rows' digest.
+
+        Only the outputs are kept (``n x n_classes``), never the shifted images, so publishing every
+        severity of every shift costs ``n_shifts x n_severities x n x n_classes`` floats.
+        """
+        index: dict[tuple[str, int], dict[str, ShiftedOutputs]] = self._cache.setdefault("shifted", {})
+        index.setdefault((out.shift, int(out.severity)), {})[rows_digest(out.rows)] = out
+
+    def shared_shifted(self, shift: str, severity: int) -> list[ShiftedOutputs]:
+        """Outputs other checks published for ``shift`` at ``severity`` (one entry per sample of rows)."""
+        index = self._cache.get("shifted", {})
+        return list(index.get((shift, int(severity)), {}).values())
+
+    def stream_shifted(
+        self,
+        shift: str,
+        severity: int,
+        rows: np.ndarray,
+        apply: Callable[[np.ndarray], np.ndarray],
+        by: str,
+        on_chunk: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
+    ) -> ShiftedOutputs:
+        """Outputs on ``rows`` under ``apply`` (the shift at ``severity``), computed once and shared.
+
+        Streams chunk by chunk (read the rows, shift them, predict, keep only the outputs), so memory
+        holds one chunk of images (:data:`SHIFT_CHUNK_FLOATS` floats) whatever the number of rows. When
+        another check already published outputs for the same shift, severity and rows, they are returned
+        and the model is not called: ``on_chunk(start, stop, shifted, raw)`` (which sees each chunk's
+        images, e.g. to keep a few for the report) then is not called, and ``.by`` names the check that
+        computed them. When ``by`` itself published them (the same check run again), ``apply`` is
+        replayed chunk by chunk without the model, so that ``on_chunk`` sees the same images again
+        (``apply`` must then draw its randomness the same way, e.g. from a fresh ``ctx.rng``).
+        """
+        index = self._cache.get("shifted", {}).get((shift, int(severity)), {})
+        hit = index.get(rows_digest(rows))
+        if hit is not None and (on_chunk is None or hit.by != by):
+            return hit
+        n = len(rows)
+        per = max(1, int(np.prod(self.data.input_shape)))
+        chunk = max(1, SHIFT_CHUNK_FLOATS // per)
+        raw: np.ndarray | None = None if hit is None else hit.raw
+        change = 0.0
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            x0 = self.data.x[rows[start:stop]]
+            xs = apply(x0)
+            if hit is None:  # a replay (same check, same shift function) only regenerates the images
+                r = self.predict_raw(xs)
+                if raw is None:
+                    raw = np.empty((n, *r.shape[1:]), np.float32)
+                raw[start:stop] = r
+                change += float(np.abs(xs - x0, dtype=np.float32).sum(dtype=np.float64))
+            if on_chunk is not None:
+                on_chunk(start, stop, xs, raw[start:stop])  # type: ignore[index]
+            del x0, xs
+        if hit is not None:
+            return hit
+        if raw is None:
+            raw = np.zeros((0, self.n_classes), np.float32)
+        out = ShiftedOutputs(shift, int(severity), np.asarray(rows), raw, change / max(1, n * per), by)
+        self.share_shifted(out)
+        return out
 
     @property
     def clean_raw(self) -> np.ndarray:

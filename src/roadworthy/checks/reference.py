@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roadworthy.checks.base import Context
-from roadworthy.data.base import stratified_sample
+from roadworthy.checks.base import SHIFT_CHUNK_FLOATS, Context
+from roadworthy.data.base import Dataset, stratified_sample
 from roadworthy.errors import InvalidInputError
 from roadworthy.uncertainty import sources
 from roadworthy.uncertainty.detectors import Space
@@ -41,12 +41,14 @@ N_PROXY = 200
 class Reference:
     """In-distribution data for fitting and holding out, as indices and cached embeddings.
 
-    ``fit_x``/``fit_y`` are the samples detectors are fitted on; ``heldout_idx`` are evaluation rows the
-    detectors never saw (all of them with training data, half B without); ``half_a``/``half_b`` are
-    the stratified halves of the evaluation data.
+    ``fit_rows`` of ``fit_data`` (labels ``fit_y``) are the samples detectors are fitted on, kept as
+    row indices: a copy of 10,000 training images of 224 px would take 6 GB; ``heldout_idx`` are
+    evaluation rows the detectors never saw (all of them with training data, half B without);
+    ``half_a``/``half_b`` are the stratified halves of the evaluation data.
     """
 
-    fit_x: np.ndarray
+    fit_data: Dataset
+    fit_rows: np.ndarray
     fit_y: np.ndarray
     fit_from: str
     heldout_idx: np.ndarray
@@ -84,8 +86,8 @@ def reference(ctx: Context) -> Reference:
             cap = FIT_CAP.get(ctx.budget, FIT_CAP["standard"])
             idx = stratified_sample(ctx.train_data.y, cap, ctx.rng("ood.fit_sample"))
             td = ctx.train_data
-            return Reference(td.x[idx], td.y[idx], "training data", np.arange(ctx.data.n_samples), a, b, True)
-        return Reference(ctx.data.x[a], ctx.data.y[a], "half of the evaluation data", b, a, b, False)
+            return Reference(td, idx, td.y[idx], "training data", np.arange(ctx.data.n_samples), a, b, True)
+        return Reference(ctx.data, a, ctx.data.y[a], "half of the evaluation data", b, a, b, False)
 
     return ctx.cached("ood.reference", build)
 
@@ -105,7 +107,16 @@ def fit_embedding(ctx: Context, space: Space) -> np.ndarray:
     ref = reference(ctx)
     if not ref.from_train:
         return eval_embedding(ctx, space)[ref.half_a]
-    return ctx.cached(f"ood.fit_embedding.{space}", lambda: embed(ctx, ref.fit_x, space))
+
+    def build() -> np.ndarray:  # read the rows chunk by chunk: never a copy of all fitting images
+        per = max(1, int(np.prod(ref.fit_data.x.shape[1:])))
+        step = max(1, SHIFT_CHUNK_FLOATS // per)
+        rows = ref.fit_rows
+        return np.concatenate(
+            [embed(ctx, ref.fit_data.x[rows[i : i + step]], space) for i in range(0, len(rows), step)]
+        )
+
+    return ctx.cached(f"ood.fit_embedding.{space}", build)
 
 
 # ------------------------------------------------------------------------------------------ validity gate

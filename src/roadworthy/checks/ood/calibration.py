@@ -28,6 +28,7 @@ from scipy.special import log_softmax
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, planned_samples, register
 from roadworthy.checks.reference import eval_halves
+from roadworthy.models.base import to_logits
 from roadworthy.shifts import apply_shift
 from roadworthy.stats import expected_calibration_error, reliability_bins, softmax
 from roadworthy.uncertainty import sources
@@ -103,9 +104,8 @@ class Calibration(Check):
                 f"the fitted temperature {t:.3g} sits at the edge of its search range (0.01 to 100)"
             )
 
-        x_s, y_s, origin = self._shifted(ctx)
+        logits_s, y_s, origin = self._shifted(ctx)
         if len(y_s):
-            logits_s = ctx.predict_logits(x_s).astype(np.float64)
             probs_s = softmax(logits_s, axis=1)
             metrics["ood.calibration.ece_shifted"] = expected_calibration_error(probs_s, y_s, p.n_bins)
             metrics["ood.calibration.brier_shifted"] = brier_score(probs_s, y_s)
@@ -140,25 +140,48 @@ class Calibration(Check):
         return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
 
     def _shifted(self, ctx: Context) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-        """Evaluation inputs under the moderate shifts (an even share each), their labels and origins."""
+        """Logits (float64) on evaluation inputs under the moderate shifts, their labels and origins.
+
+        Each shift gets an even share of ``n_shifted``. Where the shift suite already fed the shift at
+        this severity to the model (``ctx.shared_shifted``), the share is drawn from its rows and its
+        outputs are reused: no image is shifted and the model is not called again. Otherwise the share
+        is shifted and predicted chunk by chunk, keeping only the outputs.
+        """
         p = self.params
         idx = ctx.sample(p.n_shifted, self.id, "shifted")
         if ctx.modality != "image":
             x = sources.noisy_tabular(ctx.data.x[idx], p.severity, ctx.rng(self.id, "tabular_noise"))
-            return x, ctx.data.y[idx], {"gaussian_noise": "built-in"}
+            return ctx.predict_logits(x).astype(np.float64), ctx.data.y[idx], {"gaussian_noise": "built-in"}
         if not p.shifts:
-            return ctx.data.x[:0], ctx.data.y[:0], {}
+            return np.zeros((0, ctx.n_classes)), ctx.data.y[:0], {}
         parts = np.array_split(ctx.rng(self.id, "assign").permutation(idx), len(p.shifts))
-        xs, ys, origin = [], [], {}
+        zs, ys, origin = [], [], {}
         for name, rows in zip(p.shifts, parts, strict=True):
             if len(rows) == 0:
                 continue
-            x, origin[name] = sources.shifted_images(
-                ctx.data.x[rows], name, p.severity, ctx.rng(self.id, name), apply_shift
-            )
-            xs.append(x)
+            shared = [
+                e
+                for e in ctx.shared_shifted(name, p.severity)
+                if e.change >= sources.UNCHANGED and len(e.rows)
+            ]
+            if shared:
+                e = max(shared, key=lambda e: len(e.rows))
+                take = np.sort(ctx.rng(self.id, name, "shared").permutation(len(e.rows))[: len(rows)])
+                raw, rows, origin[name] = e.raw[take], e.rows[take], f"shift suite (outputs of {e.by})"
+            else:
+                rng = ctx.rng(self.id, name)
+                where: set[str] = set()
+
+                def shift(x0: np.ndarray, name: str = name, rng: Any = rng, where: set[str] = where) -> Any:
+                    out, w = sources.shifted_images(x0, name, p.severity, rng, apply_shift)
+                    where.add(w)
+                    return out
+
+                raw = ctx.stream_shifted(name, p.severity, rows, shift, self.id).raw
+                origin[name] = " and ".join(sorted(where)) or "shift suite"
+            zs.append(to_logits(raw, ctx.model.output).astype(np.float64))
             ys.append(ctx.data.y[rows])
-        return np.concatenate(xs), np.concatenate(ys), origin
+        return np.concatenate(zs), np.concatenate(ys), origin
 
 
 #: the reliability diagram's lines, in drawing order

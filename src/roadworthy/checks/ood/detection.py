@@ -79,14 +79,41 @@ FEATURES = Requires(capabilities=frozenset({"features"}), modalities=frozenset({
 # ------------------------------------------------------------------------------------------- shared work
 
 
+#: floats of OOD images generated at once (about 16 MB): a source is made and embedded chunk by chunk
+CHUNK_FLOATS = 4_000_000
+
+
 @dataclass
 class Bench:
-    """Held-out ID rows and the OOD inputs of every source, generated once per session and parameters."""
+    """Held-out ID rows and the recipe of every OOD source, fixed once per session and parameters.
+
+    The OOD images themselves are never all held: :meth:`chunks` makes a source chunk by chunk from
+    its own seeded generator, so the same images come back every time (to embed them in a second
+    space, or to show one in the report) while memory holds one chunk. At 224 px, 500 images per
+    source and nine sources, holding them would take 2.7 GB.
+    """
 
     id_idx: np.ndarray
-    inputs: dict[str, np.ndarray]
+    sizes: dict[str, int]  # source -> number of inputs
     groups: dict[str, str]  # source -> "far" | "near" | "user"
-    origin: dict[str, str]  # source -> where its inputs came from
+    origin: dict[str, str]  # source -> where its inputs came from (near shifts: known once made)
+    make: dict[str, Any]  # source -> fn(start, stop, rng) -> images of rows start:stop
+    seeds: dict[str, tuple[Any, ...]]  # source -> keys of its generator (ctx.rng(*keys))
+    chunk: int = 1
+
+    def chunks(self, ctx: Context, src: str) -> Any:
+        """``(start, images)`` of source ``src``, one chunk at a time, the same on every call."""
+        rng = ctx.rng(*self.seeds[src])
+        n = self.sizes[src]
+        for start in range(0, n, self.chunk):
+            yield start, self.make[src](start, min(n, start + self.chunk), rng)
+
+    def take(self, ctx: Context, src: str, i: int) -> np.ndarray:
+        """Input ``i`` of source ``src`` (shape ``(1, ...)``), made again up to its chunk."""
+        for start, x in self.chunks(ctx, src):
+            if start <= i < start + len(x):
+                return x[i - start : i - start + 1].copy()
+        raise IndexError(f"source {src!r} has {self.sizes[src]} inputs, not {i + 1}")
 
 
 def _bench_key(p: DetectionParams) -> str:
@@ -94,37 +121,57 @@ def _bench_key(p: DetectionParams) -> str:
 
 
 def bench(ctx: Context, p: DetectionParams) -> Bench:
-    """The ID inputs and OOD sources for ``p``, computed once per session."""
+    """The ID inputs and OOD sources for ``p``, fixed once per session."""
 
     def build() -> Bench:
         ref = reference(ctx)
         held = ref.heldout_idx
         id_idx = held[stratified_sample(ctx.data.y[held], p.n_id, ctx.rng("ood.id_sample"))]
-        inputs: dict[str, np.ndarray] = {}
+        sizes: dict[str, int] = {}
         groups: dict[str, str] = {}
         origin: dict[str, str] = {}
+        make: dict[str, Any] = {}
+        seeds: dict[str, tuple[Any, ...]] = {}
         n = p.n_per_source
         image = ctx.modality == "image"
         far = p.far_sources or (sources.FAR_IMAGE_SOURCES if image else sources.FAR_TABULAR_SOURCES)
         for kind in far:
-            rng = ctx.rng("ood.far", kind)
             if image:
-                inputs[kind] = sources.far_ood_images(kind, n, ctx.data.input_shape, rng)
+                make[kind] = lambda a, b, rng, kind=kind: sources.far_ood_images(
+                    kind, b - a, ctx.data.input_shape, rng
+                )
             else:
-                inputs[kind] = sources.far_ood_tabular(kind, n, ctx.data.x, rng)
+                make[kind] = lambda a, b, rng, kind=kind: sources.far_ood_tabular(
+                    kind, b - a, ctx.data.x, rng
+                )
+            sizes[kind], seeds[kind] = n, ("ood.far", kind)
             groups[kind], origin[kind] = "far", "generated"
         near = p.near_shifts or (sources.NEAR_IMAGE_SHIFTS if image else sources.NEAR_TABULAR_SHIFTS)
         # near-OOD from held-out rows only: shifted copies of fitting samples would look familiar
-        base = ctx.data.x[held[stratified_sample(ctx.data.y[held], n, ctx.rng("ood.near_sample"))]]
+        base = held[stratified_sample(ctx.data.y[held], n, ctx.rng("ood.near_sample"))]
         for name in near:
-            rng = ctx.rng("ood.near", name)
+            key = f"shift_{name}"
             if image:
-                x, where = sources.shifted_images(base, name, p.near_severity, rng, apply_shift)
+                where: set[str] = set()
+
+                def shifted(
+                    a: int, b: int, rng: Any, name: str = name, key: str = key, where: Any = where
+                ) -> Any:
+                    x, w = sources.shifted_images(
+                        ctx.data.x[base[a:b]], name, p.near_severity, rng, apply_shift
+                    )
+                    where.add(w)
+                    origin[key] = " and ".join(sorted(where))
+                    return x
+
+                make[key] = shifted
+                origin[key] = "shift suite"
             elif name == "shuffled_columns":
-                x, where = sources.shuffled_columns(base, rng), "built-in"
+                make[key] = lambda a, b, rng: sources.shuffled_columns(ctx.data.x[base[a:b]], rng)
+                origin[key] = "built-in"
             else:
                 raise InvalidInputError(f"unknown tabular near-OOD shift {name!r}; use 'shuffled_columns'")
-            inputs[f"shift_{name}"], groups[f"shift_{name}"], origin[f"shift_{name}"] = x, "near", where
+            sizes[key], seeds[key], groups[key] = len(base), ("ood.near", name), "near"
         if ctx.ood_data is not None and ctx.ood_data.n_samples:
             user = ctx.ood_data.x
             if tuple(user.shape[1:]) != ctx.data.input_shape:
@@ -136,24 +183,30 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
             rows = (
                 np.sort(ctx.rng("ood.user").choice(len(user), cap, replace=False))
                 if len(user) > cap
-                else None
+                else np.arange(len(user))
             )
-            inputs["user"] = np.asarray(user if rows is None else user[rows], np.float32)
+            make["user"] = lambda a, b, rng: np.asarray(user[rows[a:b]], np.float32)
+            sizes["user"], seeds["user"] = len(rows), ("ood.user",)
             groups["user"], origin["user"] = "user", ctx.ood_data.path or "--ood-data"
-        return Bench(id_idx, inputs, groups, origin)
+        chunk = max(1, CHUNK_FLOATS // max(1, int(np.prod(ctx.data.input_shape))))
+        return Bench(id_idx, sizes, groups, origin, make, seeds, chunk)
 
     return ctx.cached(_bench_key(p), build)
 
 
 def embeddings(ctx: Context, p: DetectionParams, space: str) -> dict[str, np.ndarray]:
-    """Logits or features of the ID inputs (``"id"``) and every OOD source, computed once."""
+    """Logits or features of the ID inputs (``"id"``) and every OOD source, computed once per space.
+
+    Each source is made and embedded chunk by chunk; only the embeddings are kept.
+    """
 
     def build() -> dict[str, np.ndarray]:
         b = bench(ctx, p)
         out = {"id": eval_embedding(ctx, space)[b.id_idx]}  # type: ignore[arg-type]
-        with ctx.progress.task(f"OOD inputs through the model ({space})", total=len(b.inputs)) as task:
-            for name, x in b.inputs.items():
-                out[name] = embed(ctx, x, space)  # type: ignore[arg-type]
+        with ctx.progress.task(f"OOD inputs through the model ({space})", total=len(b.sizes)) as task:
+            for name in b.sizes:
+                parts = [embed(ctx, x, space) for _, x in b.chunks(ctx, name)]  # type: ignore[arg-type]
+                out[name] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
                 task.advance()
         return out
 
@@ -386,7 +439,7 @@ class DetectionSummary(Check):
         mean_auroc = {name: _mean(rows, "auroc") for name, rows in table.items()}
         best = max(names, key=lambda n: mean_auroc[n])
         b = bench(ctx, p)
-        srcs = list(b.inputs)
+        srcs = list(b.sizes)
         metrics = {"ood.best_auroc": mean_auroc[best], "ood.best_fpr95": _mean(table[best], "fpr95")}
         details: dict[str, Any] = {
             "best_detector": best,
@@ -407,8 +460,10 @@ class DetectionSummary(Check):
         gate = validity_gate(ctx)
         if gate is not None:
             details["validity_gate"] = gate.describe()
+            # the gate's space is logits or features, both already embedded for the detectors
+            z = embeddings(ctx, p, gate.detector.space)
             details["validity_gate"]["out_of_envelope"] = {
-                s: float(np.mean(~gate.in_envelope(b.inputs[s]))) for s in srcs
+                s: float(np.mean(gate.detector.score(z[s]) > gate.threshold)) for s in srcs
             }
             if gate.clean_in_envelope is not None:
                 kept = round(gate.clean_in_envelope * gate.clean_in_envelope_n)
@@ -445,9 +500,9 @@ class DetectionSummary(Check):
         _, scores = detector_scores(ctx, best, self.params)
         tau = np.sort(scores["id"])[int(np.ceil(0.95 * len(scores["id"]))) - 1]
         out = []
-        for src in list(b.inputs)[:8]:
+        for src in list(b.sizes)[:8]:
             i = int(np.argmin(scores[src]))
-            x = b.inputs[src][i : i + 1]
+            x = b.take(ctx, src, i)
             probs = ctx.predict_probs(x)[0]
             verdict = "accepted as in-distribution" if scores[src][i] <= tau else "flagged as OOD"
             out.append(

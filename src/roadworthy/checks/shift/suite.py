@@ -26,6 +26,7 @@ from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.reference import validity_gate
 from roadworthy.errors import RoadworthyError
 from roadworthy.evidence import png_data_uri
+from roadworthy.models.base import to_logits, to_probs
 from roadworthy.results import Example, ExampleImage
 from roadworthy.shifts import SHIFTS, Shift, image_size, table_name
 from roadworthy.stats import expected_calibration_error, proportion_metrics
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 N_BINS = 15
 N_CANDIDATES = 8  # images whose shifted versions are kept to pick the example strip from
-PIXEL_BUDGET = 4_000_000  # floats per chunk of shifted images (about 16 MB)
 CAVEAT = (
     "Severity parameters follow ImageNet-C (224 px) and CIFAR-10-C (32 px), chosen and scaled by image "
     "size, with procedural frost and line-kernel motion blur; the numbers are not directly comparable "
@@ -76,6 +76,13 @@ def _gate(ctx: Context) -> tuple[Any, str | None]:
     if gate is None:
         return None, "the validity gate could not be fitted on this model and data"
     return gate, None
+
+
+def _in_envelope(ctx: Context, gate: Any, xs: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """The gate's verdict on shifted inputs; a gate on logits reuses the outputs already computed."""
+    if gate.detector.space == "logits":
+        return gate.detector.score(to_logits(raw, ctx.model.output)) <= gate.threshold
+    return gate.in_envelope(xs)
 
 
 def _bin_sums(probs: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
@@ -124,11 +131,10 @@ class ShiftCheck(Check):
         sh: Shift = SHIFTS[self.shift_name]
         name = sh.name
         idx = sample_indices(ctx, p.n_samples)
-        x, y = ctx.data.x[idx], ctx.data.y[idx]
+        y = ctx.data.y[idx]
         clean_probs = ctx.clean_probs[idx]
         clean_pred = clean_probs.argmax(axis=1)
         n = len(idx)
-        chunk = max(1, PIXEL_BUDGET // max(1, int(np.prod(x.shape[1:]))))
         gate, gate_note = _gate(ctx)
         pick = ctx.rng(self.id, "examples").permutation(n)
         candidates = [int(i) for i in pick if clean_pred[i] == y[i]][:N_CANDIDATES] or [
@@ -143,20 +149,34 @@ class ShiftCheck(Check):
         with ctx.progress.task(f"shift {name}", total=n * len(p.severities)) as task:
             for s in p.severities:
                 rng = ctx.rng(self.id, s)
-                probs = np.empty((n, ctx.n_classes), np.float32)
                 inside = np.ones(n, bool) if gate is not None else None
-                for start in range(0, n, chunk):
-                    stop = min(n, start + chunk)
-                    xs = sh.apply(x[start:stop], s, rng)
-                    probs[start:stop] = ctx.predict_probs(xs)
-                    if gate is not None:  # only failures are split, so only they are scored
-                        fail = np.flatnonzero(probs[start:stop].argmax(axis=1) != y[start:stop])
+
+                def look(
+                    start: int,
+                    stop: int,
+                    xs: np.ndarray,
+                    raw: np.ndarray,
+                    s: int = s,
+                    inside: np.ndarray | None = inside,
+                ) -> None:
+                    """Per streamed chunk: split its failures by the gate, keep the strip candidates."""
+                    pred_c = to_probs(raw, ctx.model.output).argmax(axis=1)
+                    if gate is not None and inside is not None:  # only failures are split and scored
+                        fail = np.flatnonzero(pred_c != y[start:stop])
                         if fail.size:
-                            inside[start + fail] = gate.in_envelope(xs[fail])
+                            inside[start + fail] = _in_envelope(ctx, gate, xs[fail], raw[fail])
                     for i in candidates:
                         if start <= i < stop:
-                            kept[i][s] = (xs[i - start], int(probs[i].argmax()))
+                            kept[i][s] = (xs[i - start].copy(), int(pred_c[i - start]))
                     task.advance(stop - start)
+
+                shared = ctx.stream_shifted(
+                    name, s, idx, lambda x0, s=s, rng=rng: sh.apply(x0, s, rng), self.id, on_chunk=look
+                )
+                if shared.by != self.id:  # another check fed these rows through the model already
+                    task.advance(n)
+                    inside = None  # its chunks' images are gone: no split, no strip at this severity
+                probs = to_probs(shared.raw, ctx.model.output).astype(np.float32, copy=False)
                 pred = probs.argmax(axis=1)
                 correct = pred == y
                 metrics |= proportion_metrics(f"shift.{name}.s{s}.accuracy", correct)
@@ -188,7 +208,7 @@ class ShiftCheck(Check):
         pooled_probs, pooled_y = np.concatenate(all_probs), np.concatenate(all_y)
         first = per_severity[0]
         clean_acc = float(np.mean(clean_pred == y))
-        size = image_size(x)
+        size = image_size(ctx.data.x[:1])
         details: dict[str, Any] = {
             "shift": name,
             "group": sh.group,
@@ -227,7 +247,7 @@ class ShiftCheck(Check):
         return Outcome(
             metrics=metrics,
             details=details,
-            examples=self._strips(ctx, sh, x, y, clean_pred, kept, p),
+            examples=self._strips(ctx, sh, idx, y, clean_pred, kept, p),
             summary=summary,
         )
 
@@ -235,7 +255,7 @@ class ShiftCheck(Check):
         self,
         ctx: Context,
         sh: Shift,
-        x: np.ndarray,
+        idx: np.ndarray,
         y: np.ndarray,
         clean_pred: np.ndarray,
         kept: dict[int, dict[int, tuple[np.ndarray, int]]],
@@ -258,7 +278,7 @@ class ShiftCheck(Check):
                 Example(
                     title=f"{sh.name} at severities {strip[0][0]}-{last_s}",
                     label=ctx.class_name(int(y[i])),
-                    original=png_data_uri(x[i]),
+                    original=png_data_uri(ctx.data.x[idx[i]]),
                     original_prediction=ctx.class_name(int(clean_pred[i])),
                     changed=png_data_uri(last_img),
                     changed_prediction=ctx.class_name(last_pred),
