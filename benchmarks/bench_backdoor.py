@@ -343,6 +343,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["", "## Targets", ""]
     for t in res["targets"]:
         lines.append(f"- {'met' if t['met'] else 'NOT met'}: {t['target']} ({t['measured']})")
+    if res.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
     if res.get("model_scan"):
         lines += [
             "",
