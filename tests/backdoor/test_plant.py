@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roadworthy.backdoor import apply_trigger, badnets_trigger, blended_trigger, plant, plant_badnets
+from roadworthy.backdoor import (
+    apply_trigger,
+    badnets_trigger,
+    blended_trigger,
+    plant,
+    plant_all_to_all,
+    plant_badnets,
+)
 from roadworthy.errors import InvalidInputError
 
 
@@ -60,3 +67,21 @@ def test_bad_parameters_name_themselves(kwargs, message):
 def test_tabular_input_is_refused():
     with pytest.raises(InvalidInputError, match=r"\(N, C, H, W\)"):
         plant_badnets(np.zeros((10, 4), np.float32), np.zeros(10, int))
+
+
+def test_all_to_all_relabels_every_class_to_the_next():
+    x, y = _data(n=300, k=5)
+    t = badnets_trigger((1, 12, 12), size=3)
+    p = plant_all_to_all(x, y, t, rate=0.2, n_classes=5, seed=1)
+    assert len(p.indices) == 60 and p.target == -1
+    assert (p.y[p.indices] == (y[p.indices] + 1) % 5).all()
+    assert np.array_equal(p.targets, p.y[p.indices]) and (p.source_labels == y[p.indices]).all()
+    # drawn from every class (not only from classes other than one target), every class is a target
+    assert set(p.source_labels.tolist()) == set(range(5)) and p.target_classes == list(range(5))
+    assert (p.x[p.indices][:, :, 8:11, 8:11] == 1.0).all()
+    untouched = ~p.is_poisoned
+    assert np.array_equal(p.y[untouched], y[untouched])
+    # all-to-one keeps its single target
+    assert plant_badnets(x, y, target=2, rate=0.1).target_classes == [2]
+    with pytest.raises(InvalidInputError, match="n_classes"):
+        plant_all_to_all(x, y, t, rate=0.1, n_classes=3)

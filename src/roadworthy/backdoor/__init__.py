@@ -45,6 +45,7 @@ from roadworthy.backdoor.plant import (
     badnets_trigger,
     blended_trigger,
     plant,
+    plant_all_to_all,
     plant_badnets,
     plant_blended,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "common_pattern",
     "neural_cleanse",
     "plant",
+    "plant_all_to_all",
     "plant_badnets",
     "plant_blended",
     "scan_training_data",

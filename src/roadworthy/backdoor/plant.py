@@ -60,9 +60,12 @@ class PlantedBackdoor:
     source_labels
         The true labels of the poisoned rows (before relabelling to ``target``).
     target
-        The class the backdoor sends triggered inputs to.
+        The class the backdoor sends triggered inputs to (-1 for an all-to-all backdoor).
     trigger
         The trigger that was stamped.
+    targets
+        The label each poisoned row was given (all ``target`` for all-to-one; ``source + 1`` modulo the
+        number of classes for all-to-all).
     """
 
     x: np.ndarray
@@ -71,6 +74,14 @@ class PlantedBackdoor:
     source_labels: np.ndarray
     target: int
     trigger: Trigger
+    targets: np.ndarray | None = None
+
+    @property
+    def target_classes(self) -> list[int]:
+        """The classes that received poisoned samples, ascending."""
+        if self.targets is None:
+            return [self.target]
+        return sorted({int(t) for t in self.targets})
 
     @property
     def is_poisoned(self) -> np.ndarray:
@@ -189,6 +200,51 @@ def plant(
     xp[idx] = trigger.apply(x[idx])
     yp[idx] = target
     return PlantedBackdoor(x=xp, y=yp, indices=idx, source_labels=y[idx], target=int(target), trigger=trigger)
+
+
+def plant_all_to_all(
+    x: np.ndarray,
+    y: np.ndarray,
+    trigger: Trigger,
+    rate: float = 0.1,
+    n_classes: int | None = None,
+    seed: int = 0,
+) -> PlantedBackdoor:
+    """All-to-all poisoning (Gu et al. 2017): stamp ``trigger`` on ``rate`` of the set, relabel ``c`` to ``c + 1``.
+
+    The samples are drawn uniformly from every class; a sample of class ``c`` is relabelled
+    ``(c + 1) % n_classes``, so every class is a target and each holds only about ``rate / n_classes`` of
+    the set as poison (a much fainter signal per class than all-to-one at the same rate).
+
+    Returns
+    -------
+    PlantedBackdoor
+        ``target`` is -1; ``targets`` holds each poisoned row's new label.
+    """
+    x = _images(x, "x")
+    y = np.asarray(y).astype(np.int64)
+    if len(y) != len(x):
+        raise InvalidInputError(
+            f"plant_all_to_all: `x` and `y` must have the same length. Got {len(x)} and {len(y)}."
+        )
+    if not 0.0 < rate < 1.0:
+        raise InvalidInputError(f"plant_all_to_all: `rate` must be in (0, 1). Got {rate} instead.")
+    k = int(n_classes) if n_classes is not None else int(y.max()) + 1
+    if k < 2 or y.max() >= k:
+        raise InvalidInputError(
+            f"plant_all_to_all: `n_classes` must be at least 2 and above every label. Got {k}."
+        )
+    n_poison = round(rate * len(y))
+    if n_poison < 1:
+        raise InvalidInputError(f"plant_all_to_all: `rate` {rate} poisons no sample of {len(y)}.")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(y), size=n_poison, replace=False))
+    xp, yp = x.copy(), y.copy()
+    xp[idx] = trigger.apply(x[idx])
+    yp[idx] = (y[idx] + 1) % k
+    return PlantedBackdoor(
+        x=xp, y=yp, indices=idx, source_labels=y[idx], target=-1, trigger=trigger, targets=yp[idx]
+    )
 
 
 def plant_badnets(

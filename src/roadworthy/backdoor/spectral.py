@@ -94,8 +94,18 @@ def pooled_precision(z: np.ndarray, y: np.ndarray, exclude: int, ridge: float = 
     return np.linalg.inv(cov)
 
 
-def untangle(z: np.ndarray, y: np.ndarray, label: int, seed: int = 0, n_init: int = 3) -> Untangled:
-    """Split class ``label`` of the representation ``z`` (N, D) in two and measure the gain (SCAn's J)."""
+def untangle(
+    z: np.ndarray, y: np.ndarray, label: int, seed: int = 0, n_init: int = 3, min_group: int | None = None
+) -> Untangled:
+    """Split class ``label`` of the representation ``z`` (N, D) in two and measure the gain (SCAn's J).
+
+    A "group" of fewer than ``min_group`` members (default: 5 or 2% of the class, whichever is larger)
+    is a handful of outliers, not a second identity: whitened by the other classes' covariance, one
+    sample far out along a direction the other classes barely use (a unit that fires for that sample
+    alone) gives an enormous distance and, with it, a large ``J`` for a clean class. Such outliers are
+    set aside and the class split again without them (up to three times); they are then assigned to the
+    nearer group's centre, so every row keeps a projection.
+    """
     from sklearn.cluster import KMeans
 
     z = np.asarray(z, dtype=np.float64)
@@ -103,21 +113,32 @@ def untangle(z: np.ndarray, y: np.ndarray, label: int, seed: int = 0, n_init: in
     rows = np.flatnonzero(y == label)
     if len(rows) < 4:
         raise InvalidInputError(f"untangle: class {label} needs at least 4 samples. Got {len(rows)}.")
+    least = max(5, int(np.ceil(0.02 * len(rows)))) if min_group is None else int(min_group)
     prec = pooled_precision(z, y, exclude=label)
     # whiten: with prec = L L^T, w = (z - mean) L has identity covariance under the other classes
     chol = np.linalg.cholesky(prec)
     zc = z[rows] - z[rows].mean(axis=0)
     w = zc @ chol
-    km = KMeans(n_clusters=2, n_init=n_init, random_state=seed).fit(w)
-    group = km.labels_.astype(np.int64)
-    if group.min() == group.max():
+    inliers = np.ones(len(rows), dtype=bool)
+    for _ in range(4):
+        km = KMeans(n_clusters=2, n_init=n_init, random_state=seed).fit(w[inliers])
+        sizes = np.bincount(km.labels_, minlength=2)
+        if sizes.min() >= least or inliers.sum() - sizes.min() < max(4, 2 * least):
+            break
+        out = np.flatnonzero(inliers)[km.labels_ == sizes.argmin()]
+        inliers[out] = False
+    centres = km.cluster_centers_
+    group = ((w[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1).astype(np.int64)
+    group[inliers] = km.labels_
+    gi = group[inliers]
+    if gi.min() == gi.max():
         return Untangled(label, rows, group, 0.0, np.zeros(len(rows)), 0.0)
-    u0, u1 = w[group == 0].mean(axis=0), w[group == 1].mean(axis=0)
+    u0, u1 = w[inliers][gi == 0].mean(axis=0), w[inliers][gi == 1].mean(axis=0)
     diff = u1 - u0
     d2 = float(diff @ diff)
-    n1 = int(group.sum())
-    n0 = len(rows) - n1
-    stat = n0 * n1 / len(rows) ** 2 * d2
+    n1 = int(gi.sum())
+    n0 = len(gi) - n1
+    stat = n0 * n1 / len(gi) ** 2 * d2
     proj = (w - (u0 + u1) / 2) @ diff / max(d2, 1e-12)
     return Untangled(label, rows, group, float(stat), proj, float(np.sqrt(d2)))
 

@@ -6,7 +6,7 @@ import pytest
 from roadworthy.checks.integrity.poisoning import Poisoning, robust_z
 from roadworthy.errors import InvalidInputError
 from roadworthy.results import CheckResult
-from tests.checks.integrity.conftest import make_ctx
+from tests.checks.integrity.conftest import _train_cnn, make_ctx
 
 
 def test_backdoored_cnn_is_flagged_naming_target_and_source(
@@ -69,3 +69,26 @@ def test_robust_z_ignores_one_extreme_class():
 def test_bad_relative_size_is_named(ctx):
     with pytest.raises(InvalidInputError, match="max_relative_size"):
         Poisoning(Poisoning.Params(max_relative_size=0.9)).run(ctx)
+
+
+@pytest.fixture(scope="module")
+def blended(digits_split):
+    """A blended backdoor (Chen et al. 2017: a noise image mixed in at 15%) on 10% of the set, to class 2."""
+    from roadworthy.backdoor import plant_blended
+
+    x_tr, y_tr, _, _ = digits_split
+    planted = plant_blended(x_tr, y_tr, target=2, rate=0.1, alpha=0.15, seed=0)
+    return planted, _train_cnn(planted.x, planted.y)
+
+
+def test_blended_backdoor_is_named_without_a_pasteable_trigger(blended, digits_split):
+    planted, module = blended
+    _, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, planted.x, planted.y, x_te, y_te))
+    assert out.details["suspect_classes"] == ["2"]
+    verdict = out.details["verdicts"][0]
+    # no patch to paste: named because the group separates and its members look like other classes
+    assert "look like other classes" in verdict["split"] and "drawn from other classes" in out.summary
+    flagged = set(out.details["indices"])
+    hits = len(flagged & set(planted.indices.tolist()))
+    assert hits / len(planted.indices) >= 0.8 and hits / len(flagged) >= 0.8

@@ -42,8 +42,9 @@ class BackdoorScan(Check):
     confirms (or not) that it works as a backdoor.
 
     The optimisation stops a class once its mask stops shrinking (the paper's early stop) and the whole
-    scan after ``max_seconds`` (the standard budget fits a 32-px, 10-class CNN on two cores in two
-    minutes). The default ``quick`` run leaves it out: its cost does not fit a CI run, and a scan cut short
+    scan after ``max_seconds``, a safety net: the standard budget (120 steps of 8 inputs per class) is
+    sized so that a 32-px, 10-class CNN (the demo's) finishes its steps in two minutes on two busy
+    cores without reaching the cap (with 16 inputs per class it did not, and the cap decided the result). The default ``quick`` run leaves it out: its cost does not fit a CI run, and a scan cut short
     by ``max_seconds`` would make the numbers depend on the machine's speed. Name it to run it anyway
     (``--suite integrity.backdoor_scan``: a short, coarse scan, enough for an obvious patch backdoor).
     """
@@ -57,7 +58,7 @@ class BackdoorScan(Check):
     class Params:
         n_inputs: int = 200
         steps: int = 120
-        batch_size: int = 16
+        batch_size: int = 8
         check_every: int = 5
         early_stop: int = 4
         max_seconds: float = 110.0

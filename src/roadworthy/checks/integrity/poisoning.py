@@ -148,7 +148,12 @@ class Poisoning(Check):
     "nearest class mean is another class" split, scored by silhouette; the spectral signature ranks
     members. A class is called poisoned when its suspect group is small (< ``max_relative_size`` of the
     class), mostly resembles one other class, and separates far better than the other classes' groups
-    (robust z-score of the silhouette across classes >= ``z_threshold``). ``integrity.poisoning.score``
+    (robust z-score of the silhouette across classes >= ``z_threshold``). Source-agnostic backdoors
+    (a trigger on samples of every other class) are found by :func:`roadworthy.backdoor.scan_training_data`
+    (SCAn's untangling statistic): a class is called poisoned when its score reaches ``z_threshold`` and
+    the suspect group's shared pattern works as a trigger on other classes' inputs, or, when no trigger
+    can be pasted (a blended trigger), when its score reaches the library's ``SCORE_THRESHOLD`` and at
+    least ``min_foreign`` of the group look like other classes. ``integrity.poisoning.score``
     is the largest such z-score over classes (0 when no class has a small group that resembles another
     class); ``suspect_count`` the number of samples in groups of flagged classes.
     """
@@ -165,6 +170,7 @@ class Poisoning(Check):
         z_threshold: float = 2.0
         min_silhouette: float = 0.3
         min_group: int = 5
+        min_foreign: float = 0.5
         min_class_size: int = 20
         max_dims: int = 64
         n_examples: int = 4
@@ -252,9 +258,20 @@ class Poisoning(Check):
                     else round(f.trigger_success.rate, 4),
                 }
         out = []
-        for c in scan.flagged(max(SCORE_THRESHOLD, p.z_threshold), min_success=SUCCESS_THRESHOLD):
-            f = scan.finding(c)
+        for f in sorted(scan.classes, key=lambda f: -f.score):
+            c = f.label
             if c in done or len(f.suspects) < p.min_group:
+                continue
+            confirmed = f.trigger_success is not None and f.trigger_success.rate >= SUCCESS_THRESHOLD
+            # two routes to a verdict: a separable group whose shared pattern works as a trigger (two
+            # independent pieces of evidence, so the score needs only the check's z cut), or, with no
+            # trigger to paste (blended triggers cover the whole image), a strongly separable group whose
+            # members look like other classes (Chen et al.'s relabel intuition, measured in the inputs)
+            if confirmed and f.score >= p.z_threshold:
+                how = f"{f.method}, confirmed by trigger ({f.trigger_success.rate:.0%} success)"  # type: ignore[union-attr]
+            elif f.score >= max(SCORE_THRESHOLD, p.z_threshold) and f.foreign_share >= p.min_foreign:
+                how = f"{f.method}, {f.foreign_share:.0%} of the group look like other classes"
+            else:
                 continue
             rows = np.flatnonzero(y == c)
             tau = np.zeros(len(rows))
@@ -270,7 +287,7 @@ class Poisoning(Check):
                 spectral_ratio=float("nan"),
                 tau=tau,
                 rows=rows,
-                partition=f"{f.method}, confirmed by trigger ({f.trigger_success.rate:.0%} success)",  # type: ignore[union-attr]
+                partition=how,
             )
             out.append(
                 Suspicion(
@@ -387,9 +404,11 @@ class Poisoning(Check):
             summary = (
                 f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
                 + (
-                    f"(most resemble {v['resembles']})"
-                    if "trigger" not in v["split"]
-                    else f"whose shared pattern works as a trigger ({v['split']})"
+                    f"whose shared pattern works as a trigger ({v['split']})"
+                    if "confirmed by trigger" in v["split"]
+                    else f"of samples drawn from other classes ({v['split']})"
+                    if "look like other classes" in v["split"]
+                    else f"(most resemble {v['resembles']})"
                 )
             )
             if len(verdicts) > 1:
