@@ -235,3 +235,14 @@ def test_default_policy_text_has_the_black_box_gates(tmp_path):
     p = tmp_path / "roadworthy.yaml"
     p.write_text(DEFAULT_POLICY_TEXT)
     assert [g.text for g in Policy.load(p).black_box_gates] == [g.text for g in Policy().black_box_gates]
+
+
+def test_default_policy_gates_the_valid_fuzz_failure_rate():
+    """Fuzzing fails the default policy only when the evidence says more than 5% of the valid mutants
+    break the model (the interval's lower end), so a small budget's wide interval does not fail it."""
+    rule = "fuzz.failure_rate_ci_low <= 0.05"
+    assert rule in [g.text for g in Policy().gates]
+    for low, passed in ((0.0, True), (0.049, True), (0.2, False)):
+        metrics = {"fuzz.failure_rate": low + 0.03, "fuzz.failure_rate_ci_low": low}
+        (gate,) = [g for g in evaluate_gates(Policy(), metrics) if g.metric == "fuzz.failure_rate_ci_low"]
+        assert gate.passed is passed

@@ -53,6 +53,7 @@ DEFAULT_GATES = (
     "integrity.poisoning.suspect_count <= 0",
     "integrity.backdoor_scan.suspect_count <= 0",
     "integrity.leakage.count <= 0",
+    "fuzz.failure_rate_ci_low <= 0.05",
 )
 
 # Models without gradients (ONNX, scikit-learn, a plain function) cannot run the white-box attacks, so
@@ -96,10 +97,11 @@ gates:
   # --- OOD and calibration
   # - ood.energy.auroc >= 0.80
   # - ood.calibration.ece_shifted <= 0.15
-  # --- fuzzing (image models; not a default gate: fuzzing searches for failures, so its rate depends on
-  # the budget and the search, and is no error rate on natural data). To demand that small plausible
-  # changes rarely break the model (valid failures per fuzzed mutant, lower end of the 95% interval):
-  # - fuzz.failure_rate_ci_low <= 0.05
+  # --- fuzzing (image models): small plausible changes (DeepHunter's bounded mutations that the validity
+  # gate accepts) must rarely break the model. Valid failures per fuzzed mutant, lower end of the 95%
+  # interval: the gate fails only when the evidence says more than 5% break it. Fuzzing searches for
+  # failures, so this is no error rate on natural data, and the rate depends on the search and budget.
+  - fuzz.failure_rate_ci_low <= 0.05
 
 # Models without gradients (ONNX, scikit-learn, a function) cannot run the white-box attacks above; for
 # them these gates replace every gate on a white-box attack (fgsm, pgd_*, apgd_*, autoattack, sticker).

@@ -174,6 +174,42 @@ def test_torch_probe_default_layers_and_summaries() -> None:
     np.testing.assert_allclose(o.probs, torch.softmax(logits, 1).numpy(), atol=1e-6)
 
 
+def test_torch_probe_summarises_each_layer_when_the_hook_runs() -> None:
+    """The summaries are taken in the hook (NumPy over a view of the tensor on CPU): a later in-place
+    operation must not change them, and a channels-last output summarises like a contiguous one."""
+    import torch
+    from torch import nn
+
+    class InPlace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.relu, self.head = (
+                nn.Conv2d(1, 2, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Linear(2, 3),
+            )
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            h = self.relu(self.conv(t))
+            h.mul_(-1.0).add_(5.0)  # overwrites the monitored tensor after its hook ran
+            return self.head(h.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(3).random((4, 1, 6, 6), dtype=np.float32)
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        net = InPlace().eval().to(memory_format=memory_format)
+        probe = make_probe(net, x[:1])
+        assert probe.layout.layers == ("relu",)
+        t = torch.from_numpy(x)
+        with torch.no_grad():
+            relu = torch.relu(net.conv(t))
+        o = probe(x)
+        assert o.values.dtype == np.float32
+        np.testing.assert_allclose(o.values, relu.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(o.layer_min[:, 0], relu.flatten(1).min(1).values.numpy(), atol=1e-6)
+        np.testing.assert_allclose(o.layer_max[:, 0], relu.flatten(1).max(1).values.numpy(), atol=1e-6)
+
+
 def test_torch_probe_layers_by_name_and_repeated_calls() -> None:
     import torch
     from torch import nn

@@ -441,18 +441,23 @@ class Fuzzer:
                     valid[ask] = verdict
                     judged[ask] = True
             t = clock.add("validity", t)
-            for j, r in enumerate(rows):
+            # per-operator counts in one pass; only failures and queue candidates need a Python record
+            op_of = muts.op[rows]
+            invalid = judged & ~valid
+            for k in np.unique(op_of):
+                stats = op_stats[self.operators[int(k)].name]
+                mask = op_of == k
+                stats["mutants"] += int(mask.sum())
+                stats["new"] += int((new & mask).sum())
+                stats["invalid"] += int((invalid & mask).sum())
+                stats["failures"] += int((failing & mask).sum())
+            record = failing | new if self.mode != "random" else np.ones(rows.size, dtype=bool)
+            for j in np.flatnonzero(record):
+                r = rows[j]
                 parent = parents[parent_of[j]]
                 op = self.operators[int(muts.op[r])]
-                step = (op.name, _plain(muts.param[r]))
-                chain = (*parent.chain, step)
-                stats = op_stats[op.name]
-                stats["mutants"] += 1
-                stats["new"] += int(new[j])
-                if judged[j] and not valid[j]:
-                    stats["invalid"] += 1
+                chain = (*parent.chain, (op.name, _plain(muts.param[r])))
                 if failing[j]:
-                    stats["failures"] += 1
                     verdict_j = bool(valid[j]) if judged[j] else None
                     ok = verdict_j is not False
                     image = None
