@@ -355,3 +355,16 @@ def test_probe_takes_input_gradients_only_and_leaves_parameters_untouched(digits
     assert p.measured_backward_s is not None and p.measured_backward_s > 0
     # an attack needs d(loss)/d(input); weight gradients would cost time and stay in the user's .grad
     assert all(param.grad is None for param in model.module.parameters())
+
+
+def test_shared_work_such_as_the_validity_gate_is_planned_once_on_the_first_check():
+    from roadworthy.session import select_checks
+
+    classes = [
+        c for c in select_checks(["shift"], "quick") if c.id in ("shift.gaussian_noise", "shift.shot_noise")
+    ]
+    plan = planning.make_plan(classes, "quick", 500, _probe(0.001), n_train=1000)
+    first, second = plan.checks
+    # the gate: features of 500 evaluation rows, 4 x 200 proxies and 1000 training rows in two spaces
+    assert first.passes - second.passes == 500 + 2 * 800 + 2 * 1000
+    assert plan.estimated_s == pytest.approx(1.5 + (first.passes + second.passes) * 0.001)

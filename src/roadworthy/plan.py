@@ -369,6 +369,16 @@ def make_plan(
     units = (fwd, bwd)
     defaults = [(cls, cls(budget=budget).params) for cls in classes]
     fixed = (n_data + n_train) * fwd
+    # work several checks share (the validity gate's fit): counted once, on the first check needing it
+    shared_work: dict[str, tuple[str, float]] = {}
+    for cls, params in defaults:
+        hook = getattr(cls, "plan_shared_work", None)
+        for key, passes in (hook(params, n_data, n_train, budget) if callable(hook) else {}).items():
+            shared_work.setdefault(key, (cls.id, float(passes)))
+    shared_by: dict[str, float] = {}  # the owner's estimate carries it (it runs the work)
+    for owner, passes in shared_work.values():
+        shared_by.setdefault(owner, 0.0)
+        shared_by[owner] += passes
 
     def plan_at(cap_s: float) -> list[CheckPlan]:
         shared: set[str] = set()
@@ -388,8 +398,8 @@ def make_plan(
                     id=cls.id,
                     samples=samples_of(planned, n_data, sample_field),
                     default_samples=samples_of(params, n_data, sample_field),
-                    passes=f_passes + g_passes,
-                    estimated_s=f_passes * fwd + g_passes * bwd,
+                    passes=f_passes + g_passes + shared_by.get(cls.id, 0.0),
+                    estimated_s=(f_passes + shared_by.get(cls.id, 0.0)) * fwd + g_passes * bwd,
                     overrides=overrides,
                 )
             )

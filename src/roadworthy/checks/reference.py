@@ -146,6 +146,15 @@ def proxy_ood(ctx: Context) -> dict[str, np.ndarray]:
     return out
 
 
+def gate_plan_passes(n_data: int, n_train: int, budget: str, image: bool = True) -> float:
+    """Forward passes fitting the validity gate costs, for the run plan: the evaluation data's features
+    (the logits are the run's shared clean outputs), the generated far-OOD proxies and the training
+    rows it is fitted on, each in both spaces."""
+    proxies = len(sources.FAR_IMAGE_SOURCES if image else sources.FAR_TABULAR_SOURCES) * N_PROXY
+    fit = min(n_train, FIT_CAP.get(budget, FIT_CAP["standard"]))
+    return float(n_data + 2 * proxies + 2 * fit)
+
+
 def validity_gate(ctx: Context) -> ValidityGate | None:
     """The session's validity gate, fitted once and cached (``ctx.cached("ood.validity_gate")``).
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.reference import validity_gate
+from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.data.base import stratified_sample
 from roadworthy.errors import RoadworthyError
 from roadworthy.evidence import png_data_uri
@@ -206,6 +206,11 @@ class DeepHunterFuzz(Check):
     }
 
     plan_queries = ("max_queries", 500)  #: a large model's plan may lower it to 500 (stated in the plan)
+
+    @classmethod
+    def plan_shared_work(cls, params: Any, n_data: int, n_train: int, budget: str) -> dict[str, float]:
+        """Fitting the validity gate that judges failing mutants (once per run)."""
+        return {"ood.validity_gate": gate_plan_passes(n_data, n_train, budget)}
 
     @classmethod
     def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:

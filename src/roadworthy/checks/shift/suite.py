@@ -23,7 +23,7 @@ import numpy as np
 
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.reference import validity_gate
+from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.errors import RoadworthyError
 from roadworthy.evidence import png_data_uri
 from roadworthy.models.base import to_logits, to_probs
@@ -118,6 +118,12 @@ class ShiftCheck(Check):
     """Accuracy of the model under one shift at severities 1-5 (base of the generated ``shift.<name>``)."""
 
     shift_name: ClassVar[str]
+
+    @classmethod
+    def plan_shared_work(cls, params: Any, n_data: int, n_train: int, budget: str) -> dict[str, float]:
+        """Fitting the validity gate that splits failures (once per run, whichever check comes first)."""
+        return {"ood.validity_gate": gate_plan_passes(n_data, n_train, budget)}
+
     requires = Requires(modalities=frozenset({"image"}))
     Params = ShiftParams
     budget_params: ClassVar[dict[str, dict[str, Any]]] = {
