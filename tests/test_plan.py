@@ -368,3 +368,18 @@ def test_shared_work_such_as_the_validity_gate_is_planned_once_on_the_first_chec
     # the gate: features of 500 evaluation rows, 4 x 200 proxies and 1000 training rows in two spaces
     assert first.passes - second.passes == 500 + 2 * 800 + 2 * 1000
     assert plan.estimated_s == pytest.approx(1.5 + (first.passes + second.passes) * 0.001)
+
+
+def test_the_eta_follows_the_pace_of_the_finished_checks():
+    from roadworthy.runner.local import _remaining
+
+    class A:
+        id = "a"
+
+    class B:
+        id = "b"
+
+    est = {"a": 10.0, "b": 10.0}
+    # a finished in 30 s against 10 s planned: the rest is expected at the same pace
+    assert "about 30 s left" in _remaining([B], est, 30.0, 1, [A])
+    assert "about 10 s left" in _remaining([B], est, 10.0, 1, [A])

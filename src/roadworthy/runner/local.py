@@ -167,7 +167,9 @@ def run_checks(
                 say(f"- {cls.id} ({i + 1}/{len(ordered)}) ...")
             result = run_check(cls, ctx)
             if say:
-                left = _remaining(ordered[i + 1 :], estimates, time.perf_counter() - start, i + 1)
+                left = _remaining(
+                    ordered[i + 1 :], estimates, time.perf_counter() - start, i + 1, ordered[: i + 1]
+                )
                 say(f"  {cls.id}: {result.status} ({result.duration_s:.1f} s){left}")
         ctx.results[cls.id] = result
         results.append(result)
@@ -176,13 +178,22 @@ def run_checks(
     return results
 
 
-def _remaining(rest: Sequence[type[Check]], estimates: dict[str, float], elapsed: float, n_done: int) -> str:
-    """``"; 3.2 min elapsed, about 10 min left"``: the plan's estimates of the rest (else the mean so far)."""
+def _remaining(
+    rest: Sequence[type[Check]],
+    estimates: dict[str, float],
+    elapsed: float,
+    n_done: int,
+    done: Sequence[type[Check]] = (),
+) -> str:
+    """``"; 3.2 min elapsed, about 10 min left"``: the plan's estimates of the rest, scaled by how the
+    finished checks compared with their estimates (a busy machine, work the plan does not model), else
+    the mean time of the checks so far."""
     if not rest:
         return f"; {_mins(elapsed)} elapsed"
-    # the plan's estimates of what is left, else the mean time of the checks so far
     by_plan = sum(estimates.get(c.id, 0.0) for c in rest)
-    left = by_plan if estimates else elapsed / max(1, n_done) * len(rest)
+    planned_so_far = sum(estimates.get(c.id, 0.0) for c in done)
+    pace = elapsed / planned_so_far if planned_so_far > 1.0 else 1.0
+    left = by_plan * pace if estimates else elapsed / max(1, n_done) * len(rest)
     return f"; {_mins(elapsed)} elapsed, about {_mins(left)} left"
 
 

@@ -120,6 +120,13 @@ class ShiftCheck(Check):
     shift_name: ClassVar[str]
 
     @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """Every sampled input at every severity, and at most once more for a failing one (a validity
+        gate on features embeds the failures it splits)."""
+        n = n_data if params.n_samples <= 0 else min(params.n_samples, n_data)
+        return float(2 * n * len(params.severities)), 0.0
+
+    @classmethod
     def plan_shared_work(cls, params: Any, n_data: int, n_train: int, budget: str) -> dict[str, float]:
         """Fitting the validity gate that splits failures (once per run, whichever check comes first)."""
         return {"ood.validity_gate": gate_plan_passes(n_data, n_train, budget)}
