@@ -383,3 +383,16 @@ def test_the_eta_follows_the_pace_of_the_finished_checks():
     # a finished in 30 s against 10 s planned: the rest is expected at the same pace
     assert "about 30 s left" in _remaining([B], est, 30.0, 1, [A])
     assert "about 10 s left" in _remaining([B], est, 10.0, 1, [A])
+
+
+def test_the_ood_summary_is_planned_like_the_detectors_it_reads():
+    """A shrunk plan gives the summary the detectors' bench size, so it reuses their outputs."""
+    from roadworthy.session import select_checks
+
+    classes = [
+        c for c in select_checks(["ood"], "standard") if c.id.startswith("ood.") and c.id != "ood.calibration"
+    ]
+    plan = planning.make_plan(classes, "standard", 1000, _probe(0.05), time_limit_s=60)
+    changed = {c.id: c.overrides.get("n_per_source") for c in plan.checks}
+    assert changed["ood.summary"] is not None and len(set(changed.values())) == 1
+    assert [c.passes for c in plan.checks if c.id != "ood.msp"] == [0.0] * (len(plan.checks) - 1)

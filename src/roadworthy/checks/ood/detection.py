@@ -427,6 +427,13 @@ class DetectionSummary(Check):
     budget_params = BUDGET_PARAMS
     requires = LOGITS
     depends_on = tuple(cls.id for cls in DETECTOR_CHECKS.values())
+    # planned exactly like the detectors, so that it reads their bench instead of building a bigger one
+    plan_shared = DetectorCheck.plan_shared
+    plan_samples = DetectorCheck.plan_samples
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        return DetectorCheck.plan_passes(params, n_data)
 
     def run(self, ctx: Context) -> Outcome:
         p = self.params
