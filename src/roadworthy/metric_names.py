@@ -180,6 +180,7 @@ ATTACKS: tuple[str, ...] = (
     "sticker",
     "tab_score",
     "tab_boundary",
+    "tab_pgd",
 )
 DETECTORS: tuple[str, ...] = (
     "msp",
