@@ -39,14 +39,50 @@ def planted_model(x: np.ndarray, y: np.ndarray):
     return SklearnModel(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y))
 
 
+def planted_torch_model(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 300):
+    """A small MLP on the table (standardisation inside), trained full-batch: a white-box tabular model."""
+    import torch
+    from torch import nn
+
+    from roadworthy.models.torch import TorchModel
+
+    torch.manual_seed(seed)
+    mean = torch.tensor(x.mean(axis=0), dtype=torch.float32)
+    std = torch.tensor(x.std(axis=0) + 1e-6, dtype=torch.float32)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", mean)
+            self.register_buffer("std", std)
+            self.body = nn.Sequential(nn.Linear(x.shape[1], 32), nn.ReLU(), nn.Linear(32, 2))
+
+        def forward(self, t):
+            return self.body((t - self.mean) / self.std)
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    return TorchModel(net.eval(), input_shape=(x.shape[1],))
+
+
 def planted_context(n_train: int = 400, n_eval: int = 200, seed: int = 0, overrides=OVERRIDES, model=None):
-    """A Context on the planted table: training data, evaluation data with the schema overrides."""
+    """A Context on the planted table: training data, evaluation data with the schema overrides.
+
+    ``model`` is a roadworthy model, ``"torch"`` for :func:`planted_torch_model`, or None for the logistic
+    regression."""
     from roadworthy.checks.base import Context
     from roadworthy.data.base import Dataset
 
     x, y = planted_table(n_train + n_eval, seed)
     tr, te = slice(0, n_train), slice(n_train, None)
     model = model or planted_model(x[tr], y[tr])
+    if model == "torch":
+        model = planted_torch_model(x[tr], y[tr])
     meta = {"schema": overrides} if overrides else {}
     return Context(
         model=model,

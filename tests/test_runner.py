@@ -142,3 +142,39 @@ def test_resume_refuses_a_partial_report_of_other_settings(tmp_path, digits_mode
     assert calls == [1] and report.resumed is None
     assert any(line.startswith("not resuming") and "mean" in line for line in said), said
     assert not (tmp_path / PARTIAL_NAME).exists()
+
+
+def test_resume_never_mixes_two_feature_schemas(tmp_path, monkeypatch):
+    """The policy's schema overrides are in the run key: another schema reuses nothing."""
+    from roadworthy.checks import base
+    from roadworthy.data.base import Dataset
+    from roadworthy.session import Session
+    from tests._tables import NAMES, planted_model, planted_table
+
+    x, y = planted_table(200)
+    model = planted_model(x, y)
+
+    def data(schema):
+        return Dataset(
+            x=x, y=y, modality="tabular", feature_names=NAMES, meta={"schema": schema} if schema else {}
+        )
+
+    monkeypatch.setitem(base.CHECKS, Fine.id, Fine)
+    monkeypatch.setitem(base.CHECKS, Boom.id, Boom)
+    kw = {"model": model, "suites": ["test"], "budget": "quick", "out": tmp_path}
+    plain = Session(data=data(None), **kw).run_options()
+    ages = Session(data=data({"immutable": ["age"]}), **kw).run_options()
+    regions = Session(data=data({"immutable": ["region"]}), **kw).run_options()
+    assert "schema" not in plain and ages["schema"] == {"immutable": ["age"]}
+    assert len({json.dumps(o, sort_keys=True) for o in (plain, ages, regions)}) == 3
+    assert Session(data=data({"immutable": ["age"]}), **kw).run_options() == ages
+
+    monkeypatch.setattr(Boom, "run", lambda self, ctx: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(RunInterrupted):
+        Session(data=data({"immutable": ["age"]}), **kw).run()
+    monkeypatch.setattr(Boom, "run", lambda self, ctx: Outcome())
+    calls, said = [], []
+    monkeypatch.setattr(Fine, "run", lambda self, ctx: calls.append(1) or Outcome())
+    report = Session(data=data({"immutable": ["region"]}), **kw, resume=True, say=said.append).run()
+    assert calls == [1] and report.resumed is None
+    assert any(line.startswith("not resuming") and "schema" in line for line in said), said

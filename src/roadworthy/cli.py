@@ -359,16 +359,24 @@ def check(
 @click.option("--budget", type=click.Choice(BUDGETS), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when the demo model is not ready.")
+@click.option(
+    "--tabular",
+    is_flag=True,
+    help="The tabular demo instead: a tumour classifier on scikit-learn's breast-cancer table that leans "
+    "on one measurement (planted unit drift).",
+)
 @click.option("--verbose", "-v", is_flag=True)
-def demo(out: Path, budget: str, seed: int, strict: bool, verbose: bool) -> int:
-    """The built-in road-sign model and data (with planted poisoning), full report."""
+def demo(out: Path, budget: str, seed: int, strict: bool, tabular: bool, verbose: bool) -> int:
+    """The built-in road-sign model and data (with planted poisoning), full report; --tabular for a table."""
     from roadworthy.demo.command import run_demo
+    from roadworthy.demo.tabular import run_tabular_demo
 
     _logging(verbose)
     progress, say = _progress_and_say()
+    runner = run_tabular_demo if tabular else run_demo
     try:
         with _sigterm_as_interrupt(), _maybe_live(progress):
-            report = run_demo(out=out, budget=budget, seed=seed, progress=progress, say=say)
+            report = runner(out=out, budget=budget, seed=seed, progress=progress, say=say)
     except RunInterrupted as exc:
         from roadworthy.report import write_reports
 

@@ -180,10 +180,28 @@ ATTACKS: tuple[str, ...] = (
     "sticker",
     "tab_score",
     "tab_boundary",
+    "tab_pgd",
 )
-DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+DETECTORS: tuple[str, ...] = (
+    "msp",
+    "max_logit",
+    "energy",
+    "mahalanobis",
+    "knn",
+    "input_mahalanobis",
+    "input_knn",
+    "isolation_forest",
+)
 CRITERIA: tuple[str, ...] = ("nc", "kmnc", "nbc", "snac", "tknc", "prediction")
-SOURCES: tuple[str, ...] = ("uniform_noise", "gaussian_noise", "flat_colour", "photos", "shift_*", "user")
+SOURCES: tuple[str, ...] = (
+    "uniform_noise",
+    "gaussian_noise",
+    "flat_colour",
+    "photos",
+    "uniform_in_range",
+    "shift_*",
+    "user",
+)
 
 
 def _registered(suite: str, exclude: Iterable[str] = ()) -> list[str]:

@@ -306,6 +306,9 @@ class Session:
                 "baseline_metrics": baseline,
                 **(self.plan.key_fields() if self.plan is not None else {"time_limit": self.time_limit_s}),
                 **{k: self.options[k] for k in sorted(self.options)},
+                # the policy's feature-schema overrides change every tabular shift, attack and OOD row;
+                # absent without overrides, so the keys of other runs stay as they were
+                **({"schema": self.data.meta["schema"]} if self.data.meta.get("schema") else {}),
             }
         )
 

@@ -12,6 +12,9 @@ from roadworthy.errors import InvalidInputError
 from roadworthy.uncertainty.detectors import (
     KNN,
     Energy,
+    InputKNN,
+    InputMahalanobis,
+    IsolationForest,
     Mahalanobis,
     MaxLogit,
     MaxSoftmax,
@@ -101,3 +104,43 @@ def test_knn_matches_brute_force_on_normalised_features() -> None:
     np.testing.assert_allclose(det.score(q), np.sort(d, axis=1)[:, 4], rtol=1e-5)
     with pytest.raises(InvalidInputError, match="`k` must be >= 1"):
         KNN(k=0)
+
+
+def test_input_detectors_do_not_care_about_units() -> None:
+    """Standardised input space: rescaling a column (dollars to cents) changes no score."""
+    rng = np.random.default_rng(3)
+    bank, q = rng.normal(size=(400, 4)), rng.normal(size=(30, 4))
+    y = rng.integers(0, 2, 400)
+    scale = np.array([1.0, 100.0, 0.01, 7.0])
+    for make in (
+        lambda: InputMahalanobis(),
+        lambda: InputKNN(k=10),
+        lambda: IsolationForest(trees=50, seed=1),
+    ):
+        plain = make().fit(bank, y).score(q)
+        scaled = make().fit(bank * scale, y).score(q * scale)
+        np.testing.assert_allclose(plain, scaled, rtol=1e-6, atol=1e-9)
+
+
+def test_input_knn_matches_brute_force_in_standardised_space() -> None:
+    rng = np.random.default_rng(4)
+    bank, q = rng.normal(2.0, 3.0, size=(300, 5)), rng.normal(size=(7, 5))
+    det = InputKNN(k=50).fit(bank)
+    assert det.k_used == 3
+    mu, sd = bank.mean(axis=0), bank.std(axis=0)
+    d = np.linalg.norm((q - mu)[:, None] / sd - ((bank - mu) / sd)[None], axis=2)
+    np.testing.assert_allclose(det.score(q), np.sort(d, axis=1)[:, 2], rtol=1e-5)
+
+
+def test_input_detectors_flag_far_rows_and_survive_missing_values() -> None:
+    rng = np.random.default_rng(5)
+    bank = rng.normal(size=(500, 3))
+    ident, far = rng.normal(size=(200, 3)), rng.normal(size=(200, 3)) + 6.0
+    holes = ident.copy()
+    holes[::3, 1] = np.nan  # a missing value sits at the mean: scored, not NaN
+    for det in (InputMahalanobis(), InputKNN(), IsolationForest(trees=100, seed=0)):
+        det.fit(bank, np.zeros(500, int))
+        assert auroc(det.score(ident), det.score(far)) > 0.99
+        assert np.isfinite(det.score(holes)).all()
+    with pytest.raises(InvalidInputError, match="`trees` must be >= 1"):
+        IsolationForest(trees=0)

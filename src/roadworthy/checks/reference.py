@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 FIT_CAP = {"quick": 2000, "standard": 10000, "thorough": 20000}
 #: generated far-OOD inputs per source used to pick the gate's detector
 N_PROXY = 200
+#: far-OOD tabular sources the gate's detector is picked on
+GATE_TABULAR_SOURCES = ("uniform_noise", "gaussian_noise")
 
 
 @dataclass
@@ -93,12 +95,16 @@ def reference(ctx: Context) -> Reference:
 
 
 def embed(ctx: Context, x: np.ndarray, space: Space) -> np.ndarray:
-    """Logits or penultimate features of ``x``, batched."""
+    """Logits, penultimate features or (``"input"``) the rows themselves of ``x``, batched."""
+    if space == "input":  # input-space detectors standardise the rows themselves
+        return np.asarray(x, np.float32).reshape(len(x), -1)
     return ctx.features(x) if space == "features" else ctx.predict_logits(x)
 
 
 def eval_embedding(ctx: Context, space: Space) -> np.ndarray:
-    """Logits or features of every evaluation row (the clean caches shared with other suites)."""
+    """Logits, features or inputs of every evaluation row (the clean caches shared with other suites)."""
+    if space == "input":
+        return np.asarray(ctx.data.x, np.float32).reshape(ctx.data.n_samples, -1)
     return ctx.clean_features if space == "features" else ctx.clean_logits
 
 
@@ -136,8 +142,7 @@ def proxy_ood(ctx: Context) -> dict[str, np.ndarray]:
         }
     else:
         out = {
-            k: sources.far_ood_tabular(k, n, ctx.data.x, ctx.rng("ood.gate", k))
-            for k in sources.FAR_TABULAR_SOURCES
+            k: sources.far_ood_tabular(k, n, ctx.data.x, ctx.rng("ood.gate", k)) for k in GATE_TABULAR_SOURCES
         }
     user = ctx.ood_data
     if user is not None and user.n_samples and tuple(user.x.shape[1:]) == ctx.data.input_shape:

@@ -5,7 +5,8 @@ check: every function works on arrays (logits, features, images) and generators 
 
 :mod:`~roadworthy.uncertainty.detectors`
     Post-hoc OOD scores on logits or features (``MaxSoftmax``, ``MaxLogit``, ``Energy``,
-    ``Mahalanobis``, ``KNN``; higher = more out-of-distribution) and the metrics that rank them
+    ``Mahalanobis``, ``KNN``; for tables ``InputMahalanobis``, ``InputKNN`` and ``IsolationForest`` on
+    standardised input columns; higher = more out-of-distribution) and the metrics that rank them
     (``auroc``, ``fpr_at_tpr``, ``aupr``, ``roc_points``).
 :mod:`~roadworthy.uncertainty.calibration`
     Negative log-likelihood, Brier score, temperature scaling (``fit_temperature``).
@@ -31,6 +32,9 @@ from roadworthy.uncertainty.detectors import (
     KNN,
     Detector,
     Energy,
+    InputKNN,
+    InputMahalanobis,
+    IsolationForest,
     Mahalanobis,
     MaxLogit,
     MaxSoftmax,
@@ -47,6 +51,9 @@ __all__ = [
     "KNN",
     "Detector",
     "Energy",
+    "InputKNN",
+    "InputMahalanobis",
+    "IsolationForest",
     "Mahalanobis",
     "MaxLogit",
     "MaxSoftmax",

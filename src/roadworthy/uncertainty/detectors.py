@@ -1,7 +1,10 @@
 """Post-hoc out-of-distribution scores and the metrics that rank them.
 
 Every detector maps a model's logits or penultimate features to a score per input, **higher = more
-out-of-distribution**; none needs retraining. The metrics treat OOD inputs as the ones to find:
+out-of-distribution**; none needs retraining. For tables, where a scikit-learn model has no features,
+three detectors work on the inputs themselves, each column standardised by the in-distribution mean and
+standard deviation (``space = "input"``): :class:`InputMahalanobis`, :class:`InputKNN` and
+:class:`IsolationForest`. The metrics treat OOD inputs as the ones to find:
 
 * :func:`auroc` — probability that a random OOD input scores above a random in-distribution (ID) one
   (0.5 = chance, 1 = perfect separation).
@@ -23,7 +26,7 @@ from scipy.stats import rankdata
 from roadworthy.errors import InvalidInputError
 from roadworthy.stats import softmax
 
-Space = Literal["logits", "features"]
+Space = Literal["logits", "features", "input"]
 
 
 # --------------------------------------------------------------------------------------------- detectors
@@ -179,11 +182,153 @@ class KNN(Detector):
         return out
 
 
-DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (MaxSoftmax, MaxLogit, Energy, Mahalanobis, KNN)}
+# ------------------------------------------------------------------------------ standardised input space
+
+
+class Standardiser:
+    """Columns centred on the in-distribution mean and divided by its standard deviation.
+
+    A missing value (NaN) becomes the mean (0 after standardising) and a constant column keeps unit scale,
+    so no column dominates a distance because of its unit: "income in dollars" and "age in years" count
+    alike.
+    """
+
+    def __init__(self) -> None:
+        self.mean: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray) -> Standardiser:
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
+        self.mean = np.where(np.isfinite(mean), mean, 0.0)
+        sd = np.nanstd(x, axis=0)
+        self.scale = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
+        return self
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.mean is None or self.scale is None:
+            raise RuntimeError("Standardiser called before fit")
+        z = (np.asarray(x, np.float64).reshape(len(x), -1) - self.mean) / self.scale
+        # a missing value sits at the mean; an infinite one stays far (but finite) for the distances
+        return np.clip(np.nan_to_num(z, nan=0.0), -1e6, 1e6)
+
+
+class InputMahalanobis(Mahalanobis):
+    """Class-conditional Mahalanobis distance on standardised input columns (for tables).
+
+    The same score as :class:`Mahalanobis` (Lee et al., NeurIPS 2018), with the model's features replaced
+    by the input row after :class:`Standardiser`: a row far from every class's centre, measured in the
+    shared covariance's units, is out-of-distribution. Needs no model internals.
+    """
+
+    name = "input_mahalanobis"
+    space = "input"
+
+    def __init__(self, ridge: float = 1e-3) -> None:
+        super().__init__(ridge)
+        self.standardise = Standardiser()
+
+    def fit(self, z: np.ndarray, y: np.ndarray) -> InputMahalanobis:
+        self.standardise.fit(z)
+        super().fit(self.standardise(z), y)
+        return self
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        return super().score(self.standardise(z))
+
+
+class InputKNN(Detector):
+    """Euclidean distance to the k-th nearest in-distribution row in standardised input space (for tables).
+
+    Unlike :class:`KNN` the rows are not normalised to unit length: on a table the magnitude *is* the
+    information (a value ten times its usual size). ``k`` is at most ``k`` and about 1% of the fitted rows
+    (``k_used``).
+    """
+
+    name = "input_knn"
+    space = "input"
+    needs_fit = True
+
+    def __init__(self, k: int = 50) -> None:
+        if k < 1:
+            raise InvalidInputError(f"`k` must be >= 1. Got {k} instead.")
+        self.k = int(k)
+        self.k_used = int(k)
+        self.standardise = Standardiser()
+        self.bank: np.ndarray | None = None
+
+    def fit(self, z: np.ndarray, y: np.ndarray | None = None) -> InputKNN:
+        if len(z) < 1:
+            raise InvalidInputError("k-NN needs at least one in-distribution sample. Got 0 instead.")
+        self.standardise.fit(z)
+        self.bank = self.standardise(z)
+        self.k_used = int(min(self.k, len(z), max(1, len(z) // 100)))
+        self.n_fitted = len(z)
+        return self
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        if self.bank is None:
+            raise RuntimeError("InputKNN.score called before fit")
+        q = self.standardise(z)
+        k = self.k_used
+        bank_sq = (self.bank**2).sum(axis=1)
+        out = np.empty(len(q))
+        for i in range(0, len(q), 1024):
+            c = q[i : i + 1024]
+            d2 = (c**2).sum(axis=1, keepdims=True) - 2 * c @ self.bank.T + bank_sq
+            out[i : i + 1024] = np.sqrt(np.clip(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0, None))
+        return out
+
+
+class IsolationForest(Detector):
+    """Isolation Forest (Liu, Ting & Zhou, ICDM 2008) on standardised input columns (for tables).
+
+    Random trees split random columns at random values; an unusual row is isolated in few splits. The
+    score is scikit-learn's ``-score_samples`` (the anomaly score, about 0.5 for ordinary rows and up to 1
+    for anomalies), fitted on in-distribution rows only. ``seed`` fixes the trees.
+    """
+
+    name = "isolation_forest"
+    space = "input"
+    needs_fit = True
+
+    def __init__(self, trees: int = 200, seed: int = 0) -> None:
+        if trees < 1:
+            raise InvalidInputError(f"`trees` must be >= 1. Got {trees} instead.")
+        self.trees = int(trees)
+        self.seed = int(seed)
+        self.standardise = Standardiser()
+        self.forest: object | None = None
+
+    def fit(self, z: np.ndarray, y: np.ndarray | None = None) -> IsolationForest:
+        from sklearn.ensemble import IsolationForest as SkIsolationForest
+
+        if len(z) < 2:
+            raise InvalidInputError(
+                f"Isolation Forest needs at least 2 in-distribution samples. Got {len(z)} instead."
+            )
+        self.standardise.fit(z)
+        self.forest = SkIsolationForest(n_estimators=self.trees, random_state=self.seed).fit(
+            self.standardise(z)
+        )
+        self.n_fitted = len(z)
+        return self
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        if self.forest is None:
+            raise RuntimeError("IsolationForest.score called before fit")
+        return -np.asarray(self.forest.score_samples(self.standardise(z)), np.float64)  # type: ignore[attr-defined]
+
+
+DETECTORS: dict[str, type[Detector]] = {
+    d.name: d
+    for d in (MaxSoftmax, MaxLogit, Energy, Mahalanobis, KNN, InputMahalanobis, InputKNN, IsolationForest)
+}
 
 
 def make_detector(name: str, **kwargs: float) -> Detector:
-    """A fresh detector by name (``msp``, ``max_logit``, ``energy``, ``mahalanobis``, ``knn``)."""
+    """A fresh detector by name (``msp``, ``max_logit``, ``energy``, ``mahalanobis``, ``knn``,
+    ``input_mahalanobis``, ``input_knn``, ``isolation_forest``)."""
     if name not in DETECTORS:
         raise InvalidInputError(f"unknown OOD detector {name!r}; choose one of {', '.join(DETECTORS)}")
     return DETECTORS[name](**kwargs)

@@ -4,9 +4,11 @@
 and crops of scikit-learn's two bundled sample photos (a temple and a flower), resized to the model's
 input and converted to its channel count. *Near-OOD* inputs are evaluation inputs under the heaviest
 shifts (severity 5 of the shift library's corruptions, passed in by the caller, or a simple built-in
-version of each), the kind a camera really produces. For tabular data the far sources are noise in and
-around the data's range and the near source breaks the joint distribution while keeping every marginal
-(each column shuffled independently).
+version of each), the kind a camera really produces. For tabular data the far sources are random values
+inside each column's observed range (snapped onto the feature schema: whole numbers, valid levels) and
+noise around and past it; the near sources are the tabular shift library's per-feature shifts at high
+severity (passed in by the OOD check) and a table that breaks the joint distribution while keeping every
+marginal (each column shuffled independently).
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ import numpy as np
 from scipy import ndimage
 
 from roadworthy.errors import InvalidInputError
+from roadworthy.schema import Schema
 
 log = logging.getLogger(__name__)
 
 FAR_IMAGE_SOURCES = ("uniform_noise", "gaussian_noise", "flat_colour", "photos")
-FAR_TABULAR_SOURCES = ("uniform_noise", "gaussian_noise")
+FAR_TABULAR_SOURCES = ("uniform_in_range", "uniform_noise", "gaussian_noise")
 NEAR_IMAGE_SHIFTS = ("gaussian_noise", "contrast", "fog", "defocus_blur")
-NEAR_TABULAR_SHIFTS = ("shuffled_columns",)
+#: near-OOD for tables: shuffled columns and the shift library's per-feature shifts (those a table allows)
+NEAR_TABULAR_SHIFTS = (
+    "shuffled_columns",
+    "tab_gaussian_noise",
+    "tab_unit_drift",
+    "tab_outliers",
+    "tab_unseen_category",
+)
 #: a shifted batch whose mean absolute change is below this counts as unchanged
 UNCHANGED = 1e-3
 
@@ -156,24 +166,39 @@ def shifted_images(
 # ------------------------------------------------------------------------------------------------ tabular
 
 
-def far_ood_tabular(kind: str, n: int, x_ref: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``n`` far-OOD rows for tabular data like ``x_ref``.
+def far_ood_tabular(
+    kind: str, n: int, x_ref: np.ndarray, rng: np.random.Generator, schema: Schema | None = None
+) -> np.ndarray:
+    """``n`` far-OOD rows for tabular data like ``x_ref`` (missing values in ``x_ref`` are ignored).
 
+    ``uniform_in_range`` draws every column uniformly inside its observed range, independently: each value
+    is plausible alone, the row as a whole is not (projected onto ``schema`` when given, so integers stay
+    whole, categories take valid levels and immutable columns keep a real row's values);
     ``uniform_noise`` is uniform over each column's range widened by half of it on both sides;
     ``gaussian_noise`` is each column's mean plus three of its standard deviations times N(0, 1).
     """
-    lo, hi = x_ref.min(axis=0), x_ref.max(axis=0)
-    if kind == "uniform_noise":
+    x_ref = np.asarray(x_ref, np.float64)
+    lo, hi = np.nanmin(x_ref, axis=0), np.nanmax(x_ref, axis=0)
+    lo, hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
+    d = x_ref.shape[1]
+    if kind == "uniform_in_range":
+        x = lo + rng.random((n, d)) * (hi - lo)
+        if schema is not None:
+            real = x_ref[rng.integers(0, len(x_ref), n)] if len(x_ref) else None
+            x = schema.project(x, real)
+    elif kind == "uniform_noise":
         span = np.where(hi > lo, hi - lo, 1.0)
-        x = lo - span / 2 + rng.random((n, x_ref.shape[1])) * 2 * span
+        x = lo - span / 2 + rng.random((n, d)) * 2 * span
     elif kind == "gaussian_noise":
-        sd = np.where(x_ref.std(axis=0) > 0, x_ref.std(axis=0), 1.0)
-        x = x_ref.mean(axis=0) + 3.0 * sd * rng.standard_normal((n, x_ref.shape[1]))
+        sd = np.nanstd(x_ref, axis=0)
+        sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+        mean = np.nan_to_num(np.nanmean(x_ref, axis=0))
+        x = mean + 3.0 * sd * rng.standard_normal((n, d))
     else:
         raise InvalidInputError(
             f"unknown far-OOD source {kind!r}; choose one of {', '.join(FAR_TABULAR_SOURCES)}"
         )
-    return x.astype(np.float32)
+    return np.asarray(x, np.float32)
 
 
 def shuffled_columns(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

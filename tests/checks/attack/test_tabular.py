@@ -24,3 +24,19 @@ def test_tabular_attacks_measure_graded_budgets_and_name_the_planted_feature():
         assert r.details["schema_violations"]["immutable"] == 0
         assert r.details["threat_model"]["immutable"] == ["age"]
     assert results["attack.summary"].metrics["attack.trustworthy"] == 1.0
+
+
+def test_tabular_pgd_on_a_torch_mlp_measures_graded_budgets_and_stays_on_the_schema():
+    ctx = planted_context(model="torch")
+    assert "white_box" in ctx.capabilities
+    assert REG["attack.tab_pgd"].unmet(planted_context()) is not None  # scikit-learn: no gradients
+    results = {r.id: r for r in run_checks([REG["attack.tab_pgd"], REG["attack.summary"]], ctx)}
+    r = results["attack.tab_pgd"]
+    assert r.status == "pass", r.warnings
+    accs = [r.metrics[f"attack.tab_pgd.eps_{e:.5f}.robust_accuracy"] for e in (0.1, 0.25, 0.5, 1.0)]
+    assert accs[-1] < accs[0]
+    assert r.metrics["attack.tab_pgd.robust_accuracy"] == accs[2]
+    assert r.details["schema_violations"] == {k: 0 for k in r.details["schema_violations"]}
+    top = [f["feature"] for f in r.details["most_changed_features"]]
+    assert top and "age" not in top and "region" not in top
+    assert r.details["threat_model"]["knowledge"].startswith("white-box")

@@ -11,6 +11,7 @@ from roadworthy.data.base import Dataset
 from roadworthy.report.figures import draw
 
 DETECTORS = ("ood.msp", "ood.max_logit", "ood.energy", "ood.mahalanobis", "ood.knn")
+INPUT_DETECTORS = ("ood.input_mahalanobis", "ood.input_knn", "ood.isolation_forest")
 SMALL = DetectionParams(n_id=300, n_per_source=100)
 
 
@@ -56,10 +57,12 @@ def test_every_library_detector_has_one_declared_check() -> None:
     from roadworthy.uncertainty import DETECTORS as LIBRARY
 
     assert list(DETECTOR_CHECKS) == list(LIBRARY)  # the summary ranks them in this order
-    assert CHECKS["ood.summary"].depends_on == DETECTORS
+    assert CHECKS["ood.summary"].depends_on == DETECTORS + INPUT_DETECTORS
     for name, cls in DETECTOR_CHECKS.items():
         assert CHECKS[f"ood.{name}"] is cls and cls.__bases__ == (DetectorCheck,)
         assert ("features" in cls.requires.capabilities) == (cls.detector.space == "features")
+        # input-space detectors are for tables only: a 150,528-column "row" of pixels is no table
+        assert (cls.requires.modalities == {"tabular"}) == (cls.detector.space == "input")
         det = cls.make_detector(DetectionParams(k=7, ridge=0.5))
         assert (
             isinstance(det, LIBRARY[name]) and getattr(det, "k", 7) == 7 and getattr(det, "ridge", 0.5) == 0.5
@@ -152,12 +155,68 @@ def test_tabular_model_without_features() -> None:
     ctx = Context(model=model, data=data, train_data=Dataset(x=x[::2], y=y[::2], modality="tabular"), seed=0)
     assert CHECKS["ood.mahalanobis"].unmet(ctx) == "the model does not offer features"
     out = _run("ood.energy", ctx)
-    assert set(out.details["sources"]) == {"uniform_noise", "gaussian_noise", "shift_shuffled_columns"}
+    # every column of iris is continuous: no unseen-category shift
+    assert set(out.details["sources"]) == {
+        "uniform_in_range",
+        "uniform_noise",
+        "gaussian_noise",
+        "shift_shuffled_columns",
+        "shift_tab_gaussian_noise",
+        "shift_tab_unit_drift",
+        "shift_tab_outliers",
+    }
     # a linear model grows more confident the further an input lies from the data (Hein et al., CVPR
     # 2019), so its own scores rank far-away noise as *more* in-distribution: the check must show that
     assert out.metrics["ood.energy.uniform_noise.auroc"] < 0.5
     summary = _run("ood.summary", ctx)
-    assert summary.details["detectors"] == ["msp", "max_logit", "energy"] and not summary.examples
+    assert summary.details["detectors"] == [
+        "msp",
+        "max_logit",
+        "energy",
+        "input_mahalanobis",
+        "input_knn",
+        "isolation_forest",
+    ]
+    assert not summary.examples
     assert summary.details["validity_gate"]["detector"] in ("energy", "max_logit", "msp")
     cal = CHECKS["ood.calibration"](budget="quick").run(ctx)
     assert cal.details["shifted"]["shifts"] == {"gaussian_noise": "built-in"}
+
+
+def test_tabular_ood_on_a_scikit_learn_model_is_a_real_section() -> None:
+    """A pipeline without features: the input-space detectors run, see far OOD and the planted unit drift."""
+    from roadworthy.checks.ood.detection import bench
+    from roadworthy.checks.tabular import schema_for
+    from tests._tables import planted_context
+
+    ctx = planted_context()
+    assert all(CHECKS[c].unmet(ctx) is None for c in INPUT_DETECTORS)
+    for check_id in INPUT_DETECTORS:
+        out = _run(check_id, ctx)
+        srcs = out.details["sources"]
+        assert {"uniform_in_range", "shift_tab_unit_drift", "shift_tab_unseen_category"} <= set(srcs)
+        assert srcs["shift_tab_unit_drift"]["group"] == "near" and srcs["uniform_in_range"]["group"] == "far"
+        # noise past the observed range is easy for a detector on the inputs themselves
+        assert out.metrics[f"{check_id}.uniform_noise.auroc"] > 0.9
+        assert out.metrics[f"{check_id}.gaussian_noise.auroc"] > 0.9
+        # a column ten times its size is seen more often than by chance (an unseen category changes only
+        # 40% of the rows at severity 5, too few to ask for a margin)
+        assert out.metrics[f"{check_id}.shift_tab_unit_drift.auroc"] > 0.6
+        assert out.details["fitted_on"] == "training data"
+    # the model's own confidence cannot see noise past the range (a linear model grows surer), the inputs can
+    summary = _run("ood.summary", ctx)
+    assert summary.details["best_detector"] in ("input_mahalanobis", "input_knn", "isolation_forest")
+    # the far source "random values in range" lies on the schema: whole numbers, valid levels, real ages
+    b = bench(ctx, SMALL)
+    x = np.concatenate([c for _, c in b.chunks(ctx, "uniform_in_range")])
+    schema = schema_for(ctx)
+    assert np.array_equal(schema.project(x), x)
+    assert np.isin(x[:, 0], ctx.data.x[:, 0]).all()  # age is immutable: copied from real rows
+
+
+def test_isolation_forest_is_seeded_from_the_session() -> None:
+    from tests._tables import planted_context
+
+    a = _run("ood.isolation_forest", planted_context()).metrics
+    b = _run("ood.isolation_forest", planted_context()).metrics
+    assert a == b

@@ -7,7 +7,12 @@ kind and images degraded beyond recognition, and it answers them with some class
 separates them lets the system abstain instead.
 
 Sources (each scored separately, see :mod:`roadworthy.uncertainty.sources`): far-OOD noise, flat colours
-and photo crops; near-OOD evaluation inputs under severity-5 shifts; and the user's ``--ood-data``.
+and photo crops; near-OOD evaluation inputs under severity-5 shifts; and the user's ``--ood-data``. For a
+table: random values inside each column's observed range (on the feature schema) and noise past it;
+held-out rows under the tabular shift library's per-feature shifts at severity 5 (noise, unit drift,
+outliers, unseen categories; the ones the schema allows) and with every column shuffled. Besides the
+model's own scores, tables get three detectors on the standardised rows themselves, which need no model
+internals: ``ood.input_mahalanobis``, ``ood.input_knn`` and ``ood.isolation_forest``.
 
 Metrics per detector ``d``: ``ood.d.auroc``, ``ood.d.fpr95`` and ``ood.d.aupr``, each the mean over the
 sources, and ``ood.d.<source>.auroc`` / ``.fpr95`` per source. AUROC 0.5 is chance, 1 perfect; FPR95 is
@@ -31,17 +36,22 @@ import numpy as np
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.reference import embed, eval_embedding, fit_embedding, reference, validity_gate
+from roadworthy.checks.tabular import schema_for
 from roadworthy.data.base import stratified_sample
 from roadworthy.errors import InvalidInputError
 from roadworthy.evidence import png_data_uri
 from roadworthy.results import Example
 from roadworthy.shifts import apply_shift
+from roadworthy.shifts.tabular import TAB_SHIFTS
 from roadworthy.stats import proportion_metrics
 from roadworthy.uncertainty import sources
 from roadworthy.uncertainty.detectors import (
     KNN,
     Detector,
     Energy,
+    InputKNN,
+    InputMahalanobis,
+    IsolationForest,
     Mahalanobis,
     MaxLogit,
     MaxSoftmax,
@@ -65,6 +75,7 @@ class DetectionParams:
     near_shifts: tuple[str, ...] = ()  #: shifts for near-OOD; empty means the default heavy shifts
     k: int = 50  #: neighbours for ood.knn (fewer for small reference sets, see KNN)
     ridge: float = 1e-3  #: covariance ridge for ood.mahalanobis, relative to the mean variance
+    trees: int = 200  #: trees of ood.isolation_forest
 
 
 BUDGET_PARAMS: dict[str, dict[str, Any]] = {
@@ -74,6 +85,8 @@ BUDGET_PARAMS: dict[str, dict[str, Any]] = {
 }
 LOGITS = Requires(modalities=frozenset({"image", "tabular"}))
 FEATURES = Requires(capabilities=frozenset({"features"}), modalities=frozenset({"image", "tabular"}))
+#: detectors on the standardised rows themselves: any tabular model, no internals needed
+INPUTS = Requires(modalities=frozenset({"tabular"}))
 
 
 # ------------------------------------------------------------------------------------------- shared work
@@ -134,6 +147,7 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
         seeds: dict[str, tuple[Any, ...]] = {}
         n = p.n_per_source
         image = ctx.modality == "image"
+        schema = None if image else schema_for(ctx)
         far = p.far_sources or (sources.FAR_IMAGE_SOURCES if image else sources.FAR_TABULAR_SOURCES)
         for kind in far:
             if image:
@@ -142,7 +156,7 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
                 )
             else:
                 make[kind] = lambda a, b, rng, kind=kind: sources.far_ood_tabular(
-                    kind, b - a, ctx.data.x, rng
+                    kind, b - a, ctx.data.x, rng, schema
                 )
             sizes[kind], seeds[kind] = n, ("ood.far", kind)
             groups[kind], origin[kind] = "far", "generated"
@@ -169,8 +183,22 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
             elif name == "shuffled_columns":
                 make[key] = lambda a, b, rng: sources.shuffled_columns(ctx.data.x[base[a:b]], rng)
                 origin[key] = "built-in"
+            elif name in TAB_SHIFTS:
+                sh = TAB_SHIFTS[name]
+                assert schema is not None
+                if sh.applicable(schema) is not None:
+                    if p.near_shifts:  # asked for by name: say why it is left out
+                        log.warning("near-OOD %s left out: %s", name, sh.applicable(schema))
+                    continue
+                make[key] = lambda a, b, rng, sh=sh: (
+                    sh.apply(ctx.data.x[base[a:b]], ctx.data.y[base[a:b]], p.near_severity, rng, schema).x
+                )
+                origin[key] = f"shift suite, severity {p.near_severity}"
             else:
-                raise InvalidInputError(f"unknown tabular near-OOD shift {name!r}; use 'shuffled_columns'")
+                raise InvalidInputError(
+                    f"unknown tabular near-OOD shift {name!r}; use 'shuffled_columns' or one of "
+                    f"{', '.join(TAB_SHIFTS)}"
+                )
             sizes[key], seeds[key], groups[key] = len(base), ("ood.near", name), "near"
         if ctx.ood_data is not None and ctx.ood_data.n_samples:
             user = ctx.ood_data.x
@@ -219,11 +247,13 @@ def detector_scores(ctx: Context, name: str, p: DetectionParams) -> tuple[Detect
 
     def build() -> tuple[Detector, dict[str, np.ndarray]]:
         det = DETECTOR_CHECKS[name].make_detector(p)
+        if hasattr(det, "seed"):  # a randomised detector: seeded from the session
+            det.seed = int(ctx.rng("ood.detector", name).integers(2**31 - 1))
         if det.needs_fit:
             det.fit(fit_embedding(ctx, det.space), reference(ctx).fit_y)
         return det, {src: det.score(z) for src, z in embeddings(ctx, p, det.space).items()}
 
-    return ctx.cached(f"{_bench_key(p)}:scores:{name}:{p.k}:{p.ridge}", build)
+    return ctx.cached(f"{_bench_key(p)}:scores:{name}:{p.k}:{p.ridge}:{p.trees}", build)
 
 
 def source_metrics(scores: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -321,7 +351,7 @@ class DetectorCheck(Check):
             "auroc_by_group": groups,
             "roc_pooled": roc_points(scores["id"], pooled, 51),
         }
-        if isinstance(det, KNN):
+        if isinstance(det, (KNN, InputKNN)):
             details["k_used"] = det.k_used
         details[evidence.KEY] = [
             evidence.lines(
@@ -408,6 +438,46 @@ class KNNDetection(DetectorCheck):
     detector = KNN
     detector_params = ("k",)
     requires = FEATURES
+
+
+@register
+class InputMahalanobisDetection(DetectorCheck):
+    """Mahalanobis distance of the standardised input row to the closest class mean under a shared
+    covariance (Lee et al., NeurIPS 2018, on inputs instead of features): for tables, where a
+    scikit-learn model has no features; a row whose columns do not go together scores high.
+    """
+
+    id = "ood.input_mahalanobis"
+    title = "OOD detection: Mahalanobis distance on standardised inputs"
+    detector = InputMahalanobis
+    detector_params = ("ridge",)
+    requires = INPUTS
+
+
+@register
+class InputKNNDetection(DetectorCheck):
+    """Euclidean distance to the k-th nearest in-distribution row, columns standardised (Sun et al., ICML
+    2022, on inputs instead of features): for tables; no density assumption, no model internals.
+    """
+
+    id = "ood.input_knn"
+    title = "OOD detection: k-nearest-neighbour distance on standardised inputs"
+    detector = InputKNN
+    detector_params = ("k",)
+    requires = INPUTS
+
+
+@register
+class IsolationForestDetection(DetectorCheck):
+    """Isolation Forest on standardised input rows (Liu, Ting & Zhou, ICDM 2008): random trees isolate an
+    unusual row in few splits. For tables; fitted on in-distribution rows, seeded from the session.
+    """
+
+    id = "ood.isolation_forest"
+    title = "OOD detection: Isolation Forest on standardised inputs"
+    detector = IsolationForest
+    detector_params = ("trees",)
+    requires = INPUTS
 
 
 @register

@@ -46,10 +46,14 @@ class TabularShiftParams:
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
-def _nan_support(ctx: Context, x: np.ndarray) -> str | None:
-    """Why the model cannot take missing values (it raises, or answers NaN), or None when it can."""
-    probe = np.array(x[: min(8, len(x))], np.float32, copy=True)
-    probe[:, 0] = np.nan
+def _nan_support(ctx: Context, x: np.ndarray, cols: np.ndarray) -> str | None:
+    """Why the model cannot take missing values (it raises, or answers NaN), or None when it can.
+
+    One probe row per column in ``cols`` (the mutable ones the shift may empty), each with that column
+    missing: a pipeline that reads only some columns fails only on those.
+    """
+    probe = np.repeat(np.array(x[:1], np.float32), len(cols), axis=0)
+    probe[np.arange(len(cols)), cols] = np.nan
     try:
         probs = ctx.predict_probs(probe)
     except Exception as exc:  # noqa: BLE001  (any failure of the user's model on NaN is the finding)
@@ -87,7 +91,7 @@ class TabularShiftCheck(Check):
         }
         reason = sh.applicable(schema)
         if reason is None and "missing" in sh.breaks:
-            reason = _nan_support(ctx, x)
+            reason = _nan_support(ctx, x, schema.indices())
             if reason is not None:
                 return Outcome(
                     details=base | {"supported": False, "reason": reason},
