@@ -117,6 +117,11 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 @click.option("--train-data", help="Training data (same formats); enables the integrity suite.")
 @click.option("--ood-data", help="Your own out-of-distribution samples for the OOD detectors.")
 @click.option(
+    "--reference-model",
+    help="The artifact --model must agree with (e.g. the trained .pt an .onnx export or int8 copy was made "
+    "from), in any form --model takes, loaded with the same options; enables the parity suite.",
+)
+@click.option(
     "--suite", "-s", multiple=True, help="Suite name, check id or pattern; repeatable. Default: all."
 )
 @click.option(
@@ -234,6 +239,7 @@ def check(
     data: str,
     train_data: str | None,
     ood_data: str | None,
+    reference_model: str | None,
     suite: tuple[str, ...],
     budget: str,
     policy: str | None,
@@ -329,6 +335,7 @@ def check(
                 data,
                 train_data,
                 ood_data=ood_data,
+                reference_model=reference_model,
                 load=load,
                 config=config,
                 progress=progress,

@@ -99,6 +99,13 @@ PATTERNS: tuple[str, ...] = (
     "fuzz.random.unique_failures",
     "fuzz.random.mutants",
     "fuzz.random.failure_rate",
+    # parity
+    "parity.<inputs>.disagreement",
+    "parity.<inputs>.max_abs_logit_diff",
+    "parity.<inputs>.p99_abs_logit_diff",
+    "parity.<inputs>.accuracy",
+    "parity.<inputs>.reference_accuracy",
+    "parity.disagreement",
     # integrity
     "integrity.label_issues.count",
     "integrity.label_issues.rate",
@@ -183,6 +190,8 @@ ATTACKS: tuple[str, ...] = (
 )
 DETECTORS: tuple[str, ...] = ("msp", "max_logit", "energy", "mahalanobis", "knn")
 CRITERIA: tuple[str, ...] = ("nc", "kmnc", "nbc", "snac", "tknc", "prediction")
+#: where the parity suite's inputs come from (``parity.<inputs>.disagreement``)
+PARITY_INPUTS: tuple[str, ...] = ("clean", "shift", "adversarial", "mutants")
 SOURCES: tuple[str, ...] = ("uniform_noise", "gaussian_noise", "flat_colour", "photos", "shift_*", "user")
 
 
@@ -205,6 +214,7 @@ def known_names() -> tuple[str, ...]:
         "<attack>": sorted({*ATTACKS, *_registered("attack")}),
         "<detector>": sorted({*DETECTORS, *_registered("ood", ("calibration", "validity"))}),
         "<source>": list(SOURCES),
+        "<inputs>": list(PARITY_INPUTS),
         "<criterion>": list(CRITERIA),
         "<k>": ["1", "2", "3", "4", "5"],
         "<e>": ["*"],
