@@ -22,14 +22,14 @@ reference's adversarial inputs and random mutants.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from roadworthy.errors import InvalidInputError
 from roadworthy.models.base import to_probs
 
-__all__ = ["Comparison", "compare_outputs"]
+__all__ = ["Comparison", "DiffFuzzResult", "compare_outputs", "differential_fuzz", "gap"]
 
 Space = Literal["logits", "probabilities"]
 
@@ -146,3 +146,180 @@ def compare_outputs(
         abs_diff=diff.max(axis=1) if diff.shape[1] else np.zeros(n),
         space=space,
     )
+
+
+# ------------------------------------------------------------------------------- differential fuzzing
+
+
+@dataclass
+class DiffFuzzResult:
+    """What :func:`differential_fuzz` found.
+
+    Attributes
+    ----------
+    queries
+        Mutants sent to both models.
+    disagreements
+        ``(mutant, root seed index, model class, reference class, gap)`` for every mutant on which the two
+        top-1 classes differ and the validity gate (if any) accepts it.
+    invalid_disagreements
+        Disagreeing mutants the validity gate rejected (not counted as findings).
+    history
+        ``{"queries", "disagreements"}`` after each iteration.
+    guided
+        Whether mutants were kept by the gap they widen (DiffChaser) or every mutant was kept (random).
+    """
+
+    queries: int
+    disagreements: list[tuple[np.ndarray, int, int, int, float]]
+    invalid_disagreements: int
+    history: list[dict[str, int]]
+    guided: bool
+
+    @property
+    def per_10k_queries(self) -> float:
+        """Valid disagreements found per 10,000 queries."""
+        return 1e4 * len(self.disagreements) / self.queries if self.queries else float("nan")
+
+    @property
+    def seeds_with_disagreement(self) -> int:
+        return len({d[1] for d in self.disagreements})
+
+
+def gap(raw: np.ndarray, output: str, reference_raw: np.ndarray, reference_output: str) -> np.ndarray:
+    """How far two models are from agreeing on each input, higher is closer to a disagreement.
+
+    ``p_model(c) - p_reference(c)`` where ``c`` is the reference's top class, flipped in sign: the
+    probability the model under test takes away from the reference's answer (DiffChaser's fitness for
+    a disagreement on the reference's label). Inputs on which they already disagree score above any that
+    agree.
+    """
+    pa, pb = (
+        to_probs(np.asarray(raw, np.float32), output),
+        to_probs(np.asarray(reference_raw, np.float32), reference_output),
+    )  # type: ignore[arg-type]
+    c = pb.argmax(axis=1)
+    rows = np.arange(len(c))
+    score = pb[rows, c] - pa[rows, c]
+    return np.where(pa.argmax(axis=1) != c, 1.0 + score, score)
+
+
+def differential_fuzz(
+    predict: Any,
+    output: str,
+    reference_predict: Any,
+    reference_output: str,
+    x: np.ndarray,
+    *,
+    max_queries: int = 2000,
+    mutants_per_seed: int = 8,
+    seeds_per_iteration: int = 8,
+    guided: bool = True,
+    is_valid: Any = None,
+    seed: int = 0,
+    operators: Any = None,
+) -> DiffFuzzResult:
+    """Search for inputs on which two models disagree, steered by the gap between their outputs.
+
+    DiffChaser (Xie et al., ASE 2019) in the fuzz suite's terms: seeds are images both models agree on;
+    each iteration picks the queue entries with the widest gap (:func:`gap`, ties and the rest by
+    chance), mutates each ``mutants_per_seed`` times with DeepHunter's metamorphic operators under its
+    L0/Linf constraint (the same validity rules as the fuzz suite), and sends the mutants to both models.
+    A mutant on which the top-1 classes differ is a *disagreement* (counted when ``is_valid`` accepts it,
+    else as invalid); a mutant that widens its parent's gap joins the queue. With ``guided=False``
+    every mutant joins and parents are drawn uniformly: random mutation, the baseline with the same
+    budget.
+
+    Parameters
+    ----------
+    predict, reference_predict
+        ``f(x) -> raw outputs`` of the model under test and of the reference (batches).
+    output, reference_output
+        ``"logits"`` or ``"probs"``.
+    x
+        Seed images ``(n, C, H, W)`` float32 in [0, 1].
+    max_queries
+        Mutants sent to both models in all.
+    is_valid
+        ``f(x) -> bool array``: the validity gate (``None``: every mutant is valid).
+    seed
+        Seeds every random choice.
+    """
+    from roadworthy.coverage.mutations import mutate
+
+    if x.ndim != 4 or len(x) == 0:
+        raise InvalidInputError(
+            f"differential_fuzz: `x` must be a non-empty (N, C, H, W) batch. Got {x.shape}."
+        )
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, np.float32)
+    g0 = gap(predict(x), output, reference_predict(x), reference_output)
+    keep = np.flatnonzero(g0 < 1.0)  # seeds they already disagree on say nothing new
+    # the queue: current image, its root seed, root image, lineage state, gap
+    q_x = list(x[keep])
+    q_root = [int(i) for i in keep]
+    q_ref = list(x[keep])
+    q_aff = [False] * len(keep)
+    q_l0 = [0] * len(keep)
+    q_linf = [0.0] * len(keep)
+    q_gap = [float(g0[i]) for i in keep]
+    found: list[tuple[np.ndarray, int, int, int, float]] = []
+    invalid = 0
+    queries = 0
+    history: list[dict[str, int]] = []
+    while queries < max_queries and q_x:
+        k = min(seeds_per_iteration, len(q_x))
+        if guided:  # the widest gaps first; a little chance so that one lineage does not take over
+            noisy = np.asarray(q_gap) + 1e-3 * rng.random(len(q_gap))
+            picks = np.argsort(-noisy)[:k]
+        else:
+            picks = rng.choice(len(q_x), size=k, replace=False)
+        m = min(mutants_per_seed, max(1, (max_queries - queries) // k))
+        rep = np.repeat(picks, m)
+        batch = mutate(
+            np.stack([q_x[i] for i in rep]),
+            np.stack([q_ref[i] for i in rep]),
+            np.array([q_aff[i] for i in rep]),
+            np.array([q_l0[i] for i in rep], np.int64),
+            np.array([q_linf[i] for i in rep], np.float32),
+            rng,
+            operators,
+        )
+        ok = np.flatnonzero(batch.ok)[: max_queries - queries]
+        if ok.size == 0:
+            if guided:  # these parents cannot be mutated further: let the others come up
+                for i in picks:
+                    q_gap[int(i)] = -np.inf
+                if all(not np.isfinite(v) for v in q_gap):
+                    break
+            continue
+        xm = batch.x[ok]
+        raw_a, raw_b = predict(xm), reference_predict(xm)
+        g = gap(raw_a, output, raw_b, reference_output)
+        queries += int(ok.size)
+        pa = to_probs(np.asarray(raw_a, np.float32), output).argmax(axis=1)  # type: ignore[arg-type]
+        pb = to_probs(np.asarray(raw_b, np.float32), reference_output).argmax(axis=1)  # type: ignore[arg-type]
+        differ = pa != pb
+        valid = (
+            np.asarray(is_valid(xm), bool)
+            if (is_valid is not None and differ.any())
+            else np.ones(len(ok), bool)
+        )
+        for j, row in enumerate(ok):
+            parent = int(rep[row])
+            if differ[j]:
+                if valid[j]:
+                    found.append((xm[j], q_root[parent], int(pa[j]), int(pb[j]), float(g[j])))
+                else:
+                    invalid += 1
+                continue
+            if not guided or g[j] > q_gap[parent]:
+                q_x.append(xm[j])
+                q_root.append(q_root[parent])
+                q_ref.append(batch.ref[row])
+                q_aff.append(bool(batch.affine_used[row]))
+                q_l0.append(int(batch.l0_ref[row]))
+                q_linf.append(float(batch.linf_ref[row]))
+                q_gap.append(float(g[j]))
+        history.append({"queries": queries, "disagreements": len(found)})
+    return DiffFuzzResult(queries, found, invalid, history, guided)
