@@ -101,7 +101,7 @@ def test_compare_outputs_refuses_other_class_counts():
 
 def test_without_a_reference_every_parity_check_is_skipped_with_the_reason(digits_model, digits_data):
     results = _run(_ctx(digits_model, None, digits_data), [c.id for c in PARITY])
-    assert set(results) == {c.id for c in PARITY} and len(results) == 5
+    assert set(results) == {c.id for c in PARITY} and len(results) == 6
     for r in results.values():
         assert r.status == "skipped" and "--reference-model" in r.summary and not r.metrics
 
@@ -170,6 +170,14 @@ def test_every_source_runs_and_the_summary_pools_them(artifacts, digits_model, d
     # quick budget: the shift suite's severities, every non-extra shift
     assert shift.details["severities"] == [1, 3, 5] and len(shift.details["shifts"]) >= 20
     assert results["parity.adversarial"].details["reference_fooled"] > 0
+    fuzz = results["parity.fuzz"].metrics  # searched, so not pooled into parity.disagreement
+    assert 0 < fuzz["parity.fuzz.queries"] <= 1000 and 0 < fuzz["parity.fuzz.random.queries"] <= 1000
+    assert fuzz["parity.fuzz.disagreements"] > 0
+    assert fuzz["parity.fuzz.disagreements_per_10k"] == pytest.approx(
+        1e4 * fuzz["parity.fuzz.disagreements"] / fuzz["parity.fuzz.queries"]
+    )
+    ex = results["parity.fuzz"].examples
+    assert ex and ex[0].changed.startswith("data:image/png") and "reference:" in ex[0].changed_prediction
     json.dumps([r.details for r in results.values()], allow_nan=False)
 
 

@@ -595,3 +595,168 @@ class ParitySummary(ParityCheck):
                 f"{by})."
             ),
         )
+
+
+# ------------------------------------------------------------------------------------------------- fuzz
+
+
+@dataclass(frozen=True)
+class FuzzParams:
+    """Parameters of ``parity.fuzz``.
+
+    Attributes
+    ----------
+    max_queries
+        Mutants sent to both models by the guided search; the random baseline gets as many.
+    n_seeds
+        Evaluation images (stratified sample) the searches start from.
+    mutants_per_seed, seeds_per_iteration
+        Mutants per chosen parent, and parents per iteration.
+    random_baseline
+        Whether random mutation with the same budget runs beside it.
+    n_examples
+        Disagreeing mutants shown with both predictions.
+    """
+
+    max_queries: int = 4000
+    n_seeds: int = 64
+    mutants_per_seed: int = 8
+    seeds_per_iteration: int = 16
+    random_baseline: bool = True
+    n_examples: int = 6
+
+
+def _fuzz_metrics(prefix: str, r: Any) -> dict[str, float]:
+    return {
+        f"{prefix}.queries": float(r.queries),
+        f"{prefix}.disagreements": float(len(r.disagreements)),
+        f"{prefix}.invalid_disagreements": float(r.invalid_disagreements),
+        f"{prefix}.seeds_with_disagreement": float(r.seeds_with_disagreement),
+        f"{prefix}.disagreements_per_10k": r.per_10k_queries,
+    }
+
+
+@register
+class ParityFuzz(ParityCheck):
+    """Differential fuzzing (DiffChaser, Xie et al., ASE 2019): mutants steered to where the two disagree.
+
+    Disagreements that the evaluation data does not show are searched for: from images both models
+    agree on, the mutants that widen the gap between their outputs are kept and mutated further
+    (DeepHunter's operators and constraint, the fuzz suite's); a mutant on which the top-1 classes differ
+    counts when the session's validity gate accepts it. Random mutation with the same number of queries
+    runs beside it, so the value of the steering is measured, not assumed. A searched rate is not a rate on
+    natural data: it is not pooled into ``parity.disagreement``.
+    """
+
+    id = "parity.fuzz"
+    title = "Parity: differential fuzzing vs the reference model"
+    requires = Requires(modalities=frozenset({"image"}))
+    Params = FuzzParams
+    budget_params: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"max_queries": 1000, "n_seeds": 32},
+        "thorough": {"max_queries": 20000, "n_seeds": 200},
+    }
+    plan_queries = ("max_queries", 500)
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """Both models on every query, of the guided search and of the random baseline."""
+        runs = 2 if params.random_baseline else 1
+        return 2.0 * runs * params.max_queries + 2.0 * min(params.n_seeds, n_data), 0.0
+
+    def run(self, ctx: Context) -> Outcome:
+        from roadworthy.checks.reference import validity_gate
+        from roadworthy.coverage.differential import differential_fuzz
+        from roadworthy.errors import RoadworthyError
+
+        p: FuzzParams = self.params
+        idx = np.sort(ctx.sample(min(p.n_seeds, ctx.data.n_samples), self.id))
+        x = np.asarray(ctx.data.x[idx], np.float32)
+        warnings: list[str] = []
+        try:
+            gate = validity_gate(ctx)
+        except (RoadworthyError, ValueError, np.linalg.LinAlgError) as exc:
+            gate, why = None, f"the validity gate could not be fitted ({exc})"
+        else:
+            why = "the validity gate could not be fitted on this model and data"
+        if gate is None:
+            warnings.append(f"No validity gate ({why}): every disagreeing mutant counts.")
+        ref = ctx.reference_model
+        assert ref is not None
+        common = {
+            "max_queries": p.max_queries,
+            "mutants_per_seed": p.mutants_per_seed,
+            "seeds_per_iteration": p.seeds_per_iteration,
+            "is_valid": gate.in_envelope if gate is not None else None,
+        }
+        args = (ctx.predict_raw, str(ctx.model.output), ctx.predict_reference_raw, str(ref.output))
+        runs = {"guided": differential_fuzz(*args, x, guided=True, seed=ctx.random_state(self.id), **common)}
+        if p.random_baseline:
+            runs["random"] = differential_fuzz(
+                *args, x, guided=False, seed=ctx.random_state(self.id, "random"), **common
+            )
+        metrics = _fuzz_metrics("parity.fuzz", runs["guided"])
+        if "random" in runs:
+            metrics |= _fuzz_metrics("parity.fuzz.random", runs["random"])
+        details: dict[str, Any] = {
+            "reference": reference_description(ctx),
+            "n_seeds": len(idx),
+            "validity_gate": gate.describe() if gate is not None else None,
+            "runs": {
+                k: {
+                    "queries": r.queries,
+                    "disagreements": len(r.disagreements),
+                    "invalid_disagreements": r.invalid_disagreements,
+                    "seeds_with_disagreement": r.seeds_with_disagreement,
+                    "per_10k_queries": r.per_10k_queries if r.queries else None,
+                }
+                for k, r in runs.items()
+            },
+            "meaning": (
+                "A disagreement is a mutant of an evaluation image, changed by small natural "
+                "transformations, on which the two models predict different classes and which the "
+                "validity gate still accepts as looking like the data. The search looks for them on "
+                "purpose, so the rate per query is no rate on natural data; compare the guided search "
+                "with random mutation of the same budget."
+            ),
+        }
+        details[evidence.KEY] = [
+            evidence.lines(
+                "Disagreements found by model queries (both models per query)",
+                {
+                    k: ([h["queries"] for h in r.history], [h["disagreements"] for h in r.history])
+                    for k, r in runs.items()
+                },
+                "queries",
+                "disagreements",
+                ylim=None,
+            )
+        ]
+        g = runs["guided"]
+        out: list[Example] = []
+        for img, root, a, b, _ in g.disagreements:
+            if len(out) >= p.n_examples or any(
+                e.title.startswith(f"seed row {int(idx[root])}:") for e in out
+            ):
+                continue
+            out.append(
+                Example(
+                    title=f"seed row {int(idx[root])}: reference {ctx.class_name(b)}, model {ctx.class_name(a)}",
+                    label=ctx.class_name(int(ctx.data.y[idx[root]])),
+                    original=png_data_uri(x[root]),
+                    original_prediction="the seed: both agree",
+                    changed=png_data_uri(img),
+                    changed_prediction=f"reference: {ctx.class_name(b)}; model: {ctx.class_name(a)}",
+                )
+            )
+        summary = (
+            f"Differential fuzzing against the reference {reference_name(ctx)} found {len(g.disagreements)} "
+            f"valid disagreement{'s' if len(g.disagreements) != 1 else ''} in {g.queries} queries "
+            f"({g.per_10k_queries:.1f} per 10k, from {g.seeds_with_disagreement} of {len(idx)} seeds)"
+        )
+        if "random" in runs:
+            r = runs["random"]
+            summary += f"; random mutation with the same budget found {len(r.disagreements)}"
+        return Outcome(
+            metrics=metrics, details=details, examples=out, warnings=warnings, summary=summary + "."
+        )
