@@ -366,8 +366,13 @@ def check(
 @click.option("--budget", type=click.Choice(BUDGETS), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when the demo model is not ready.")
+@click.option(
+    "--parity",
+    is_flag=True,
+    help="Test the demo model's int8 ONNX copy (written to OUT/shipped/) against the demo model: the parity suite.",
+)
 @click.option("--verbose", "-v", is_flag=True)
-def demo(out: Path, budget: str, seed: int, strict: bool, verbose: bool) -> int:
+def demo(out: Path, budget: str, seed: int, strict: bool, parity: bool, verbose: bool) -> int:
     """The built-in road-sign model and data (with planted poisoning), full report."""
     from roadworthy.demo.command import run_demo
 
@@ -375,7 +380,7 @@ def demo(out: Path, budget: str, seed: int, strict: bool, verbose: bool) -> int:
     progress, say = _progress_and_say()
     try:
         with _sigterm_as_interrupt(), _maybe_live(progress):
-            report = run_demo(out=out, budget=budget, seed=seed, progress=progress, say=say)
+            report = run_demo(out=out, budget=budget, seed=seed, progress=progress, say=say, parity=parity)
     except RunInterrupted as exc:
         from roadworthy.report import write_reports
 
