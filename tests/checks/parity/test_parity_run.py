@@ -115,7 +115,7 @@ def test_without_a_reference_the_reference_gates_do_not_apply_even_under_fail_on
 
 
 def test_a_pickled_reference_is_refused_without_trust_pickle(files, tmp_path, capsys):
-    code, out, err = run(
+    code, _out, err = run(
         _check(files, tmp_path / "r", "--reference-model", files / "whole.pt", "--suite", "clean"), capsys
     )
     assert code == 2 and "pickle" in err.lower() and "Traceback" not in err
