@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ def check(
     train_data: Any = None,
     *,
     ood_data: Any = None,
+    reference_model: Any = None,
     suites: Sequence[str] | None = None,
     budget: str = "standard",
     seed: int = 0,
@@ -152,6 +154,11 @@ def check(
     data, train_data, ood_data
         Evaluation data, optional training data (enables the integrity suite) and optional OOD data:
         paths, :class:`Dataset` objects or ``(x, y)`` tuples.
+    reference_model
+        The artifact ``model`` must agree with (e.g. the trained PyTorch file an ONNX export or an int8
+        copy was made from): any form ``model`` accepts, loaded with the same options and trust rules
+        (a pickle only with ``trust_pickle``). Enables the ``parity`` suite, whose checks are skipped
+        without it, and the policy's ``reference_gates``.
     suites
         Suite names, check ids or patterns (``None``: all). ``sanity`` and ``clean`` always run.
     budget
@@ -247,6 +254,7 @@ def check(
         data,
         train_data,
         ood_data=ood_data,
+        reference_model=reference_model,
         load=opts,
         config=cfg,
         progress=progress,
@@ -261,6 +269,7 @@ def run(
     train_data: Any = None,
     *,
     ood_data: Any = None,
+    reference_model: Any = None,
     load: LoadOptions,
     config: RunConfig,
     progress: Any = None,
@@ -362,6 +371,7 @@ def run(
                 f"--device {cfg.device}: only PyTorch models can run there; this is a {m.format} model"
             )
         m.to_device(cfg.device)
+    ref_model = _load_reference(reference_model, m, opts, recipe.input_shape, cfg.device)
     ds = validate_compat(m, ds, ds.path or "data")
     if train is not None:
         train = validate_compat(m, train, train.path or "train_data")
@@ -398,6 +408,7 @@ def run(
         say=say,
         backend=cfg.backend,
         model_recipe=recipe,
+        reference_model=ref_model,
         options=opts.run_key_fields(),
         warnings=run_warnings,
         time_limit_s=cfg.time_limit,
@@ -421,6 +432,31 @@ def run(
     if tracker is not None:
         tracker.log(report, cfg.out, policy=pol, model=m)
     return report
+
+
+def _load_reference(source: Any, model: Any, opts: LoadOptions, input_shape: Any, device: str) -> Any:
+    """The ``--reference-model``, loaded like the model (same options, same trust rules), or ``None``.
+
+    Raises :class:`InvalidInputError` when it scores another number of classes than the model: the two
+    cannot be compared output by output.
+    """
+    if source is None:
+        return None
+    # a served reference is called with the same --http-* settings; a file takes none
+    ref = ModelRecipe(source, replace(opts, http=opts.http if _served(source) else None), input_shape)()
+    if device != "cpu" and hasattr(ref, "to_device"):
+        ref.to_device(device)
+    if int(ref.n_classes) != int(model.n_classes):
+        shown = source if isinstance(source, str | Path) else f"a {type(source).__name__} object"
+        raise InvalidInputError(
+            f"--reference-model {shown}: it scores {ref.n_classes} classes, the model {model.n_classes}; "
+            "the two artifacts must score the same classes in the same order to be compared"
+        )
+    return ref
+
+
+def _served(source: Any) -> bool:
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
 def require_cuda() -> None:

@@ -117,6 +117,11 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 @click.option("--train-data", help="Training data (same formats); enables the integrity suite.")
 @click.option("--ood-data", help="Your own out-of-distribution samples for the OOD detectors.")
 @click.option(
+    "--reference-model",
+    help="The artifact --model must agree with (e.g. the trained .pt an .onnx export or int8 copy was made "
+    "from), in any form --model takes, loaded with the same options; enables the parity suite.",
+)
+@click.option(
     "--suite", "-s", multiple=True, help="Suite name, check id or pattern; repeatable. Default: all."
 )
 @click.option(
@@ -234,6 +239,7 @@ def check(
     data: str,
     train_data: str | None,
     ood_data: str | None,
+    reference_model: str | None,
     suite: tuple[str, ...],
     budget: str,
     policy: str | None,
@@ -329,6 +335,7 @@ def check(
                 data,
                 train_data,
                 ood_data=ood_data,
+                reference_model=reference_model,
                 load=load,
                 config=config,
                 progress=progress,
@@ -365,18 +372,30 @@ def check(
     help="The tabular demo instead: a tumour classifier on scikit-learn's breast-cancer table that leans "
     "on one measurement (planted unit drift).",
 )
+@click.option(
+    "--parity",
+    is_flag=True,
+    help="Test the demo model's int8 ONNX copy (written to OUT/shipped/) against the demo model: the parity suite.",
+)
 @click.option("--verbose", "-v", is_flag=True)
-def demo(out: Path, budget: str, seed: int, strict: bool, tabular: bool, verbose: bool) -> int:
-    """The built-in road-sign model and data (with planted poisoning), full report; --tabular for a table."""
+def demo(out: Path, budget: str, seed: int, strict: bool, tabular: bool, parity: bool, verbose: bool) -> int:
+    """The built-in road-sign model and data (with planted poisoning), full report; --tabular for a table,
+    --parity for the int8 copy against the demo model."""
     from roadworthy.demo.command import run_demo
     from roadworthy.demo.tabular import run_tabular_demo
 
     _logging(verbose)
     progress, say = _progress_and_say()
-    runner = run_tabular_demo if tabular else run_demo
+    if tabular and parity:
+        raise click.UsageError("--tabular and --parity are two different demos; pick one")
     try:
         with _sigterm_as_interrupt(), _maybe_live(progress):
-            report = runner(out=out, budget=budget, seed=seed, progress=progress, say=say)
+            if tabular:
+                report = run_tabular_demo(out=out, budget=budget, seed=seed, progress=progress, say=say)
+            else:
+                report = run_demo(
+                    out=out, budget=budget, seed=seed, progress=progress, say=say, parity=parity
+                )
     except RunInterrupted as exc:
         from roadworthy.report import write_reports
 

@@ -99,6 +99,23 @@ PATTERNS: tuple[str, ...] = (
     "fuzz.random.unique_failures",
     "fuzz.random.mutants",
     "fuzz.random.failure_rate",
+    # parity
+    "parity.<inputs>.disagreement",
+    "parity.<inputs>.max_abs_logit_diff",
+    "parity.<inputs>.p99_abs_logit_diff",
+    "parity.<inputs>.accuracy",
+    "parity.<inputs>.reference_accuracy",
+    "parity.disagreement",
+    "parity.fuzz.queries",
+    "parity.fuzz.disagreements",
+    "parity.fuzz.invalid_disagreements",
+    "parity.fuzz.seeds_with_disagreement",
+    "parity.fuzz.disagreements_per_10k",
+    "parity.fuzz.random.queries",
+    "parity.fuzz.random.disagreements",
+    "parity.fuzz.random.invalid_disagreements",
+    "parity.fuzz.random.seeds_with_disagreement",
+    "parity.fuzz.random.disagreements_per_10k",
     # integrity
     "integrity.label_issues.count",
     "integrity.label_issues.rate",
@@ -193,6 +210,8 @@ DETECTORS: tuple[str, ...] = (
     "isolation_forest",
 )
 CRITERIA: tuple[str, ...] = ("nc", "kmnc", "nbc", "snac", "tknc", "prediction")
+#: where the parity suite's inputs come from (``parity.<inputs>.disagreement``)
+PARITY_INPUTS: tuple[str, ...] = ("clean", "shift", "adversarial", "mutants")
 SOURCES: tuple[str, ...] = (
     "uniform_noise",
     "gaussian_noise",
@@ -223,6 +242,7 @@ def known_names() -> tuple[str, ...]:
         "<attack>": sorted({*ATTACKS, *_registered("attack")}),
         "<detector>": sorted({*DETECTORS, *_registered("ood", ("calibration", "validity"))}),
         "<source>": list(SOURCES),
+        "<inputs>": list(PARITY_INPUTS),
         "<criterion>": list(CRITERIA),
         "<k>": ["1", "2", "3", "4", "5"],
         "<e>": ["*"],

@@ -63,6 +63,11 @@ DEFAULT_BLACK_BOX_GATES = (
     "attack.hopskipjump.eps_0.10000.robust_accuracy >= 0.50",
 )
 
+# Gates that apply only when the run compares the model with a --reference-model (the parity suite): a
+# run without a reference has no parity metrics, and its verdict must not depend on them, not even with
+# fail_on_unevaluated.
+DEFAULT_REFERENCE_GATES = ("parity.disagreement <= 0.01",)
+
 # Attacks that need the model's gradients; a gate on one of their metrics cannot hold for a black box.
 WHITE_BOX_ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "apgd_ce", "apgd_dlr", "autoattack", "sticker")
 
@@ -109,6 +114,13 @@ black_box_gates:
   - attack.square.robust_accuracy >= 0.10                 # score queries at 8/255 must leave 10% standing
   - attack.hopskipjump.eps_0.10000.robust_accuracy >= 0.50  # an L2 change of 0.1 must not flip half
 
+# With --reference-model (the artifact that was tested, e.g. the PyTorch model an ONNX or int8 file was
+# made from) these gates apply too; without one they are left out, also under fail_on_unevaluated.
+reference_gates:
+  - parity.disagreement <= 0.01        # the shipped file may change at most 1% of top-1 predictions
+  # - parity.disagreement_ci_high <= 0.02   # stricter: the upper end of the 95% interval
+  # - parity.clean.disagreement <= 0     # an exact export must agree on every clean input
+
 baseline:
   max_drop: 0.02        # with --baseline: no *accuracy metric may fall more than this below the baseline
 
@@ -135,6 +147,7 @@ class _PolicyFile(BaseModel):
 
     gates: list[str] = Field(default_factory=list)
     black_box_gates: list[str] = Field(default_factory=list)
+    reference_gates: list[str] = Field(default_factory=list)
     baseline: _BaselineSection = Field(default_factory=_BaselineSection)
     fail_on_unevaluated: bool = False
     fail_on_error: bool = True
@@ -174,7 +187,7 @@ def _policy_error(source: str, exc: ValidationError) -> InvalidInputError:
         return InvalidInputError(
             f"{source}: baseline.max_drop must be a number in [0, 1]. Got {found!r} instead."
         )
-    if loc and loc[0] in ("gates", "black_box_gates"):
+    if loc and loc[0] in ("gates", "black_box_gates", "reference_gates"):
         return InvalidInputError(
             f"{source}: '{loc[0]}' must be a list of 'METRIC OP NUMBER' strings, e.g. "
             f"'clean.accuracy >= 0.9'. Got {found!r} at {where} instead."
@@ -207,7 +220,8 @@ class Policy:
     """Gates over metric names, the baseline's ``max_drop`` and how unmeasured or crashed checks count.
 
     ``black_box_gates`` apply only to models without gradients; for such a model they replace every gate
-    on a white-box attack (see :meth:`for_model`).
+    on a white-box attack; ``reference_gates`` apply only to runs with a reference model (see
+    :meth:`for_model`).
     """
 
     gates: list[GateRule] = field(default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_GATES])
@@ -217,6 +231,9 @@ class Policy:
     source: str = "default policy"
     black_box_gates: list[GateRule] = field(
         default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_BLACK_BOX_GATES]
+    )
+    reference_gates: list[GateRule] = field(
+        default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_REFERENCE_GATES]
     )
     #: tables: overrides of the inferred feature schema (``immutable``, ``kinds``, ``ranges``)
     schema: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +275,7 @@ class Policy:
         return cls(
             gates=[GateRule.parse(g, source) for g in parsed.gates],
             black_box_gates=[GateRule.parse(g, source) for g in parsed.black_box_gates],
+            reference_gates=[GateRule.parse(g, source) for g in parsed.reference_gates],
             max_drop=float(parsed.baseline.max_drop),
             fail_on_unevaluated=parsed.fail_on_unevaluated,
             fail_on_error=parsed.fail_on_error,
@@ -280,7 +298,7 @@ class Policy:
             if cls.__module__.startswith("roadworthy.checks"):
                 continue
             extra.append(cls.id if cls.suite() in builtin_suites else cls.suite())
-        for rule in (*self.gates, *self.black_box_gates):
+        for rule in (*self.gates, *self.black_box_gates, *self.reference_gates):
             if is_known(rule.metric, extra):
                 continue
             hint = nearest(rule.metric)
@@ -290,12 +308,19 @@ class Policy:
                 + "; metric names are listed in docs/metrics.md and under 'metrics' in report.json"
             )
 
-    def for_model(self, white_box: bool) -> tuple[Policy, list[str]]:
+    def for_model(self, white_box: bool, reference: bool = False) -> tuple[Policy, list[str]]:
         """The gates that apply to a model with or without gradients, and warnings about the others.
 
         For a black-box model the ``black_box_gates`` replace every gate on a white-box attack. Without
-        black-box gates those white-box gates stay (not evaluated), and a warning says so.
+        black-box gates those white-box gates stay (not evaluated), and a warning says so. The
+        ``reference_gates`` join the gates only when ``reference`` (a ``--reference-model`` was given);
+        the returned policy has no ``reference_gates`` left either way.
         """
+        policy, notes = self._for_gradients(white_box)
+        extra = policy.reference_gates if reference else []
+        return replace(policy, gates=[*policy.gates, *extra], reference_gates=[]), notes
+
+    def _for_gradients(self, white_box: bool) -> tuple[Policy, list[str]]:
         if white_box:
             return self, []
         white = [r for r in self.gates if _white_box_only(r.metric)]

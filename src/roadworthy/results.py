@@ -159,6 +159,8 @@ class Report(_Model):
     seed: int
     budget: str
     model: ModelDescription
+    #: ``--reference-model``: the artifact the parity suite compared ``model`` with, else ``None``
+    reference_model: ModelDescription | None = None
     data: DataDescription
     train_data: DataDescription | None = None
     metrics: dict[str, float | None] = Field(default_factory=dict)

@@ -240,6 +240,8 @@ class Session:
     time_limit_s: float | None = None  #: --time-limit: the plan shrinks sample counts to fit it
     device: str = "cpu"  #: where the model runs (recorded in the report's run info)
     plan: Any = None  #: the :class:`roadworthy.plan.RunPlan`, set by :meth:`make_plan`
+    #: ``--reference-model``: the artifact the parity suite compares ``model`` with (``None``: no parity)
+    reference_model: Model | None = None
 
     def context(self) -> Context:
         from roadworthy.checks.base import NullProgress
@@ -256,6 +258,7 @@ class Session:
             progress=self.progress or NullProgress(),
             plan_params=self.plan.overrides() if self.plan is not None else {},
             plan_estimates={c.id: c.estimated_s for c in self.plan.checks} if self.plan is not None else {},
+            reference_model=self.reference_model,
         )
 
     def make_plan(self, classes: Sequence[type[Check]]) -> Any:
@@ -309,6 +312,12 @@ class Session:
                 # the policy's feature-schema overrides change every tabular shift, attack and OOD row;
                 # absent without overrides, so the keys of other runs stay as they were
                 **({"schema": self.data.meta["schema"]} if self.data.meta.get("schema") else {}),
+                # only with a reference, so the keys of runs without one stay as they were
+                **(
+                    {"reference_model_sha256": _model_sha256(self.reference_model)}
+                    if self.reference_model is not None
+                    else {}
+                ),
             }
         )
 
@@ -456,7 +465,7 @@ class Session:
             metrics.update(r.metrics)
         results = [r.model_copy(deep=True) for r in results]
         white_box = "white_box" in capabilities(self.model)
-        policy, policy_warnings = self.policy.for_model(white_box)
+        policy, policy_warnings = self.policy.for_model(white_box, reference=self.reference_model is not None)
         gates, verdict = judge(policy, metrics, results, self.baseline)
         mark_failed_checks(results, gates)
         if incomplete is not None:
@@ -489,6 +498,9 @@ class Session:
             seed=self.seed,
             budget=self.budget,
             model=describe_model(self.model),
+            reference_model=describe_model(self.reference_model)
+            if self.reference_model is not None
+            else None,
             data=describe_data(self.data),
             train_data=describe_data(self.train_data) if self.train_data is not None else None,
             metrics=metrics,
@@ -522,9 +534,12 @@ class Session:
         if not path.exists():
             self._announce(f"--resume: no {PARTIAL_NAME} in {self.out}; running every check")
             return None, None
-        if options.get("model_sha256") is None:
+        if options.get("model_sha256") is None or (
+            "reference_model_sha256" in options and options["reference_model_sha256"] is None
+        ):
             self._announce(
-                "not resuming: the model is a Python function without weights to fingerprint; "
+                "not resuming: the model (or --reference-model) is a Python function without weights to "
+                "fingerprint; "
                 f"running every check instead of trusting {path}",
                 warning=True,
             )

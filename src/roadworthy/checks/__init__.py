@@ -29,9 +29,10 @@ BUILTIN_MODULES = (
     "roadworthy.checks.integrity",
     "roadworthy.checks.ood",
     "roadworthy.checks.fuzz",
+    "roadworthy.checks.parity",
 )
 
-SUITE_ORDER = ("sanity", "clean", "shift", "ood", "attack", "fuzz", "integrity")
+SUITE_ORDER = ("sanity", "clean", "shift", "ood", "attack", "fuzz", "parity", "integrity")
 
 
 def load_builtin_checks() -> dict[str, type[Check]]:

@@ -251,6 +251,8 @@ class Context:
     plan_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the plan's estimated seconds by check id (for the estimate of the time left)
     plan_estimates: dict[str, float] = field(default_factory=dict)
+    #: ``--reference-model``: the artifact ``model`` is compared with by the parity suite (or ``None``)
+    reference_model: Model | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- facts
@@ -302,6 +304,13 @@ class Context:
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         return to_logits(self.predict_raw(x), self.model.output)
+
+    def predict_reference_raw(self, x: np.ndarray) -> np.ndarray:
+        """The reference model's raw outputs on ``x``, batched. Only valid with a ``reference_model``."""
+        from roadworthy.models.base import batched
+
+        assert self.reference_model is not None
+        return batched(self.reference_model.predict, x, self.batch_size)
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """Penultimate features, batched. Only valid when ``"features" in ctx.capabilities``."""

@@ -20,8 +20,15 @@ def run_demo(
     seed: int = 0,
     progress: Any = None,
     say: Callable[[str], None] | None = None,
+    parity: bool = False,
 ) -> Report:
-    """Run every suite on the demo model, write the four report files into ``out``, return the report."""
+    """Run every suite on the demo model, write the four report files into ``out``, return the report.
+
+    With ``parity`` the model under test is the int8 copy of the demo model that an edge device would
+    run (its ONNX export quantized by :func:`roadworthy.models.quantize.int8_copy`, written to
+    ``out/shipped/``), the demo model is its ``--reference-model``, and the sanity, clean and parity
+    suites run.
+    """
     from roadworthy.demo import load_demo_data
     from roadworthy.demo.model import load_demo_model
     from roadworthy.policy import Policy
@@ -36,10 +43,17 @@ def run_demo(
     # the demo model is built in memory from packaged weights: its identity names them
     model.identity = ModelInfo(path="roadworthy.demo:signnet", format=model.format, sha256=_weights_sha256())
     out = Path(out)
+    reference = None
+    if parity:
+        if say:
+            say("roadworthy demo --parity: exporting the demo model to ONNX and quantizing it to int8 ...")
+        reference, model = model, _int8_demo_model(out / "shipped")
     session = Session(
         model=model,
         data=demo.test,
-        train_data=demo.train,
+        train_data=None if parity else demo.train,
+        suites=["parity"] if parity else None,
+        reference_model=reference,
         budget=budget,
         seed=seed,
         policy=Policy(),
@@ -50,6 +64,35 @@ def run_demo(
     report = session.run()
     write_reports(report, out)
     return report
+
+
+def _int8_demo_model(folder: Path) -> Any:
+    """The demo model as the int8 ONNX file an edge device would run, loaded like ``--model`` would."""
+    import warnings
+
+    import torch
+
+    from roadworthy.demo.model import load_demo_module, shipped_facts
+    from roadworthy.errors import require
+    from roadworthy.models import load_model
+    from roadworthy.models.quantize import int8_copy
+
+    require("onnx", "onnx", "roadworthy demo --parity")
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = folder / "signnet.onnx"
+    with warnings.catch_warnings():  # the exporter's advice on opsets and constant folding
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            load_demo_module(),
+            (torch.zeros(2, 3, 32, 32),),
+            str(onnx),
+            dynamo=False,
+            input_names=["image"],
+            dynamic_axes={"image": {0: "batch"}},
+        )
+    int8 = int8_copy(onnx, folder / "signnet.int8.onnx")
+    facts = shipped_facts()
+    return load_model(str(int8), input_shape=(3, 32, 32), mean=facts["mean"], std=facts["std"])
 
 
 def _weights_sha256() -> str | None:

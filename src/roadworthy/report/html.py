@@ -38,6 +38,10 @@ THREAT_MODEL = OrderedDict(
         ("attack", ("deployment", "evasion (integrity violation, untargeted): white-box and black-box")),
         ("fuzz", ("deployment", "evasion: natural-perturbation robustness found by coverage-guided fuzzing")),
         (
+            "parity",
+            ("deployment", "not an attack: the shipped artifact against the model that was tested"),
+        ),
+        (
             "integrity",
             ("training", "poisoning: data integrity audit (label errors, targeted/backdoor poisoning)"),
         ),
