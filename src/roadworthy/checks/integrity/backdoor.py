@@ -252,6 +252,13 @@ class Strip(Check):
         "quick": {"n_inputs": 100, "n_overlays": 8, "n_triggered": 50},
         "thorough": {"n_inputs": 1000, "n_overlays": 32, "n_triggered": 500},
     }
+    plan_samples = "n_inputs"  #: what a large model's plan lowers (stated in the plan)
+
+    @classmethod
+    def plan_passes(cls, params: Any, n_data: int) -> tuple[float, float]:
+        """Every clean and triggered input superimposed on ``n_overlays`` images."""
+        n = min(params.n_inputs, n_data) + min(params.n_triggered, n_data)
+        return float(n * params.n_overlays), 0.0
 
     def run(self, ctx: Context) -> Outcome:
         from roadworthy.backdoor import apply_trigger, strip
