@@ -70,6 +70,38 @@ def test_a_plain_torchscript_file_in_a_run(mlflow_server, digits_module, torch_s
         np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_registered_onnx_flavor_loads_as_onnx(mlflow_server, digits_module, torch_scores, tmp_path):
+    """mlflow.onnx.log_model -> registry -> models:/ URI: read by the ONNX adapter, same scores."""
+    import warnings
+
+    import mlflow
+    import mlflow.onnx
+    import onnx
+    import torch
+
+    x, expected = torch_scores
+    path = tmp_path / "digits.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            digits_module,
+            (torch.from_numpy(x[:2]),),
+            str(path),
+            dynamo=False,
+            input_names=["pixels"],
+            output_names=["logits"],
+            dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    with mlflow.start_run():
+        mlflow.onnx.log_model(
+            onnx.load(str(path)), name="digits-onnx", registered_model_name="digits_onnx", pip_requirements=[]
+        )
+    model = load_model("models:/digits_onnx/1", input_shape=(1, 16, 16))
+    assert model.format == "onnx"
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-4, atol=1e-4)
+    assert model.mlflow_source.name == "digits_onnx"
+
+
 @pytest.fixture(scope="module")
 def sklearn_models(mlflow_server):
     """A logistic regression logged twice: with skops (MLflow's default) and as a pickle."""
