@@ -157,8 +157,6 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
             ray.init(
                 address=address,
                 num_cpus=num_cpus if not address else None,
-                # a Ray instance of our own listens on the loopback interface only
-                **({} if address else {"_node_ip_address": "127.0.0.1"}),
                 include_dashboard=False,
                 log_to_driver=False,  # workers' output stays off our stdout
                 ignore_reinit_error=True,
