@@ -80,7 +80,7 @@ def _env(token: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     env.update(
-        PYTHONPATH=str(ROOT / "src"),
+        PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",  # tests/ too: the crashing model below
         RAY_AUTH_MODE="token",
         RAY_AUTH_TOKEN=token,
         RAY_USAGE_STATS_ENABLED="0",
@@ -195,6 +195,64 @@ def test_relative_paths_from_another_directory_give_the_local_metrics_for_two_se
         assert len({w["node_id"] for w in ran}) == 2  # both nodes took checks
 
 
+class CrashOnce:
+    """A linear digits classifier whose first call in a process other than ``driver`` kills that process
+    (once in all: the marker file is created atomically), as a worker lost mid-check."""
+
+    def __init__(self, weights: np.ndarray, marker: str, driver: int) -> None:
+        self.weights, self.marker, self.driver = weights, marker, driver
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if os.getpid() != self.driver:
+            try:
+                with open(self.marker, "x"):
+                    pass
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return np.asarray(x, dtype=np.float64).reshape(len(x), -1) @ self.weights
+
+
+KILLED = """
+import json, os, sys
+import numpy as np
+import ray
+import roadworthy
+from tests.test_ray_cluster import CrashOnce
+
+address, marker, x_path = sys.argv[1:4]
+d = np.load(x_path)
+model = CrashOnce(d["w"], marker, os.getpid())
+kw = {"suites": ["clean"], "budget": "quick", "input_shape": (1, 16, 16)}
+remote = roadworthy.check(model, (d["x"], d["y"]), backend="ray", ray_address=address, ray_timeout=60, **kw)
+ray.shutdown()
+local = roadworthy.check(model, (d["x"], d["y"]), **kw)
+print(json.dumps({"remote": json.loads(remote.model_dump_json()), "local": json.loads(local.model_dump_json())}))
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_check_is_retried_and_recorded(cluster, digits_split, tmp_path):
+    address, env = cluster
+    x_tr, y_tr, x_te, y_te = digits_split
+    weights = np.linalg.lstsq(x_tr.reshape(len(x_tr), -1), np.eye(10)[y_tr], rcond=None)[0]
+    np.savez(tmp_path / "d.npz", w=weights, x=x_te[:200], y=y_te[:200])
+    marker = tmp_path / "crashed"
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED, address, str(marker), str(tmp_path / "d.npz")],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert marker.exists()  # a worker did die
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    remote, local = out["remote"], out["local"]
+    assert all(c["status"] != "error" for c in remote["checks"]), [c["error"] for c in remote["checks"]]
+    where = [c["details"]["ray"] for c in remote["checks"] if c["details"].get("ray")]
+    assert sorted(w["retries"] for w in where) == [0] * (len(where) - 1) + [1]  # the lost one, once
+    assert _measured(remote) == _measured(local)
+
+
 def _local_report(project: Path, seed: int) -> dict:
     import roadworthy
 
@@ -235,6 +293,7 @@ def test_a_wrong_token_is_refused_with_exit_2(cluster, project):
         project,
     )
     assert done.returncode == 2, done.stderr[-3000:]
+    assert "gcs_client" not in done.stderr  # Ray's own retry warnings stay quiet
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("roadworthy: error: --ray-address") and not ANSI.search(last)
     assert not (project / "bad-token" / "report.json").exists()

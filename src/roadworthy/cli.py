@@ -341,6 +341,8 @@ def check(
     if backend == "ray":
         from roadworthy.errors import require
 
+        # Ray's C++ core writes its warnings to stderr itself; it reads this when ray is imported
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         require("ray", "ray", "--backend ray")  # fail before loading anything
     tracker = None
     if log_mlflow or mlflow_experiment or mlflow_run_name or mlflow_run_id:

@@ -20,6 +20,7 @@ Install with ``pip install 'roadworthy[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -28,7 +29,7 @@ import socket
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,8 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
     """Connect to (or start) Ray within ``timeout`` seconds, else :class:`InvalidInputError` (exit 2)."""
     import logging
 
+    # Ray's C++ core writes its warnings (retries of a refused connection...) to stderr itself
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     ray = require("ray", "ray", "--backend ray")
     if ray.is_initialized():
         return
@@ -174,10 +177,14 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
         if not address:  # a local instance: its processes die with the thread that starts them
             init()
             return _raise_init_error(outcome.get("error"), shown)
-        # a cluster: connect from a thread, so an address that answers but never completes cannot hang us
+        # a cluster: connect from a thread, so an address that answers but never completes cannot hang us;
+        # Ray's C++ core writes its retries ("Failed to get cluster ID"...) straight to file descriptor 2,
+        # so that goes to a file while we wait, and stays there if the connection fails
         thread = threading.Thread(target=init, name="roadworthy-ray-init", daemon=True)
-        thread.start()
-        thread.join(timeout)
+        with _core_stderr_aside() as failed:
+            thread.start()
+            thread.join(timeout)
+            failed.append(thread.is_alive() or outcome.get("error") is not None)
     finally:
         quiet.setLevel(level)
     if thread.is_alive():
@@ -188,11 +195,43 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
     _raise_init_error(outcome.get("error"), shown)
 
 
+@contextlib.contextmanager
+def _core_stderr_aside() -> Iterator[list[bool]]:
+    """File descriptor 2 goes to a temporary file in the block. When the block appends ``True`` (the
+    connection failed), fd 2 stays there and Python's ``sys.stderr`` moves to the terminal instead, so
+    Ray's threads that keep retrying cannot print past roadworthy's one-line message."""
+    import sys
+
+    failed: list[bool] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr (embedded, captured): nothing to do
+        yield failed
+        return
+    aside = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    os.dup2(aside.fileno(), 2)
+    try:
+        yield failed
+    finally:
+        if failed and failed[-1]:
+            sys.stderr = os.fdopen(saved, "w", buffering=1)
+        else:
+            os.dup2(saved, 2)
+            os.close(saved)
+        aside.close()
+
+
 def _raise_init_error(exc: BaseException | None, shown: str) -> None:
     if exc is not None:
         msg = clean_line(str(exc)) or type(exc).__name__
-        kind = "refused the connection" if _looks_like_auth(msg) else "could not be used"
-        raise InvalidInputError(f"--ray-address {shown}: the Ray cluster {kind}: {msg}") from None
+        if _looks_like_auth(msg):
+            why = f"the Ray cluster refused the connection: {msg}"
+        elif isinstance(exc, ConnectionError):  # the port answered (probed), the cluster did not accept us
+            why = f"{msg}; check the address and the cluster's auth token (RAY_AUTH_TOKEN)"
+        else:
+            why = f"the Ray cluster could not be used: {msg}"
+        raise InvalidInputError(f"--ray-address {shown}: {why}") from None
 
 
 def _looks_like_auth(msg: str) -> bool:
