@@ -285,7 +285,7 @@ def test_a_wrong_token_is_refused_with_exit_2(cluster, project):
             "--ray-address",
             address,
             "--ray-timeout",
-            "20",
+            "5",
             "--out",
             "bad-token",
         ],
@@ -368,9 +368,7 @@ def test_ray_errors_become_one_clean_line():
     [("ray_timeout", 0), ("ray_timeout", float("nan")), ("workers", 0), ("cpus_per_task", -1)],
 )
 def test_ray_settings_are_validated(field, value):
-    with pytest.raises(
-        InvalidInputError, match=field.replace("_", "-").replace("ray-timeout", "ray-timeout")
-    ):
+    with pytest.raises(InvalidInputError, match=field.replace("_", "-")):
         RunConfig(**{field: value})
 
 
