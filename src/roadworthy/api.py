@@ -135,6 +135,10 @@ def check(
     device: str = "cpu",
     mlflow: Any = None,
     http: Any = None,
+    ray_address: str | None = None,
+    ray_timeout: float = 30.0,
+    workers: int | None = None,
+    cpus_per_task: float = 1.0,
 ) -> Report:
     """Run the selected suites on ``model`` and return the judged :class:`Report`.
 
@@ -142,7 +146,8 @@ def check(
     :class:`~roadworthy.config.LoadOptions` (``trust_pickle``, ``mean``, ``std``, ``target``,
     ``class_names``, ``feature_layer``, ``input_shape``, ``image_size``, ``strict_data``), and ``config``,
     a :class:`~roadworthy.config.RunConfig` (``suites``, ``budget``, ``seed``, ``policy``, ``baseline``,
-    ``out``, ``resume``, ``batch_size``, ``backend``, ``force_baseline``). Giving an object and one of
+    ``out``, ``resume``, ``batch_size``, ``backend``, ``force_baseline``, ``ray_address``,
+    ``ray_timeout``, ``workers``, ``cpus_per_task``). Giving an object and one of
     its fields as a keyword is refused as ambiguous.
 
     Parameters
@@ -170,6 +175,11 @@ def check(
         When given, ``report.json``, ``report.html``, ``report.md`` and ``junit.xml`` are written there.
     backend
         ``local`` (this process) or ``ray`` (independent checks in parallel; ``roadworthy[ray]``).
+    ray_address, ray_timeout
+        The Ray cluster (``host:port``, ``ray://host:port``; ``None``: ``RAY_ADDRESS``, else a Ray
+        instance started here) and the seconds to wait for it before stopping (``InvalidInputError``).
+    workers, cpus_per_task
+        Ray tasks in flight at once (``None``: all independent checks) and the CPUs each one reserves.
     class_names
         The model's classes in output order; folder names and string labels are matched against it by
         name. Without it the training data's classes are used for the evaluation data.
@@ -246,6 +256,10 @@ def check(
             "force_baseline": force_baseline,
             "time_limit": time_limit,
             "device": device,
+            "ray_address": ray_address,
+            "ray_timeout": ray_timeout,
+            "workers": workers,
+            "cpus_per_task": cpus_per_task,
         },
         "config",
     )
@@ -409,6 +423,7 @@ def run(
         backend=cfg.backend,
         model_recipe=recipe,
         reference_model=ref_model,
+        backend_options=cfg.backend_options() if cfg.backend == "ray" else {},
         options=opts.run_key_fields(),
         warnings=run_warnings,
         time_limit_s=cfg.time_limit,

@@ -151,6 +151,24 @@ def _finish(report: object, out: Path, strict: bool = True) -> int:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
 @click.option("--backend", type=click.Choice(BACKEND_NAMES), default="local", show_default=True)
+@click.option(
+    "--ray-address",
+    help="Ray cluster for --backend ray, e.g. 127.0.0.1:6379 or ray://host:10001 [default: RAY_ADDRESS, "
+    "else a Ray instance started here].",
+)
+@click.option(
+    "--ray-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the Ray cluster before stopping (exit 2).",
+)
+@click.option(
+    "--workers", type=int, help="Ray tasks in flight at once [default: every independent check at once]."
+)
+@click.option(
+    "--cpus-per-task", type=float, default=1.0, show_default=True, help="CPUs Ray reserves for each task."
+)
 @click.option("--trust-pickle", is_flag=True, help="Allow loading pickle files (runs code from the file).")
 @click.option(
     "--mean", help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406 (applied inside the adapter)."
@@ -248,6 +266,10 @@ def check(
     out: Path,
     seed: int,
     backend: str,
+    ray_address: str | None,
+    ray_timeout: float,
+    workers: int | None,
+    cpus_per_task: float,
     trust_pickle: bool,
     mean: str | None,
     std: str | None,
@@ -289,6 +311,10 @@ def check(
         budget=budget,
         seed=seed,
         backend=backend,
+        ray_address=ray_address,
+        ray_timeout=ray_timeout,
+        workers=workers,
+        cpus_per_task=cpus_per_task,
         batch_size=batch_size,
         out=out,
         resume=resume,
@@ -321,6 +347,8 @@ def check(
     if backend == "ray":
         from roadworthy.errors import require
 
+        # Ray's C++ core writes its warnings to stderr itself; it reads this when ray is imported
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         require("ray", "ray", "--backend ray")  # fail before loading anything
     tracker = None
     if log_mlflow or mlflow_experiment or mlflow_run_name or mlflow_run_id:

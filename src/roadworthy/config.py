@@ -276,6 +276,15 @@ class RunConfig:
         it instead of the budget's own time target. In the ``run_key``.
     device
         ``cpu`` or ``cuda`` (PyTorch models; refused when no GPU is available).
+    ray_address
+        Ray cluster the ``ray`` backend connects to (``host:port``, ``ray://host:port``, ``auto``);
+        ``None``: ``RAY_ADDRESS``, else a Ray instance started in this process.
+    ray_timeout
+        Seconds to wait for the Ray cluster to answer before giving up (exit 2).
+    workers
+        Ray tasks in flight at once (``None``: as many as the cluster schedules).
+    cpus_per_task
+        CPUs Ray reserves for each task (and the threads the model uses there).
     """
 
     suites: tuple[str, ...] | None = None
@@ -290,11 +299,28 @@ class RunConfig:
     force_baseline: bool = False
     time_limit: float | None = None
     device: str = "cpu"
+    ray_address: str | None = None
+    ray_timeout: float = 30.0
+    workers: int | None = None
+    cpus_per_task: float = 1.0
 
     #: Fields that change no measured number (the others are in the ``run_key``: ``suites`` as the
     #: selected check ids, ``baseline`` as a hash of its metrics). The policy only judges the numbers,
     #: and the Ray backend gives the local one's numbers.
-    NOT_IN_RUN_KEY = frozenset({"backend", "out", "resume", "policy", "force_baseline", "device"})
+    NOT_IN_RUN_KEY = frozenset(
+        {
+            "backend",
+            "out",
+            "resume",
+            "policy",
+            "force_baseline",
+            "device",
+            "ray_address",
+            "ray_timeout",
+            "workers",
+            "cpus_per_task",
+        }
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -322,6 +348,31 @@ class RunConfig:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InvalidInputError(f"--seed must be an integer. Got {self.seed!r} instead.")
+        if not _positive(self.ray_timeout):
+            raise InvalidInputError(
+                f"--ray-timeout must be a positive number of seconds. Got {self.ray_timeout!r} instead."
+            )
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise InvalidInputError(f"--workers must be at least 1. Got {self.workers!r} instead.")
+        if not _positive(self.cpus_per_task):
+            raise InvalidInputError(
+                f"--cpus-per-task must be a positive number. Got {self.cpus_per_task!r} instead."
+            )
+
+    def backend_options(self) -> dict[str, Any]:
+        """The settings of the ``ray`` backend, as keyword arguments of its run function."""
+        return {
+            "address": self.ray_address,
+            "timeout": float(self.ray_timeout),
+            "workers": self.workers,
+            "cpus_per_task": float(self.cpus_per_task),
+        }
+
+
+def _positive(v: object) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v) and v > 0
 
 
 @dataclass(frozen=True)

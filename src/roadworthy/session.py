@@ -235,6 +235,8 @@ class Session:
     backend: str = "local"
     #: rebuilds the model in another process (ray backend): a :class:`roadworthy.config.ModelRecipe`
     model_recipe: Callable[[], Any] | None = None
+    #: the backend's own settings (ray: address, timeout, workers, cpus_per_task)
+    backend_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  #: load options that change numbers (mean, ...)
     warnings: list[str] = field(default_factory=list)  #: found before the run (e.g. a forced baseline)
     time_limit_s: float | None = None  #: --time-limit: the plan shrinks sample counts to fit it
@@ -374,7 +376,13 @@ class Session:
             )
         try:
             results = backend(
-                classes, ctx, on_result=checkpoint, done=done, say=self.say, model_recipe=self.model_recipe
+                classes,
+                ctx,
+                on_result=checkpoint,
+                done=done,
+                say=self.say,
+                model_recipe=self.model_recipe,
+                **self.backend_options,
             )
         except KeyboardInterrupt as exc:
             reason = getattr(exc, "reason", None) or "interrupted (SIGINT)"
