@@ -87,8 +87,11 @@ def check_for(norm: str, n: int, loss: str = "pgd", min_norm_steps: int | None =
     return cls(cls.Params(**p), budget="standard")
 
 
-def per_eps_pgd(model: Any, xc: np.ndarray, yc: np.ndarray, norm: str, steps: int) -> tuple[list, Any, float]:
-    """Robust accuracy over the attacked inputs per strength, the pass counter, wall seconds."""
+def per_eps_pgd(
+    model: Any, xc: np.ndarray, yc: np.ndarray, norm: str, steps: int, restarts: int = 1
+) -> tuple[list, Any, float]:
+    """Per strength, which attacked inputs PGD broke (any of ``restarts`` random starts), the pass
+    counter, wall seconds."""
     import torch
 
     from roadworthy.attacks.pgd import pgd
@@ -99,11 +102,17 @@ def per_eps_pgd(model: Any, xc: np.ndarray, yc: np.ndarray, norm: str, steps: in
     out = []
     t0 = time.perf_counter()
     for i, e in enumerate(SWEEPS[norm]):
-        gen = torch.Generator().manual_seed(i)
-        adv = pgd(counter, xt, yt, e, steps, 2.5 * e / steps, norm, generator=gen)
-        counter.forwards += len(xc)  # the check classifies the result again
-        with torch.no_grad():
-            out.append((model.forward_torch(adv).argmax(dim=1) != yt).numpy())
+        broken = np.zeros(len(xc), bool)
+        for r in range(restarts):
+            rows = torch.from_numpy(np.flatnonzero(~broken))
+            if len(rows) == 0:
+                break
+            gen = torch.Generator().manual_seed(1000 * r + i)
+            adv = pgd(counter, xt[rows], yt[rows], e, steps, 2.5 * e / steps, norm, generator=gen)
+            counter.forwards += len(rows)  # the check classifies the result again
+            with torch.no_grad():
+                broken[rows.numpy()] |= (model.forward_torch(adv).argmax(dim=1) != yt[rows]).numpy()
+        out.append(broken)
     return out, counter, time.perf_counter() - t0
 
 
@@ -117,7 +126,14 @@ def run_check(check: Any, model: Any, data: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def compare(model: Any, data: Any, norm: str, n: int, min_norm_steps: int | None = None) -> dict:
+def compare(
+    model: Any,
+    data: Any,
+    norm: str,
+    n: int,
+    min_norm_steps: int | None = None,
+    strong: tuple[int, int] = (100, 3),
+) -> dict:
     from roadworthy.checks.attack import _common as common
     from roadworthy.checks.base import Context
     from roadworthy.plan import check_passes
@@ -136,12 +152,15 @@ def compare(model: Any, data: Any, norm: str, n: int, min_norm_steps: int | None
 
     broken, old, t_old = per_eps_pgd(model, x[correct], y[correct], norm, p.steps)
     reference = [accuracy(b) for b in broken]
+    strong_broken, _strong_counter, t_strong = per_eps_pgd(model, x[correct], y[correct], norm, *strong)
+    converged = [accuracy(b) for b in strong_broken]
     out, t_new = run_check(check, model, data)
     name, sweep = check.id, SWEEPS[norm]
     ours = [out.metrics[f"{name}.{common.eps_key(e)}.robust_accuracy"] for e in sweep]
     eff = out.details["efficiency"]
     plan_passes, _ = check_passes(type(check), p, len(data.y))
     gap = np.array(ours) - np.array(reference)
+    gap_strong = np.array(ours) - np.array(converged)
     row = {
         "norm": norm,
         "inputs": len(y),
@@ -155,6 +174,11 @@ def compare(model: Any, data: Any, norm: str, n: int, min_norm_steps: int | None
         "largest_gap_looser": float(gap.max()),
         "largest_gap_tighter": float(-gap.min()),
         "within_1_point_looser": bool((gap <= 0.01 + 1e-9).all()),
+        "per_eps_pgd_converged": converged,
+        "converged_steps_restarts": list(strong),
+        "seconds_per_eps_pgd_converged": t_strong,
+        "gap_to_converged": gap_strong.tolist(),
+        "within_1_point_of_converged": bool((np.abs(gap_strong) <= 0.01 + 1e-9).all()),
         "seconds_per_eps_pgd": t_old,
         "seconds_check": t_new,
         "time_ratio_check_over_per_eps": t_new / t_old,
@@ -242,13 +266,17 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "",
         f"{meta['machine']}, torch threads 1, {meta['load']}. The check: the `standard` budget's PGD steps "
         "and `min_norm_steps`, n_samples as shown; per-strength PGD with the same steps.",
-        "Gap: the check's curve minus per-strength PGD (negative: the check is tighter). Passes: forward passes "
+        "Gap: the check's curve minus per-strength PGD (negative: the check is tighter). Converged: per-strength "
+        "PGD run to convergence (steps x random starts as shown, an input counts as broken when any start "
+        "breaks it), the curve the attack would give with unlimited passes; the check's gap to it shows "
+        "whether the one-run curve measures the model or the attack's budget. Passes: forward passes "
         "(verification included) / the plan's floor (check: samples x (steps x restarts + min_norm_steps); "
         "per-strength PGD: samples x steps, what the plan estimated for it, and x 5 strengths).",
         "",
-        "| model | norm | eps | per-eps PGD | check | gap | wall check / per-eps | passes check / floor "
+        "| model | norm | eps | per-eps PGD | check | gap | converged per-eps PGD | gap to converged "
+        "| wall check / per-eps | passes check / floor "
         "| per-eps PGD / floor (x steps, x steps x 5) | APGD-CE passes / floor, wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         eps = " ".join(f"{e:.4g}" for e in r["eps"])
@@ -261,7 +289,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
         ap = "-"
         if "apgd_ce" in r:
             ap = f"{r['apgd_ce']['passes']['ratio']:.2f}, {r['apgd_ce']['seconds']:.1f} s"
-        out.append(f"| {r['model']} | {r['norm']} | {eps} | {a} | {b} | {gaps} | {t} | {pc} | {po} | {ap} |")
+        conv = "-"
+        conv_gap = "-"
+        if "per_eps_pgd_converged" in r:
+            steps, restarts = r["converged_steps_restarts"]
+            conv = " ".join(f"{v:.3f}" for v in r["per_eps_pgd_converged"]) + f" ({steps} x {restarts})"
+            conv_gap = " ".join(f"{g:+.3f}" for g in r["gap_to_converged"])
+        out.append(
+            f"| {r['model']} | {r['norm']} | {eps} | {a} | {b} | {gaps} | {conv} | {conv_gap} | {t} | {pc} "
+            f"| {po} | {ap} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -302,6 +339,8 @@ def main() -> None:
         "--art-resnet", type=int, default=0, help="images for the ResNet-18 side by side with ART"
     )
     ap.add_argument("--art-steps", type=int, default=10)
+    ap.add_argument("--converged-steps", type=int, default=100, help="steps of the converged per-eps PGD")
+    ap.add_argument("--converged-restarts", type=int, default=3, help="its random starts")
     ap.add_argument("--art-min-norm-steps", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -314,11 +353,13 @@ def main() -> None:
     for which in {"both": ["demo", "digits"], "none": []}.get(args.model, [args.model]):
         model, data, name = load(which)
         for norm in ["linf", "l2"] if args.norm == "both" else [args.norm]:
-            r = {"model": name, **compare(model, data, norm, args.n, args.min_norm_steps or None)}
+            strong = (args.converged_steps, args.converged_restarts)
+            r = {"model": name, **compare(model, data, norm, args.n, args.min_norm_steps or None, strong)}
             rows.append(r)
             print(
                 f"{name} {norm}: per-eps PGD {np.round(r['per_eps_pgd'], 3)} ({r['seconds_per_eps_pgd']:.1f} s), "
                 f"check {np.round(r['curve_one_run'], 3)} ({r['seconds_check']:.1f} s), "
+                f"converged per-eps PGD {np.round(r['per_eps_pgd_converged'], 3)}, "
                 f"passes/floor check {r['passes_check']['ratio']:.2f}, "
                 f"per-eps PGD {r['passes_per_eps_pgd_over_plan_floor']:.2f} (x steps)"
                 + (f", APGD-CE {r['apgd_ce']['passes']['ratio']:.2f}" if "apgd_ce" in r else ""),

@@ -129,8 +129,8 @@ def table(result: dict) -> str:
     """The per-check plan against what happened, as Markdown."""
     plan = result.get("plan") or {}
     rows = [
-        "| check | samples (budget) | changed | est. s | actual s | passes used / estimated | widest 95% interval |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| check | samples (budget) | changed | est. s | actual s | passes used / estimated | widest 95% interval | peak RSS MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for c in plan.get("checks", []):
         est, used = c.get("estimated_passes"), c.get("passes_used")
@@ -140,7 +140,7 @@ def table(result: dict) -> str:
             f"| {c['id']} | {c.get('samples')} ({c.get('default_samples')}) | "
             f"{', '.join(f'{k}={v}' for k, v in (c.get('changed') or {}).items()) or '-'} | "
             f"{c.get('estimated_s', 0):.1f} | {c.get('actual_s') or 0:.1f} | {ratio} | "
-            f"{'-' if width is None else f'{width:.3f}'} |"
+            f"{'-' if width is None else f'{width:.3f}'} | {c.get('peak_rss_mb') or '-'} |"
         )
     return "\n".join(rows)
 

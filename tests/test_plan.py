@@ -379,10 +379,19 @@ def test_the_eta_follows_the_pace_of_the_finished_checks():
     class B:
         id = "b"
 
-    est = {"a": 10.0, "b": 10.0}
-    # a finished in 30 s against 10 s planned: the rest is expected at the same pace
-    assert "about 30 s left" in _remaining([B], est, 30.0, 1, [A])
-    assert "about 10 s left" in _remaining([B], est, 10.0, 1, [A])
+    import re
+
+    def left_s(text: str) -> float:
+        value, unit = re.search(r"about ([0-9.]+) (s|min) left", text).groups()
+        return float(value) * (60 if unit == "min" else 1)
+
+    # a finished in 3000 s against 1000 s planned: the rest is expected at about the same pace
+    est = {"a": 1000.0, "b": 100.0}
+    assert 250 <= left_s(_remaining([B], est, 3000.0, 1, [A])) <= 300
+    assert left_s(_remaining([B], est, 1000.0, 1, [A])) == pytest.approx(100, abs=3)  # "1.7 min"
+    # a 1-second check that took 26 s on a busy machine does not multiply a 10-minute plan by 26
+    est = {"a": 1.0, "b": 600.0}
+    assert 600 < left_s(_remaining([B], est, 26.0, 1, [A])) < 2 * 600
 
 
 def test_the_ood_summary_is_planned_like_the_detectors_it_reads():
@@ -396,3 +405,34 @@ def test_the_ood_summary_is_planned_like_the_detectors_it_reads():
     changed = {c.id: c.overrides.get("n_per_source") for c in plan.checks}
     assert changed["ood.summary"] is not None and len(set(changed.values())) == 1
     assert [c.passes for c in plan.checks if c.id != "ood.msp"] == [0.0] * (len(plan.checks) - 1)
+
+
+def test_each_check_reports_its_own_peak_memory(digits_model, digits_data):
+    """A check that holds 200 MiB shows a peak at least that far above one that holds nothing; the
+    window is reset per check, so the next check's peak is not the earlier one's."""
+    from roadworthy.checks.base import Check, Context, Outcome
+    from roadworthy.runner.local import run_check
+
+    class Hungry(Check):
+        id = "test.hungry"
+        title = "holds 200 MiB"
+
+        def run(self, ctx: Context) -> Outcome:
+            block = np.ones(200 * 2**20 // 8)
+            return Outcome(metrics={"test.hungry.sum": float(block[:10].sum())})
+
+    class Light(Check):
+        id = "test.light"
+        title = "holds nothing"
+
+        def run(self, ctx: Context) -> Outcome:
+            return Outcome(metrics={"test.light.one": 1.0})
+
+    ctx = Context(model=digits_model, data=digits_data)
+    hungry = run_check(Hungry, ctx)
+    light = run_check(Light, ctx)
+    if light.peak_rss_mb is None:
+        pytest.skip("peak RSS cannot be reset on this system")
+    assert hungry.peak_rss_mb is not None
+    assert hungry.peak_rss_mb - light.peak_rss_mb > 150
+    assert planning.peak_rss_mb() >= hungry.peak_rss_mb - 1

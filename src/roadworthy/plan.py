@@ -24,11 +24,12 @@ parameters) in the ``run_key``, so ``--resume`` never mixes two plans.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -480,22 +481,44 @@ def _status_kb(field_name: str) -> int | None:
     return None
 
 
+def _reset_peak() -> bool:
+    """Start a new peak-RSS window (``VmHWM`` reset through ``/proc/self/clear_refs``), keeping the
+    process's peak so far for :func:`peak_rss_mb`. False where the kernel offers no reset."""
+    global _peak_before_reset
+    _peak_before_reset = max(_peak_before_reset, _status_kb("VmHWM") or 0)
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def peak_window(out: dict[str, float]) -> Iterator[None]:
+    """Measure the peak resident memory (MiB) reached while the block runs into ``out["peak_rss_mb"]``.
+
+    Linux only (``VmHWM`` reset per window); elsewhere ``out`` stays empty. The process-wide peak of
+    :func:`peak_rss_mb` is unaffected.
+    """
+    ok = _reset_peak()
+    try:
+        yield
+    finally:
+        after = _status_kb("VmHWM") if ok else None
+        if after is not None:
+            out["peak_rss_mb"] = after / 1024
+
+
 def batch_memory(model: Any, x: np.ndarray, batch: int = 8) -> float | None:
     """Bytes one sample takes during a forward call, measured as the growth of the peak RSS (Linux).
 
     The kernel's peak (``VmHWM``) is reset through ``/proc/self/clear_refs`` before the call; the
     process's earlier peak is kept for :func:`peak_rss_mb`. ``None`` where this cannot be measured.
     """
-    global _peak_before_reset
     xb = np.ascontiguousarray(x[: max(1, min(batch, len(x)))], dtype=np.float32)
     before = _status_kb("VmRSS")
-    if before is None:
-        return None
-    _peak_before_reset = max(_peak_before_reset, _status_kb("VmHWM") or 0)
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-    except OSError:
+    if before is None or not _reset_peak():
         return None
     model.predict(xb)
     after = _status_kb("VmHWM")

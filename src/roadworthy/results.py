@@ -82,6 +82,9 @@ class CheckResult(_Model):
     #: samples the check sent through the model adapter: {"forward": n, "gradient": m} (a gradient pass
     #: is a forward with an input that needs its gradient, and its backward); None when not counted
     model_passes: dict[str, int] | None = None
+    #: the process's peak resident memory (MiB) while this check ran, its data and the model included
+    #: (Linux; None elsewhere and for checks run in another process)
+    peak_rss_mb: float | None = None
 
     @field_serializer("metrics")
     def _finite_metrics(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
@@ -123,6 +126,7 @@ class PlannedCheck(_Model):
     changed: dict[str, Any] = Field(default_factory=dict)  #: params the plan changed (samples, queries)
     estimated_passes: float | None = None  #: model passes the plan expected (a robust model's count)
     passes_used: int | None = None  #: samples the check sent through the model (forward + gradient)
+    peak_rss_mb: float | None = None  #: the process's peak resident memory while the check ran (MiB)
     estimated_s: float = 0.0
     actual_s: float | None = None
     interval_width: float | None = None  #: widest 95% interval among its metrics (the precision achieved)

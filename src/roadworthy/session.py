@@ -434,6 +434,7 @@ class Session:
                     actual_s=round(r.duration_s, 3) if r is not None else None,
                     passes_used=sum(r.model_passes.values()) if r is not None and r.model_passes else None,
                     interval_width=interval_width(r.metrics) if r is not None else None,
+                    peak_rss_mb=round(r.peak_rss_mb, 1) if r is not None and r.peak_rss_mb else None,
                 )
             )
         probe = p.probe

@@ -21,6 +21,7 @@ from typing import Any
 from roadworthy.checks import SUITE_ORDER
 from roadworthy.checks.base import Check, Context
 from roadworthy.errors import RoadworthyWarning
+from roadworthy.plan import peak_window
 from roadworthy.results import CheckResult
 
 log = logging.getLogger("roadworthy")
@@ -67,8 +68,13 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
     else:
         check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
     passes = {"forward": 0, "gradient": 0}
+    memory: dict[str, float] = {}
     try:
-        with warnings.catch_warnings(record=True) as caught, counting_passes(ctx.model, passes):
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            counting_passes(ctx.model, passes),
+            peak_window(memory),
+        ):
             warnings.simplefilter("always", RoadworthyWarning)
             outcome = check.run(ctx)
     except Exception as exc:  # noqa: BLE001 - a crashing check must not take the others down
@@ -82,6 +88,7 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
             params=check.params_dict(),
             duration_s=time.perf_counter() - start,
             model_passes=passes,
+            peak_rss_mb=memory.get("peak_rss_mb"),
         )
     extra = [str(w.message) for w in caught if issubclass(w.category, RoadworthyWarning)]
     all_warnings = list(dict.fromkeys([*outcome.warnings, *extra]))
@@ -96,6 +103,7 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
         params=check.params_dict(),
         duration_s=time.perf_counter() - start,
         model_passes=passes,
+        peak_rss_mb=memory.get("peak_rss_mb"),
     )
 
 
@@ -186,13 +194,17 @@ def _remaining(
     done: Sequence[type[Check]] = (),
 ) -> str:
     """``"; 3.2 min elapsed, about 10 min left"``: the plan's estimates of the rest, scaled by how the
-    finished checks compared with their estimates (a busy machine, work the plan does not model), else
-    the mean time of the checks so far."""
+    finished checks compared with their estimates (a busy machine, work the plan does not model) -- a
+    pace that starts at the plan's and follows the measured one as more of the plan has run -- else the
+    mean time of the checks so far."""
     if not rest:
         return f"; {_mins(elapsed)} elapsed"
     by_plan = sum(estimates.get(c.id, 0.0) for c in rest)
     planned_so_far = sum(estimates.get(c.id, 0.0) for c in done)
-    pace = elapsed / planned_so_far if planned_so_far > 1.0 else 1.0
+    # the pace of the checks so far, pulled toward the plan's own while little of it has run (a few
+    # seconds of sanity checks on a busy machine must not multiply the whole estimate)
+    prior = max(30.0, 0.1 * (planned_so_far + by_plan))
+    pace = (elapsed + prior) / (planned_so_far + prior)
     left = by_plan * pace if estimates else elapsed / max(1, n_done) * len(rest)
     return f"; {_mins(elapsed)} elapsed, about {_mins(left)} left"
 

@@ -110,6 +110,7 @@ class Escalation:
     q_default: np.ndarray  #: queries spent up to the default strength
     broken: dict[float, np.ndarray]  #: per strength, flipped at or below it
     confirmed: np.ndarray  #: per input the attack counted as fooled: misclassified when asked again
+    measured_n: int = 0  #: inputs of the sample attacked (a prefix; all unless a sequential rule stopped)
 
 
 class AttackCheck(Check):
@@ -494,37 +495,106 @@ class AttackCheck(Check):
         attack_at: Callable[[float, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
         predict: Callable[[np.ndarray], np.ndarray],
         task: Any,
+        until: float = 0.0,
     ) -> Escalation:
         """Each strength, smallest first, on the correct inputs no smaller strength has flipped.
 
         ``attack_at(strength, rows) -> (x_adv, queries, claimed)`` attacks the rows ``rows`` of the
         correct inputs (``claimed``: which of them the attack itself counts as fooled); every result is
         checked against the budget and classified again with ``predict`` (scores).
+
+        With ``until > 0`` the inputs are attacked in waves (:func:`sequential_waves`) and the attack
+        stops after the first wave at which the 95% interval of the robust accuracy at ``default`` is at
+        most ``until`` wide on either side (``Escalation.measured_n``: the inputs of ``s`` attacked, a
+        prefix).
         """
         xc, yc = s.xc, s.yc
         found = np.zeros(len(xc), bool)
         hi = np.full(len(xc), np.inf)
         best_adv, best_pred = xc.copy(), yc.copy()
         q_default = np.zeros(len(xc))
-        broken, confirmed = {}, []
-        for e in strengths:
-            rows = np.flatnonzero(~found)
-            if len(rows):
-                adv, q, claimed = attack_at(e, rows)
-                common.verify_budget(xc[rows], adv, float(e), self.norm, self.id)
-                pred = predict(adv).argmax(axis=1)
-                flip = pred != yc[rows]
-                confirmed.append(flip[claimed])
-                found[rows[flip]] = True
-                hi[rows[flip]] = e
-                best_adv[rows[flip]], best_pred[rows[flip]] = adv[flip], pred[flip]
-                if e <= default:
-                    q_default[rows] = q
-            broken[e] = found.copy()
-            task.advance()
+        confirmed = []
+        ends = sequential_waves(len(s.y), until)
+        first_row = np.concatenate([[0], np.cumsum(s.correct)])  # correct inputs before each sample input
+        start, end = 0, len(s.y)
+        for w, end in enumerate(ends):
+            wave = np.arange(first_row[start], first_row[end])
+            for e in strengths:
+                rows = wave[~found[wave]]
+                if len(rows):
+                    adv, q, claimed = attack_at(e, rows)
+                    common.verify_budget(xc[rows], adv, float(e), self.norm, self.id)
+                    pred = predict(adv).argmax(axis=1)
+                    flip = pred != yc[rows]
+                    confirmed.append(flip[claimed])
+                    found[rows[flip]] = True
+                    hi[rows[flip]] = e
+                    best_adv[rows[flip]], best_pred[rows[flip]] = adv[flip], pred[flip]
+                    if e <= default:
+                        q_default[rows] = q
+                if w == 0:
+                    task.advance()
+            start = end
+            if until > 0 and interval_tight(s.correct[:end], (hi <= default)[: first_row[end]], until):
+                break
+        broken = {e: found & (hi <= e) for e in strengths}
         return Escalation(
-            found, hi, best_adv, best_pred, q_default, broken, np.concatenate([np.zeros(0, bool), *confirmed])
+            found,
+            hi,
+            best_adv,
+            best_pred,
+            q_default,
+            broken,
+            np.concatenate([np.zeros(0, bool), *confirmed]),
+            measured_n=end,
         )
+
+
+#: sequential attacks: the first wave, and the inputs each later wave adds
+SEQUENTIAL_FIRST = 32
+SEQUENTIAL_WAVE = 16
+
+
+def sequential_waves(n: int, until: float) -> list[int]:
+    """Ends of the prefixes of ``n`` inputs after which a sequential attack looks at its interval:
+    one prefix (all of them) when ``until`` is 0, else 32, 48, 64, ... and ``n``."""
+    if until <= 0 or n <= SEQUENTIAL_FIRST:
+        return [n]
+    return [*range(SEQUENTIAL_FIRST, n, SEQUENTIAL_WAVE), n]
+
+
+def interval_tight(correct: np.ndarray, broken_correct: np.ndarray, until: float) -> bool:
+    """Whether the 95% Wilson interval of the robust accuracy over the inputs so far (``correct``: the
+    model got the input right; ``broken_correct``: per correct input, the attack flipped it) lies within
+    ``until`` of its centre on both sides. A fixed rule applied after every wave, so the stopping point
+    depends only on the inputs and the seed."""
+    from roadworthy.stats import wilson_interval
+
+    n = len(correct)
+    robust = int(np.count_nonzero(correct)) - int(np.count_nonzero(broken_correct))
+    lo, up = wilson_interval(robust, n)
+    return (up - lo) / 2 <= until
+
+
+def sequential_details(s: Sample, measured_n: int, until: float) -> dict[str, Any]:
+    """``details.sequential``: the stopping rule and where it stopped."""
+    return {
+        "until_half_width": until,
+        "attacked_inputs": int(measured_n),
+        "planned_inputs": len(s.y),
+        "stopped_early": bool(measured_n < len(s.y)),
+        "rule": (
+            f"inputs in waves ({SEQUENTIAL_FIRST}, then {SEQUENTIAL_WAVE} more each); stop once the 95% "
+            f"interval of the robust accuracy is within {until:.3f} of its centre"
+        ),
+    }
+
+
+def prefix_mask(s: Sample, measured_n: int) -> np.ndarray | None:
+    """``Attempt.measured`` for an attack that stopped after the first ``measured_n`` inputs (None: all)."""
+    if measured_n >= len(s.y):
+        return None
+    return np.arange(len(s.y)) < measured_n
 
 
 def sweep_runs(params: Any, norm: str = "linf", dims: int = 3 * 224 * 224) -> int:

@@ -19,7 +19,14 @@ from roadworthy.attacks._pool import StartPool, balanced_pool_rows
 from roadworthy.attacks.square import move_toward_other_class, square_attack, square_attack_result
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
-from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, Shown
+from roadworthy.checks.attack.base import (
+    AttackCheck,
+    Attempt,
+    Sample,
+    Shown,
+    prefix_mask,
+    sequential_details,
+)
 from roadworthy.checks.base import Context, Requires, planned_samples, register
 
 
@@ -38,6 +45,9 @@ class SquareParams:
     )
     huge_moves: int = 3  #: nearest inputs of another predicted class tried per input by the self-check
     max_examples: int = 6
+    #: stop attacking more inputs once the 95% interval of the robust accuracy is within this of its
+    #: centre (inputs in waves of 16 after the first 32; 0: attack all ``n_samples``)
+    interval_half_width: float = 0.05
     #: trust: largest robust accuracy at ``huge_eps`` (Square run and moves together)
     max_accuracy_at_huge_eps: float = trust.MAX_ACCURACY_AT_HUGE_EPS
     #: trust: largest share of found adversarial inputs that read as correct when asked again
@@ -73,9 +83,15 @@ class SquareAttack(AttackCheck):
             "max_queries": 200,
             "huge_samples": 8,
             "huge_queries": 50,
+            "interval_half_width": 0.1,
         },
-        "standard": {"n_samples": 64, "max_queries": 1000},
-        "thorough": {"n_samples": 500, "max_queries": 5000, "huge_samples": 64},
+        "standard": {"n_samples": 64, "max_queries": 1000, "interval_half_width": 0.05},
+        "thorough": {
+            "n_samples": 500,
+            "max_queries": 5000,
+            "huge_samples": 64,
+            "interval_half_width": 0.025,
+        },
     }
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
@@ -84,13 +100,14 @@ class SquareAttack(AttackCheck):
         sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
 
         def attack_at(e: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            r = square_attack_result(
-                ctx.predict_logits, xc[rows], yc[rows], e, p.max_queries, p.p_init, ctx.rng(self.id, e)
-            )
+            rng = ctx.rng(self.id, e, int(rows[0]))  # a fresh stream per wave of inputs
+            r = square_attack_result(ctx.predict_logits, xc[rows], yc[rows], e, p.max_queries, p.p_init, rng)
             return r.x_adv, r.queries, r.margins < 0
 
         with ctx.progress.task(f"Square Attack on {len(xc)} inputs", total=len(sweep) + 1) as task:
-            run = self.escalate(ctx, s, sweep, p.eps, attack_at, ctx.predict_logits, task)
+            run = self.escalate(
+                ctx, s, sweep, p.eps, attack_at, ctx.predict_logits, task, until=p.interval_half_width
+            )
             huge, huge_details = self._huge_check(ctx, xc, yc)
             task.advance()
         findings = [huge] if huge is not None else []
@@ -103,6 +120,8 @@ class SquareAttack(AttackCheck):
             queries=common.fill_in(s.correct, run.q_default, 0.0),
             findings=findings,
             trust={"huge_eps": huge_details},
+            measured=prefix_mask(s, run.measured_n),
+            details={"sequential": sequential_details(s, run.measured_n, p.interval_half_width)},
             shown=Shown(xc, run.adv, yc, run.pred, run.found & (run.hi <= p.eps), "Square Attack"),
         )
 
