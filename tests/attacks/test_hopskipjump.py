@@ -67,3 +67,55 @@ def test_real_input_starts_stay_inside_the_query_cap_and_the_range(queries, seed
     assert (r.distances[started] <= r.start_distances[started] + 1e-6).all()
     # Every input whose class is not the only one in the batch starts from a real input.
     assert (r.start[[len(set(y) - {c}) > 0 for c in y]] == "input").all()
+
+
+def test_a_large_inputs_probes_in_blocks_estimate_the_boundary_normal(monkeypatch):
+    """Probes of one large input are drawn and asked in blocks; the estimate of a linear boundary's
+    normal is as good as the one-block estimate (cosine with the true normal)."""
+    from roadworthy.attacks import hopskipjump as hsj
+
+    rng = np.random.default_rng(0)
+    d = 3 * 24 * 24
+    w = rng.standard_normal(d).astype(np.float32)
+    w /= np.linalg.norm(w)
+    x_b = np.full((1, 3, 24, 24), 0.5, np.float32)
+
+    def labels(b: np.ndarray) -> np.ndarray:
+        return (b.reshape(len(b), -1) - 0.5) @ w > 0  # class 1 on the positive side
+
+    oracle = hsj._Oracle(lambda b: labels(b).astype(np.int64), np.array([0]))
+    whole = hsj._estimate_gradient(oracle, np.array([0]), x_b, 400, 0.05, np.random.default_rng(1))
+    monkeypatch.setattr(hsj, "_PROBE_BYTES", 37 * d * 4)  # blocks of 37 probes
+    asked = float(oracle.queries[0])
+    blocks = hsj._estimate_gradient(oracle, np.array([0]), x_b, 400, 0.05, np.random.default_rng(1))
+    assert oracle.queries[0] - asked == 400  # every probe asked once
+    cos_whole = float(whole.reshape(-1) @ w)
+    cos_blocks = float(blocks.reshape(-1) @ w)
+    assert cos_blocks > 0.3 and abs(cos_blocks - cos_whole) < 0.05
+    assert np.linalg.norm(blocks) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_pixel_populations_in_memory_bounded_calls_give_the_same_search(monkeypatch):
+    """The few-pixel search sends its candidates in calls of at most EVAL_BYTES of images; the search
+    (a deterministic function of the scores) is the same as in one call per generation."""
+    from roadworthy.attacks import pixels
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((2, 3 * 8 * 8)).astype(np.float32)
+    sizes: list[int] = []
+
+    def probs(b: np.ndarray) -> np.ndarray:
+        sizes.append(len(b))
+        z = b.reshape(len(b), -1) @ w.T
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    y = probs(x).argmax(axis=1)
+    one = pixels.few_pixel(probs, x, y, 2, 10, 4, 0.5, np.random.default_rng(3))
+    monkeypatch.setattr(pixels, "EVAL_BYTES", 2 * 10 * 3 * 8 * 8 * 4)  # two inputs' candidates per call
+    sizes.clear()
+    blocked = pixels.few_pixel(probs, x, y, 2, 10, 4, 0.5, np.random.default_rng(3))
+    assert max(sizes) <= 20
+    for a, b in zip(one, blocked, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)

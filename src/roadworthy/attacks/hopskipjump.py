@@ -36,6 +36,7 @@ LabelsFn = Callable[[np.ndarray], np.ndarray]
 
 #: At most this many probe images are built in memory at once (per chunk of inputs).
 _MAX_PROBES = 16384
+_PROBE_BYTES = 64 * 2**20  #: probes of one large input drawn and asked at once (bytes)
 #: Where a start came from: a real input of another class, uniform noise, or nowhere.
 START_KINDS = ("input", "noise", "none")
 
@@ -259,6 +260,33 @@ def hop_skip_jump_result(
     return HSJResult(cur, dist, oracle.queries, kind, start_dist)
 
 
+def _estimate_one(
+    oracle: _Oracle, row: int, x_b: np.ndarray, n_evals: int, delta: float, rng: np.random.Generator
+) -> np.ndarray:
+    """:func:`_estimate_gradient` for one input, its ``n_evals`` probes drawn and asked in blocks of
+    at most ``_PROBE_BYTES``: the same estimate (mean of ``(f - mean f) u``, written as
+    ``mean(f u) - mean(f) mean(u)``) without holding every probe of a 224 px input at once."""
+    shape, d = x_b.shape, x_b.size
+    base = x_b.reshape(1, d)
+    block = max(1, _PROBE_BYTES // (d * 4))
+    sum_f, sum_fu, sum_u = 0.0, np.zeros(d, np.float64), np.zeros(d, np.float64)
+    for start in range(0, n_evals, block):
+        k = min(block, n_evals - start)
+        u = rng.standard_normal((k, d), dtype=np.float32)
+        u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
+        probes = np.clip(base + delta * u, 0, 1).astype(np.float32)
+        u = (probes - base) / delta
+        adv = oracle.adversarial(probes.reshape(k, *shape), np.full(k, row))
+        f = np.where(adv, 1.0, -1.0)
+        sum_f += float(f.sum())
+        sum_fu += f @ u
+        sum_u += u.sum(axis=0)
+    mean_f = sum_f / n_evals
+    g = sum_fu / n_evals if abs(mean_f) == 1.0 else (sum_fu - mean_f * sum_u) / n_evals
+    g /= np.linalg.norm(g) + 1e-12
+    return g.reshape(shape).astype(np.float32)
+
+
 def _estimate_gradient(
     oracle: _Oracle,
     rows: np.ndarray,
@@ -275,6 +303,10 @@ def _estimate_gradient(
     for s in range(0, len(rows), chunk):
         sl = slice(s, s + chunk)
         m = len(rows[sl])
+        if m == 1 and n_evals * d * 4 > _PROBE_BYTES:  # a large input: its probes in blocks
+            dl1 = float(np.asarray(delta, np.float64)[sl][0]) if np.ndim(delta) else float(delta)
+            out[sl] = _estimate_one(oracle, int(rows[sl][0]), x_b[sl][0], n_evals, dl1, rng)
+            continue
         u = rng.standard_normal((m, n_evals, d), dtype=np.float32)
         u /= np.linalg.norm(u, axis=2, keepdims=True) + 1e-12
         base = x_b[sl].reshape(m, 1, d)

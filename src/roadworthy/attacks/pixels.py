@@ -7,7 +7,8 @@ Both search with differential evolution (Storn & Price 1997) on the model's scor
 one-pixel attack of Su, Vargas and Sakurai (IEEE TEVC 2019): each candidate encodes where the change is
 and what colour it has; a child ``a + F (b - c)`` of three random members replaces its parent when it lowers
 the probability margin ``p_y - max_{i!=y} p_i``; an input is done as soon as one candidate is misclassified.
-All inputs and population members are evaluated in one batched model call per generation.
+All inputs and population members are evaluated in batched model calls of at most 64 MiB of images
+per generation.
 
 The line attack is our own design (algorithms-spec D.2): "a row of modified pixels" from the brief.
 """
@@ -23,6 +24,8 @@ from roadworthy.attacks._inputs import as_scores
 from roadworthy.attacks._losses import margins
 
 ProbsFn = Callable[[np.ndarray], np.ndarray]
+#: largest block of rendered candidate images sent to the model at once (bytes)
+EVAL_BYTES = 64 * 2**20
 Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -61,9 +64,18 @@ def differential_evolution(
     n, pop, dim = init.shape
     params = np.clip(init, lower, upper)
 
+    # inputs per model call: their rendered candidates stay within EVAL_BYTES (a 224 px population of
+    # 30 for 32 inputs would be 580 MB of images at once)
+    per_input = pop * int(np.prod(x.shape[1:])) * 4
+    chunk = max(1, EVAL_BYTES // max(1, per_input))
+
     def evaluate(rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        imgs = render(np.repeat(x[rows], pop, axis=0), cand.reshape(-1, dim))
-        return margins(probs(imgs), np.repeat(y[rows], pop)).reshape(len(rows), pop)
+        out = np.empty((len(rows), pop))
+        for s in range(0, len(rows), chunk):
+            r, c = rows[s : s + chunk], cand[s : s + chunk]
+            imgs = render(np.repeat(x[r], pop, axis=0), c.reshape(-1, dim))
+            out[s : s + chunk] = margins(probs(imgs), np.repeat(y[r], pop)).reshape(len(r), pop)
+        return out
 
     all_rows = np.arange(n)
     fitness = evaluate(all_rows, params)
