@@ -31,9 +31,47 @@ def tabular_run(tmp_path_factory) -> Path:
     from roadworthy.cli import app
 
     out = tmp_path_factory.mktemp("tabular_demo")
-    result = CliRunner().invoke(app, ["demo", "--tabular", "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--tabular", "--strict", "--out", str(out)],
+        catch_exceptions=False,
+        standalone_mode=False,
+    )
     assert "report.html" in result.output, result.output[-2000:]
+    (out / "exit_code").write_text(str(result.return_value))  # what `roadworthy` exits with
     return out
+
+
+def test_tabular_demo_is_not_ready_because_of_its_planted_weakness(tabular_run: Path) -> None:
+    """The default policy's tabular gates fail the demo (exit 1 under --strict) on the planted reliance."""
+    assert (tabular_run / "exit_code").read_text() == "1"
+    report = json.loads((tabular_run / "report.json").read_text())
+    assert report["verdict"] == "not-ready"
+    failed = [g["metric"] for g in report["gates"] if g["passed"] is False]
+    assert failed == ["shift.tab_feature_sensitivity.max_drop"]
+    evaluated = {g["metric"] for g in report["gates"] if g["passed"] is not None}
+    assert {
+        "attack.tab_score.eps_0.10000.robust_accuracy",
+        "attack.tab_boundary.eps_0.10000.robust_accuracy",
+    } <= evaluated
+
+
+def test_a_robust_tabular_model_passes_the_default_tabular_gates() -> None:
+    """A random forest on every column of the same table: no single column's unit drift breaks it."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    import roadworthy
+    from roadworthy.models.sklearn import SklearnModel
+
+    demo = load_tabular_demo()
+    forest = RandomForestClassifier(n_estimators=200, max_features=0.3, random_state=0)
+    model = SklearnModel(forest.fit(demo.train.x, demo.train.y))
+    report = roadworthy.check(
+        model, demo.test, train_data=demo.train, suites=["clean", "shift", "attack"], budget="quick"
+    )
+    tab = [g for g in report.gates if g.metric and g.metric.startswith(("shift.tab_", "attack.tab_"))]
+    assert len(tab) >= 3 and all(g.passed for g in tab), [(g.rule, g.value) for g in tab]
+    assert report.verdict == "ready", [(g.rule, g.value) for g in report.gates if g.passed is False]
 
 
 def test_tabular_demo_ranks_the_planted_feature_first(tabular_run: Path) -> None:
