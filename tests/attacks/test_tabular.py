@@ -86,11 +86,13 @@ TORCH = planted_torch_model(X[:300], Y[:300])
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**31), eps=st.sampled_from([0.1, 0.25, 0.5, 1.0, 3.0]))
 def test_pgd_rows_stay_on_the_schema_and_in_the_budget(seed, eps):
-    out = pgd_attack(TORCH.forward_torch, XT, YT, SCHEMA, eps, np.random.default_rng(seed), steps=8)
+    out = pgd_attack(
+        TORCH.forward_torch, XT, YT, SCHEMA, eps, np.random.default_rng(seed), steps=8, categories=False
+    )
     assert _in_domain(out.adversarial, XT)
     np.testing.assert_array_equal(out.adversarial[:, 0], XT[:, 0])  # age is immutable
     cats = SCHEMA.indices("binary", "categorical")
-    np.testing.assert_array_equal(out.adversarial[:, cats], XT[:, cats])  # gradients move no level
+    np.testing.assert_array_equal(out.adversarial[:, cats], XT[:, cats])  # categories=False moves no level
     ints = SCHEMA.indices("integer", mutable=False)
     assert np.all(out.adversarial[:, ints] == np.round(out.adversarial[:, ints]))
     assert np.all(linf_distance(out.adversarial, XT, SCHEMA) <= eps + 1e-5)
@@ -111,3 +113,81 @@ def test_pgd_breaks_more_with_a_bigger_budget_and_beats_random_noise():
     assert big.success.sum() > small.success.sum() and big.success.sum() > start.success.sum()
     diff = (big.adversarial != XT)[big.success & ~start.success]
     assert NAMES[int(np.abs(diff).sum(axis=0).argmax())] == "distance_km"
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    eps=st.sampled_from([0.1, 0.25, 0.5, 1.0, 3.0]),
+    k=st.sampled_from([1, 2, 8]),
+)
+def test_pgd_with_category_steps_keeps_every_row_on_the_schema(seed, eps, k):
+    """With the greedy categorical step every emitted row still holds valid levels (one column changed at
+    most), whole integers, values in range, untouched immutable columns and the numeric budget."""
+    out = pgd_attack(
+        TORCH.forward_torch, XT, YT, SCHEMA, eps, np.random.default_rng(seed), steps=6, category_candidates=k
+    )
+    assert _in_domain(out.adversarial, XT)
+    np.testing.assert_array_equal(out.adversarial[:, 0], XT[:, 0])  # age is immutable
+    cats = SCHEMA.indices("binary", "categorical")
+    for j in cats:
+        assert set(np.unique(out.adversarial[:, j])) <= set(SCHEMA.features[j].levels) | set(XT[:, j])
+    assert np.all((out.adversarial[:, cats] != XT[:, cats]).sum(axis=1) <= 1)
+    ints = SCHEMA.indices("integer", mutable=False)
+    assert np.all(out.adversarial[:, ints] == np.round(out.adversarial[:, ints]))
+    assert np.all(linf_distance(out.adversarial, XT, SCHEMA) <= eps + 1e-5)
+    pred = TORCH.predict(out.adversarial).argmax(axis=1)
+    assert np.all(pred[out.success] != YT[out.success])
+
+
+def _region_model(x, y, seed=0):
+    """An MLP that one-hot encodes ``region`` inside (no gradient reaches the code) and leans on it."""
+    import torch
+    from torch import nn
+
+    from roadworthy.models.torch import TorchModel
+
+    torch.manual_seed(seed)
+    mean = torch.tensor(x.mean(axis=0), dtype=torch.float32)
+    std = torch.tensor(x.std(axis=0) + 1e-6, dtype=torch.float32)
+    region = NAMES.index("region")
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", mean)
+            self.register_buffer("std", std)
+            self.body = nn.Sequential(nn.Linear(x.shape[1] + 4, 32), nn.ReLU(), nn.Linear(32, 2))
+
+        def forward(self, t):
+            onehot = nn.functional.one_hot(t[:, region].round().long().clamp(0, 3), 4).float()
+            return self.body(torch.cat([(t - self.mean) / self.std, onehot], dim=1))
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    for _ in range(300):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    return TorchModel(net.eval(), input_shape=(x.shape[1],))
+
+
+def test_pgd_flips_the_category_a_model_relies_on():
+    """The label is set by region (2 or 3 against 0 or 1): no small numeric edit flips it, a level change
+    does. PGD with the categorical step flips most rows by changing region; without it, hardly any."""
+    region = NAMES.index("region")
+    y = (X[:, region] >= 2).astype(np.int64)
+    model = _region_model(X[:300], y[:300])
+    xt, yt = X[300:380], y[300:380]
+    clean = model.predict(xt).argmax(axis=1) == yt
+    assert clean.mean() > 0.95
+    with_cats = pgd_attack(model.forward_torch, xt, yt, SCHEMA, 0.1, np.random.default_rng(0), steps=5)
+    without = pgd_attack(
+        model.forward_torch, xt, yt, SCHEMA, 0.1, np.random.default_rng(0), steps=5, categories=False
+    )
+    flipped = with_cats.success & clean
+    assert flipped.mean() > 0.8 and without.success[clean].mean() < 0.2
+    assert np.all(with_cats.adversarial[flipped, region] != xt[flipped, region])
+    assert set(np.unique(with_cats.adversarial[:, region])) <= {0.0, 1.0, 2.0, 3.0}
+    assert _in_domain(with_cats.adversarial, xt)

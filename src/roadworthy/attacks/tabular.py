@@ -22,8 +22,12 @@ Two attacks for any model (no gradients needed), and one for differentiable mode
   standardised L-inf units on the mutable numeric features. The iterate itself moves freely inside the
   eps-box and the observed range; the row the model is shown (and that is reported) is that iterate
   through :func:`project_ball`, so integers are whole and categories valid at every step, and the gradient
-  is taken at that valid row. Categorical and binary columns are not moved (a gradient on a level's code
-  means nothing); :func:`score_attack` covers them.
+  is taken at that valid row. A gradient on a level's code means little (a model may one-hot encode it,
+  where the gradient is zero), so categorical and binary columns move by a greedy discrete step instead:
+  after every gradient step each row tries single-column level changes (all of them, or the
+  ``category_candidates`` that the gradient's first-order estimate ranks highest) and keeps the one that
+  raises the loss most (the "coordinate greedy" search of Kantchelian et al., ICML 2016, for discrete
+  features), so the attack can move a row to another valid level, one column at most.
 
 Use from Python::
 
@@ -91,7 +95,10 @@ def project_ball(x_adv: np.ndarray, x: np.ndarray, eps: float | np.ndarray, sche
     """
     eps = np.broadcast_to(np.asarray(eps, np.float64), (len(x),))[:, None]
     std = schema.std[None, :]
-    ball = np.clip(x_adv, x - eps * std, x + eps * std)
+    # the eps-box holds numeric columns only: a categorical or binary column may take any valid level
+    num = schema.indices("continuous", "integer", mutable=False)
+    ball = np.array(x_adv, np.float64, copy=True)
+    ball[:, num] = np.clip(ball[:, num], (x - eps * std)[:, num], (x + eps * std)[:, num])
     out = schema.project(ball, x, keep_range=False)
     # the observed range, widened to hold the input itself (an input may already lie outside it)
     out = np.clip(out, np.minimum(schema.low[None, :], x), np.maximum(schema.high[None, :], x))
@@ -276,6 +283,8 @@ def pgd_attack(
     steps: int = 20,
     step_size: float | None = None,
     device: str = "cpu",
+    categories: bool = True,
+    category_candidates: int = 8,
 ) -> TabularAttack:
     """PGD within ``eps`` standard deviations per mutable numeric feature, every shown row on the schema.
 
@@ -298,12 +307,19 @@ def pgd_attack(
         In standard deviations; defaults to ``2.5 * eps / steps`` (Madry et al.).
     device
         Where ``forward`` runs.
+    categories
+        Also move categorical and binary columns by the greedy discrete step (one column per row at most,
+        valid levels only); False leaves them as they are.
+    category_candidates
+        Level changes evaluated per row and step when there are more (ranked by the gradient's first-order
+        estimate of the loss they add); the row's current choice is always among them.
 
     Returns
     -------
     TabularAttack
         ``adversarial`` holds, per row, the first projected iterate the model misclassified (the input
-        where none was); ``queries`` counts forward passes per row.
+        where none was); ``queries`` counts forward passes per row (each evaluated level change counts
+        one).
     """
     import torch
 
@@ -322,6 +338,8 @@ def pgd_attack(
     best = x.copy()
     success = np.zeros(n, bool)
     queries = np.zeros(n, np.int64)
+    cats = schema.indices("binary", "categorical")
+    cands = [(int(j), float(v)) for j in cats for v in schema.features[j].levels]  # (column, level)
     z = x.astype(np.float64)
     if len(num):  # random start inside the box
         z[:, num] += rng.uniform(-eps, eps, (n, len(num))) * std[num]
@@ -344,5 +362,70 @@ def pgd_attack(
         step = np.where(move[None, :], np.sign(g) * alpha * std[None, :], 0.0)
         z[keep] = np.clip(z[keep] + step, x[keep] - eps * std, x[keep] + eps * std)
         z[keep] = np.clip(z[keep], lo[keep], hi[keep])
+        if categories and len(cats) and keep.size:
+            z[keep], spent = _category_step(
+                forward,
+                z[keep],
+                x[keep],
+                y[keep],
+                g,
+                shown[~fooled],
+                eps,
+                schema,
+                cands,
+                category_candidates,
+                device,
+            )
+            queries[keep] += spent
     distance = np.where(success, linf_distance(best, x, schema), np.inf)
     return TabularAttack(best, success, distance, queries)
+
+
+def _category_step(
+    forward: Callable[..., object],
+    z: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    grad: np.ndarray,
+    shown: np.ndarray,
+    eps: float,
+    schema: Schema,
+    cands: list[tuple[int, float]],
+    k: int,
+    device: str,
+) -> tuple[np.ndarray, int]:
+    """One greedy discrete step of :func:`pgd_attack`: per row, the single level change (or none) with the
+    highest margin loss at the row's numeric iterate ``z``; returns the new iterate and queries per row.
+
+    Candidates per row: its current categorical choice, every level change when there are at most ``k``,
+    else the ``k`` whose first-order estimate ``grad[j] * (level - shown[j])`` is highest.
+    """
+    import torch
+
+    cats = np.array(sorted({j for j, _ in cands}), np.int64)
+    n = len(z)
+    col = np.array([j for j, _ in cands], np.int64)
+    lev = np.array([v for _, v in cands], np.float64)
+    if len(cands) > k:
+        gain = grad[:, col] * (lev[None, :] - shown[:, col])
+        top = np.argsort(-gain, axis=1, kind="stable")[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(len(cands)), (n, len(cands)))
+    m = top.shape[1] + 1
+    rows = np.repeat(z[:, None, :], m, axis=1)  # candidate 0: the row's current choice
+    reset = rows[:, 1:, :]
+    reset[:, :, cats] = x[:, None, cats]
+    r = np.arange(n)[:, None]
+    reset[r, np.arange(m - 1)[None, :], col[top]] = lev[top]
+    flat = project_ball(rows.reshape(n * m, -1), np.repeat(x, m, axis=0), eps, schema)
+    with torch.no_grad():
+        logits = forward(torch.from_numpy(np.ascontiguousarray(flat)).to(device))
+        logits = logits.detach().double().cpu().numpy().reshape(n, m, -1)  # type: ignore[attr-defined]
+    true = np.take_along_axis(logits, np.broadcast_to(y[:, None, None], (n, m, 1)), axis=2)[..., 0]
+    other = logits.copy()
+    np.put_along_axis(other, np.broadcast_to(y[:, None, None], (n, m, 1)), -np.inf, axis=2)
+    loss = other.max(axis=2) - true  # > 0: misclassified
+    pick = loss.argmax(axis=1)
+    out = z.copy()
+    out[:, cats] = rows[np.arange(n), pick][:, cats]
+    return out, m

@@ -265,8 +265,9 @@ class TabularPGDAttack(TabularAttackCheck):
     Threat model: white-box evasion at deployment (the attacker has the model's input gradient),
     untargeted; the attacker edits mutable numeric columns by at most ``eps`` standard deviations each
     (L-inf, standardised), every row the model is shown lies on the schema (integers whole, values in the
-    observed range, immutable columns untouched); categorical columns are not moved by gradients (the
-    score attack covers them). ``attack.tab_pgd.eps_<e>.robust_accuracy`` is the share of sampled rows
+    observed range, immutable columns untouched); categorical and binary columns move by a greedy discrete
+    step after every gradient step (the single level change that raises the loss most, one column at
+    most), so a model that relies on a category gets it changed. ``attack.tab_pgd.eps_<e>.robust_accuracy`` is the share of sampled rows
     still classified correctly after the attack at budget ``e``; ``robust_accuracy`` the same at
     ``default_eps``; ``success_rate`` the share of correctly classified rows flipped there; ``queries`` the
     mean forward and backward passes per row and budget.
