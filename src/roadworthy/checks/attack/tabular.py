@@ -6,7 +6,8 @@ budgets ``eps`` in standard deviations of each numeric feature (L-inf, standardi
 immutable column and never leaving the feature schema (integers stay whole, categories stay observed
 levels, values stay in the observed range, at most one categorical or binary column changed). The
 algorithms are :mod:`roadworthy.attacks.tabular`; the checks measure and list the features the attacks
-changed most often.
+changed most often, and ``details.validity`` says how many rows flipped at the default budget the
+session's validity gate still calls in-distribution.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import numpy as np
 from roadworthy import evidence
 from roadworthy.attacks.tabular import TabularAttack, boundary_attack, pgd_attack, score_attack
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.checks.tabular import schema_for
+from roadworthy.errors import RoadworthyError
 from roadworthy.schema import Schema
 from roadworthy.stats import proportion_metrics
 
@@ -75,6 +78,11 @@ class TabularAttackCheck(Check):
     ) -> dict[float, TabularAttack]:
         raise NotImplementedError
 
+    @classmethod
+    def plan_shared_work(cls, params: Any, n_data: int, n_train: int, budget: str) -> dict[str, float]:
+        """Fitting the validity gate that judges the flipped rows (once per run, whichever check is first)."""
+        return {"ood.validity_gate": gate_plan_passes(n_data, n_train, budget, image=False)}
+
     def run(self, ctx: Context) -> Outcome:
         p: TabularAttackParams = self.params
         schema = schema_for(ctx)
@@ -96,6 +104,7 @@ class TabularAttackCheck(Check):
         violations = {"immutable": 0, "integer": 0, "levels": 0, "range": 0, "missing": 0}
         changed: Counter[str] = Counter()
         queries = []
+        adv_default = np.zeros((0, x.shape[1]), np.float32)
         for eps in p.eps:
             standing = correct.copy()
             res = results.get(eps)
@@ -106,6 +115,7 @@ class TabularAttackCheck(Check):
                     violations[k] += v
                 queries.append(float(res.queries.mean()))
                 if eps == p.default_eps:
+                    adv_default = res.adversarial[broken]
                     diff = res.adversarial[broken] != x[rows][broken]
                     changed.update({schema.names[j]: int(diff[:, j].sum()) for j in range(len(schema))})
             metrics |= proportion_metrics(f"attack.{name}.{_eps_key(eps)}.robust_accuracy", standing)
@@ -157,6 +167,7 @@ class TabularAttackCheck(Check):
                 )
             ],
         }
+        details["validity"] = _validity(ctx, adv_default)
         if top:
             details[evidence.KEY].append(
                 evidence.bars(
@@ -170,6 +181,11 @@ class TabularAttackCheck(Check):
         summary = lead + (
             f"; most often changed: {', '.join(t['feature'] for t in top[:3])}." if top else "."
         )
+        v = details["validity"]
+        if v.get("broken"):
+            summary += (
+                f" {v['in_envelope']} of {v['broken']} flipped rows still look like real rows ({v['gate']})."
+            )
         return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
 
     def broken(self, res: TabularAttack, x: np.ndarray, eps: float, schema: Schema) -> np.ndarray:
@@ -180,6 +196,24 @@ class TabularAttackCheck(Check):
 
     def median_perturbation(self, results: dict[float, TabularAttack], schema: Schema) -> float | None:
         return None
+
+
+def _validity(ctx: Context, adversarial: np.ndarray) -> dict[str, Any]:
+    """How many of the rows an attack flipped at the default budget the session's validity gate (on a
+    table, usually an input-space detector) still calls in-distribution: flips a real row could show."""
+    try:
+        gate = validity_gate(ctx)
+    except (RoadworthyError, ValueError, np.linalg.LinAlgError) as exc:
+        return {"gate": None, "reason": f"the validity gate could not be fitted ({exc})"}
+    if gate is None:
+        return {"gate": None, "reason": "the validity gate could not be fitted on this model and data"}
+    inside = gate.in_envelope(adversarial) if len(adversarial) else np.zeros(0, bool)
+    return {
+        "gate": gate.detector.name,
+        "broken": len(adversarial),
+        "in_envelope": int(inside.sum()),
+        "out_of_envelope": int(len(adversarial) - inside.sum()),
+    }
 
 
 @register
