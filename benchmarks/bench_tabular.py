@@ -192,7 +192,7 @@ def roadworthy_side(names: list[str], budget: str) -> dict[str, Any]:
     }
     for name in names:
         b = build(name)
-        x, y, tr, te = b["x"], b["y"], b["tr"], b["te"]
+        tr, te = b["tr"], b["te"]
 
         def table(rows: np.ndarray, b: dict[str, Any] = b) -> Dataset:
             return Dataset(
