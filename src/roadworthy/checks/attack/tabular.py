@@ -287,9 +287,12 @@ class TabularBoundaryAttack(TabularAttackCheck):
 
 @dataclass(frozen=True)
 class TabularPGDParams(TabularAttackParams):
-    """:class:`TabularAttackParams` with ``steps`` the gradient steps per budget (20 by default)."""
+    """:class:`TabularAttackParams` with ``steps`` the gradient steps per budget (20 by default) and
+    ``category_candidates``, the level changes the greedy categorical step evaluates per row and step when
+    the table has more (ranked by the gradient; 8 by default)."""
 
     steps: int = 20
+    category_candidates: int = 8
 
 
 @register
@@ -335,6 +338,7 @@ class TabularPGDAttack(TabularAttackCheck):
                     ctx.rng(self.id, eps),
                     steps=p.steps,
                     device=str(getattr(model, "device", "cpu")),
+                    category_candidates=p.category_candidates,
                 )
                 task.advance()
         return out
