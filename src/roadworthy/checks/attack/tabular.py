@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from roadworthy import evidence
-from roadworthy.attacks.tabular import TabularAttack, boundary_attack, pgd_attack, score_attack
+from roadworthy.attacks.tabular import (
+    TabularAttack,
+    boundary_attack,
+    category_units,
+    changed_units,
+    pgd_attack,
+    score_attack,
+)
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.checks.tabular import schema_for
@@ -189,9 +196,9 @@ class TabularAttackCheck(Check):
         return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
 
     def broken(self, res: TabularAttack, x: np.ndarray, eps: float, schema: Schema) -> np.ndarray:
-        """Rows the attack flipped within ``eps`` and with at most one categorical change."""
-        cats = schema.indices("binary", "categorical")
-        n_cat = (res.adversarial[:, cats] != x[:, cats]).sum(axis=1) if len(cats) else np.zeros(len(x))
+        """Rows the attack flipped within ``eps`` and with at most one categorical change (a one-hot group
+        counts as one column)."""
+        n_cat = changed_units(res.adversarial, x, category_units(schema)).sum(axis=1)
         return res.success & (res.distance <= eps + 1e-6) & (n_cat <= 1)
 
     def median_perturbation(self, results: dict[float, TabularAttack], schema: Schema) -> float | None:
