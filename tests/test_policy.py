@@ -246,3 +246,46 @@ def test_default_policy_gates_the_valid_fuzz_failure_rate():
         metrics = {"fuzz.failure_rate": low + 0.03, "fuzz.failure_rate_ci_low": low}
         (gate,) = [g for g in evaluate_gates(Policy(), metrics) if g.metric == "fuzz.failure_rate_ci_low"]
         assert gate.passed is passed
+
+
+def test_default_policy_has_tabular_gates_that_apply_only_to_tables(tmp_path):
+    """The tabular gates join only for a feature table: an image run never lists them as not evaluated."""
+    p = tmp_path / "roadworthy.yaml"
+    p.write_text(DEFAULT_POLICY_TEXT)
+    assert [g.text for g in Policy.load(p).tabular_gates] == [g.text for g in Policy().tabular_gates]
+    image, _ = Policy().for_model(white_box=True)
+    assert not any(g.metric.startswith(("shift.tab_", "attack.tab_")) for g in image.gates)
+    table, _ = Policy().for_model(white_box=False, tabular=True)
+    metrics = {g.metric for g in table.gates}
+    assert {"shift.tab_feature_sensitivity.max_drop", "attack.tab_*.eps_0.10000.robust_accuracy"} <= metrics
+    assert not table.tabular_gates and not table.reference_gates
+    # one column's unit drift costing 47 points fails; a 2-point cost passes; the wildcard gates each attack
+    for drop, verdict in ((0.47, "not-ready"), (0.02, "ready")):
+        metrics = {
+            "shift.tab_feature_sensitivity.max_drop": drop,
+            "attack.tab_score.eps_0.10000.robust_accuracy": 0.9,
+            "attack.tab_boundary.eps_0.10000.robust_accuracy": 0.9,
+        }
+        gates, got = judge(table, metrics, [])
+        assert got == verdict
+        assert {g.metric for g in gates if g.metric and g.metric.startswith("attack.tab_")} == {
+            "attack.tab_score.eps_0.10000.robust_accuracy",
+            "attack.tab_boundary.eps_0.10000.robust_accuracy",
+        }
+    weak = {
+        "shift.tab_feature_sensitivity.max_drop": 0.0,
+        "attack.tab_score.eps_0.10000.robust_accuracy": 0.3,
+    }
+    assert judge(table, weak, [])[1] == "not-ready"
+
+
+def test_tabular_gates_in_a_policy_file_are_checked_like_the_others(tmp_path):
+    p = tmp_path / "roadworthy.yaml"
+    p.write_text("gates: []\ntabular_gates:\n  - shift.tab_feature_sensitivity.max_drop <= 0.1\n")
+    assert [g.text for g in Policy.load(p).tabular_gates] == ["shift.tab_feature_sensitivity.max_drop <= 0.1"]
+    p.write_text("gates: []\ntabular_gates: shift.rpc\n")
+    with pytest.raises(InvalidInputError, match="'tabular_gates' must be a list"):
+        Policy.load(p)
+    p.write_text("gates: []\ntabular_gates:\n  - shift.tab_feature_sensitivty.max_drop <= 0.1\n")
+    with pytest.raises(InvalidInputError, match="unknown metric"):
+        Policy.load(p).check_metric_names([])

@@ -68,6 +68,14 @@ DEFAULT_BLACK_BOX_GATES = (
 # fail_on_unevaluated.
 DEFAULT_REFERENCE_GATES = ("parity.disagreement <= 0.01",)
 
+# Gates that apply only to tabular models (data with modality "tabular"): the weaknesses a table's model
+# meets in production. An image run has none of these metrics, and its verdict must not list them as
+# "not evaluated", so they join the gates only for tables (reasons in docs/metrics.md, "Default policy").
+DEFAULT_TABULAR_GATES = (
+    "shift.tab_feature_sensitivity.max_drop <= 0.20",
+    "attack.tab_*.eps_0.10000.robust_accuracy >= 0.50",
+)
+
 # Attacks that need the model's gradients; a gate on one of their metrics cannot hold for a black box.
 WHITE_BOX_ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "apgd_ce", "apgd_dlr", "autoattack", "sticker")
 
@@ -121,6 +129,14 @@ reference_gates:
   # - parity.disagreement_ci_high <= 0.02   # stricter: the upper end of the 95% interval
   # - parity.clean.disagreement <= 0     # an exact export must agree on every clean input
 
+# For tabular models (a feature table as data) these gates apply too; image runs leave them out. The
+# default gates above on shifts (shift.rpc) cover the tabular shifts as well.
+tabular_gates:
+  - shift.tab_feature_sensitivity.max_drop <= 0.20   # one column recorded in another unit (x1.5 to x10)
+                                                      # must not cost 20 points of accuracy
+  - attack.tab_*.eps_0.10000.robust_accuracy >= 0.50  # a 0.1-standard-deviation edit of the mutable
+                                                      # columns must not flip half the rows
+
 baseline:
   max_drop: 0.02        # with --baseline: no *accuracy metric may fall more than this below the baseline
 
@@ -148,6 +164,7 @@ class _PolicyFile(BaseModel):
     gates: list[str] = Field(default_factory=list)
     black_box_gates: list[str] = Field(default_factory=list)
     reference_gates: list[str] = Field(default_factory=list)
+    tabular_gates: list[str] = Field(default_factory=list)
     baseline: _BaselineSection = Field(default_factory=_BaselineSection)
     fail_on_unevaluated: bool = False
     fail_on_error: bool = True
@@ -187,7 +204,7 @@ def _policy_error(source: str, exc: ValidationError) -> InvalidInputError:
         return InvalidInputError(
             f"{source}: baseline.max_drop must be a number in [0, 1]. Got {found!r} instead."
         )
-    if loc and loc[0] in ("gates", "black_box_gates", "reference_gates"):
+    if loc and loc[0] in ("gates", "black_box_gates", "reference_gates", "tabular_gates"):
         return InvalidInputError(
             f"{source}: '{loc[0]}' must be a list of 'METRIC OP NUMBER' strings, e.g. "
             f"'clean.accuracy >= 0.9'. Got {found!r} at {where} instead."
@@ -220,8 +237,8 @@ class Policy:
     """Gates over metric names, the baseline's ``max_drop`` and how unmeasured or crashed checks count.
 
     ``black_box_gates`` apply only to models without gradients; for such a model they replace every gate
-    on a white-box attack; ``reference_gates`` apply only to runs with a reference model (see
-    :meth:`for_model`).
+    on a white-box attack; ``reference_gates`` apply only to runs with a reference model and
+    ``tabular_gates`` only to tabular data (see :meth:`for_model`).
     """
 
     gates: list[GateRule] = field(default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_GATES])
@@ -234,6 +251,9 @@ class Policy:
     )
     reference_gates: list[GateRule] = field(
         default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_REFERENCE_GATES]
+    )
+    tabular_gates: list[GateRule] = field(
+        default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_TABULAR_GATES]
     )
     #: tables: overrides of the inferred feature schema (``immutable``, ``kinds``, ``ranges``)
     schema: dict[str, Any] = field(default_factory=dict)
@@ -276,6 +296,7 @@ class Policy:
             gates=[GateRule.parse(g, source) for g in parsed.gates],
             black_box_gates=[GateRule.parse(g, source) for g in parsed.black_box_gates],
             reference_gates=[GateRule.parse(g, source) for g in parsed.reference_gates],
+            tabular_gates=[GateRule.parse(g, source) for g in parsed.tabular_gates],
             max_drop=float(parsed.baseline.max_drop),
             fail_on_unevaluated=parsed.fail_on_unevaluated,
             fail_on_error=parsed.fail_on_error,
@@ -298,7 +319,7 @@ class Policy:
             if cls.__module__.startswith("roadworthy.checks"):
                 continue
             extra.append(cls.id if cls.suite() in builtin_suites else cls.suite())
-        for rule in (*self.gates, *self.black_box_gates, *self.reference_gates):
+        for rule in (*self.gates, *self.black_box_gates, *self.reference_gates, *self.tabular_gates):
             if is_known(rule.metric, extra):
                 continue
             hint = nearest(rule.metric)
@@ -308,17 +329,20 @@ class Policy:
                 + "; metric names are listed in docs/metrics.md and under 'metrics' in report.json"
             )
 
-    def for_model(self, white_box: bool, reference: bool = False) -> tuple[Policy, list[str]]:
+    def for_model(
+        self, white_box: bool, reference: bool = False, tabular: bool = False
+    ) -> tuple[Policy, list[str]]:
         """The gates that apply to a model with or without gradients, and warnings about the others.
 
         For a black-box model the ``black_box_gates`` replace every gate on a white-box attack. Without
         black-box gates those white-box gates stay (not evaluated), and a warning says so. The
-        ``reference_gates`` join the gates only when ``reference`` (a ``--reference-model`` was given);
-        the returned policy has no ``reference_gates`` left either way.
+        ``reference_gates`` join the gates only when ``reference`` (a ``--reference-model`` was given),
+        the ``tabular_gates`` only when ``tabular`` (the data is a feature table); the returned policy has
+        no ``reference_gates`` or ``tabular_gates`` left either way.
         """
         policy, notes = self._for_gradients(white_box)
-        extra = policy.reference_gates if reference else []
-        return replace(policy, gates=[*policy.gates, *extra], reference_gates=[]), notes
+        extra = [*(policy.reference_gates if reference else []), *(policy.tabular_gates if tabular else [])]
+        return replace(policy, gates=[*policy.gates, *extra], reference_gates=[], tabular_gates=[]), notes
 
     def _for_gradients(self, white_box: bool) -> tuple[Policy, list[str]]:
         if white_box:

@@ -3,7 +3,10 @@
 A column is ``continuous`` (any value in its observed range), ``integer`` (whole numbers in its range),
 ``binary`` (two observed values) or ``categorical`` (a few observed integer codes, its *levels*).
 Immutable columns (age, country: what the user says no shift or attacker may change) are kept as they
-are by :meth:`Schema.project`. The schema is inferred from the training data (:func:`infer_schema`)
+are by :meth:`Schema.project`. Binary columns that encode one category together (``color_red``,
+``color_blue``, ...: one shared name prefix, exactly one 1 in every row) form a *one-hot group*: a
+projected row keeps exactly one of them set (the largest value wins, a relaxed one-hot snapped by argmax).
+The schema is inferred from the training data (:func:`infer_schema`)
 and overridden by the policy file's ``schema`` section (``immutable``, ``kinds``, ``ranges``).
 
 Ground floor: imports nothing of roadworthy but :mod:`roadworthy.errors`, so shifts, attacks and OOD
@@ -92,6 +95,8 @@ class Schema:
     features: tuple[Feature, ...]
     source: str = "inferred"
     overridden: tuple[str, ...] = field(default_factory=tuple)
+    #: one-hot groups: column indices of binary columns that hold one category together
+    groups: tuple[tuple[int, ...], ...] = field(default_factory=tuple)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -145,6 +150,13 @@ class Schema:
             raise InvalidInputError(
                 f"schema projection: expected rows of {len(self.features)} features, got shape {out.shape}"
             )
+        # one-hot groups: a row that is no valid one-hot takes the largest of its relaxed values (argmax)
+        winners = []
+        for cols in self.groups:
+            block = out[:, cols]
+            finite = np.all(np.isfinite(block), axis=1)
+            bad = finite & ~_is_one_hot(block)
+            winners.append((np.asarray(cols), bad, block.argmax(axis=1)))
         for j, f in enumerate(self.features):
             col = out[:, j]
             if f.immutable and original is not None:
@@ -161,6 +173,12 @@ class Schema:
             if keep_range:
                 col = np.clip(col, f.low, f.high)
             out[:, j] = col
+        for cols, bad, arg in winners:
+            if self.immutable[cols].any():
+                continue  # copied from the original above (or left as given without one)
+            rows = np.flatnonzero(bad)
+            out[np.ix_(rows, cols)] = 0.0
+            out[rows, cols[arg[rows]]] = 1.0
         return out
 
     def violations(self, x: np.ndarray, original: np.ndarray) -> dict[str, int]:
@@ -190,6 +208,11 @@ class Schema:
             # an input already outside the range may move, but not further out than it was
             low, high = np.fmin(f.low, o), np.fmax(f.high, o)
             out["range"] += int(np.sum((v < low - tol) | (v > high + tol)))
+        for cols in self.groups:  # a changed group that is no valid one-hot holds no valid level
+            block, orig = x[:, cols], original[:, cols]
+            changed = np.any(~((block == orig) | (np.isnan(block) & np.isnan(orig))), axis=1)
+            finite = np.all(np.isfinite(block), axis=1)
+            out["levels"] += int(np.sum(changed & finite & ~_is_one_hot(block)))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,7 +222,35 @@ class Schema:
             "features": [f.to_dict() for f in self.features],
             "counts": {k: sum(f.kind == k for f in self.features) for k in KINDS},
             "immutable": [f.name for f in self.features if f.immutable],
+            "one_hot": [[self.features[j].name for j in cols] for cols in self.groups],
         }
+
+
+def _is_one_hot(block: np.ndarray) -> np.ndarray:
+    """Per row: every value 0 or 1 and exactly one 1."""
+    return np.all((block == 0) | (block == 1), axis=1) & (block.sum(axis=1) == 1)
+
+
+def _one_hot_groups(x: np.ndarray, features: Sequence[Feature]) -> tuple[tuple[int, ...], ...]:
+    """Binary columns sharing a name prefix (before the last ``_``, ``=``, ``:`` or ``.``) with exactly one
+    1 in every complete row: the one-hot encoding of one category (at least two columns)."""
+    import re
+
+    by_prefix: dict[str, list[int]] = {}
+    for j, f in enumerate(features):
+        if f.kind == "binary" and set(f.levels) <= {0.0, 1.0}:
+            m = re.match(r"^(.+)[_=:.][^_=:.]+$", f.name)
+            if m:
+                by_prefix.setdefault(m.group(1), []).append(j)
+    groups = []
+    for cols in by_prefix.values():
+        if len(cols) < 2:
+            continue
+        block = x[:, cols]
+        complete = np.all(np.isfinite(block), axis=1)
+        if complete.any() and bool(np.all(_is_one_hot(block[complete]))):
+            groups.append(tuple(cols))
+    return tuple(groups)
 
 
 def _kind(col: np.ndarray, max_levels: int) -> str:
@@ -271,7 +322,7 @@ def infer_schema(
                 mode=float(values[counts.argmax()]),
             )
         )
-    schema = Schema(tuple(features), source=source)
+    schema = Schema(tuple(features), source=source, groups=_one_hot_groups(x, features))
     return _override(schema, overrides or {}, x) if overrides else schema
 
 
@@ -324,8 +375,11 @@ def _override(schema: Schema, overrides: Mapping[str, Any], x: np.ndarray) -> Sc
             )
         feats[name] = replace(feats[name], low=float(bounds[0]), high=float(bounds[1]))
         touched.append(name)
+    features = tuple(feats[n] for n in names)
     return Schema(
-        tuple(feats[n] for n in names),
+        features,
         source=schema.source + " with the policy's overrides",
         overridden=tuple(dict.fromkeys(touched)),
+        # a group stays one while all its columns stay binary
+        groups=tuple(g for g in schema.groups if all(features[j].kind == "binary" for j in g)),
     )

@@ -474,7 +474,9 @@ class Session:
             metrics.update(r.metrics)
         results = [r.model_copy(deep=True) for r in results]
         white_box = "white_box" in capabilities(self.model)
-        policy, policy_warnings = self.policy.for_model(white_box, reference=self.reference_model is not None)
+        policy, policy_warnings = self.policy.for_model(
+            white_box, reference=self.reference_model is not None, tabular=self.data.modality == "tabular"
+        )
         gates, verdict = judge(policy, metrics, results, self.baseline)
         mark_failed_checks(results, gates)
         if incomplete is not None:

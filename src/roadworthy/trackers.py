@@ -439,6 +439,7 @@ def policy_yaml(policy: Any) -> str:
         "gates": [g.text for g in policy.gates],
         "black_box_gates": [g.text for g in policy.black_box_gates],
         "reference_gates": [g.text for g in policy.reference_gates],
+        "tabular_gates": [g.text for g in getattr(policy, "tabular_gates", [])],
         "baseline": {"max_drop": policy.max_drop},
         "fail_on_unevaluated": policy.fail_on_unevaluated,
         "fail_on_error": policy.fail_on_error,

@@ -95,3 +95,30 @@ def test_the_shift_and_ood_suites_share_the_gate_without_importing_each_other() 
         for path in (src / folder).rglob("*.py"):
             bad = sorted(m for m in _imports(path) if m.startswith(banned))
             assert not bad, f"{path.relative_to(src)} imports {bad}"
+
+
+def test_tabular_gate_chooses_among_the_input_space_detectors_too() -> None:
+    """On a table the gate's candidates include the input-space detectors; rows whose columns are each
+    plausible but do not fit together (uniform in range) pass a score on the model's outputs, so the gate
+    picks an input-space detector, keeps clean rows and rejects most such rows."""
+    from roadworthy.checks.tabular import schema_for
+    from roadworthy.demo.tabular import load_tabular_demo
+    from roadworthy.uncertainty import sources
+
+    demo = load_tabular_demo()  # 30 correlated measurements: independent columns make implausible rows
+    ctx = Context(model=demo.model, data=demo.test, train_data=demo.train, budget="quick", seed=0)
+    gate = validity_gate(ctx)
+    assert gate is not None
+    d = gate.describe()
+    assert {"input_mahalanobis", "input_knn", "isolation_forest", "max_logit", "msp"} <= set(d["candidates"])
+    accepted = {name: c["ood_accepted"] for name, c in d["candidates"].items()}
+    assert accepted[gate.detector.name] == min(accepted.values())
+    assert gate.detector.space == "input"
+    # the model's own confidence lets far more of the generated rows through than the chosen detector
+    assert min(accepted["max_logit"], accepted["msp"]) > accepted[gate.detector.name] + 0.2
+    assert gate.in_envelope(ctx.data.x).mean() >= 0.85
+    fresh = sources.far_ood_tabular(
+        "uniform_in_range", 300, ctx.data.x, np.random.default_rng(7), schema=schema_for(ctx)
+    )
+    assert gate.in_envelope(fresh).mean() < 0.3
+    assert validity_gate(ctx) is gate

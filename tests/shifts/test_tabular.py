@@ -70,3 +70,29 @@ def test_a_shift_that_needs_categories_says_why_not_on_a_numeric_table():
     numeric = infer_schema(X[:, :3], NAMES[:3])
     assert "no mutable binary or categorical" in TAB_SHIFTS["tab_unseen_category"].applicable(numeric)
     assert TAB_SHIFTS["tab_gaussian_noise"].applicable(numeric) is None
+
+
+def test_one_hot_groups_stay_valid_under_every_shift_that_keeps_levels():
+    """A one-hot group is one categorical column to the shifts: redrawn or dropped as a whole, never left
+    with zero or two members set (unless the shift breaks levels on purpose: an unseen category)."""
+    from roadworthy.schema import infer_schema
+    from roadworthy.shifts.tabular import TAB_SHIFTS
+
+    rng = np.random.default_rng(0)
+    n = 400
+    color = rng.integers(0, 3, n)
+    x = np.column_stack([rng.uniform(0, 10, n), np.eye(3)[color]]).astype(np.float32)
+    y = (color == 1).astype(np.int64)
+    schema = infer_schema(x, ["size", "color_red", "color_green", "color_blue"])
+    assert schema.groups == ((1, 2, 3),)
+    for name, sh in TAB_SHIFTS.items():
+        if sh.applicable(schema) is not None or "levels" in sh.breaks:
+            continue
+        for s in (1, 5):
+            out = sh.apply(x, y, s, np.random.default_rng(s), schema)
+            block = out.x[:, 1:]
+            done = np.all(np.isfinite(block), axis=1)
+            assert np.all(block[done].sum(axis=1) == 1), (name, s)
+            assert schema.violations(out.x, x[out.rows])["levels"] == 0, (name, s)
+    moved = TAB_SHIFTS["tab_category_shift"].apply(x, y, 5, np.random.default_rng(0), schema).x
+    assert np.mean(np.any(moved[:, 1:] != x[:, 1:], axis=1)) > 0.2  # the group really is redrawn

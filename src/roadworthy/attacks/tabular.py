@@ -22,8 +22,12 @@ Two attacks for any model (no gradients needed), and one for differentiable mode
   standardised L-inf units on the mutable numeric features. The iterate itself moves freely inside the
   eps-box and the observed range; the row the model is shown (and that is reported) is that iterate
   through :func:`project_ball`, so integers are whole and categories valid at every step, and the gradient
-  is taken at that valid row. Categorical and binary columns are not moved (a gradient on a level's code
-  means nothing); :func:`score_attack` covers them.
+  is taken at that valid row. A gradient on a level's code means little (a model may one-hot encode it,
+  where the gradient is zero), so categorical and binary columns move by a greedy discrete step instead:
+  after every gradient step each row tries single-column level changes (all of them, or the
+  ``category_candidates`` that the gradient's first-order estimate ranks highest) and keeps the one that
+  raises the loss most (the "coordinate greedy" search of Kantchelian et al., ICML 2016, for discrete
+  features), so the attack can move a row to another valid level, one column at most.
 
 Use from Python::
 
@@ -83,6 +87,23 @@ def linf_distance(a: np.ndarray, b: np.ndarray, schema: Schema) -> np.ndarray:
     return np.max(np.abs(a[:, cols] - b[:, cols]) / schema.std[cols], axis=1)
 
 
+def category_units(schema: Schema) -> list[np.ndarray]:
+    """The mutable categorical "columns" an attack may change, one at most per row: each one-hot group
+    (its binary columns together) and every other mutable binary or categorical column alone."""
+    grouped = {j for g in schema.groups for j in g}
+    immutable = schema.immutable
+    units = [np.asarray(g, np.int64) for g in schema.groups if not immutable[list(g)].any()]
+    units += [np.array([j]) for j in schema.indices("binary", "categorical") if int(j) not in grouped]
+    return units
+
+
+def changed_units(a: np.ndarray, x: np.ndarray, units: list[np.ndarray]) -> np.ndarray:
+    """``(N, U)``: whether row ``a`` differs from ``x`` in each categorical unit."""
+    if not units:
+        return np.zeros((len(a), 0), bool)
+    return np.stack([np.any(a[:, u] != x[:, u], axis=1) for u in units], axis=1)
+
+
 def project_ball(x_adv: np.ndarray, x: np.ndarray, eps: float | np.ndarray, schema: Schema) -> np.ndarray:
     """``x_adv`` onto the schema's domain and within ``eps`` standard deviations of ``x`` per numeric feature.
 
@@ -91,7 +112,10 @@ def project_ball(x_adv: np.ndarray, x: np.ndarray, eps: float | np.ndarray, sche
     """
     eps = np.broadcast_to(np.asarray(eps, np.float64), (len(x),))[:, None]
     std = schema.std[None, :]
-    ball = np.clip(x_adv, x - eps * std, x + eps * std)
+    # the eps-box holds numeric columns only: a categorical or binary column may take any valid level
+    num = schema.indices("continuous", "integer", mutable=False)
+    ball = np.array(x_adv, np.float64, copy=True)
+    ball[:, num] = np.clip(ball[:, num], (x - eps * std)[:, num], (x + eps * std)[:, num])
     out = schema.project(ball, x, keep_range=False)
     # the observed range, widened to hold the input itself (an input may already lie outside it)
     out = np.clip(out, np.minimum(schema.low[None, :], x), np.maximum(schema.high[None, :], x))
@@ -102,14 +126,21 @@ def project_ball(x_adv: np.ndarray, x: np.ndarray, eps: float | np.ndarray, sche
         d = out[:, ints] - x[:, ints]
         limit = np.floor(eps * std[:, ints] + 1e-9)
         out[:, ints] = x[:, ints] + np.clip(d, -limit, limit)
-    cats = schema.indices("binary", "categorical")
-    if len(cats) > 1:
-        changed = out[:, cats] != x[:, cats]
-        later = np.cumsum(changed, axis=1) > 1
-        block = out[:, cats]
-        block[later] = x[:, cats][later]
-        out[:, cats] = block
+    units = category_units(schema)
+    for u in units:  # a one-hot group left half-changed (a cell reset to the input above) goes back
+        if len(u) > 1:
+            broken = np.flatnonzero(~_one_hot_rows(out[:, u]) & _one_hot_rows(x[:, u]))
+            out[np.ix_(broken, u)] = x[np.ix_(broken, u)]
+    if len(units) > 1:  # one categorical change per row: the first changed unit keeps it
+        later = np.cumsum(changed_units(out, x, units), axis=1) > 1
+        for k, u in enumerate(units):
+            rows = np.flatnonzero(later[:, k])
+            out[np.ix_(rows, u)] = x[np.ix_(rows, u)]
     return out.astype(np.float32)
+
+
+def _one_hot_rows(block: np.ndarray) -> np.ndarray:
+    return np.all((block == 0) | (block == 1), axis=1) & (block.sum(axis=1) == 1)
 
 
 def _margin(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -151,7 +182,7 @@ def score_attack(
     x = np.asarray(x, np.float32)
     y = np.asarray(y)
     num = schema.indices("continuous", "integer")
-    cats = schema.indices("binary", "categorical")
+    units = category_units(schema)
     std = schema.std
     best = x.copy()
     probs = scores(best)
@@ -169,10 +200,14 @@ def score_attack(
             block = cand[:, num]
             block[pick] = corner[pick]
             cand[:, num] = block
-        if len(cats) and rng.random() < 0.3:
-            j = cats[rng.integers(0, len(cats), alive.size)]
-            for r, c in enumerate(j):
-                cand[r, c] = rng.choice(np.asarray(schema.features[c].levels, np.float32))
+        if units and rng.random() < 0.3:
+            for r, k in enumerate(rng.integers(0, len(units), alive.size)):
+                u = units[k]
+                if len(u) > 1:  # a one-hot group: another member becomes the 1
+                    cand[r, u] = 0.0
+                    cand[r, u[rng.integers(0, len(u))]] = 1.0
+                else:
+                    cand[r, u[0]] = rng.choice(np.asarray(schema.features[u[0]].levels, np.float32))
         cand = project_ball(cand, x[alive], eps, schema)
         m = _margin(scores(cand), y[alive])
         queries[alive] += 1
@@ -252,12 +287,16 @@ def boundary_attack(
             lo = np.where(wrong, lo, mid)
         adv[rows] = schema.project(x[rows] + hi[:, None] * (start - x[rows]), x[rows])
         for _ in range(reset_rounds):
-            for j in rng.permutation(mut):
+            grouped = {j for g in schema.groups for j in g}
+            resets = [np.array([j]) for j in mut if int(j) not in grouped]  # a one-hot group resets whole
+            resets += [u for u in category_units(schema) if len(u) > 1]
+            for k in rng.permutation(len(resets)):
+                j = resets[k]
                 cand = adv[rows].copy()
-                moved = cand[:, j] != x[rows, j]
+                moved = np.any(cand[:, j] != x[rows][:, j], axis=1)
                 if not moved.any():
                     continue
-                cand[:, j] = x[rows, j]
+                cand[:, j] = x[rows][:, j]
                 keep = (labels(cand) != y[rows]) & moved
                 queries[rows] += 1
                 adv[rows[keep]] = cand[keep]
@@ -276,6 +315,8 @@ def pgd_attack(
     steps: int = 20,
     step_size: float | None = None,
     device: str = "cpu",
+    categories: bool = True,
+    category_candidates: int = 8,
 ) -> TabularAttack:
     """PGD within ``eps`` standard deviations per mutable numeric feature, every shown row on the schema.
 
@@ -298,12 +339,19 @@ def pgd_attack(
         In standard deviations; defaults to ``2.5 * eps / steps`` (Madry et al.).
     device
         Where ``forward`` runs.
+    categories
+        Also move categorical and binary columns by the greedy discrete step (one column per row at most,
+        valid levels only); False leaves them as they are.
+    category_candidates
+        Level changes evaluated per row and step when there are more (ranked by the gradient's first-order
+        estimate of the loss they add); the row's current choice is always among them.
 
     Returns
     -------
     TabularAttack
         ``adversarial`` holds, per row, the first projected iterate the model misclassified (the input
-        where none was); ``queries`` counts forward passes per row.
+        where none was); ``queries`` counts forward passes per row (each evaluated level change counts
+        one).
     """
     import torch
 
@@ -322,6 +370,8 @@ def pgd_attack(
     best = x.copy()
     success = np.zeros(n, bool)
     queries = np.zeros(n, np.int64)
+    cands = _level_changes(schema)  # (columns, values): every single-unit level change
+    cats = np.array(sorted({int(j) for cols, _ in cands for j in cols}), np.int64)
     z = x.astype(np.float64)
     if len(num):  # random start inside the box
         z[:, num] += rng.uniform(-eps, eps, (n, len(num))) * std[num]
@@ -344,5 +394,85 @@ def pgd_attack(
         step = np.where(move[None, :], np.sign(g) * alpha * std[None, :], 0.0)
         z[keep] = np.clip(z[keep] + step, x[keep] - eps * std, x[keep] + eps * std)
         z[keep] = np.clip(z[keep], lo[keep], hi[keep])
+        if categories and len(cats) and keep.size:
+            z[keep], spent = _category_step(
+                forward,
+                z[keep],
+                x[keep],
+                y[keep],
+                g,
+                shown[~fooled],
+                eps,
+                schema,
+                cands,
+                category_candidates,
+                device,
+            )
+            queries[keep] += spent
     distance = np.where(success, linf_distance(best, x, schema), np.inf)
     return TabularAttack(best, success, distance, queries)
+
+
+def _category_step(
+    forward: Callable[..., object],
+    z: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    grad: np.ndarray,
+    shown: np.ndarray,
+    eps: float,
+    schema: Schema,
+    cands: list[tuple[np.ndarray, np.ndarray]],
+    k: int,
+    device: str,
+) -> tuple[np.ndarray, int]:
+    """One greedy discrete step of :func:`pgd_attack`: per row, the single level change (or none) with the
+    highest margin loss at the row's numeric iterate ``z``; returns the new iterate and queries per row.
+
+    Candidates per row: its current categorical choice, every level change when there are at most ``k``,
+    else the ``k`` whose first-order estimate ``grad[j] * (level - shown[j])`` is highest.
+    """
+    import torch
+
+    cats = np.array(sorted({int(j) for cols, _ in cands for j in cols}), np.int64)
+    n = len(z)
+    if len(cands) > k:
+        gain = np.stack(
+            [(grad[:, cols] * (vals[None, :] - shown[:, cols])).sum(axis=1) for cols, vals in cands], axis=1
+        )
+        top = np.argsort(-gain, axis=1, kind="stable")[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(len(cands)), (n, len(cands)))
+    m = top.shape[1] + 1
+    rows = np.repeat(z[:, None, :], m, axis=1)  # candidate 0: the row's current choice
+    reset = rows[:, 1:, :]
+    reset[:, :, cats] = x[:, None, cats]
+    for pos in range(m - 1):
+        for c in np.unique(top[:, pos]):
+            cols, vals = cands[c]
+            rr = np.flatnonzero(top[:, pos] == c)
+            reset[np.ix_(rr, [pos], cols)] = vals[None, None, :]
+    flat = project_ball(rows.reshape(n * m, -1), np.repeat(x, m, axis=0), eps, schema)
+    with torch.no_grad():
+        logits = forward(torch.from_numpy(np.ascontiguousarray(flat)).to(device))
+        logits = logits.detach().double().cpu().numpy().reshape(n, m, -1)  # type: ignore[attr-defined]
+    true = np.take_along_axis(logits, np.broadcast_to(y[:, None, None], (n, m, 1)), axis=2)[..., 0]
+    other = logits.copy()
+    np.put_along_axis(other, np.broadcast_to(y[:, None, None], (n, m, 1)), -np.inf, axis=2)
+    loss = other.max(axis=2) - true  # > 0: misclassified
+    pick = loss.argmax(axis=1)
+    out = z.copy()
+    out[:, cats] = rows[np.arange(n), pick][:, cats]
+    return out, m
+
+
+def _level_changes(schema: Schema) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every level a categorical unit may take, as (columns, values): a single column's levels, or a
+    one-hot group with one member set."""
+    out = []
+    for u in category_units(schema):
+        if len(u) > 1:
+            out += [(u, np.eye(len(u))[i]) for i in range(len(u))]
+        else:
+            out += [(u, np.array([v])) for v in schema.features[int(u[0])].levels]
+    return out

@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 FIT_CAP = {"quick": 2000, "standard": 10000, "thorough": 20000}
 #: generated far-OOD inputs per source used to pick the gate's detector
 N_PROXY = 200
-#: far-OOD tabular sources the gate's detector is picked on
-GATE_TABULAR_SOURCES = ("uniform_noise", "gaussian_noise")
+#: far-OOD tabular sources the gate's detector is picked on: noise, and rows whose columns are each
+#: plausible but do not fit together (``uniform_in_range``, on the schema): what a fuzzer or attacker
+#: that ignores the columns' relations makes
+GATE_TABULAR_SOURCES = ("uniform_noise", "gaussian_noise", "uniform_in_range")
 
 
 @dataclass
@@ -141,8 +143,13 @@ def proxy_ood(ctx: Context) -> dict[str, np.ndarray]:
             for k in sources.FAR_IMAGE_SOURCES
         }
     else:
+        from roadworthy.checks.tabular import schema_for
+
+        schema = schema_for(ctx)
+        x_ref = ctx.data.x.reshape(ctx.data.n_samples, -1)
         out = {
-            k: sources.far_ood_tabular(k, n, ctx.data.x, ctx.rng("ood.gate", k)) for k in GATE_TABULAR_SOURCES
+            k: sources.far_ood_tabular(k, n, x_ref, ctx.rng("ood.gate", k), schema=schema)
+            for k in GATE_TABULAR_SOURCES
         }
     user = ctx.ood_data
     if user is not None and user.n_samples and tuple(user.x.shape[1:]) == ctx.data.input_shape:
@@ -163,7 +170,8 @@ def gate_plan_passes(n_data: int, n_train: int, budget: str, image: bool = True)
 def validity_gate(ctx: Context) -> ValidityGate | None:
     """The session's validity gate, fitted once and cached (``ctx.cached("ood.validity_gate")``).
 
-    Every candidate detector (:func:`~roadworthy.uncertainty.validity.candidate_detectors`) is fitted on
+    Every candidate detector (:func:`~roadworthy.uncertainty.validity.candidate_detectors`; for tables the
+    input-space detectors of the OOD suite too) is fitted on
     in-distribution data (training data when given, else half of the evaluation data), thresholded at the
     conformal 95th percentile of held-out evaluation scores, and the one that lets the fewest generated
     far-OOD inputs through is kept. With training data, half of the evaluation data stays aside to
@@ -181,8 +189,14 @@ def validity_gate(ctx: Context) -> ValidityGate | None:
         # threshold on evaluation rows the detector was not fitted on; with training data keep half B aside
         calib, check = (ref.half_a, ref.half_b) if ref.from_train else (ref.half_b, None)
         try:
+            candidates = candidate_detectors(
+                "features" in ctx.capabilities,
+                ctx.model.output == "logits",
+                inputs=ctx.modality == "tabular",
+                seed=int(ctx.rng("ood.gate", "isolation_forest").integers(2**31 - 1)),
+            )
             det, tau, aurocs = select_detector(
-                candidate_detectors("features" in ctx.capabilities, ctx.model.output == "logits"),
+                candidates,
                 fit_embedding=lambda space: fit_embedding(ctx, space),
                 fit_y=ref.fit_y,
                 calibration_embedding=lambda space: eval_embedding(ctx, space)[calib],

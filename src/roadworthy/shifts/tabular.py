@@ -108,6 +108,14 @@ class TabularShift:
         if not 1 <= int(severity) <= MAX_SEVERITY:
             raise InvalidInputError(f"{self.name}: severity must be 1..{MAX_SEVERITY}, got {severity}")
         out = self.fn(x, np.asarray(y), int(severity), rng, schema)
+        if schema.groups and "levels" not in self.breaks:  # a one-hot group left invalid keeps the input's
+            fixed = out.x.copy()
+            for cols in schema.groups:
+                block = fixed[:, cols]
+                valid = np.all((block == 0) | (block == 1), axis=1) & (block.sum(axis=1) == 1)
+                bad = np.flatnonzero(~valid & np.all(np.isfinite(block), axis=1))
+                fixed[np.ix_(bad, cols)] = x[out.rows][np.ix_(bad, cols)]
+            out = Shifted(fixed, out.rows)
         frozen = schema.immutable
         if frozen.any():
             fixed = out.x.copy()
@@ -218,7 +226,20 @@ def category_shift(
 ) -> Shifted:
     p = (0.1, 0.2, 0.3, 0.4, 0.5)[severity - 1]
     out = x.copy()
+    grouped = {j for g in schema.groups for j in g}
+    for g in schema.groups:  # a one-hot group is one categorical: its members' frequencies reversed
+        cols = np.asarray(g)
+        if schema.immutable[cols].any():
+            continue
+        counts = x[:, cols].sum(axis=0).astype(float) + 1.0
+        weights = np.sort(counts)[np.argsort(np.argsort(-counts))]
+        redraw = np.flatnonzero(rng.random(len(x)) < p)
+        member = rng.choice(len(cols), size=len(redraw), p=weights / weights.sum())
+        out[np.ix_(redraw, cols)] = 0.0
+        out[redraw, cols[member]] = 1.0
     for j in schema.indices("binary", "categorical"):
+        if int(j) in grouped:
+            continue
         levels = np.asarray(schema.features[j].levels, np.float32)
         counts = np.array([np.sum(x[:, j] == v) for v in levels], float) + 1.0
         weights = np.sort(counts)[
@@ -261,8 +282,14 @@ def feature_dropout(
     share = (0.0, 0.1, 0.2, 0.35, 0.5)[severity - 1]
     k = min(len(cols), max(1, round(share * len(cols))))
     out = x.copy()
+    group_of = {j: np.asarray(g) for g in schema.groups for j in g}
     for j in rng.choice(cols, size=k, replace=False):
-        out[:, j] = schema.features[j].fill
+        if int(j) in group_of:  # a one-hot group takes its most frequent member
+            g = group_of[int(j)]
+            out[:, g] = 0.0
+            out[:, g[int(x[:, g].sum(axis=0).argmax())]] = 1.0
+        else:
+            out[:, j] = schema.features[j].fill
     return Shifted(out, _same_rows(x))
 
 

@@ -43,6 +43,9 @@ from roadworthy.uncertainty.detectors import (
     KNN,
     Detector,
     Energy,
+    InputKNN,
+    InputMahalanobis,
+    IsolationForest,
     Mahalanobis,
     MaxLogit,
     MaxSoftmax,
@@ -67,13 +70,14 @@ class ValidityGate:
     Attributes
     ----------
     detector
-        The fitted detector chosen for the model (``mahalanobis``, ``knn``, ``energy``, ``max_logit`` or ``msp``).
+        The fitted detector chosen for the model (``mahalanobis``, ``knn``, ``energy``, ``max_logit`` or
+        ``msp``; for tables also ``input_mahalanobis``, ``input_knn`` or ``isolation_forest``).
     threshold
         Scores at or below it are in-envelope.
     quantile
         The share of held-out ID inputs the threshold accepts (0.95).
     embed
-        Inputs to the detector's space (the model's logits or features).
+        Inputs to the detector's space (the model's logits or features, or the rows themselves).
     """
 
     detector: Detector
@@ -127,14 +131,19 @@ def conformal_threshold(scores: np.ndarray, quantile: float = QUANTILE) -> float
     return float(s[k - 1])
 
 
-def candidate_detectors(features: bool, logits: bool) -> list[Detector]:
+def candidate_detectors(features: bool, logits: bool, inputs: bool = False, seed: int = 0) -> list[Detector]:
     """Detectors the gate may use, in order of preference on ties.
 
-    Feature scores (Mahalanobis, k-NN) where the model offers ``features``, then energy, max logit and
-    MSP; energy is left out unless the model outputs ``logits`` (for a model that outputs probabilities
-    the logits are ``log p``, so the energy is constant).
+    For tables (``inputs``) first the detectors on standardised input columns (input Mahalanobis, input
+    k-NN, Isolation Forest seeded with ``seed``): a row whose columns no longer fit together can look
+    ordinary to the model's outputs, and a scikit-learn pipeline has no features. Then feature scores
+    (Mahalanobis, k-NN) where the model offers ``features``, then energy, max logit and MSP; energy is left
+    out unless the model outputs ``logits`` (for a model that outputs probabilities the logits are
+    ``log p``, so the energy is constant).
     """
-    out: list[Detector] = [Mahalanobis(), KNN()] if features else []
+    out: list[Detector] = [InputMahalanobis(), InputKNN(), IsolationForest(seed=seed)] if inputs else []
+    if features:
+        out += [Mahalanobis(), KNN()]
     if logits:
         out.append(Energy())
     return [*out, MaxLogit(), MaxSoftmax()]

@@ -38,5 +38,22 @@ def test_tabular_pgd_on_a_torch_mlp_measures_graded_budgets_and_stays_on_the_sch
     assert r.metrics["attack.tab_pgd.robust_accuracy"] == accs[2]
     assert r.details["schema_violations"] == {k: 0 for k in r.details["schema_violations"]}
     top = [f["feature"] for f in r.details["most_changed_features"]]
-    assert top and "age" not in top and "region" not in top
+    # the planted numeric column leads; levels move too now (the greedy categorical step), age never
+    assert top and top[0] == "distance_km" and "age" not in top
     assert r.details["threat_model"]["knowledge"].startswith("white-box")
+
+
+def test_tabular_attack_flips_are_judged_by_the_input_space_validity_gate():
+    """The rows an attack flips at the default budget are judged by the session's gate, which on the demo
+    table is an input-space detector; the split adds up to the flipped rows."""
+    from roadworthy.checks.base import Context
+    from roadworthy.demo.tabular import load_tabular_demo
+
+    demo = load_tabular_demo()
+    ctx = Context(model=demo.model, data=demo.test, train_data=demo.train, budget="quick", seed=0)
+    (r,) = run_checks([REG["attack.tab_score"]], ctx)
+    v = r.details["validity"]
+    assert v["gate"] in ("input_mahalanobis", "input_knn", "isolation_forest")
+    broken = next(e for e in r.details["per_eps"] if e["eps"] == 0.5)["broken"]
+    assert v["broken"] == broken > 0
+    assert v["in_envelope"] + v["out_of_envelope"] == broken

@@ -79,3 +79,35 @@ def test_a_shift_that_does_not_apply_says_why_without_metrics():
             "shift.tab_gaussian_noise.accuracy"
         ]
     )
+
+
+def test_tabular_shift_failures_are_split_by_the_input_space_validity_gate():
+    """Failures of a tabular shift are split by the session's gate, chosen among the input-space detectors
+    on the demo's correlated columns: outliers and far unit drifts leave the envelope, and the split adds
+    up to the failures; shift.summary pools it."""
+    from roadworthy.checks.base import Context
+    from roadworthy.demo.tabular import load_tabular_demo
+
+    demo = load_tabular_demo()
+    ctx = Context(model=demo.model, data=demo.test, train_data=demo.train, budget="quick", seed=0)
+    classes = [REG[c] for c in ("shift.tab_unit_drift", "shift.tab_gaussian_noise", "shift.summary")]
+    results = {r.id: r for r in run_checks(classes, ctx)}
+    for cid in ("shift.tab_unit_drift", "shift.tab_gaussian_noise"):
+        r = results[cid]
+        v = r.details["validity"]
+        assert v["gate"]["detector"] in ("input_mahalanobis", "input_knn", "isolation_forest")
+        failures = sum(
+            round((1 - row["accuracy"]) * r.details["n_samples"]) for row in r.details["per_severity"]
+        )
+        assert v["in_envelope_failures"] + v["out_of_envelope_failures"] == failures
+        name = cid.removeprefix("shift.")
+        assert r.metrics[f"shift.{name}.out_of_envelope_failures"] == v["out_of_envelope_failures"]
+        for row in r.details["per_severity"]:
+            assert row["in_envelope_failures"] + row["out_of_envelope_failures"] == round(
+                (1 - row["accuracy"]) * r.details["n_samples"]
+            )
+    # a x10 unit error puts a row far outside the data: most unit-drift failures are out of the envelope
+    drift = results["shift.tab_unit_drift"].details["validity"]
+    assert drift["out_of_envelope_failures"] > drift["in_envelope_failures"]
+    pooled = results["shift.summary"].details["validity"]
+    assert pooled["out_of_envelope_failures"] >= drift["out_of_envelope_failures"]

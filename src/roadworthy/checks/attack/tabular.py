@@ -6,7 +6,8 @@ budgets ``eps`` in standard deviations of each numeric feature (L-inf, standardi
 immutable column and never leaving the feature schema (integers stay whole, categories stay observed
 levels, values stay in the observed range, at most one categorical or binary column changed). The
 algorithms are :mod:`roadworthy.attacks.tabular`; the checks measure and list the features the attacks
-changed most often.
+changed most often, and ``details.validity`` says how many rows flipped at the default budget the
+session's validity gate still calls in-distribution.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from roadworthy import evidence
-from roadworthy.attacks.tabular import TabularAttack, boundary_attack, pgd_attack, score_attack
+from roadworthy.attacks.tabular import (
+    TabularAttack,
+    boundary_attack,
+    category_units,
+    changed_units,
+    pgd_attack,
+    score_attack,
+)
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.checks.tabular import schema_for
+from roadworthy.errors import RoadworthyError
 from roadworthy.schema import Schema
 from roadworthy.stats import proportion_metrics
 
@@ -75,6 +85,11 @@ class TabularAttackCheck(Check):
     ) -> dict[float, TabularAttack]:
         raise NotImplementedError
 
+    @classmethod
+    def plan_shared_work(cls, params: Any, n_data: int, n_train: int, budget: str) -> dict[str, float]:
+        """Fitting the validity gate that judges the flipped rows (once per run, whichever check is first)."""
+        return {"ood.validity_gate": gate_plan_passes(n_data, n_train, budget, image=False)}
+
     def run(self, ctx: Context) -> Outcome:
         p: TabularAttackParams = self.params
         schema = schema_for(ctx)
@@ -96,6 +111,7 @@ class TabularAttackCheck(Check):
         violations = {"immutable": 0, "integer": 0, "levels": 0, "range": 0, "missing": 0}
         changed: Counter[str] = Counter()
         queries = []
+        adv_default = np.zeros((0, x.shape[1]), np.float32)
         for eps in p.eps:
             standing = correct.copy()
             res = results.get(eps)
@@ -106,6 +122,7 @@ class TabularAttackCheck(Check):
                     violations[k] += v
                 queries.append(float(res.queries.mean()))
                 if eps == p.default_eps:
+                    adv_default = res.adversarial[broken]
                     diff = res.adversarial[broken] != x[rows][broken]
                     changed.update({schema.names[j]: int(diff[:, j].sum()) for j in range(len(schema))})
             metrics |= proportion_metrics(f"attack.{name}.{_eps_key(eps)}.robust_accuracy", standing)
@@ -157,6 +174,7 @@ class TabularAttackCheck(Check):
                 )
             ],
         }
+        details["validity"] = _validity(ctx, adv_default)
         if top:
             details[evidence.KEY].append(
                 evidence.bars(
@@ -170,16 +188,39 @@ class TabularAttackCheck(Check):
         summary = lead + (
             f"; most often changed: {', '.join(t['feature'] for t in top[:3])}." if top else "."
         )
+        v = details["validity"]
+        if v.get("broken"):
+            summary += (
+                f" {v['in_envelope']} of {v['broken']} flipped rows still look like real rows ({v['gate']})."
+            )
         return Outcome(metrics=metrics, details=details, warnings=warnings, summary=summary)
 
     def broken(self, res: TabularAttack, x: np.ndarray, eps: float, schema: Schema) -> np.ndarray:
-        """Rows the attack flipped within ``eps`` and with at most one categorical change."""
-        cats = schema.indices("binary", "categorical")
-        n_cat = (res.adversarial[:, cats] != x[:, cats]).sum(axis=1) if len(cats) else np.zeros(len(x))
+        """Rows the attack flipped within ``eps`` and with at most one categorical change (a one-hot group
+        counts as one column)."""
+        n_cat = changed_units(res.adversarial, x, category_units(schema)).sum(axis=1)
         return res.success & (res.distance <= eps + 1e-6) & (n_cat <= 1)
 
     def median_perturbation(self, results: dict[float, TabularAttack], schema: Schema) -> float | None:
         return None
+
+
+def _validity(ctx: Context, adversarial: np.ndarray) -> dict[str, Any]:
+    """How many of the rows an attack flipped at the default budget the session's validity gate (on a
+    table, usually an input-space detector) still calls in-distribution: flips a real row could show."""
+    try:
+        gate = validity_gate(ctx)
+    except (RoadworthyError, ValueError, np.linalg.LinAlgError) as exc:
+        return {"gate": None, "reason": f"the validity gate could not be fitted ({exc})"}
+    if gate is None:
+        return {"gate": None, "reason": "the validity gate could not be fitted on this model and data"}
+    inside = gate.in_envelope(adversarial) if len(adversarial) else np.zeros(0, bool)
+    return {
+        "gate": gate.detector.name,
+        "broken": len(adversarial),
+        "in_envelope": int(inside.sum()),
+        "out_of_envelope": int(len(adversarial) - inside.sum()),
+    }
 
 
 @register
@@ -253,9 +294,12 @@ class TabularBoundaryAttack(TabularAttackCheck):
 
 @dataclass(frozen=True)
 class TabularPGDParams(TabularAttackParams):
-    """:class:`TabularAttackParams` with ``steps`` the gradient steps per budget (20 by default)."""
+    """:class:`TabularAttackParams` with ``steps`` the gradient steps per budget (20 by default) and
+    ``category_candidates``, the level changes the greedy categorical step evaluates per row and step when
+    the table has more (ranked by the gradient; 8 by default)."""
 
     steps: int = 20
+    category_candidates: int = 8
 
 
 @register
@@ -265,8 +309,9 @@ class TabularPGDAttack(TabularAttackCheck):
     Threat model: white-box evasion at deployment (the attacker has the model's input gradient),
     untargeted; the attacker edits mutable numeric columns by at most ``eps`` standard deviations each
     (L-inf, standardised), every row the model is shown lies on the schema (integers whole, values in the
-    observed range, immutable columns untouched); categorical columns are not moved by gradients (the
-    score attack covers them). ``attack.tab_pgd.eps_<e>.robust_accuracy`` is the share of sampled rows
+    observed range, immutable columns untouched); categorical and binary columns move by a greedy discrete
+    step after every gradient step (the single level change that raises the loss most, one column at
+    most), so a model that relies on a category gets it changed. ``attack.tab_pgd.eps_<e>.robust_accuracy`` is the share of sampled rows
     still classified correctly after the attack at budget ``e``; ``robust_accuracy`` the same at
     ``default_eps``; ``success_rate`` the share of correctly classified rows flipped there; ``queries`` the
     mean forward and backward passes per row and budget.
@@ -300,6 +345,7 @@ class TabularPGDAttack(TabularAttackCheck):
                     ctx.rng(self.id, eps),
                     steps=p.steps,
                     device=str(getattr(model, "device", "cpu")),
+                    category_candidates=p.category_candidates,
                 )
                 task.advance()
         return out

@@ -4,7 +4,9 @@ Each ``shift.tab_<name>`` check applies its shift at severities 1-5 to a stratif
 evaluation rows (the same sample as the image shifts use) and measures accuracy per severity, the flip
 rate at severity 1 and the calibration error, with the same details as an image shift so that
 ``shift.summary`` aggregates both. Every changed row is projected onto the table's feature schema
-(immutable columns untouched); the check reports the schema it used.
+(immutable columns untouched); the check reports the schema it used. As for images, the session's
+validity gate (on a table chosen among the input-space detectors too) splits each shift's failures into
+in-envelope (the shifted row still looks like the data: a real defect) and out-of-envelope ones.
 
 ``shift.tab_feature_sensitivity`` drifts one feature at a time (numeric: its unit changes by x1.5 up to
 x10; categorical: its values are shuffled between rows) and ranks the features by the accuracy lost: the
@@ -21,7 +23,15 @@ import numpy as np
 
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.shift.suite import N_BINS, _bin_sums, _camel, _mean_accuracy_metrics, sample_indices
+from roadworthy.checks.reference import gate_plan_passes
+from roadworthy.checks.shift.suite import (
+    N_BINS,
+    _bin_sums,
+    _camel,
+    _gate,
+    _mean_accuracy_metrics,
+    sample_indices,
+)
 from roadworthy.checks.tabular import schema_for
 from roadworthy.errors import first_line
 from roadworthy.shifts.tabular import DRIFT_FACTORS, TAB_SHIFTS, TabularShift, scale_feature
@@ -74,6 +84,11 @@ class TabularShiftCheck(Check):
         "thorough": {"n_samples": 0},
     }
 
+    @classmethod
+    def plan_shared_work(cls, params: Any, n_data: int, n_train: int, budget: str) -> dict[str, float]:
+        """Fitting the validity gate that splits failures (once per run, whichever check comes first)."""
+        return {"ood.validity_gate": gate_plan_passes(n_data, n_train, budget, image=False)}
+
     def run(self, ctx: Context) -> Outcome:
         p: TabularShiftParams = self.params
         sh: TabularShift = TAB_SHIFTS[self.shift_name]
@@ -110,6 +125,8 @@ class TabularShiftCheck(Check):
         per_severity: list[dict[str, Any]] = []
         all_probs, all_y = [], []
         violations: dict[str, int] = {}
+        gate, gate_note = _gate(ctx)
+        in_failures = out_failures = 0
         with ctx.progress.task(f"shift {sh.name}", total=n * len(p.severities)) as task:
             for s in p.severities:
                 out = sh.apply(x, y, s, ctx.rng(self.id, s), schema)
@@ -132,6 +149,13 @@ class TabularShiftCheck(Check):
                         ),
                     }
                 )
+                if gate is not None:  # only failures are split
+                    fail = np.flatnonzero(~correct)
+                    inside = gate.in_envelope(out.x[fail]) if fail.size else np.zeros(0, bool)
+                    per_severity[-1]["in_envelope_failures"] = int(inside.sum())
+                    per_severity[-1]["out_of_envelope_failures"] = int(fail.size - inside.sum())
+                    in_failures += int(inside.sum())
+                    out_failures += int(fail.size - inside.sum())
                 all_probs.append(probs)
                 all_y.append(ys)
                 task.advance(n)
@@ -161,8 +185,17 @@ class TabularShiftCheck(Check):
             "schema_breaks": sorted(sh.breaks),
             "schema_violations": violations,
             "parameter_table": "own",
-            "validity": {"gate": None, "reason": "the validity gate is not used for tabular shifts"},
+            "validity": {"gate": None, "reason": gate_note}
+            if gate is None
+            else {
+                "gate": gate.describe(),
+                "in_envelope_failures": in_failures,
+                "out_of_envelope_failures": out_failures,
+            },
         }
+        if gate is not None:
+            metrics[f"shift.{sh.name}.in_envelope_failures"] = float(in_failures)
+            metrics[f"shift.{sh.name}.out_of_envelope_failures"] = float(out_failures)
         worst = int(np.argmin(accs))
         summary = (
             f"{sh.name.removeprefix('tab_').replace('_', ' ')}: accuracy {mean_acc:.1%} on average over severities "
