@@ -419,11 +419,11 @@ class Fuzzer:
             t = clock.add("forward", t)
             clock.seconds["forward"] -= probe.reduce_seconds - reduce_before
             clock.seconds["coverage"] += probe.reduce_seconds - reduce_before
-            new = np.zeros(rows.size, dtype=bool)
+            # only the guide needs to know which mutant was first to a cell; the others just mark
+            new = guide.update(guide.criterion.cells(obs, row_roots))
             for tracker in trackers.values():
-                fresh = tracker.update(tracker.criterion.cells(obs, row_roots))
-                if tracker is guide:
-                    new = fresh
+                if tracker is not guide:
+                    tracker.mark(tracker.criterion.cells(obs, row_roots))
             t = clock.add("coverage", t)
             pred = obs.predictions
             failing = pred != truth[row_roots]
