@@ -16,8 +16,11 @@ queries and reports:
 * the coverage share: coverage bookkeeping / forward pass (target: under 20%).
 
 Configurations: guided by KMNC with all five criteria measured (NC needs each layer's per-sample
-minimum and maximum: two more reductions over every monitored tensor), and KMNC alone. Writes
-``benchmarks/results/fuzz.json`` and ``benchmarks/results/fuzz.md``.
+minimum and maximum: two more reductions over every monitored tensor), and KMNC alone. Then the
+coverage split measured fairly (:func:`coverage_split`): the bare forward pass and the bookkeeping timed
+in the same process, interleaved, ``--repeats`` times, with ``--threads`` and with 1 torch thread (the
+ratio least sensitive to other load). Writes ``benchmarks/results/fuzz.json`` and
+``benchmarks/results/fuzz.md``.
 
 ``--compare``: coverage-guided fuzzing against random testing at equal model queries, through the
 public API exactly as a user runs it (``roadworthy.check(..., suites=["fuzz"])``: the ``fuzz.deephunter``
@@ -25,8 +28,11 @@ check, its validity gate fitted on the training data, random testing with the sa
 beside it) on the demo road-sign model (demo data) and on a digits CNN trained in the run
 (scikit-learn digits, 16x16 grey, 1,200 training / 597 evaluation images), over ``--seeds`` seeds.
 Per run: KMNC and NBC reached, valid failures and unique valid failures (deduplicated by seed and class
-pair), for both; and the check's wall time. Writes ``benchmarks/results/fuzz_compare.json`` and
-``.md``; the demo rows at the ``standard`` budget are also the "standard run within 3 minutes" timing.
+pair), for both; and the check's wall time. Beside it, per seed, an ablation through the library
+(:func:`ablation`): guided vs DeepHunter's random mode vs random testing with the guided run's
+selection, to show which part of the guidance does the work. Writes
+``benchmarks/results/fuzz_compare.json`` and ``.md``; the demo rows at the ``standard`` budget are also
+the "standard run within 3 minutes" timing.
 """
 
 from __future__ import annotations
