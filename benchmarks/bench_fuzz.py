@@ -4,6 +4,7 @@ Run by hand from the repository root::
 
     .venv/bin/python -m benchmarks.bench_fuzz [--queries 3000] [--threads 2]       # throughput
     .venv/bin/python -m benchmarks.bench_fuzz --compare [--budget standard] [--seeds 3]  # guided vs random
+    .venv/bin/python -m benchmarks.bench_fuzz --summaries-ab [--repeats 40]  # summaries before/after
 
 Two models: the demo road-sign CNN (``signnet``, five 3x3 conv stages of 32-128 channels, ~30 MMAC per
 image) and a small 32-px CNN (two conv layers of 16 and 32 channels and a hidden linear layer). Seeds
@@ -187,6 +188,77 @@ def coverage_split(model, seeds, train, criteria, threads: int, repeats: int, ba
     }
 
 
+def _summaries_before(out):
+    """The layer summaries as they were before issue 14's rework (for :func:`summaries_ab` only): NumPy
+    reductions along the logical axes of the tensor's view, which for a channels-last map read strided
+    memory (the mean) or copy it first (the extrema)."""
+    import numpy as np
+
+    n = out.shape[0]
+    a = out.float().numpy()
+    flat = a.reshape(n, -1)
+    if a.ndim > 2:
+        values = a.reshape(n, a.shape[1], -1).mean(axis=2, dtype=np.float32)
+    else:
+        values = flat.astype(np.float32, copy=True)
+    return values, flat.min(axis=1), flat.max(axis=1)
+
+
+def summaries_ab(models: dict, seeds, repeats: int) -> list[dict]:
+    """Layer summaries before and after the rework, in one process on the same batches, 1 torch thread:
+    per repeat the bare forward pass and a hooked pass with each implementation (order alternating)."""
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    from roadworthy.coverage import make_probe
+    from roadworthy.coverage.mutations import mutate
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(8):
+        x = seeds[rng.integers(0, len(seeds), 160)]
+        m = mutate(x, x, np.zeros(160, bool), np.zeros(160, np.int64), np.zeros(160), rng)
+        pool.append(np.ascontiguousarray(m.x))
+    rows = []
+    for name, model in models.items():
+        probe = make_probe(model, seeds[:1])
+        after = probe._reduce
+        times: dict[str, list[float]] = {"before": [], "after": [], "forward": []}
+        try:
+            for r in range(repeats):
+                x = pool[r % len(pool)]
+                probe.active = False
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    probe._forward(torch.from_numpy(x))
+                times["forward"].append(time.perf_counter() - t)
+                probe.active = True
+                pair = (("before", _summaries_before), ("after", after))
+                for key, fn in pair if r % 2 else pair[::-1]:
+                    probe._reduce = fn
+                    r0 = probe.reduce_seconds
+                    probe(x)
+                    times[key].append(probe.reduce_seconds - r0)
+        finally:
+            probe.close()
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        rows.append(
+            {
+                "model": name,
+                "forward_ms": round(med["forward"], 2),
+                "summaries_before_ms": round(med["before"], 2),
+                "summaries_after_ms": round(med["after"], 2),
+                "before_over_after": round(med["before"] / med["after"], 2),
+                "load_average": [round(v, 1) for v in os.getloadavg()],
+            }
+        )
+    return rows
+
+
 COMPARE_KEYS = (
     ("kmnc", "{p}.kmnc.coverage"),
     ("nbc", "{p}.nbc.coverage"),
@@ -360,12 +432,45 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=40, help="repeats of the coverage split")
+    parser.add_argument(
+        "--summaries-ab", action="store_true", help="layer summaries before vs after the rework"
+    )
     parser.add_argument("--compare", action="store_true", help="coverage-guided vs random testing")
     parser.add_argument("--budget", default="standard", help="--compare: the check's budget")
     parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds 0..N-1")
     args = parser.parse_args()
     if args.compare:
         compare(args)
+        return
+    if args.summaries_ab:
+        from roadworthy.demo.model import load_demo_model
+        from roadworthy.demo.signs import make_signs
+        from roadworthy.models.torch import TorchModel
+
+        seeds, _ = make_signs(100, seed=1)
+        models = {"signnet": load_demo_model(), "small_cnn": TorchModel(small_cnn(), input_shape=(3, 32, 32))}
+        ab = summaries_ab(models, seeds, args.repeats)
+        for row in ab:
+            print(json.dumps(row))
+        RESULTS.mkdir(exist_ok=True)
+        head = list(ab[0])
+        (RESULTS / "fuzz_summaries_ab.md").write_text(
+            "\n".join(
+                [
+                    "# Layer summaries before and after the rework (same process, same batches)",
+                    "",
+                    f"1 torch thread, {args.repeats} repeats of a batch of 160 mutants, medians; `before` is the "
+                    "NumPy reduction along the view's logical axes (strided reads / a copy for channels-last "
+                    "maps), `after` the memory-order, chunked reduction now in `TorchProbe`. The machine was "
+                    "shared (load average in the table).",
+                    "",
+                    "| " + " | ".join(head) + " |",
+                    "|" + "---|" * len(head),
+                    *("| " + " | ".join(str(r[k]) for k in head) + " |" for r in ab),
+                    "",
+                ]
+            )
+        )
         return
 
     import torch
