@@ -108,6 +108,22 @@ def test_update_counts_inputs_in_batch_order() -> None:
     assert np.unpackbits(cov.packed())[: c.n_cells].sum() == 3
 
 
+def test_top_k_matches_a_stable_full_sort_with_ties_and_nan() -> None:
+    from roadworthy.coverage.criteria import top_k
+
+    rng = np.random.default_rng(0)
+    for width in (5, 16, 48, 64, 130):
+        v = rng.normal(size=(200, width)).astype(np.float32)
+        cases = [v, np.maximum(v, 0), np.round(v, 1), np.zeros_like(v)]
+        with_nan = v.copy()
+        with_nan[::7, :: max(1, width // 3)] = np.nan
+        cases.append(with_nan)
+        for c in cases:
+            for k in (1, 10, width):
+                want = np.argsort(-c, axis=1, kind="stable")[:, :k]
+                np.testing.assert_array_equal(top_k(c, min(k, width)), want)
+
+
 def test_mark_sets_the_same_bits_as_update() -> None:
     c = make_criterion("nbc", k=3).fit(LAYOUT, PROFILE)
     values = obs([[-1.0, 0.2, 1.0], [5.0, 2.01, 1.2], [5.0, 0.5, 0.9]])
