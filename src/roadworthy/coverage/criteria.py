@@ -355,7 +355,7 @@ def top_k(v: np.ndarray, k: int) -> np.ndarray:
     A row whose ``k``-th value is tied with a value outside the ``k`` taken (or holds NaN) is sorted in
     full, so the result never depends on how the partition broke a tie.
     """
-    n, width = v.shape
+    width = v.shape[1]
     if k >= width or width < 48:
         return np.argsort(-v, axis=1, kind="stable")[:, :k]
     neg = -v
