@@ -4,6 +4,7 @@ Run by hand from the repository root::
 
     .venv/bin/python -m benchmarks.bench_fuzz [--queries 3000] [--threads 2]       # throughput
     .venv/bin/python -m benchmarks.bench_fuzz --compare [--budget standard] [--seeds 3]  # guided vs random
+    .venv/bin/python -m benchmarks.bench_fuzz --summaries-ab [--repeats 40]  # summaries before/after
 
 Two models: the demo road-sign CNN (``signnet``, five 3x3 conv stages of 32-128 channels, ~30 MMAC per
 image) and a small 32-px CNN (two conv layers of 16 and 32 channels and a hidden linear layer). Seeds
@@ -16,8 +17,11 @@ queries and reports:
 * the coverage share: coverage bookkeeping / forward pass (target: under 20%).
 
 Configurations: guided by KMNC with all five criteria measured (NC needs each layer's per-sample
-minimum and maximum: two more reductions over every monitored tensor), and KMNC alone. Writes
-``benchmarks/results/fuzz.json`` and ``benchmarks/results/fuzz.md``.
+minimum and maximum: two more reductions over every monitored tensor), and KMNC alone. Then the
+coverage split measured fairly (:func:`coverage_split`): the bare forward pass and the bookkeeping timed
+in the same process, interleaved, ``--repeats`` times, with ``--threads`` and with 1 torch thread (the
+ratio least sensitive to other load). Writes ``benchmarks/results/fuzz.json`` and
+``benchmarks/results/fuzz.md``.
 
 ``--compare``: coverage-guided fuzzing against random testing at equal model queries, through the
 public API exactly as a user runs it (``roadworthy.check(..., suites=["fuzz"])``: the ``fuzz.deephunter``
@@ -25,8 +29,11 @@ check, its validity gate fitted on the training data, random testing with the sa
 beside it) on the demo road-sign model (demo data) and on a digits CNN trained in the run
 (scikit-learn digits, 16x16 grey, 1,200 training / 597 evaluation images), over ``--seeds`` seeds.
 Per run: KMNC and NBC reached, valid failures and unique valid failures (deduplicated by seed and class
-pair), for both; and the check's wall time. Writes ``benchmarks/results/fuzz_compare.json`` and
-``.md``; the demo rows at the ``standard`` budget are also the "standard run within 3 minutes" timing.
+pair), for both; and the check's wall time. Beside it, per seed, an ablation through the library
+(:func:`ablation`): guided vs DeepHunter's random mode vs random testing with the guided run's
+selection, to show which part of the guidance does the work. Writes
+``benchmarks/results/fuzz_compare.json`` and ``.md``; the demo rows at the ``standard`` budget are also
+the "standard run within 3 minutes" timing.
 """
 
 from __future__ import annotations
@@ -107,6 +114,151 @@ def digits_cnn():
     return model, (x[tr], y[tr]), (x[te], y[te])
 
 
+def coverage_split(model, seeds, train, criteria, threads: int, repeats: int, batch: int = 160) -> dict:
+    """Coverage bookkeeping against the bare forward pass, timed in one process, interleaved.
+
+    Each repeat times, on the same batch of ``batch`` mutants (a fresh batch every repeat, drawn by
+    DeepHunter's mutation from the seeds): the model's forward pass with the probe's hooks switched off
+    (``probe.active = False``), and the bookkeeping of a hooked pass -- the layer summaries computed in
+    the hooks (``probe.reduce_seconds``) plus every criterion's cells and bitmap update, the guide
+    (first criterion) asking which mutant was first to a cell, as the loop does. The order of the two
+    alternates between repeats. Medians of both, their ratio, and the median of the per-repeat ratios
+    (robust when the machine's load changes during the run).
+    """
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    from roadworthy.coverage import make_probe, profile
+    from roadworthy.coverage.criteria import Coverage, make_criterion
+    from roadworthy.coverage.mutations import mutate
+
+    torch.set_num_threads(threads)
+    probe = make_probe(model, seeds[:1], extrema="nc" in criteria)
+    prof = profile(probe, train)
+    trackers = [Coverage(make_criterion(c).fit(probe.layout, prof)) for c in criteria]
+    rng = np.random.default_rng(0)
+    n_batches = 16
+    pool = []
+    for _ in range(n_batches):
+        pick = rng.integers(0, len(seeds), batch)
+        x = seeds[pick]
+        m = mutate(x, x, np.zeros(batch, bool), np.zeros(batch, np.int64), np.zeros(batch), rng)
+        pool.append(np.ascontiguousarray(m.x))
+    fwd, book, reduce, cells, ratios = [], [], [], [], []
+    try:
+        for r in range(repeats):
+            x = pool[r % n_batches]
+            for step in (0, 1) if r % 2 == 0 else (1, 0):
+                if step == 0:
+                    probe.active = False
+                    t = time.perf_counter()
+                    with torch.inference_mode():
+                        probe._forward(torch.from_numpy(x))
+                    fwd.append(time.perf_counter() - t)
+                    probe.active = True
+                else:
+                    r0 = probe.reduce_seconds
+                    obs = probe(x)
+                    red = probe.reduce_seconds - r0
+                    t = time.perf_counter()
+                    trackers[0].update(trackers[0].criterion.cells(obs))
+                    for tr in trackers[1:]:
+                        tr.mark(tr.criterion.cells(obs))
+                    cel = time.perf_counter() - t
+                    reduce.append(red)
+                    cells.append(cel)
+                    book.append(red + cel)
+            ratios.append(book[-1] / fwd[-1])
+    finally:
+        probe.close()
+    med = statistics.median
+    return {
+        "threads": threads,
+        "batch": batch,
+        "repeats": repeats,
+        "forward_ms": round(med(fwd) * 1e3, 2),
+        "summaries_ms": round(med(reduce) * 1e3, 2),
+        "cells_ms": round(med(cells) * 1e3, 2),
+        "bookkeeping_ms": round(med(book) * 1e3, 2),
+        "ratio_of_medians": round(med(book) / med(fwd), 3),
+        "median_ratio": round(med(ratios), 3),
+    }
+
+
+def _summaries_before(out):
+    """The layer summaries as they were before issue 14's rework (for :func:`summaries_ab` only): NumPy
+    reductions along the logical axes of the tensor's view, which for a channels-last map read strided
+    memory (the mean) or copy it first (the extrema)."""
+    import numpy as np
+
+    n = out.shape[0]
+    a = out.float().numpy()
+    flat = a.reshape(n, -1)
+    if a.ndim > 2:
+        values = a.reshape(n, a.shape[1], -1).mean(axis=2, dtype=np.float32)
+    else:
+        values = flat.astype(np.float32, copy=True)
+    return values, flat.min(axis=1), flat.max(axis=1)
+
+
+def summaries_ab(models: dict, seeds, repeats: int) -> list[dict]:
+    """Layer summaries before and after the rework, in one process on the same batches, 1 torch thread:
+    per repeat the bare forward pass and a hooked pass with each implementation (order alternating)."""
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    from roadworthy.coverage import make_probe
+    from roadworthy.coverage.mutations import mutate
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(8):
+        x = seeds[rng.integers(0, len(seeds), 160)]
+        m = mutate(x, x, np.zeros(160, bool), np.zeros(160, np.int64), np.zeros(160), rng)
+        pool.append(np.ascontiguousarray(m.x))
+    rows = []
+    for name, model in models.items():
+        probe = make_probe(model, seeds[:1])
+        after = probe._reduce
+        times: dict[str, list[float]] = {"before": [], "after": [], "forward": []}
+        try:
+            for r in range(repeats):
+                x = pool[r % len(pool)]
+                probe.active = False
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    probe._forward(torch.from_numpy(x))
+                times["forward"].append(time.perf_counter() - t)
+                probe.active = True
+                pair = (("before", _summaries_before), ("after", after))
+                for key, fn in pair if r % 2 else pair[::-1]:
+                    probe._reduce = fn
+                    r0 = probe.reduce_seconds
+                    probe(x)
+                    times[key].append(probe.reduce_seconds - r0)
+        finally:
+            probe.close()
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        rows.append(
+            {
+                "model": name,
+                "forward_ms": round(med["forward"], 2),
+                "summaries_before_ms": round(med["before"], 2),
+                "summaries_after_ms": round(med["after"], 2),
+                "before_over_after": round(med["before"] / med["after"], 2),
+                "load_average": [round(v, 1) for v in os.getloadavg()],
+            }
+        )
+    return rows
+
+
 COMPARE_KEYS = (
     ("kmnc", "{p}.kmnc.coverage"),
     ("nbc", "{p}.nbc.coverage"),
@@ -115,6 +267,51 @@ COMPARE_KEYS = (
     ("invalid_failures", "{p}.invalid_failures"),
     ("mutants", "{p}.mutants"),
 )
+
+
+ABLATION_ARMS = (
+    ("guided", {"strategy": "prob"}, "coverage"),
+    ("random, uniform selection", {"strategy": "uniform"}, "random"),
+    ("random, prob selection", {"strategy": "prob"}, "random"),
+)
+
+
+def ablation(model, data, train, seed: int, n_seeds: int = 200, n_profile: int = 2000, queries: int = 5000):
+    """Which part of the guidance does the work: the library's loop with the check's standard settings,
+    three arms on the same seeds, bounds and budget -- coverage-guided (``prob`` selection, only mutants
+    with new KMNC cells kept), DeepHunter's random mode (uniform selection, every mutant kept) and
+    random testing with the guided run's ``prob`` selection (every mutant kept: the coverage feedback
+    alone). No validity gate here, so every failure counts."""
+    import numpy as np
+
+    from roadworthy.coverage import fuzz, make_probe, profile, random_testing
+    from roadworthy.data.base import stratified_sample
+
+    x_all, y_all = (data.x, data.y) if hasattr(data, "x") else data
+    tx, ty = (train.x, train.y) if hasattr(train, "x") else train
+    rng = np.random.default_rng(seed)
+    idx = stratified_sample(np.asarray(y_all), n_seeds, rng)
+    x, y = np.asarray(x_all[idx], np.float32), np.asarray(y_all[idx]).astype(np.int64)
+    rows = stratified_sample(np.asarray(ty), n_profile, rng)
+    probe = make_probe(model, x[:1])
+    try:
+        bounds = profile(probe, np.asarray(tx[rows], np.float32))
+        out = {}
+        for name, params, mode in ABLATION_ARMS:
+            fn = fuzz if mode == "coverage" else random_testing
+            r = fn(model, x, y, probe=probe, train=bounds, max_queries=queries, seed=seed, **params)
+            out[name] = {
+                "kmnc": r.coverage_after["kmnc"].metric,
+                "nbc": r.coverage_after["nbc"].metric,
+                "failures": len(r.failures),
+                "unique_failures": len({(f.seed_index, f.true_class, f.predicted_class) for f in r.failures}),
+                "seeds_attacked": r.seeds_attacked,
+                "queue": r.queue_size,
+                "new_share": sum(v["new"] for v in r.operators.values()) / max(1, r.n_mutants),
+            }
+        return out
+    finally:
+        probe.close()
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -137,7 +334,7 @@ def compare(args: argparse.Namespace) -> None:
         "signnet (demo)": (load_demo_model(), demo.test, demo.train),
         "digits CNN": (digits, digits_test, digits_train),
     }
-    rows = []
+    rows, ablations = [], []
     for name, (model, data, train) in setups.items():
         for seed in range(args.seeds):
             t0 = time.perf_counter()
@@ -155,6 +352,9 @@ def compare(args: argparse.Namespace) -> None:
             row["load_average"] = [round(v, 1) for v in os.getloadavg()]
             rows.append(row)
             print(json.dumps(row))
+            arms = ablation(model, data, train, seed)
+            ablations.append({"model": name, "seed": seed, "arms": arms})
+            print(json.dumps(ablations[-1]))
 
     def spread(values: list, digits: int = 1) -> str:
         v = [float(x) for x in values if x is not None]
@@ -175,7 +375,9 @@ def compare(args: argparse.Namespace) -> None:
         "python": platform.python_version(),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz_compare.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (RESULTS / "fuzz_compare.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "ablation": ablations}, indent=2) + "\n"
+    )
     lines = [
         "# Coverage-guided fuzzing vs random testing (equal model queries)",
         "",
@@ -201,6 +403,26 @@ def compare(args: argparse.Namespace) -> None:
         lines.append(
             f"| {name} | check wall time, s (both runs) | {spread([r['check_s'] for r in mine])} | |"
         )
+    lines += [
+        "",
+        "## Which part of the guidance does the work (library loop, no validity gate)",
+        "",
+        "The check's standard settings (200 seeds, 2,000 profiled training images, 5,000 queries, 8 entries x "
+        "20 mutants per pass, KMNC k=1000 guiding) in three arms on the same seeds, bounds and budget: "
+        "coverage-guided (`prob` selection, only mutants with new KMNC cells queued); DeepHunter's random "
+        "mode (uniform selection, every non-failing mutant queued: the check's baseline); random testing with "
+        "the guided run's `prob` selection (every mutant queued: the coverage feedback alone). Every failure "
+        "counts (no gate). `new_share`: mutants that touched a new KMNC cell / mutants.",
+        "",
+        "| model | measure | " + " | ".join(a for a, _, _ in ABLATION_ARMS) + " |",
+        "|---|---|" + "---|" * len(ABLATION_ARMS),
+    ]
+    for name in setups:
+        mine = [r["arms"] for r in ablations if r["model"] == name]
+        for key in ("kmnc", "nbc", "failures", "unique_failures", "seeds_attacked", "queue", "new_share"):
+            d = 4 if key in ("kmnc", "nbc") else 3 if key == "new_share" else 1
+            cells = [spread([m[arm][key] for m in mine], d) for arm, _, _ in ABLATION_ARMS]
+            lines.append(f"| {name} | {key} | " + " | ".join(cells) + " |")
     lines.append("")
     (RESULTS / "fuzz_compare.md").write_text("\n".join(lines))
 
@@ -209,6 +431,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=40, help="repeats of the coverage split")
+    parser.add_argument(
+        "--summaries-ab", action="store_true", help="layer summaries before vs after the rework"
+    )
     parser.add_argument("--compare", action="store_true", help="coverage-guided vs random testing")
     parser.add_argument("--budget", default="standard", help="--compare: the check's budget")
     parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds 0..N-1")
@@ -216,10 +442,41 @@ def main() -> None:
     if args.compare:
         compare(args)
         return
+    if args.summaries_ab:
+        from roadworthy.demo.model import load_demo_model
+        from roadworthy.demo.signs import make_signs
+        from roadworthy.models.torch import TorchModel
+
+        seeds, _ = make_signs(100, seed=1)
+        models = {"signnet": load_demo_model(), "small_cnn": TorchModel(small_cnn(), input_shape=(3, 32, 32))}
+        ab = summaries_ab(models, seeds, args.repeats)
+        for row in ab:
+            print(json.dumps(row))
+        RESULTS.mkdir(exist_ok=True)
+        head = list(ab[0])
+        (RESULTS / "fuzz_summaries_ab.md").write_text(
+            "\n".join(
+                [
+                    "# Layer summaries before and after the rework (same process, same batches)",
+                    "",
+                    f"1 torch thread, {args.repeats} repeats of a batch of 160 mutants, medians; `before` is the "
+                    "NumPy reduction along the view's logical axes (strided reads / a copy for channels-last "
+                    "maps), `after` the memory-order, chunked reduction now in `TorchProbe`. The machine was "
+                    "shared (load average in the table).",
+                    "",
+                    "| " + " | ".join(head) + " |",
+                    "|" + "---|" * len(head),
+                    *("| " + " | ".join(str(r[k]) for k in head) + " |" for r in ab),
+                    "",
+                ]
+            )
+        )
+        return
 
     import torch
 
     from roadworthy.coverage import fuzz, make_probe, profile
+    from roadworthy.coverage.criteria import NEURON_CRITERIA
     from roadworthy.demo.model import load_demo_model
     from roadworthy.demo.signs import make_signs
     from roadworthy.models.torch import TorchModel
@@ -258,6 +515,16 @@ def main() -> None:
             }
             rows.append(row)
             print(json.dumps(row))
+    splits = []
+    for name, model in models.items():
+        for criteria in (list(NEURON_CRITERIA), ["kmnc"]):
+            for threads in sorted({args.threads, 1}, reverse=True):
+                row = {"model": name, "criteria": "all five" if len(criteria) > 1 else "kmnc"}
+                row |= coverage_split(model, seeds, train, criteria, threads, args.repeats)
+                row["load_average"] = [round(v, 1) for v in os.getloadavg()]
+                splits.append(row)
+                print(json.dumps(row))
+    torch.set_num_threads(args.threads)
     meta = {
         "threads": args.threads,
         "queries": args.queries,
@@ -267,7 +534,9 @@ def main() -> None:
         "python": platform.python_version(),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (RESULTS / "fuzz.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "coverage_split": splits}, indent=2) + "\n"
+    )
     head = list(rows[0])
     lines = [
         "# Fuzzing throughput (DeepHunter loop, 32-px CNNs)",
@@ -283,6 +552,19 @@ def main() -> None:
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
         *("| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows),
+        "",
+        "## Coverage bookkeeping vs the forward pass (interleaved, same process)",
+        "",
+        f"{args.repeats} repeats per row, a fresh batch of 160 mutants each; per repeat the bare forward "
+        "pass (hooks off) and the bookkeeping of a hooked pass (layer summaries in the hooks + cells and "
+        "bitmaps of every criterion, the guide asking which mutant was first to a cell) are timed one after "
+        "the other, order alternating. Medians; `median_ratio` is the median of the per-repeat ratios "
+        "(robust to load changing during the run). With 1 torch thread both sides run on one core, the "
+        "ratio least sensitive to other load on the machine. Target: under 0.20.",
+        "",
+        "| " + " | ".join(k for k in splits[0] if k != "batch") + " |",
+        "|" + "---|" * (len(splits[0]) - 1),
+        *("| " + " | ".join(str(r[k]) for k in r if k != "batch") + " |" for r in splits),
         "",
     ]
     (RESULTS / "fuzz.md").write_text("\n".join(lines))

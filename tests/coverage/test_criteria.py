@@ -108,6 +108,31 @@ def test_update_counts_inputs_in_batch_order() -> None:
     assert np.unpackbits(cov.packed())[: c.n_cells].sum() == 3
 
 
+def test_top_k_matches_a_stable_full_sort_with_ties_and_nan() -> None:
+    from roadworthy.coverage.criteria import top_k
+
+    rng = np.random.default_rng(0)
+    for width in (5, 16, 48, 64, 130):
+        v = rng.normal(size=(200, width)).astype(np.float32)
+        cases = [v, np.maximum(v, 0), np.round(v, 1), np.zeros_like(v)]
+        with_nan = v.copy()
+        with_nan[::7, :: max(1, width // 3)] = np.nan
+        cases.append(with_nan)
+        for c in cases:
+            for k in (1, 10, width):
+                want = np.argsort(-c, axis=1, kind="stable")[:, :k]
+                np.testing.assert_array_equal(top_k(c, min(k, width)), want)
+
+
+def test_mark_sets_the_same_bits_as_update() -> None:
+    c = make_criterion("nbc", k=3).fit(LAYOUT, PROFILE)
+    values = obs([[-1.0, 0.2, 1.0], [5.0, 2.01, 1.2], [5.0, 0.5, 0.9]])
+    a, b = Coverage(c), Coverage(c)
+    a.update(c.cells(values))
+    b.mark(c.cells(values))
+    assert a.bits.any() and np.array_equal(a.bits, b.bits)
+
+
 def test_prediction_criterion_cells_per_root_seed() -> None:
     c = PredictionCoverage(n_buckets=10).fit(Layout((), ()), n_classes=3, n_roots=2)
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.85, 0.05], [0.7, 0.2, 0.1]], np.float32)
@@ -208,6 +233,47 @@ def test_torch_probe_summarises_each_layer_when_the_hook_runs() -> None:
         np.testing.assert_allclose(o.values, relu.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(o.layer_min[:, 0], relu.flatten(1).min(1).values.numpy(), atol=1e-6)
         np.testing.assert_allclose(o.layer_max[:, 0], relu.flatten(1).max(1).values.numpy(), atol=1e-6)
+
+
+def test_layer_summaries_in_chunks_for_every_layout(monkeypatch) -> None:
+    """The summaries walk the batch in cache-sized chunks over the tensor's memory order: every layout
+    (contiguous, channels-last, 3-D, 2-D, a strided view) and a batch spanning several chunks (last one
+    partial) give the exact means and extrema."""
+    import torch
+
+    from roadworthy.coverage import _layers
+
+    monkeypatch.setattr(_layers, "_CHUNK_BYTES", 3 * 4 * 5 * 7 * 4)  # three samples of the 4-D map
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(11, 4, 5, 7, generator=g)
+    cases = {
+        "contiguous": base,
+        "channels_last": base.contiguous(memory_format=torch.channels_last),
+        "strided": torch.randn(11, 4, 5, 14, generator=g)[..., ::2],
+        "3-d": torch.randn(11, 6, 9, generator=g),
+        "2-d": torch.randn(11, 6, generator=g),
+    }
+    for name, t in cases.items():
+        values, lo, hi = _layers._summarise(_layers._memory_view(t), True)
+        want = t.flatten(2).mean(2) if t.dim() > 2 else t
+        np.testing.assert_allclose(values, want.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(lo, t.flatten(1).min(1).values.numpy(), err_msg=name)
+        np.testing.assert_array_equal(hi, t.flatten(1).max(1).values.numpy(), err_msg=name)
+        only, none_lo, none_hi = _layers._summarise(_layers._memory_view(t), False)
+        np.testing.assert_array_equal(only, values)
+        assert none_lo is None and none_hi is None
+
+
+def test_probe_switched_off_summarises_nothing() -> None:
+    net = _tiny()
+    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    probe = make_probe(net, x[:1])
+    probe.active = False
+    with pytest.raises(InvalidInputError, match="produced no tensor"):
+        probe(x)
+    assert probe.reduce_seconds == 0.0
+    probe.active = True
+    assert probe(x).values.shape == (3, 8)
 
 
 def test_torch_probe_layers_by_name_and_repeated_calls() -> None:

@@ -66,6 +66,8 @@ _TRANSPARENT = (
     "Dropout2d",
     "Dropout3d",
 )
+# Layer summaries reduce the batch in chunks of about this many bytes (fits a core's L2 cache).
+_CHUNK_BYTES = 1 << 20
 _WEIGHTED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")
 
 
@@ -305,6 +307,8 @@ class TorchProbe(Probe):
                 "pass layers=[...] naming modules, or fuzz the model as a black box"
             )
         self.extrema = extrema
+        #: set to False to run the module without summarising layers (e.g. to time the bare forward pass)
+        self.active = True
         self._keys = set(keys)
         self._buffer: dict[str, tuple[Any, Any, Any]] = {}
         self._counts: dict[str, int] = {}
@@ -321,6 +325,8 @@ class TorchProbe(Probe):
 
     def _hook(self, base: str) -> Any:
         def hook(_mod: Any, _inputs: Any, output: Any) -> None:
+            if not self.active:
+                return
             t0 = time.perf_counter()
             self._counts[base] = self._counts.get(base, 0) + 1
             k = self._counts[base]
@@ -337,24 +343,14 @@ class TorchProbe(Probe):
         """One layer's summary: neuron values ``(N, units)`` and, with ``extrema``, its per-sample
         minimum and maximum ``(N,)``.
 
-        On the CPU the reductions run in NumPy over a zero-copy view of the tensor: NumPy's
-        contiguous-axis reductions are several times faster than torch's per-row ones on CPU (one
-        memory pass each), which is most of the coverage bookkeeping for small CNNs. Computed right in
-        the hook, so a later in-place operation on the tensor cannot change them. Other devices
-        reduce in torch and copy only the summary.
+        On the CPU the reductions run in NumPy over a zero-copy view of the tensor *in its memory
+        order* (see :func:`_summarise`); other devices reduce in torch and copy only the summary.
+        Computed right in the hook, so a later in-place operation on the tensor cannot change them.
         """
         torch = self._torch
         n = out.shape[0]
         if out.device.type == "cpu":
-            a = out.float().numpy()
-            flat = a.reshape(n, -1)
-            if a.ndim > 2:
-                values = a.reshape(n, a.shape[1], -1).mean(axis=2, dtype=np.float32)
-            else:
-                values = flat.astype(np.float32, copy=True)
-            if not self.extrema:
-                return values, None, None
-            return values, flat.min(axis=1), flat.max(axis=1)
+            return _summarise(_memory_view(out.float()), self.extrema)
         flat_t = out.reshape(n, -1)
         values_t = out.flatten(2).mean(2) if out.dim() > 2 else flat_t
         values = values_t.float().cpu().numpy()
@@ -398,6 +394,61 @@ class TorchProbe(Probe):
         self._buffer = {}
         self.reduce_seconds += time.perf_counter() - t0
         return Observation(to_probs(scores, self._kind), values, lo, hi)
+
+
+def _memory_view(out: Any) -> tuple[np.ndarray, bool]:
+    """A CPU tensor as a NumPy array in its memory order, without copying where possible.
+
+    Returns ``(array, channels_last)``: ``(N, C, *spatial)`` for a contiguous tensor (and for any other
+    layout, after one copy), or ``(N, *spatial, C)`` with ``channels_last=True`` for a channels-last
+    4-D tensor (the layout roadworthy's ``TorchModel`` runs convolutional networks in).
+    """
+    import torch
+
+    if out.dim() == 4 and not out.is_contiguous() and out.is_contiguous(memory_format=torch.channels_last):
+        return out.permute(0, 2, 3, 1).numpy(), True
+    return out.contiguous().numpy(), False
+
+
+def _summarise(view: tuple[np.ndarray, bool], extrema: bool) -> tuple[np.ndarray, Any, Any]:
+    """Neuron values ``(N, units)`` and the per-sample layer minimum and maximum of one layer.
+
+    The spatial mean of every channel is a batched matrix-vector product with a weight vector of
+    ``1 / positions`` (BLAS, one pass over the memory whatever the layout), and the extrema reduce each
+    sample's memory as one flat row. Reducing along a strided axis instead (NumPy's ``mean(axis=...)``
+    on a channels-last tensor, or ``min`` over a non-contiguous view, which copies first) costs 5-12x
+    more on a 32x32x32 map. The three reductions walk the batch in chunks of about
+    :data:`_CHUNK_BYTES`, so the second and third read a chunk from the cache rather than from memory
+    (1.6x on a batch of 160 such maps).
+    """
+    a, last = view
+    n = a.shape[0]
+    flat = a.reshape(n, -1)
+    if a.ndim <= 2:
+        values = flat.copy()
+        if not extrema:
+            return values, None, None
+        return values, flat.min(axis=1), flat.max(axis=1)
+    if last:
+        mat = a.reshape(n, -1, a.shape[-1])  # (N, positions, C): weights @ mat
+        weights = np.full(mat.shape[1], 1.0 / mat.shape[1], np.float32)
+    else:
+        mat = a.reshape(n, a.shape[1], -1)  # (N, C, positions): mat @ weights
+        weights = np.full(mat.shape[2], 1.0 / mat.shape[2], np.float32)
+    values = np.empty((n, a.shape[-1] if last else a.shape[1]), np.float32)
+    lo = np.empty(n, np.float32) if extrema else None
+    hi = np.empty(n, np.float32) if extrema else None
+    step = max(1, _CHUNK_BYTES // max(1, flat.shape[1] * flat.itemsize))
+    for i in range(0, n, step):
+        part = slice(i, i + step)
+        if last:
+            np.matmul(weights, mat[part], out=values[part])
+        else:
+            np.matmul(mat[part], weights, out=values[part])
+        if extrema:
+            np.min(flat[part], axis=1, out=lo[part])
+            np.max(flat[part], axis=1, out=hi[part])
+    return values, lo, hi
 
 
 # -- ONNX -----------------------------------------------------------------------------------------------
@@ -478,11 +529,11 @@ class OnnxProbe(Probe):
         scores = scores[:, None] if scores.ndim == 1 else scores
         parts, los, his = [], [], []
         for out in outs[1:]:
-            a = np.asarray(out, dtype=np.float32).reshape(n, *np.shape(out)[1:])
-            flat = a.reshape(n, -1)
-            parts.append(a.reshape(n, a.shape[1], -1).mean(axis=2) if a.ndim > 2 else flat)
-            los.append(flat.min(axis=1))
-            his.append(flat.max(axis=1))
+            a = np.ascontiguousarray(out, dtype=np.float32).reshape(n, *np.shape(out)[1:])
+            values, lo, hi = _summarise((a, False), True)
+            parts.append(values)
+            los.append(lo)
+            his.append(hi)
         self._sizes = [p.shape[1] for p in parts]
         obs = Observation(
             to_probs(scores, self.model.output),

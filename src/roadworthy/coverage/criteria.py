@@ -329,8 +329,7 @@ class TopKNeuronCoverage(Criterion):
         parts = []
         for j, k in enumerate(self._ks):
             v = obs.values[:, self._offsets[j] : self._offsets[j + 1]]
-            # stable sort: ties go to the lower neuron index on every machine
-            top = np.argsort(-v, axis=1, kind="stable")[:, :k].astype(np.int64)
+            top = top_k(v, k).astype(np.int64)
             parts.append(self._cell_offsets[j] + top * k + np.arange(k, dtype=np.int64))
         return np.concatenate(parts, axis=1)
 
@@ -346,6 +345,28 @@ class TopKNeuronCoverage(Criterion):
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k}
+
+
+def top_k(v: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest values of each row, largest first, ties to the lower index.
+
+    The same as ``np.argsort(-v, axis=1, kind="stable")[:, :k]`` (the definition), computed for wide
+    rows by partitioning out the ``k`` largest and sorting only those (2-4x faster from 64 columns).
+    A row whose ``k``-th value is tied with a value outside the ``k`` taken (or holds NaN) is sorted in
+    full, so the result never depends on how the partition broke a tie.
+    """
+    width = v.shape[1]
+    if k >= width or width < 48:
+        return np.argsort(-v, axis=1, kind="stable")[:, :k]
+    neg = -v
+    part = np.argpartition(neg, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(neg, part, 1)
+    kth = vals.max(axis=1)
+    tied = (neg <= kth[:, None]).sum(axis=1) != k
+    top = np.take_along_axis(part, np.lexsort((part, vals), axis=-1), 1)
+    if tied.any():
+        top[tied] = np.argsort(neg[tied], axis=1, kind="stable")[:, :k]
+    return top
 
 
 class PredictionCoverage(Criterion):
@@ -478,6 +499,12 @@ class Coverage:
             self.bits[uniq] = True
         return new
 
+    def mark(self, cells: np.ndarray) -> None:
+        """Mark ``cells`` touched, without asking which input was first (cheaper than :meth:`update`;
+        for criteria that are measured but do not guide)."""
+        flat = cells.reshape(-1)
+        self.bits[flat[flat >= 0]] = True
+
     def summary(self) -> CoverageSummary:
         """The current paper metric and cell counts."""
         return CoverageSummary(
@@ -508,5 +535,5 @@ def measure(
     for i in range(0, len(x), batch_size):
         obs = probe(x[i : i + batch_size])
         for t in trackers:
-            t.update(t.criterion.cells(obs))
+            t.mark(t.criterion.cells(obs))
     return {t.criterion.name: t.summary() for t in trackers}

@@ -32,8 +32,11 @@ The loop, in words:
 Black-box models run the same loop with the prediction criterion: a mutant is new when its lineage
 reaches a predicted class or confidence bucket its seed had not reached before.
 
-:func:`random_testing` is the baseline of the same budget: every non-failing mutant joins the queue
-whatever its coverage (spec A.6), so the two results can be compared directly.
+:func:`random_testing` is the baseline of the same budget, DeepHunter's random mode: every non-failing
+mutant joins the queue whatever its coverage (spec A.6), and entries are drawn uniformly from the queue
+(the released code's ``select_next`` ignores the strategy in random mode), so the two results can be
+compared directly. Passing ``strategy="prob"`` to it instead isolates the coverage feedback: the same
+selection as the guided run, only the queue differs.
 
 Budget: ``max_queries`` counts every input sent to the model during fuzzing, the dry run included
 (profiling is separate). The same ``seed`` gives the same result.
@@ -419,11 +422,11 @@ class Fuzzer:
             t = clock.add("forward", t)
             clock.seconds["forward"] -= probe.reduce_seconds - reduce_before
             clock.seconds["coverage"] += probe.reduce_seconds - reduce_before
-            new = np.zeros(rows.size, dtype=bool)
+            # only the guide needs to know which mutant was first to a cell; the others just mark
+            new = guide.update(guide.criterion.cells(obs, row_roots))
             for tracker in trackers.values():
-                fresh = tracker.update(tracker.criterion.cells(obs, row_roots))
-                if tracker is guide:
-                    new = fresh
+                if tracker is not guide:
+                    tracker.mark(tracker.criterion.cells(obs, row_roots))
             t = clock.add("coverage", t)
             pred = obs.predictions
             failing = pred != truth[row_roots]
@@ -645,9 +648,10 @@ def fuzz(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) 
 
 
 def random_testing(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) -> FuzzResult:
-    """The random-testing baseline with :func:`fuzz`'s parameters and budget: every non-failing mutant
-    joins the queue, whatever its coverage (selection ``uniform`` unless given). Coverage is still
-    measured, so the two runs compare directly."""
+    """The random-testing baseline with :func:`fuzz`'s parameters and budget (DeepHunter's random mode):
+    every non-failing mutant joins the queue, whatever its coverage, and entries are drawn uniformly
+    (``strategy="uniform"`` unless given). Coverage is still measured, so the two runs compare
+    directly."""
     params.setdefault("strategy", "uniform")
     return _run_and_close(Fuzzer(model, x, y, mode="random", **params))
 

@@ -88,6 +88,10 @@ def test_report_has_coverage_before_after_and_the_random_baseline(ctx):
     assert kinds.count("bars") == 2 and "heatmap" in kinds and "lines" in kinds
     assert out.details["validity"]["gate"] is not None  # the session's gate, fitted on training data
     assert out.details["meaning"]
+    # DeepHunter's random mode draws entries uniformly whatever the guided run's strategy
+    assert out.details["runs"]["guided"]["strategy"] == "prob"
+    assert out.details["runs"]["random"]["strategy"] == "uniform"
+    assert "uniform" in out.details["baseline"]
 
 
 def test_a_black_box_model_is_fuzzed_with_prediction_feedback(digits_module, digits_data):

@@ -15,8 +15,10 @@ The check is a thin measurement over :mod:`roadworthy.coverage`:
    failure*) only when the session's validity gate (:func:`roadworthy.checks.reference.validity_gate`,
    the suite's best OOD detector fitted on training data) accepts it as in-distribution. Rejected ones
    are reported as invalid failures.
-5. **Baseline**: random testing with the same budget, seeds and bounds (every non-failing mutant joins
-   the queue, whatever its coverage), so the value of coverage guidance is measured, not assumed.
+5. **Baseline**: random testing with the same budget, seeds and bounds, as DeepHunter's random mode
+   runs it: every non-failing mutant joins the queue whatever its coverage, and the next entries are
+   drawn uniformly from the queue (no power schedule), so the value of the guidance -- coverage
+   feedback with probability-based selection -- is measured, not assumed.
 
 Metrics: ``fuzz.<criterion>.coverage`` (and ``_before``), ``fuzz.failures``, ``fuzz.valid_failures``,
 ``fuzz.invalid_failures``, ``fuzz.unique_failures``, ``fuzz.failure_rate`` with its interval, and the
@@ -80,6 +82,10 @@ class FuzzParams:
         Training images profiled for the KMNC/NBC/SNAC bounds.
     random_baseline
         Whether to run random testing with the same budget beside it.
+    random_strategy
+        Seed selection of the random baseline: ``uniform`` (DeepHunter's random mode, default) or any
+        other strategy, e.g. ``prob`` to measure the coverage feedback alone (same selection, every
+        mutant kept).
     n_examples
         Valid failing inputs shown beside their seeds.
     """
@@ -92,6 +98,7 @@ class FuzzParams:
     seeds_per_iteration: int = 8
     n_profile: int = 2000
     random_baseline: bool = True
+    random_strategy: str = "uniform"
     n_examples: int = 8
 
 
@@ -268,7 +275,6 @@ class DeepHunterFuzz(Check):
             "criteria": list(criteria),
             "train": bounds,
             "probe": probe,
-            "strategy": p.strategy,
             "mutants_per_seed": p.mutants_per_seed,
             "seeds_per_iteration": p.seeds_per_iteration,
             "max_queries": p.max_queries,
@@ -285,12 +291,24 @@ class DeepHunterFuzz(Check):
                 done[0] = q
 
             runs["guided"] = fuzz(
-                ctx.model, x, y, seed=ctx.random_state(self.id, "guided"), progress=advance, **common
+                ctx.model,
+                x,
+                y,
+                seed=ctx.random_state(self.id, "guided"),
+                progress=advance,
+                strategy=p.strategy,
+                **common,
             )
             if p.random_baseline:
                 done[0] = 0
                 runs["random"] = random_testing(
-                    ctx.model, x, y, seed=ctx.random_state(self.id, "random"), progress=advance, **common
+                    ctx.model,
+                    x,
+                    y,
+                    seed=ctx.random_state(self.id, "random"),
+                    progress=advance,
+                    strategy=p.random_strategy,
+                    **common,
                 )
         guided = runs["guided"]
         metrics = _run_metrics("fuzz", guided)
@@ -305,6 +323,13 @@ class DeepHunterFuzz(Check):
             "n_seeds": guided.n_seeds,
             "n_seeds_dropped": guided.n_seeds_dropped,
             "meaning": MEANING,
+            "baseline": (
+                "Random testing: the same seeds, bounds and query budget; every non-failing mutant joins the "
+                f"queue whatever its coverage, and entries are selected '{p.random_strategy}'"
+                + (" (DeepHunter's random mode)." if p.random_strategy == "uniform" else ".")
+            )
+            if p.random_baseline
+            else None,
             "runs": {k: _run_details(r, y, ctx.class_name) for k, r in runs.items()},
         }
         if gate is not None:
