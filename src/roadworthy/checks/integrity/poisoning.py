@@ -151,7 +151,9 @@ class Poisoning(Check):
     (robust z-score of the silhouette across classes >= ``z_threshold``). Source-agnostic backdoors
     (a trigger on samples of every other class) are found by :func:`roadworthy.backdoor.scan_training_data`
     (SCAn's untangling statistic): a class is called poisoned when its score reaches ``z_threshold`` and
-    the suspect group's shared pattern works as a trigger on other classes' inputs, or, when no trigger
+    the suspect group's shared pattern works as a trigger on other classes' inputs significantly more
+    often than any other class's group pattern works for its own class (one-sided binomial test against
+    the largest other class's rate, at ``SIGNIFICANCE`` / number of classes), or, when no trigger
     can be pasted (a blended trigger), when its score reaches the library's ``SCORE_THRESHOLD`` and at
     least ``min_foreign`` of the group look like other classes. ``integrity.poisoning.score``
     is the largest such z-score over classes (0 when no class has a small group that resembles another
@@ -230,7 +232,7 @@ class Poisoning(Check):
         """Source-agnostic backdoors (:func:`roadworthy.backdoor.scan_training_data`): a class is called
         poisoned only when its untangling score is high **and** the suspect group's common pattern works
         as a trigger on other classes' inputs (a separable group with no working trigger is not a verdict)."""
-        from roadworthy.backdoor import SCORE_THRESHOLD, SUCCESS_THRESHOLD, scan_training_data
+        from roadworthy.backdoor import SCORE_THRESHOLD, SIGNIFICANCE, scan_training_data
 
         p = self.params
         train = ctx.train_data
@@ -256,19 +258,27 @@ class Poisoning(Check):
                     "trigger_success": None
                     if f.trigger_success is None
                     else round(f.trigger_success.rate, 4),
+                    "trigger_null": None if f.trigger_null is None else round(f.trigger_null, 4),
+                    "trigger_p": None if f.trigger_p is None else float(f"{f.trigger_p:.3g}"),
                 }
+        alpha = SIGNIFICANCE / max(1, len(scan.classes))
         out = []
         for f in sorted(scan.classes, key=lambda f: -f.score):
             c = f.label
             if c in done or len(f.suspects) < p.min_group:
                 continue
-            confirmed = f.trigger_success is not None and f.trigger_success.rate >= SUCCESS_THRESHOLD
+            # the trigger test: the group's pattern sends significantly more clean inputs of other classes
+            # to the class than any other class's group pattern does to its own (Bonferroni over classes)
+            confirmed = f.trigger_p is not None and f.trigger_p < alpha
             # two routes to a verdict: a separable group whose shared pattern works as a trigger (two
             # independent pieces of evidence, so the score needs only the check's z cut), or, with no
             # trigger to paste (blended triggers cover the whole image), a strongly separable group whose
             # members look like other classes (Chen et al.'s relabel intuition, measured in the inputs)
             if confirmed and f.score >= p.z_threshold:
-                how = f"{f.method}, confirmed by trigger ({f.trigger_success.rate:.0%} success)"  # type: ignore[union-attr]
+                how = (
+                    f"{f.method}, confirmed by trigger ({f.trigger_success.rate:.0%} success vs at most "  # type: ignore[union-attr]
+                    f"{f.trigger_null:.0%} for other classes' groups, p={f.trigger_p:.2g})"
+                )
             elif f.score >= max(SCORE_THRESHOLD, p.z_threshold) and f.foreign_share >= p.min_foreign:
                 how = f"{f.method}, {f.foreign_share:.0%} of the group look like other classes"
             else:
