@@ -87,10 +87,18 @@ def poison(attack: str, x: np.ndarray, y: np.ndarray, rate: float, seed: int) ->
         idx = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
         yp = y.copy()
         yp[idx] = t
-        return {"x": x, "y": yp, "indices": idx, "targets": [t], "source": int(source)}
+        return {
+            "x": x,
+            "y": yp,
+            "indices": idx,
+            "targets": [t],
+            "source": int(source),
+            "pairs": [(source, t)],
+        }
     else:
         raise ValueError(attack)
-    return {"x": p.x, "y": p.y, "indices": p.indices, "targets": p.target_classes}
+    pairs = sorted({(int(s), int(t)) for s, t in zip(p.source_labels, p.y[p.indices], strict=True)})
+    return {"x": p.x, "y": p.y, "indices": p.indices, "targets": p.target_classes, "pairs": pairs}
 
 
 def train_model(x: np.ndarray, y: np.ndarray, seed: int, size: int = 16, epochs: int = 8) -> Any:
@@ -194,6 +202,7 @@ def summarise(cases: list[dict[str, Any]], contenders: list[str]) -> list[dict[s
                     "contender": name,
                     "cases": len(res),
                     "detected": float(np.mean([r["detected"] for r in res])),
+                    "pairs": float(np.mean([r["pairs"] for r in res])),
                     "target_only": float(np.mean([r["target_only"] for r in res])),
                     "other_classes_named": float(np.mean([r["other_classes"] for r in res])),
                     "precision": float(np.mean(prec)) if prec else float("nan"),
@@ -204,10 +213,20 @@ def summarise(cases: list[dict[str, Any]], contenders: list[str]) -> list[dict[s
     return rows
 
 
-def score_case(res: dict[str, Any], truth: np.ndarray, targets: list[int]) -> dict[str, Any]:
+def score_case(
+    res: dict[str, Any], truth: np.ndarray, targets: list[int], pairs: list[tuple[int, int]] | None = None
+) -> dict[str, Any]:
+    """Class- and sample-level scores of one contender on one case.
+
+    ``pairs`` (all-to-all): the poisoned ``(source, target)`` pairs. A pair counts as named when its target
+    class is named (the training data show the pair only through the target class's labels); ``pairs``
+    is the share of pairs named, 1 for an all-to-one backdoor whose target is named.
+    """
     precision, recall = sample_scores(res["indices"], truth)
     named = set(res["classes"])
+    pair_list = pairs or [(-1, t) for t in targets]
     return {
+        "pairs": float(np.mean([t in named for _, t in pair_list])) if pair_list else 0.0,
         "classes": sorted(named),
         "detected": bool(named & set(targets)),
         "target_only": bool(named) and named <= set(targets),
@@ -407,16 +426,19 @@ def markdown(res: dict[str, Any]) -> str:
         "times are indicative only.",
         "",
         "Detected: share of cases where the target class (all-to-all: any poisoned class) is named. "
+        "Pairs: share of the poisoned (source -> target) pairs whose target class is named (all-to-all has "
+        "one pair per class, each with rate/10 of the training set). "
         "Only: named classes are all targets. Other: mean number of non-target classes named. Precision "
         "and recall: flagged training rows against the poisoned rows (precision averaged over cases "
         "with any flag).",
         "",
-        "| attack | rate | contender | cases | detected | only | other | precision | recall | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| attack | rate | contender | cases | detected | pairs | only | other | precision | recall | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         lines.append(
             f"| {r['attack']} | {r['rate']:.0%} | {r['contender']} | {r['cases']} | {fmt(r['detected'])} | "
+            f"{fmt(r['pairs'])} | "
             f"{fmt(r['target_only'])} | {fmt(r['other_classes_named'], 1)} | {fmt(r['precision'])} | "
             f"{fmt(r['recall'])} | {fmt(r['seconds'], 1)} |"
         )
@@ -500,6 +522,24 @@ def targets(rows: list[dict[str, Any]], clean: dict[str, Any]) -> list[dict[str,
         out.append(
             {
                 "target": "a poisoned class named in >= 90% of the all-to-all cases at >= 2% poisoning",
+                "measured": f"{det:.0%}",
+                "met": det >= 0.9,
+            }
+        )
+        pairs = float(np.mean([r["pairs"] for r in a2a]))
+        out.append(
+            {
+                "target": "all-to-all at >= 2%: every poisoned source -> target pair named (share of pairs)",
+                "measured": f"{pairs:.0%}",
+                "met": pairs >= 0.9,
+            }
+        )
+    every = [r for r in rows if r["contender"] == "ours" and r["rate"] >= 0.02]
+    if every:
+        det = float(np.mean([r["detected"] for r in every]))
+        out.append(
+            {
+                "target": "target class named in >= 90% of all backdoored cases at >= 2% (every attack)",
                 "measured": f"{det:.0%}",
                 "met": det >= 0.9,
             }
@@ -609,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                 module = train_model(p["x"], p["y"], seed)
                 acc = float((module(torch.from_numpy(x_te)).argmax(1).numpy() == y_te).mean())
                 res = run_all(module, p["x"], p["y"])
-                scored = {k: score_case(v, p["indices"], p["targets"]) for k, v in res.items()}
+                scored = {k: score_case(v, p["indices"], p["targets"], p["pairs"]) for k, v in res.items()}
                 cases.append(
                     {
                         "attack": attack,

@@ -95,3 +95,20 @@ def test_null_rate_and_binomial_p_are_conservative_and_monotone():
     ps = [binomial_p(h, 400, 0.05) for h in (10, 20, 30, 60)]
     assert all(a > b for a, b in itertools.pairwise(ps))
     assert binomial_p(0, 400, 0.05) == 1.0 and binomial_p(60, 400, 0.05) < 1e-6
+
+
+def test_foreign_share_is_tested_against_the_other_classes_groups(scans):
+    """Every class's foreign share gets a null from the other classes' groups; a clean twin has no class
+    that is strongly separable, mostly foreign and significantly more foreign than the others."""
+    alpha = SIGNIFICANCE / 10
+    for name in ("backdoored", "clean", "no model"):
+        for f in scans[name].classes:
+            assert f.foreign_null is not None and 0.0 <= f.foreign_null <= 1.0
+            assert f.foreign_p is not None and 0.0 <= f.foreign_p <= 1.0
+    for f in scans["clean"].classes:
+        assert not (f.score >= SCORE_THRESHOLD and f.foreign_share >= 0.5 and f.foreign_p < alpha), f.label
+    # a larger foreign count against the same null is never less significant
+    f = scans["backdoored"].finding(TARGET)
+    n = len(f.suspects)
+    p0 = null_rate(round(f.foreign_null * n), n)
+    assert binomial_p(n, n, p0) <= binomial_p(max(1, n // 2), n, p0)

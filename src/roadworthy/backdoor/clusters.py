@@ -12,7 +12,11 @@ both, and at 8% poisoning of a 10-class set the poison is 45% of its class. Here
 * which of the two groups is the poison is decided by evidence about the group, not its size:
   (1) when a model is given, each group's common input pattern
   (:func:`~roadworthy.backdoor.confirm.common_pattern`) is pasted on clean inputs of the other classes
-  and the group whose pattern sends them to the class is the poison (this also *confirms* the backdoor);
+  and the group whose pattern sends significantly more of them to the class than the other group's
+  pattern is the poison; the same pattern is then tested against the null of every *other* class's
+  group pattern (:attr:`ClassFinding.trigger_p`, a one-sided binomial test), which *confirms* the backdoor
+  without a fixed success cut: at 2% poisoning a pasted group pattern may reach only 30-50% success,
+  while clean classes' group patterns (shared shapes, not stamps) reach a few percent;
   (2) otherwise the group whose members look like other classes in the input view is the poison: a
   member is *foreign* when another class's mean input is nearer to it than its own group's mean (a
   clean group is nearer its own mean; poison drawn from many classes is a blur whose mean is nearer
@@ -21,7 +25,8 @@ both, and at 8% poisoning of a 10-class set the poison is 45% of its class. Here
 
 No verdict is given: every class gets a score (robust z across classes; suggested cut
 :data:`~roadworthy.backdoor.spectral.SCORE_THRESHOLD`) and, where measured, its trigger's attack success
-(suggested cut :data:`~roadworthy.backdoor.confirm.SUCCESS_THRESHOLD`); the policy decides.
+and the p-value of the trigger test (level :data:`SIGNIFICANCE`, Bonferroni over the classes); the
+policy decides.
 """
 
 from __future__ import annotations
@@ -73,6 +78,11 @@ class ClassFinding:
         and their sub-groups' shared shapes are what a pattern achieves without a trigger), and the
         one-sided binomial p-value of this group's hits under that rate (None when not measured). The
         p-value is to be compared with ``SIGNIFICANCE / number of classes``.
+    foreign_null, foreign_p
+        The null for ``foreign_share``: the largest foreign share among the other classes' suspect groups
+        (a clean class's sub-group can look like its neighbours too: road signs share shapes and
+        colours), and the one-sided binomial p-value of this group's foreign count under that share
+        (None without inputs).
     """
 
     label: int
@@ -92,6 +102,8 @@ class ClassFinding:
     trigger_success: AttackSuccess | None = None
     trigger_null: float | None = None
     trigger_p: float | None = None
+    foreign_null: float | None = None
+    foreign_p: float | None = None
 
 
 @dataclass
@@ -262,6 +274,8 @@ def scan_training_data(
         finding.statistics = {v: float(splits[v][i].statistic) for v in views}
         findings.append(finding)
     _trigger_tests(findings)
+    if xin is not None:
+        _foreign_tests(findings)
     return PoisoningScan(
         classes=findings,
         views=list(views),
@@ -301,6 +315,18 @@ def _trigger_tests(findings: list[ClassFinding]) -> None:
         hits, n = max(others, key=lambda hn: null_rate(*hn))
         f.trigger_null = hits / max(1, n)
         f.trigger_p = binomial_p(f.trigger_success.hits, f.trigger_success.n, null_rate(hits, n))  # type: ignore[union-attr]
+
+
+def _foreign_tests(findings: list[ClassFinding]) -> None:
+    """Test every group's foreign share against the other classes' groups' (see ``foreign_p``)."""
+    counts = [(round(f.foreign_share * len(f.suspects)), len(f.suspects)) for f in findings]
+    for i, f in enumerate(findings):
+        others = [hn for j, hn in enumerate(counts) if j != i and hn[1] > 0]
+        if not others:
+            continue
+        hits, n = max(others, key=lambda hn: null_rate(*hn))
+        f.foreign_null = hits / n
+        f.foreign_p = binomial_p(counts[i][0], counts[i][1], null_rate(hits, n))
 
 
 def null_rate(hits: int, n: int) -> float:

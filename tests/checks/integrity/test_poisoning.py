@@ -121,3 +121,12 @@ def test_low_rate_badnets_named_by_the_trigger_test(badnets_low_rate, digits_spl
     flagged = set(out.details["indices"])
     hits = len(flagged & set(planted.indices.tolist()))
     assert hits / len(planted.indices) >= 0.7 and hits / len(flagged) >= 0.8
+
+
+def test_min_trigger_success_is_an_effect_floor(badnets_low_rate, digits_split):
+    """A significant trigger below the effect floor is not a verdict by the trigger route."""
+    planted, module = badnets_low_rate
+    _, _, x_te, y_te = digits_split
+    ctx = make_ctx(module, planted.x, planted.y, x_te, y_te)
+    out = Poisoning(Poisoning.Params(min_trigger_success=1.0)).run(ctx)
+    assert not any("confirmed by trigger" in v["split"] for v in out.details["verdicts"])
