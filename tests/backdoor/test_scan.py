@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from roadworthy.backdoor import SCORE_THRESHOLD, SUCCESS_THRESHOLD, scan_training_data
+from roadworthy.backdoor import SCORE_THRESHOLD, SIGNIFICANCE, SUCCESS_THRESHOLD, scan_training_data
+from roadworthy.backdoor.clusters import binomial_p, null_rate
 from roadworthy.errors import InvalidInputError
 from tests.backdoor.conftest import TARGET
 
@@ -71,3 +74,41 @@ def test_every_class_has_a_score_and_the_method_that_raised_it(scans):
 def test_scan_needs_something_to_scan():
     with pytest.raises(InvalidInputError, match="`features`"):
         scan_training_data(np.zeros(10, int))
+
+
+def test_trigger_is_tested_against_the_other_classes_patterns(scans):
+    """The backdoor's group pattern beats the best other class's pattern by a binomial test; on the clean
+    twin no class is both separable (score >= 2) and significant."""
+    alpha = SIGNIFICANCE / 10
+    f = scans["backdoored"].finding(TARGET)
+    assert f.trigger_p is not None and f.trigger_p < alpha
+    assert f.trigger_null is not None and f.trigger_null < f.trigger_success.rate / 2
+    for g in scans["clean"].classes:
+        assert not (g.score >= 2.0 and g.trigger_p is not None and g.trigger_p < alpha), g.label
+    assert all(f.trigger_p is None for f in scans["no model"].classes)
+
+
+def test_null_rate_and_binomial_p_are_conservative_and_monotone():
+    # a null that never fired in n trials is still about 3.8 / n (upper end of the 95% Wilson interval)
+    assert 2.0 / 500 < null_rate(0, 500) < 6.0 / 500
+    assert null_rate(50, 500) > 0.1
+    ps = [binomial_p(h, 400, 0.05) for h in (10, 20, 30, 60)]
+    assert all(a > b for a, b in itertools.pairwise(ps))
+    assert binomial_p(0, 400, 0.05) == 1.0 and binomial_p(60, 400, 0.05) < 1e-6
+
+
+def test_foreign_share_is_tested_against_the_other_classes_groups(scans):
+    """Every class's foreign share gets a null from the other classes' groups; a clean twin has no class
+    that is strongly separable, mostly foreign and significantly more foreign than the others."""
+    alpha = SIGNIFICANCE / 10
+    for name in ("backdoored", "clean", "no model"):
+        for f in scans[name].classes:
+            assert f.foreign_null is not None and 0.0 <= f.foreign_null <= 1.0
+            assert f.foreign_p is not None and 0.0 <= f.foreign_p <= 1.0
+    for f in scans["clean"].classes:
+        assert not (f.score >= SCORE_THRESHOLD and f.foreign_share >= 0.5 and f.foreign_p < alpha), f.label
+    # a larger foreign count against the same null is never less significant
+    f = scans["backdoored"].finding(TARGET)
+    n = len(f.suspects)
+    p0 = null_rate(round(f.foreign_null * n), n)
+    assert binomial_p(n, n, p0) <= binomial_p(max(1, n // 2), n, p0)

@@ -24,13 +24,14 @@ The pieces:
   benchmarks).
 
 Functions measure; none says pass or fail. The suggested cuts are the module constants
-:data:`ANOMALY_THRESHOLD`, :data:`SCORE_THRESHOLD` and :data:`SUCCESS_THRESHOLD`.
+:data:`ANOMALY_THRESHOLD`, :data:`SCORE_THRESHOLD` and :data:`SUCCESS_THRESHOLD`; the data-level trigger
+test's level is :data:`SIGNIFICANCE` (``ClassFinding.trigger_p`` against the other classes' patterns).
 Importing this package does not import torch.
 """
 
 from __future__ import annotations
 
-from roadworthy.backdoor.clusters import ClassFinding, PoisoningScan, scan_training_data
+from roadworthy.backdoor.clusters import SIGNIFICANCE, ClassFinding, PoisoningScan, scan_training_data
 from roadworthy.backdoor.confirm import SUCCESS_THRESHOLD, AttackSuccess, attack_success, common_pattern
 from roadworthy.backdoor.neural_cleanse import (
     ANOMALY_THRESHOLD,
@@ -56,6 +57,7 @@ __all__ = [
     "ANOMALY_THRESHOLD",
     "DEFAULT_FRR",
     "SCORE_THRESHOLD",
+    "SIGNIFICANCE",
     "SUCCESS_THRESHOLD",
     "AttackSuccess",
     "ClassFinding",

@@ -12,7 +12,11 @@ both, and at 8% poisoning of a 10-class set the poison is 45% of its class. Here
 * which of the two groups is the poison is decided by evidence about the group, not its size:
   (1) when a model is given, each group's common input pattern
   (:func:`~roadworthy.backdoor.confirm.common_pattern`) is pasted on clean inputs of the other classes
-  and the group whose pattern sends them to the class is the poison (this also *confirms* the backdoor);
+  and the group whose pattern sends significantly more of them to the class than the other group's
+  pattern is the poison; the same pattern is then tested against the null of every *other* class's
+  group pattern (:attr:`ClassFinding.trigger_p`, a one-sided binomial test), which *confirms* the backdoor
+  without a fixed success cut: at 2% poisoning a pasted group pattern may reach only 30-50% success,
+  while clean classes' group patterns (shared shapes, not stamps) reach a few percent;
   (2) otherwise the group whose members look like other classes in the input view is the poison: a
   member is *foreign* when another class's mean input is nearer to it than its own group's mean (a
   clean group is nearer its own mean; poison drawn from many classes is a blur whose mean is nearer
@@ -21,7 +25,8 @@ both, and at 8% poisoning of a 10-class set the poison is 45% of its class. Here
 
 No verdict is given: every class gets a score (robust z across classes; suggested cut
 :data:`~roadworthy.backdoor.spectral.SCORE_THRESHOLD`) and, where measured, its trigger's attack success
-(suggested cut :data:`~roadworthy.backdoor.confirm.SUCCESS_THRESHOLD`); the policy decides.
+and the p-value of the trigger test (level :data:`SIGNIFICANCE`, Bonferroni over the classes); the
+policy decides.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from roadworthy.backdoor.confirm import SUCCESS_THRESHOLD, AttackSuccess, attack_success, common_pattern
+from roadworthy.backdoor.confirm import AttackSuccess, attack_success, common_pattern
 from roadworthy.backdoor.spectral import SCORE_THRESHOLD, Untangled, class_scores, untangle
 from roadworthy.errors import InvalidInputError
 
@@ -67,6 +72,17 @@ class ClassFinding:
         ``(mask, pattern)`` common to the suspect group, when a model was given and a pattern exists.
     trigger_success
         Attack success of ``trigger`` on clean inputs of the other classes (None when not measured).
+    trigger_null, trigger_p
+        The null for ``trigger_success``: the highest attack success that another class's suspect group
+        reached towards *its* class with *its* common pattern in the same model (most classes are clean,
+        and their sub-groups' shared shapes are what a pattern achieves without a trigger), and the
+        one-sided binomial p-value of this group's hits under that rate (None when not measured). The
+        p-value is to be compared with ``SIGNIFICANCE / number of classes``.
+    foreign_null, foreign_p
+        The null for ``foreign_share``: the largest foreign share among the other classes' suspect groups
+        (a clean class's sub-group can look like its neighbours too: road signs share shapes and
+        colours), and the one-sided binomial p-value of this group's foreign count under that share
+        (None without inputs).
     """
 
     label: int
@@ -84,6 +100,10 @@ class ClassFinding:
     resemblance: float
     trigger: tuple[np.ndarray, np.ndarray] | None = None
     trigger_success: AttackSuccess | None = None
+    trigger_null: float | None = None
+    trigger_p: float | None = None
+    foreign_null: float | None = None
+    foreign_p: float | None = None
 
 
 @dataclass
@@ -247,12 +267,15 @@ def scan_training_data(
     for i in range(len(labels)):
         view = max(views, key=lambda v: scores[v][i])
         u = splits[view][i]
-        finding = _attribute(u, y, xin, x_arr, model, max_confirm, rng)
+        finding = _attribute(u, y, xin, x_arr, model, max_confirm, rng, n_tests=len(labels))
         finding.score = float(scores[view][i])
         finding.method = f"untangling ({view})"
         finding.scores = {v: float(scores[v][i]) for v in views}
         finding.statistics = {v: float(splits[v][i].statistic) for v in views}
         findings.append(finding)
+    _trigger_tests(findings)
+    if xin is not None:
+        _foreign_tests(findings)
     return PoisoningScan(
         classes=findings,
         views=list(views),
@@ -266,6 +289,63 @@ def scan_training_data(
     )
 
 
+#: Family-wise significance level of the null-distribution tests over the classes of one scan: a test's
+#: p-value is compared with ``SIGNIFICANCE / number of classes`` (Bonferroni).
+SIGNIFICANCE = 0.01
+
+
+def _trigger_tests(findings: list[ClassFinding]) -> None:
+    """Test every measured trigger against the other classes' (see :attr:`ClassFinding.trigger_p`).
+
+    A class whose suspect group had no common pattern (an empty mask) counts as 0 hits: no pattern,
+    no trigger.
+    """
+    tried = [f for f in findings if f.trigger_success is not None]
+    if not tried:
+        return
+    n_pool = max(f.trigger_success.n for f in tried)  # type: ignore[union-attr]
+    for f in tried:
+        others = [
+            (g.trigger_success.hits, g.trigger_success.n) if g.trigger_success is not None else (0, n_pool)
+            for g in findings
+            if g is not f
+        ]
+        if not others:
+            continue
+        hits, n = max(others, key=lambda hn: null_rate(*hn))
+        f.trigger_null = hits / max(1, n)
+        f.trigger_p = binomial_p(f.trigger_success.hits, f.trigger_success.n, null_rate(hits, n))  # type: ignore[union-attr]
+
+
+def _foreign_tests(findings: list[ClassFinding]) -> None:
+    """Test every group's foreign share against the other classes' groups' (see ``foreign_p``)."""
+    counts = [(round(f.foreign_share * len(f.suspects)), len(f.suspects)) for f in findings]
+    for i, f in enumerate(findings):
+        others = [hn for j, hn in enumerate(counts) if j != i and hn[1] > 0]
+        if not others:
+            continue
+        hits, n = max(others, key=lambda hn: null_rate(*hn))
+        f.foreign_null = hits / n
+        f.foreign_p = binomial_p(counts[i][0], counts[i][1], null_rate(hits, n))
+
+
+def null_rate(hits: int, n: int) -> float:
+    """A conservative null rate from ``hits`` of ``n``: the upper end of its 95% Wilson interval (the
+    null is itself a measurement; a null that never fired in ``n`` trials is still about ``3.8 / n``)."""
+    from roadworthy.stats import wilson_interval
+
+    return float(wilson_interval(hits, max(1, n))[1])
+
+
+def binomial_p(hits: int, n: int, p0: float) -> float:
+    """One-sided p-value of at least ``hits`` successes of ``n`` under the rate ``p0``."""
+    from scipy.stats import binom
+
+    if n <= 0 or hits <= 0:
+        return 1.0
+    return float(binom.sf(hits - 1, n, min(max(p0, 0.0), 1.0)))
+
+
 def _attribute(
     u: Untangled,
     y: np.ndarray,
@@ -274,9 +354,16 @@ def _attribute(
     model: Any,
     max_confirm: int,
     rng: np.random.Generator,
+    n_tests: int = 1,
 ) -> ClassFinding:
-    """Decide which of the two groups of ``u`` is the suspect, and describe it."""
+    """Decide which of the two groups of ``u`` is the suspect, and describe it.
+
+    Order of evidence: (1) a group whose common pattern works as a trigger significantly more often than
+    the other group's (binomial test at ``SIGNIFICANCE / n_tests``, the other group's rate as the null);
+    (2) the group whose members look more like other classes' means; (3) the smaller group.
+    """
     c = u.label
+    alpha = SIGNIFICANCE / max(1, n_tests)
     groups = [u.rows[u.group == g] for g in (0, 1)]
     foreign = [0.0, 0.0]
     near: list[np.ndarray] = [np.empty(0, np.int64)] * 2
@@ -308,9 +395,14 @@ def _attribute(
                 success[g] = attack_success(model, x[pool], y[pool], mask, pattern, c)
             except InvalidInputError:
                 success[g] = None
-    rates = [s.rate if s is not None else -1.0 for s in success]
-    if max(rates) >= SUCCESS_THRESHOLD:
-        pick, how = int(np.argmax(rates)), "trigger"
+    # the two groups are each other's null: a group whose pattern sends significantly more inputs to the
+    # class than the other group's pattern (or no pattern) is the trigger-carrying one
+    hits = [s.hits if s is not None else 0 for s in success]
+    ns = [s.n if s is not None else 0 for s in success]
+    hi = int(np.argmax(hits))
+    sig = binomial_p(hits[hi], ns[hi], null_rate(hits[1 - hi], max(ns[1 - hi], ns[hi]))) < alpha
+    if sig:
+        pick, how = hi, "trigger"
     elif xin is not None and foreign[0] != foreign[1]:
         pick, how = int(np.argmax(foreign)), "foreign"
     else:

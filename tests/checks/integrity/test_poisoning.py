@@ -92,3 +92,41 @@ def test_blended_backdoor_is_named_without_a_pasteable_trigger(blended, digits_s
     flagged = set(out.details["indices"])
     hits = len(flagged & set(planted.indices.tolist()))
     assert hits / len(planted.indices) >= 0.8 and hits / len(flagged) >= 0.8
+
+
+@pytest.fixture(scope="module")
+def badnets_low_rate(digits_split):
+    """BadNets at 2% of the training set (26 samples, a sixth of the target class) to class 3."""
+    from roadworthy.backdoor import plant_badnets
+
+    x_tr, y_tr, _, _ = digits_split
+    planted = plant_badnets(x_tr, y_tr, target=3, rate=0.02, size=3, seed=1)
+    return planted, _train_cnn(planted.x, planted.y)
+
+
+def test_low_rate_badnets_named_by_the_trigger_test(badnets_low_rate, digits_split):
+    """At 2% the pasted group pattern need not reach 50% success; the verdict comes from the binomial test
+    of its hits against the best other class's group pattern, so it must be significant and well above
+    that null, whatever the exact success."""
+    from roadworthy.backdoor import SIGNIFICANCE
+
+    planted, module = badnets_low_rate
+    _, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, planted.x, planted.y, x_te, y_te))
+    assert out.details["suspect_classes"] == ["3"]
+    assert "confirmed by trigger" in out.details["verdicts"][0]["split"]
+    row = next(r for r in out.details["classes"] if r["label"] == 3)["untangling"]
+    assert row["trigger_p"] < SIGNIFICANCE / 10
+    assert row["trigger_success"] > 2 * row["trigger_null"]
+    flagged = set(out.details["indices"])
+    hits = len(flagged & set(planted.indices.tolist()))
+    assert hits / len(planted.indices) >= 0.7 and hits / len(flagged) >= 0.8
+
+
+def test_min_trigger_success_is_an_effect_floor(badnets_low_rate, digits_split):
+    """A significant trigger below the effect floor is not a verdict by the trigger route."""
+    planted, module = badnets_low_rate
+    _, _, x_te, y_te = digits_split
+    ctx = make_ctx(module, planted.x, planted.y, x_te, y_te)
+    out = Poisoning(Poisoning.Params(min_trigger_success=1.0)).run(ctx)
+    assert not any("confirmed by trigger" in v["split"] for v in out.details["verdicts"])

@@ -151,9 +151,13 @@ class Poisoning(Check):
     (robust z-score of the silhouette across classes >= ``z_threshold``). Source-agnostic backdoors
     (a trigger on samples of every other class) are found by :func:`roadworthy.backdoor.scan_training_data`
     (SCAn's untangling statistic): a class is called poisoned when its score reaches ``z_threshold`` and
-    the suspect group's shared pattern works as a trigger on other classes' inputs, or, when no trigger
-    can be pasted (a blended trigger), when its score reaches the library's ``SCORE_THRESHOLD`` and at
-    least ``min_foreign`` of the group look like other classes. ``integrity.poisoning.score``
+    the suspect group's shared pattern works as a trigger on other classes' inputs significantly more
+    often than any other class's group pattern works for its own class (one-sided binomial test against
+    the largest other class's rate, at ``SIGNIFICANCE`` / number of classes, with the lower end of the
+    success's 95% interval at least ``min_trigger_success``), or, when no trigger
+    can be pasted (a blended trigger), when its score reaches the library's ``SCORE_THRESHOLD``, at
+    least ``min_foreign`` of the group look like other classes, and significantly more of it than of any
+    other class's group (the same binomial test). ``integrity.poisoning.score``
     is the largest such z-score over classes (0 when no class has a small group that resembles another
     class); ``suspect_count`` the number of samples in groups of flagged classes.
     """
@@ -171,6 +175,7 @@ class Poisoning(Check):
         min_silhouette: float = 0.3
         min_group: int = 5
         min_foreign: float = 0.5
+        min_trigger_success: float = 0.2
         min_class_size: int = 20
         max_dims: int = 64
         n_examples: int = 4
@@ -230,7 +235,7 @@ class Poisoning(Check):
         """Source-agnostic backdoors (:func:`roadworthy.backdoor.scan_training_data`): a class is called
         poisoned only when its untangling score is high **and** the suspect group's common pattern works
         as a trigger on other classes' inputs (a separable group with no working trigger is not a verdict)."""
-        from roadworthy.backdoor import SCORE_THRESHOLD, SUCCESS_THRESHOLD, scan_training_data
+        from roadworthy.backdoor import SCORE_THRESHOLD, SIGNIFICANCE, scan_training_data
 
         p = self.params
         train = ctx.train_data
@@ -256,21 +261,50 @@ class Poisoning(Check):
                     "trigger_success": None
                     if f.trigger_success is None
                     else round(f.trigger_success.rate, 4),
+                    "trigger_null": None if f.trigger_null is None else round(f.trigger_null, 4),
+                    "trigger_p": None if f.trigger_p is None else float(f"{f.trigger_p:.3g}"),
+                    "foreign_share": round(f.foreign_share, 4),
+                    "foreign_null": None if f.foreign_null is None else round(f.foreign_null, 4),
+                    "foreign_p": None if f.foreign_p is None else float(f"{f.foreign_p:.3g}"),
                 }
+        alpha = SIGNIFICANCE / max(1, len(scan.classes))
         out = []
         for f in sorted(scan.classes, key=lambda f: -f.score):
             c = f.label
             if c in done or len(f.suspects) < p.min_group:
                 continue
-            confirmed = f.trigger_success is not None and f.trigger_success.rate >= SUCCESS_THRESHOLD
+            # the trigger test: the group's pattern sends significantly more clean inputs of other classes
+            # to the class than any other class's group pattern does to its own (Bonferroni over classes)
+            # and an effect worth the name: the lower end of the success's 95% interval reaches
+            # ``min_trigger_success`` (a pattern of clean digits sending 3% of 8s to class 1 beats a null of
+            # 0 hits, but is a shared shape, not a backdoor; clean classes' group patterns reached at most
+            # 0.07 on the benchmark's clean twins, pasted 2% BadNets groups 0.3 and more)
+            confirmed = (
+                f.trigger_p is not None
+                and f.trigger_p < alpha
+                and f.trigger_success is not None
+                and f.trigger_success.ci_low >= p.min_trigger_success
+            )
             # two routes to a verdict: a separable group whose shared pattern works as a trigger (two
             # independent pieces of evidence, so the score needs only the check's z cut), or, with no
             # trigger to paste (blended triggers cover the whole image), a strongly separable group whose
             # members look like other classes (Chen et al.'s relabel intuition, measured in the inputs)
             if confirmed and f.score >= p.z_threshold:
-                how = f"{f.method}, confirmed by trigger ({f.trigger_success.rate:.0%} success)"  # type: ignore[union-attr]
-            elif f.score >= max(SCORE_THRESHOLD, p.z_threshold) and f.foreign_share >= p.min_foreign:
-                how = f"{f.method}, {f.foreign_share:.0%} of the group look like other classes"
+                how = (
+                    f"{f.method}, confirmed by trigger ({f.trigger_success.rate:.0%} success vs at most "  # type: ignore[union-attr]
+                    f"{f.trigger_null:.0%} for other classes' groups, p={f.trigger_p:.2g})"
+                )
+            elif (
+                f.score >= max(SCORE_THRESHOLD, p.z_threshold)
+                and f.foreign_share >= p.min_foreign
+                and f.foreign_p is not None
+                and f.foreign_p < alpha
+            ):
+                # and more of them than in any other class's group (the same binomial test as the trigger's)
+                how = (
+                    f"{f.method}, {f.foreign_share:.0%} of the group look like other classes (at most "
+                    f"{f.foreign_null:.0%} in other classes' groups, p={f.foreign_p:.2g})"
+                )
             else:
                 continue
             rows = np.flatnonzero(y == c)
