@@ -172,7 +172,11 @@ class Worker:
         from roadworthy.checks import CHECKS
         from roadworthy.errors import RoadworthyWarning
 
-        out: dict[str, Any] = {"where": _where(), "passes": {"forward": 0, "gradient": 0}}
+        out: dict[str, Any] = {
+            "where": _where(),
+            "passes": {"forward": 0, "gradient": 0},
+            "blocks": len(blocks),
+        }
         ctx = self._context()
         if isinstance(ctx, str):
             return out | {"model_input_error": ctx}
@@ -384,7 +388,7 @@ def _merged(cls: type[Check], ctx: Context, shards: list[dict[str, Any]], starte
 
     Every shard failed for an input reason: :class:`ShardInputError` (exit 2, no verdict). Any other
     failed shard makes the check's ``error`` (its first message, one clean line). The result records
-    each shard's node, process, blocks, seconds and retries in ``details["ray"]["shards"]``.
+    each shard's node, process, number of blocks, seconds and retries in ``details["ray"]["shards"]``.
     """
     import warnings
 
@@ -394,7 +398,12 @@ def _merged(cls: type[Check], ctx: Context, shards: list[dict[str, Any]], starte
     if inputs and len(inputs) == len(shards):
         raise ShardInputError(f"{cls.id}: every shard failed: {inputs[0]}")
     where = [
-        {**sh.get("where", {}), "retries": sh.get("retries", 0), "seconds": round(sh.get("seconds", 0.0), 3)}
+        {
+            **sh.get("where", {}),
+            "blocks": sh.get("blocks", 0),
+            "retries": sh.get("retries", 0),
+            "seconds": round(sh.get("seconds", 0.0), 3),
+        }
         for sh in shards
     ]
     summary = {**where[0], "retries": sum(w["retries"] for w in where), "shards": where}
