@@ -491,17 +491,17 @@ def run_ray(
     # per block); any other check is one item
     items: list[tuple[str, int, list[Block]]] = []  # (check id, shard number or -1, blocks)
     n_shards: dict[str, int] = {}
+    n_workers = _worker_count(ray, workers, cpus_per_task)
     for cls in parallel:
         check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
         blocks = check.blocks(ctx) if cls.unmet(ctx) is None and check.shard_items(ctx) is not None else None
         if blocks is None:
             items.append((cls.id, -1, []))
             continue
-        n_workers = _worker_count(ray, workers, cpus_per_task)
         groups = [g for g in _split(blocks, n_workers) if g] or [[]]
         n_shards[cls.id] = len(groups)
         items.extend((cls.id, k, g) for k, g in enumerate(groups))
-    limit = min(_worker_count(ray, workers, cpus_per_task), max(1, len(items)))
+    limit = min(n_workers, max(1, len(items)))
     # retries are ours (no restarts), so each result can say how many it took
     actor_class = ray.remote(Worker).options(num_cpus=cpus_per_task, max_restarts=0, max_task_retries=0)
     actors = [actor_class.remote(shipped, payload_ref) for _ in range(limit)] if items else []
