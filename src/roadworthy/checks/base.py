@@ -422,6 +422,11 @@ class Context:
         index = self._cache.get("shifted", {})
         return list(index.get((shift, int(severity)), {}).values())
 
+    def find_shifted(self, shift: str, severity: int, rows: np.ndarray) -> ShiftedOutputs | None:
+        """Outputs published for ``shift`` at ``severity`` on exactly ``rows``, or ``None``."""
+        index = self._cache.get("shifted", {}).get((shift, int(severity)), {})
+        return index.get(rows_digest(rows))
+
     def stream_shifted(
         self,
         shift: str,

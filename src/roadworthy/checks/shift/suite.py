@@ -159,6 +159,7 @@ class ShiftCheck(Check):
         """
         p: ShiftParams = self.params
         sh: Shift = SHIFTS[self.shift_name]
+        name = sh.name
         idx = sample_indices(ctx, p.n_samples)
         rows = idx[block.start : block.stop]
         y = ctx.data.y[rows]
@@ -175,8 +176,18 @@ class ShiftCheck(Check):
             "kept": {i: {} for i in mine},
         }
         for s in p.severities:
+            # outputs already published on these rows (this check run before in the session, or another
+            # check that fed the same rows): reused, the model is not called again
+            hit = ctx.find_shifted(name, s, idx)
+            if hit is not None and hit.by != self.id:  # its images are gone: no split, no strip here
+                part["raw"][s] = hit.raw[block.start : block.stop]
+                part["inside"][s], part["change"][s] = None, None
+                continue
             xs = sh.apply(x0, s, ctx.rng(self.id, s, "block", block.index))
-            raw = ctx.predict_raw(xs).astype(np.float32, copy=False)
+            if hit is not None:  # the same check again: the images are made again for the split and strip
+                raw = hit.raw[block.start : block.stop]
+            else:
+                raw = ctx.predict_raw(xs).astype(np.float32, copy=False)
             pred = to_probs(raw, ctx.model.output).argmax(axis=1)
             inside = None
             if gate is not None:  # only failures are split and scored
@@ -223,11 +234,14 @@ class ShiftCheck(Check):
                 if parts
                 else np.zeros((0, ctx.n_classes), np.float32)
             )
-            change = float(sum(q["change"][s] for q in parts))
-            ctx.share_shifted(
-                ShiftedOutputs(name, int(s), np.asarray(idx), raw, change / max(1, n * per), self.id)
-            )
-            inside = np.concatenate([q["inside"][s] for q in parts]) if has_gate and parts else None
+            reused = any(q["change"][s] is None for q in parts)  # another check's outputs, as they are
+            if ctx.find_shifted(name, s, idx) is None:  # published once, by the check that computed them
+                change = float(sum(q["change"][s] for q in parts))
+                ctx.share_shifted(
+                    ShiftedOutputs(name, int(s), np.asarray(idx), raw, change / max(1, n * per), self.id)
+                )
+            split = has_gate and parts and not reused and all(q["inside"][s] is not None for q in parts)
+            inside = np.concatenate([q["inside"][s] for q in parts]) if split else None
             probs = to_probs(raw, ctx.model.output).astype(np.float32, copy=False)
             pred = probs.argmax(axis=1)
             correct = pred == y
