@@ -192,7 +192,8 @@ def test_relative_paths_from_another_directory_give_the_local_metrics_for_two_se
         assert where["sanity.latency"] is None  # measured in the driver, always
         ran = [w for w in where.values() if w is not None]
         assert ran and all(w["retries"] == 0 and w["node_id"] and w["pid"] for w in ran)
-        assert len({w["node_id"] for w in ran}) == 2  # both nodes took checks
+        nodes = {s["node_id"] for w in ran for s in w.get("shards", [w])}
+        assert len(nodes) == 2  # both nodes took work (the shift checks' shards)
 
 
 class CrashOnce:
@@ -375,3 +376,59 @@ def test_ray_settings_are_validated(field, value):
 def test_ray_settings_stay_out_of_the_run_key():
     assert {"ray_address", "ray_timeout", "workers", "cpus_per_task"} <= RunConfig.NOT_IN_RUN_KEY
     assert RunConfig(workers=2).backend_options()["workers"] == 2
+
+
+def _dashboard_missing() -> str | None:
+    """Why Ray's job server (its dashboard, ``ray[default]``) cannot start here, or ``None``."""
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401
+    except ImportError as exc:
+        return f"Ray's job server needs ray[default] ({exc})"
+    return None
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_readme_command(project, tmp_path):
+    """``ray job submit -- roadworthy check ...`` on a head node with its job server on 127.0.0.1: the
+    job's driver runs on the cluster, connects through the ``RAY_ADDRESS`` Ray gives it, and writes the
+    report the local backend would (metrics equal, latency aside)."""
+    missing = _dashboard_missing()
+    if missing:
+        pytest.skip(missing)
+    temp = tempfile.mkdtemp(prefix="rw-job-", dir="/tmp")
+    port, dash = _free_port(), _free_port()
+    env = _env(secrets.token_hex(16))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env["PYTHONPATH"], os.environ.get("PYTHONPATH")]))
+    out = tmp_path / "job-report"
+    try:
+        done = subprocess.run(
+            [
+                str(BIN / "ray"), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                "--num-cpus", "2", "--temp-dir", temp, "--disable-usage-stats", "--include-dashboard", "true",
+                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+            ],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        command = " ".join(
+            [
+                str(BIN / "roadworthy"), "check", "--model", str(project / "model.pt"), "--data",
+                str(project / "test.npz"), *SUITES, "--budget", "quick", "--seed", "0", "--backend", "ray",
+                "--workers", "2", "--out", str(out),
+            ]
+        )  # fmt: skip
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", "sh", "-c",
+             f'{command}; echo "roadworthy exit code: $?"'],
+            env=env, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+        code = re.search(r"roadworthy exit code: (\d+)", job.stdout)
+        assert code and code.group(1) in ("0", "1"), job.stdout[-3000:]
+        report = json.loads((out / "report.json").read_text())
+        assert all(c["status"] != "error" for c in report["checks"]), [c["error"] for c in report["checks"]]
+        assert _measured(report) == _measured(_local_report(project, 0))
+        assert any(c["details"].get("ray") for c in report["checks"])  # the checks ran on the cluster
+    finally:
+        _stop(temp)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from roadworthy.data.base import Dataset, stratified_sample
-from roadworthy.errors import plural
+from roadworthy.errors import InvalidInputError, plural
 from roadworthy.models.base import Model, capabilities, to_logits, to_probs
 from roadworthy.types import BUDGETS  # re-exported: the budget names live on the ground floor
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BUDGETS",
     "CHECKS",
+    "SHARD_BLOCK",
+    "Block",
     "Check",
     "Context",
     "NoParams",
@@ -39,9 +41,35 @@ __all__ = [
     "Outcome",
     "ProgressReporter",
     "Requires",
+    "ShardInputError",
     "ShiftedOutputs",
+    "blocks_of",
     "register",
 ]
+
+#: Sample positions per block: the unit a sample-sharded check splits its work into. Randomness is
+#: keyed per block and every model call sees one block at a time, so any split of the blocks into shards
+#: (one on the local backend, several on Ray) gives bit-identical numbers.
+SHARD_BLOCK = 64
+
+
+@dataclass(frozen=True)
+class Block:
+    """Positions ``start:stop`` of a sharded check's items (its sample), the ``index``-th block."""
+
+    index: int
+    start: int
+    stop: int
+
+
+def blocks_of(n_items: int, size: int = SHARD_BLOCK) -> list[Block]:
+    """The blocks covering ``n_items`` positions, ``size`` each (the last one shorter)."""
+    size = max(1, int(size))
+    return [Block(i, start, min(n_items, start + size)) for i, start in enumerate(range(0, n_items, size))]
+
+
+class ShardInputError(InvalidInputError):
+    """Every shard of a sharded check failed for an input reason: the run stops (exit 2), no verdict."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +151,62 @@ class Check:
         return cls.id.split(".", 1)[0]
 
     def run(self, ctx: Context) -> Outcome:
+        """Measure. A sample-sharded check (:meth:`shard_items` not ``None``) need not override this: its
+        whole range runs as one shard through :meth:`run_blocks` and :meth:`merge`."""
+        if self.shard_items(ctx) is None:
+            raise NotImplementedError
+        return self.run_sharded(ctx)
+
+    # -- sample sharding: an optional protocol (the Ray backend spreads the blocks over its workers)
+    #: positions per block of a sharded check (a fixed number, never derived from the number of workers)
+    shard_block: ClassVar[int] = SHARD_BLOCK
+
+    def shard_items(self, ctx: Context) -> int | None:
+        """How many sample positions this check's work splits into, or ``None`` (it runs as one piece).
+
+        Must not call the model: the runner asks before any work. A sharded check implements
+        :meth:`run_block` (the work on one :class:`Block` of positions, its randomness keyed by
+        ``block.index``, never by the shard) and :meth:`merge` (the outcome from every block's part, in
+        block order; metrics computed here, from the merged per-sample arrays).
+        """
+        return None
+
+    def run_block(self, ctx: Context, block: Block) -> Any:
+        """The work on one block of positions; a picklable part for :meth:`merge`."""
         raise NotImplementedError
+
+    def merge(self, ctx: Context, parts: list[Any]) -> Outcome:
+        """The outcome from every block's part, in block order (runs where the results are gathered)."""
+        raise NotImplementedError
+
+    def blocks(self, ctx: Context) -> list[Block]:
+        """This check's blocks in ``ctx`` (empty when it is not sharded)."""
+        n = self.shard_items(ctx)
+        return [] if n is None else blocks_of(n, self.shard_block)
+
+    def run_blocks(self, ctx: Context, blocks: list[Block]) -> list[Any]:
+        """One shard: :meth:`run_block` on each of ``blocks``, in order.
+
+        An :class:`~roadworthy.errors.InvalidInputError` of the first block stops the shard: the same
+        input fails every block, so the shard fails for an input reason (the runner stops the run when
+        every shard did).
+        """
+        parts = []
+        with ctx.progress.task(self.title, total=len(blocks)) as task:
+            for b in blocks:
+                parts.append(self.run_block(ctx, b))
+                task.advance()
+        return parts
+
+    def run_sharded(self, ctx: Context) -> Outcome:
+        """The whole range as one shard, then :meth:`merge` (the local backend's path)."""
+        try:
+            parts = self.run_blocks(ctx, self.blocks(ctx))
+        except ShardInputError:
+            raise
+        except InvalidInputError as exc:
+            raise ShardInputError(f"{self.id}: {exc}") from exc
+        return self.merge(ctx, parts)
 
     @classmethod
     def planned(cls, budget: str, overrides: dict[str, Any] | None = None) -> Check:
@@ -338,6 +421,11 @@ class Context:
         """Outputs other checks published for ``shift`` at ``severity`` (one entry per sample of rows)."""
         index = self._cache.get("shifted", {})
         return list(index.get((shift, int(severity)), {}).values())
+
+    def find_shifted(self, shift: str, severity: int, rows: np.ndarray) -> ShiftedOutputs | None:
+        """Outputs published for ``shift`` at ``severity`` on exactly ``rows``, or ``None``."""
+        index = self._cache.get("shifted", {}).get((shift, int(severity)), {})
+        return index.get(rows_digest(rows))
 
     def stream_shifted(
         self,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from roadworthy.checks import SUITE_ORDER
-from roadworthy.checks.base import Check, Context
+from roadworthy.checks.base import Check, Context, Outcome, ShardInputError
 from roadworthy.errors import RoadworthyWarning
 from roadworthy.plan import peak_window
 from roadworthy.results import CheckResult
@@ -56,8 +56,18 @@ def _depends_on_each_other(cls: type[Check], other_id: str, pending: list[type[C
     return other is not None and any(fnmatch.fnmatchcase(cls.id, p) for p in other.depends_on)
 
 
-def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckResult:
-    """Run one check in isolation and return its result (never raises for a failing check)."""
+def run_check(
+    cls: type[Check],
+    ctx: Context,
+    params: object = None,
+    compute: Callable[[Check], Outcome] | None = None,
+) -> CheckResult:
+    """Run one check in isolation and return its result.
+
+    Never raises for a failing check, except :class:`~roadworthy.checks.base.ShardInputError` (every
+    shard of a sharded check failed for an input reason: the run stops with exit 2, no verdict).
+    ``compute(check)`` replaces ``check.run(ctx)`` (the Ray backend merges the shards' parts there).
+    """
     base = {"id": cls.id, "suite": cls.suite(), "title": cls.title}
     reason = cls.unmet(ctx)
     if reason:
@@ -76,7 +86,9 @@ def run_check(cls: type[Check], ctx: Context, params: object = None) -> CheckRes
             peak_window(memory),
         ):
             warnings.simplefilter("always", RoadworthyWarning)
-            outcome = check.run(ctx)
+            outcome = check.run(ctx) if compute is None else compute(check)
+    except ShardInputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a crashing check must not take the others down
         log.warning("check %s failed: %s", cls.id, exc)
         return CheckResult(

@@ -1,17 +1,28 @@
-"""The Ray backend: checks that depend on no other check run in parallel as Ray tasks.
+"""The Ray backend: checks that depend on no other check, and the shards of sample-sharded checks, run
+in parallel on Ray worker actors.
+
+One actor per worker (:class:`Worker`) rebuilds the model once and keeps one cache (clean predictions
+and features, the validity gate) for every check and shard it runs. A check that implements the
+sharding protocol (:meth:`~roadworthy.checks.base.Check.shard_items`: the shift checks, the white-box
+curve attacks) is split into shards of whole blocks of its sample, at most one per worker; the blocks'
+parts come back here and :meth:`~roadworthy.checks.base.Check.merge` computes the metrics from the
+merged per-sample arrays. Randomness is keyed per block, so 1 worker, 4 workers and the local backend
+give bit-identical metrics. A check whose every shard failed for an input reason stops the run
+(:class:`~roadworthy.checks.base.ShardInputError`, exit 2): no verdict.
 
 What a cluster needs: roadworthy and the model's framework installed on every node, nothing else. No
 shared filesystem: every path is resolved on the driver (this process), the data sets go to Ray's
 object store once, and so does the model: a model file's *bytes* (a folder's as a tar archive) travel
 once through the object store and each worker process rebuilds the model from them once (a temporary
-file, the same loader and the same ``--trust-pickle`` rule as here), then keeps it for the next check it
-runs. A model given as a Python object travels pickled, like any task argument.
+file, the same loader and the same ``--trust-pickle`` rule as here), then keeps it for every check and
+shard it runs. A model given as a Python object travels pickled, like any task argument.
 
 Failures are said in one line: an unreachable or refusing cluster stops the run before any check
 (:class:`~roadworthy.errors.InvalidInputError`, exit 2) within ``timeout`` seconds; a model that cannot
 be rebuilt in a worker for an input reason does too; a lost worker is retried here (``retries``) and
 then that check's ``error``, a message without Ray's colour codes. Each result records where it ran in
-``details["ray"]`` (``node_id``, ``node_ip``, ``pid``, ``retries``). ``sanity.latency`` always runs in
+``details["ray"]`` (``node_id``, ``node_ip``, ``pid``, ``retries``; a sharded check also ``shards``, one
+entry per shard with its node, process, retries and seconds). ``sanity.latency`` always runs in
 this process: a Ray worker's one-thread torch would not describe the model. Aggregating checks
 (``depends_on``) then run here, in order, on the results.
 
@@ -29,15 +40,16 @@ import socket
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from roadworthy.checks.base import Check, Context
+from roadworthy.checks.base import Block, Check, Context, Outcome, ShardInputError
 from roadworthy.errors import InvalidInputError, require
 from roadworthy.results import CheckResult
-from roadworthy.runner.local import order_checks, run_check
+from roadworthy.runner.local import counting_passes, order_checks, run_check
 
 #: Checks that always run in this process (what they measure is this machine's, not a worker's).
 DRIVER_CHECKS = frozenset({"sanity.latency"})
@@ -96,29 +108,91 @@ def _rebuild(shipped: Any) -> Any:
         return model
 
 
-def _remote_check(check_id: str, shipped: Any, payload: dict[str, Any]) -> CheckResult:
-    import ray
-
-    from roadworthy.checks import CHECKS, load_builtin_checks
-
-    load_builtin_checks()
-    where = {"node_id": None, "node_ip": None, "pid": os.getpid()}
+def _where() -> dict[str, Any]:
+    """Which node and process this is (``None`` where Ray cannot say)."""
+    where: dict[str, Any] = {"node_id": None, "node_ip": None, "pid": os.getpid()}
     try:
-        ctx_ray = ray.get_runtime_context()
-        where["node_id"] = ctx_ray.get_node_id()
+        import ray
+
+        where["node_id"] = ray.get_runtime_context().get_node_id()
         where["node_ip"] = ray.util.get_node_ip_address()
     except Exception:  # noqa: BLE001 - where it ran is a detail, never a reason to fail
         pass
-    try:
-        model = _rebuild(shipped)
-    except InvalidInputError as exc:  # the same failure on every worker: the driver stops the run
-        return CheckResult(
-            id=check_id, suite=check_id.split(".")[0], title=check_id, status="error",
-            error=f"model: {exc}", details={"ray": where, "model_input_error": True},
-        )  # fmt: skip
-    result = run_check(CHECKS[check_id], Context(model=model, **payload))
-    result.details = {**(result.details or {}), "ray": where}
-    return result
+    return where
+
+
+class Worker:
+    """One Ray actor per worker: the model rebuilt once from its bytes, one cache for every check and
+    shard it runs (clean predictions and features, the validity gate, the attack order), as the local
+    backend shares them in its one :class:`~roadworthy.checks.base.Context`."""
+
+    def __init__(self, shipped: Any, payload: dict[str, Any]) -> None:
+        from roadworthy.checks import load_builtin_checks
+
+        load_builtin_checks()
+        self.shipped, self.payload = shipped, payload
+        self.cache: dict[str, Any] = {}
+        self.model: Any = None
+
+    def _context(self) -> Context | str:
+        """The context on this worker, or the model's input error (the same on every worker)."""
+        if self.model is None:
+            try:
+                self.model = _rebuild(self.shipped)
+            except InvalidInputError as exc:
+                return str(exc)
+        return Context(model=self.model, **self.payload, _cache=self.cache)
+
+    def check(self, check_id: str) -> CheckResult:
+        """A whole check, as the local backend runs it."""
+        from roadworthy.checks import CHECKS
+
+        where = _where()
+        ctx = self._context()
+        if isinstance(ctx, str):
+            return CheckResult(
+                id=check_id, suite=check_id.split(".")[0], title=check_id, status="error",
+                error=f"model: {ctx}", details={"ray": where, "model_input_error": True},
+            )  # fmt: skip
+        try:
+            result = run_check(CHECKS[check_id], ctx)
+        except ShardInputError as exc:  # a sharded check run whole (it was not split): same rule
+            return CheckResult(
+                id=check_id, suite=check_id.split(".")[0], title=check_id, status="error",
+                error=str(exc), details={"ray": where, "input_error": True},
+            )  # fmt: skip
+        result.details = {**(result.details or {}), "ray": where}
+        return result
+
+    def shard(self, check_id: str, blocks: list[Block]) -> dict[str, Any]:
+        """:meth:`~roadworthy.checks.base.Check.run_blocks` of one shard: the parts, or why it failed."""
+        import time
+        import warnings
+
+        from roadworthy.checks import CHECKS
+        from roadworthy.errors import RoadworthyWarning
+
+        out: dict[str, Any] = {
+            "where": _where(),
+            "passes": {"forward": 0, "gradient": 0},
+            "blocks": len(blocks),
+        }
+        ctx = self._context()
+        if isinstance(ctx, str):
+            return out | {"model_input_error": ctx}
+        check = CHECKS[check_id].planned(ctx.budget, ctx.plan_params.get(check_id))
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True) as caught, counting_passes(ctx.model, out["passes"]):
+                warnings.simplefilter("always", RoadworthyWarning)
+                out["parts"] = check.run_blocks(ctx, blocks)
+            out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, RoadworthyWarning)]
+        except InvalidInputError as exc:
+            out["input_error"] = clean_line(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the shard's error, reported by the driver
+            out["error"] = f"{type(exc).__name__}: {clean_line(str(exc))}"
+        out["seconds"] = time.perf_counter() - start
+        return out
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -279,10 +353,77 @@ def _lost_worker(exc: BaseException, ray: Any) -> bool:
             "ObjectLostError",
             "OwnerDiedError",
             "TaskUnschedulableError",
+            "ActorDiedError",
+            "ActorUnavailableError",
+            "RayActorError",
         )
         if hasattr(ray.exceptions, n)
     )
     return isinstance(exc, kinds)
+
+
+def _worker_count(ray: Any, workers: int | None, cpus_per_task: float) -> int:
+    """Workers to start: ``workers``, else as many as the cluster's CPUs hold at ``cpus_per_task``
+    (never more than that: the cluster is not assumed to grow)."""
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    fit = max(1, int(cpus // max(cpus_per_task, 1e-9)))
+    # a worker the cluster cannot place would wait forever (the others hold their CPUs to the end)
+    return min(int(workers), fit) if workers else fit
+
+
+def _split(blocks: list[Block], n: int) -> list[list[Block]]:
+    """``blocks`` in at most ``n`` contiguous shards of (nearly) equal size."""
+    n = max(1, min(n, len(blocks)))
+    size, extra = divmod(len(blocks), n)
+    out, at = [], 0
+    for i in range(n):
+        step = size + (1 if i < extra else 0)
+        out.append(blocks[at : at + step])
+        at += step
+    return out
+
+
+def _merged(cls: type[Check], ctx: Context, shards: list[dict[str, Any]], started: float) -> CheckResult:
+    """The sharded check's result: its shards' parts merged here, in block order.
+
+    Every shard failed for an input reason: :class:`ShardInputError` (exit 2, no verdict). Any other
+    failed shard makes the check's ``error`` (its first message, one clean line). The result records
+    each shard's node, process, number of blocks, seconds and retries in ``details["ray"]["shards"]``.
+    """
+    import warnings
+
+    from roadworthy.errors import RoadworthyWarning
+
+    inputs = [sh["input_error"] for sh in shards if sh.get("input_error")]
+    if inputs and len(inputs) == len(shards):
+        raise ShardInputError(f"{cls.id}: every shard failed: {inputs[0]}")
+    where = [
+        {
+            **sh.get("where", {}),
+            "blocks": sh.get("blocks", 0),
+            "retries": sh.get("retries", 0),
+            "seconds": round(sh.get("seconds", 0.0), 3),
+        }
+        for sh in shards
+    ]
+    summary = {**where[0], "retries": sum(w["retries"] for w in where), "shards": where}
+    failed = next((sh.get("error") or sh.get("input_error") for sh in shards if "parts" not in sh), None)
+    if failed is not None:
+        return _error_result(cls, _ANSI.sub("", failed), summary)
+
+    def compute(check: Check) -> Outcome:
+        for sh in shards:
+            for text in sh.get("warnings", []):
+                warnings.warn(text, RoadworthyWarning, stacklevel=2)
+        return check.merge(ctx, [part for sh in shards for part in sh["parts"]])
+
+    result = run_check(cls, ctx, compute=compute)
+    result.details = {**(result.details or {}), "ray": summary}
+    for sh in shards:
+        for kind, n in sh.get("passes", {}).items():
+            result.model_passes[kind] = result.model_passes.get(kind, 0) + int(n)
+    result.duration_s = time.perf_counter() - started
+    return result
 
 
 def run_ray(
@@ -312,9 +453,11 @@ def run_ray(
     timeout
         Seconds to wait for the cluster before stopping with exit 2.
     workers
-        Ray tasks in flight at once (``None``: every independent check at once).
+        Worker actors (``None``: as many as the cluster's CPUs hold at ``cpus_per_task``); each loads
+        the model once and runs whole checks and shards of sample-sharded checks, one at a time. A
+        sharded check is split into at most ``workers`` shards of whole blocks, merged here.
     cpus_per_task
-        CPUs reserved for each task.
+        CPUs reserved for each worker.
     """
     ray = require("ray", "ray", "--backend ray")
     if model_recipe is None:
@@ -344,52 +487,106 @@ def run_ray(
         "plan_params": ctx.plan_params,
     }
     payload_ref = ray.put(payload)
-    # retries are ours (max_retries=0), so each result can say how many it took
-    task = ray.remote(_remote_check).options(num_cpus=cpus_per_task, max_retries=0)
+    # the work: a sample-sharded check becomes shards of whole blocks (as many as workers, at most one
+    # per block); any other check is one item
+    items: list[tuple[str, int, list[Block]]] = []  # (check id, shard number or -1, blocks)
+    n_shards: dict[str, int] = {}
+    n_workers = _worker_count(ray, workers, cpus_per_task)
+    for cls in parallel:
+        check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
+        blocks = check.blocks(ctx) if cls.unmet(ctx) is None and check.shard_items(ctx) is not None else None
+        if blocks is None:
+            items.append((cls.id, -1, []))
+            continue
+        groups = [g for g in _split(blocks, n_workers) if g] or [[]]
+        n_shards[cls.id] = len(groups)
+        items.extend((cls.id, k, g) for k, g in enumerate(groups))
+    limit = min(n_workers, max(1, len(items)))
+    # retries are ours (no restarts), so each result can say how many it took
+    actor_class = ray.remote(Worker).options(num_cpus=cpus_per_task, max_restarts=0, max_task_retries=0)
+    actors = [actor_class.remote(shipped, payload_ref) for _ in range(limit)] if items else []
+    free = list(range(len(actors)))
     by_id = {c.id: c for c in parallel}
-    queue = [c.id for c in parallel]
-    tries: dict[str, int] = dict.fromkeys(queue, 0)
-    pending: dict[Any, str] = {}
-    limit = workers or len(queue) or 1
+    queue = list(items)
+    tries: dict[tuple[str, int], int] = {(cid, k): 0 for cid, k, _ in items}
+    pending: dict[Any, tuple[tuple[str, int, list[Block]], int]] = {}
+    shards: dict[str, dict[int, dict[str, Any]]] = {cid: {} for cid in n_shards}
+    started: dict[str, float] = {}
     finished: dict[str, CheckResult] = dict(done or {})
 
     def submit() -> None:
-        while queue and len(pending) < limit:
-            cid = queue.pop(0)
-            pending[task.remote(cid, shipped, payload_ref)] = cid
+        while queue and free:
+            item, slot = queue.pop(0), free.pop(0)
+            cid, k, blocks = item
+            started.setdefault(cid, time.perf_counter())
+            actor = actors[slot]
+            ref = actor.check.remote(cid) if k < 0 else actor.shard.remote(cid, blocks)
+            pending[ref] = (item, slot)
 
-    submit()
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        ref = ready[0]
-        cid = pending.pop(ref)
-        try:
-            result = ray.get(ref)
-        except Exception as exc:  # noqa: BLE001 - a lost worker is that check's error, not the run's
-            if _lost_worker(exc, ray) and tries[cid] < RETRIES:
-                tries[cid] += 1
-                if say:
-                    say(f"  {cid}: its Ray worker was lost; retry {tries[cid]}/{RETRIES}")
-                queue.insert(0, cid)
-                submit()
-                continue
-            cause = getattr(exc, "cause", None)
-            text = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(exc)
-            message = f"{type(exc).__name__}: {clean_line(text)}"
-            result = _error_result(by_id[cid], message, {"retries": tries[cid]})
-        if result.details.get("model_input_error"):
-            reason = result.error.removeprefix("model: ")
-            raise InvalidInputError(f"--backend ray: a worker could not rebuild the model: {reason}")
-        result.details.setdefault("ray", {})["retries"] = tries[cid]
-        if result.error:
-            result.error = _ANSI.sub("", result.error)
+    def record(result: CheckResult) -> None:
+        cid = result.id
         finished[cid] = result
         if say:
             say(f"  {cid}: {result.status} ({result.duration_s:.1f} s, ray)")
         ctx.results[cid] = result
         if on_result:
             on_result(result)
+
+    try:
         submit()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            item, slot = pending.pop(ref)
+            cid, k, _blocks = item
+            try:
+                got = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a lost worker is that item's error, not the run's
+                if _lost_worker(exc, ray):
+                    with contextlib.suppress(Exception):
+                        ray.kill(actors[slot])
+                    actors[slot] = actor_class.remote(shipped, payload_ref)  # a fresh worker takes its place
+                    if tries[(cid, k)] < RETRIES:
+                        tries[(cid, k)] += 1
+                        if say:
+                            say(f"  {cid}: its Ray worker was lost; retry {tries[(cid, k)]}/{RETRIES}")
+                        queue.insert(0, item)
+                        free.append(slot)
+                        submit()
+                        continue
+                cause = getattr(exc, "cause", None)
+                text = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(exc)
+                got = {"error": f"{type(exc).__name__}: {clean_line(text)}", "where": {}}
+                if k < 0:
+                    got = _error_result(by_id[cid], got["error"], {"retries": tries[(cid, k)]})
+            free.append(slot)
+            if k < 0:
+                result = got
+                if result.details.get("model_input_error"):
+                    reason = result.error.removeprefix("model: ")
+                    raise InvalidInputError(f"--backend ray: a worker could not rebuild the model: {reason}")
+                if result.details.pop("input_error", False):
+                    raise ShardInputError(result.error)
+                result.details.setdefault("ray", {})["retries"] = tries[(cid, k)]
+                if result.error:
+                    result.error = _ANSI.sub("", result.error)
+                record(result)
+            else:
+                if got.get("model_input_error"):
+                    raise InvalidInputError(
+                        f"--backend ray: a worker could not rebuild the model: {got['model_input_error']}"
+                    )
+                got["retries"] = tries[(cid, k)]
+                shards[cid][k] = got
+                if len(shards[cid]) == n_shards[cid]:
+                    record(
+                        _merged(by_id[cid], ctx, [shards[cid][i] for i in range(n_shards[cid])], started[cid])
+                    )
+            submit()
+    finally:
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
     results: list[CheckResult] = []
     for cls in ordered:
         if cls.id not in finished:  # this process's checks and aggregators, in order

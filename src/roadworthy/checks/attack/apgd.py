@@ -46,7 +46,10 @@ class APGDCE(AttackCheck):
     budget_params = BUDGETS
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
-        return _sweep(self, ctx, s, "ce")
+        return self.curve_white_box(ctx, s, *self.white_box_perturb())
+
+    def white_box_perturb(self) -> tuple[Any, str]:
+        return _perturb(self, "ce"), "ce"
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "ce"}
@@ -70,17 +73,20 @@ class APGDDLR(AttackCheck):
     budget_params = BUDGETS
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
-        return _sweep(self, ctx, s, "dlr")
+        return self.curve_white_box(ctx, s, *self.white_box_perturb())
+
+    def white_box_perturb(self) -> tuple[Any, str]:
+        return _perturb(self, "dlr"), "dlr"
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "dlr"}
 
 
-def _sweep(check: AttackCheck, ctx: Context, s: Sample, loss: str) -> Attempt:
-    """APGD with ``loss`` at ``eps`` plus the one-run curve: the two APGD checks differ in nothing else."""
+def _perturb(check: AttackCheck, loss: str) -> Any:
+    """APGD with ``loss`` at ``eps`` (with the one-run curve): the two APGD checks differ in nothing else."""
     p = check.params
 
     def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
         return apgd(forward, x, y, eps, p.steps, "linf", loss, p.restarts, gen)
 
-    return check.curve_white_box(ctx, s, step, loss=loss)
+    return step

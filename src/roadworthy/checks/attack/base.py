@@ -35,7 +35,7 @@ import numpy as np
 from roadworthy import evidence
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
-from roadworthy.checks.base import Check, Context, Outcome, planned_samples
+from roadworthy.checks.base import Block, Check, Context, Outcome, blocks_of, planned_samples
 from roadworthy.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -59,6 +59,10 @@ class Sample:
     def __post_init__(self) -> None:
         self.correct = self.pred == self.y
         self.xc, self.yc = self.x[self.correct], self.y[self.correct]
+
+    def take(self, start: int, stop: int) -> Sample:
+        """The inputs at positions ``start:stop``."""
+        return Sample(self.x[start:stop], self.y[start:stop], self.pred[start:stop])
 
 
 @dataclass
@@ -152,10 +156,39 @@ class AttackCheck(Check):
 
     # -- the shared flow
 
+    def white_box_perturb(self) -> tuple[Perturb, str] | None:
+        """``(perturb, loss)`` for a check whose :meth:`attack` is :meth:`curve_white_box`; such a check
+        is sample-sharded (its blocks run anywhere and merge in order). ``None``: not sharded."""
+        return None
+
+    def shard_items(self, ctx: Context) -> int | None:
+        if self.white_box_perturb() is None:
+            return None
+        return min(max(1, int(self.params.n_samples)), ctx.data.n_samples)
+
+    def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
+        wb = self.white_box_perturb()
+        assert wb is not None
+        s = self.sample(ctx).take(block.start, block.stop)
+        return self.curve_block(ctx, s, wb[0], block.index, wb[1])
+
+    def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
+        idx = np.sort(common.attack_order(ctx)[: self.shard_items(ctx)])
+        # the clean predictions came with the parts: no model call here
+        pred = np.concatenate([q["pred"] for q in parts]) if parts else ctx.clean_pred[idx]
+        x = np.ascontiguousarray(ctx.data.x[idx], dtype=np.float32)
+        s = Sample(x, np.asarray(ctx.data.y[idx], dtype=np.int64), pred)
+        return self.outcome(ctx, s, self.curve_finish(ctx, s, parts))
+
     def run(self, ctx: Context) -> Outcome:
-        name = self.id
+        if self.shard_items(ctx) is not None:
+            return self.run_sharded(ctx)
         s = self.sample(ctx)
-        a = self.attack(ctx, s)
+        return self.outcome(ctx, s, self.attack(ctx, s))
+
+    def outcome(self, ctx: Context, s: Sample, a: Attempt) -> Outcome:
+        """The check's outcome from the attempt on ``s``: metrics, trust, threat model, examples."""
+        name = self.id
         y, correct = s.y, s.correct
         broken, min_strength, queries = a.broken, a.min_strength, a.queries
         if a.measured is not None:
@@ -245,6 +278,27 @@ class AttackCheck(Check):
         Self-checks: usable input gradients for ``loss``; robust accuracy at the huge strength from the
         minimum-norm results (Carlini et al. 2019); and agreement: the minimum-norm search must not miss
         more than ``max_disagreement`` of the inputs ``perturb`` flips at ``eps``.
+
+        The sample is worked in blocks of :attr:`shard_block` inputs (:meth:`curve_block`, randomness
+        keyed per block) merged by :meth:`curve_finish`, so Ray workers running the blocks give the
+        same numbers.
+        """
+        blocks = blocks_of(len(s.y), self.shard_block)
+        with ctx.progress.task(f"{self.label} on {int(s.correct.sum())} inputs", total=len(blocks)) as task:
+            parts = []
+            for b in blocks:
+                parts.append(self.curve_block(ctx, s.take(b.start, b.stop), perturb, b.index, loss))
+                task.advance()
+        return self.curve_finish(ctx, s, parts)
+
+    def curve_block(
+        self, ctx: Context, s: Sample, perturb: Perturb, block: int, loss: str = "ce"
+    ) -> dict[str, Any]:
+        """:meth:`curve_white_box`'s work on one block of the sample: per-input results and pass counts.
+
+        The fixed-strength attack's random start is seeded by check, strength and ``block``, so the
+        block gives the same numbers on any worker; the gradient self-check runs on the block's correct
+        inputs and only its counts travel.
         """
         import torch
 
@@ -255,7 +309,6 @@ class AttackCheck(Check):
         norm = self.norm or "linf"
         device = getattr(ctx.model, "device", "cpu")
         counter = PassCounter(ctx.model.forward_torch)  # type: ignore[attr-defined]
-        correct0 = s.correct
         sweep = self._validated_sweep(s)
         xc, yc = s.xc, s.yc
         n = len(xc)
@@ -263,37 +316,78 @@ class AttackCheck(Check):
         fixed = np.zeros(n, bool)
         min_adv, min_pred = xc.copy(), yc.copy()
         gate_adv, gate_pred = xc.copy(), yc.copy()
-        with ctx.progress.task(f"{self.label} on {n} inputs", total=2) as task:
-            if n:
-                xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
-                found = fmn(counter, xt, yt, norm, steps=p.min_norm_steps, settled_at=min(sweep))
-                min_adv = found.adv.detach().cpu().numpy()
-                raw = found.norms.detach().cpu().numpy()
-                finite = np.isfinite(raw)
-                common.verify_budget(xc[finite], min_adv[finite], raw[finite], norm, name)
-                min_pred = yc.copy()
-                min_pred[finite] = self._classify(ctx, counter, min_adv[finite])
-                norms = np.where(finite & (min_pred != yc), raw, np.inf)
-            task.advance()
+        rest = np.zeros(0, np.int64)
+        health = {"zero": 0.0, "nonfinite": 0.0, "n": 0.0}
+        if n:
+            xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
+            found = fmn(counter, xt, yt, norm, steps=p.min_norm_steps, settled_at=min(sweep))
+            min_adv = found.adv.detach().cpu().numpy()
+            raw = found.norms.detach().cpu().numpy()
+            finite = np.isfinite(raw)
+            common.verify_budget(xc[finite], min_adv[finite], raw[finite], norm, name)
+            min_pred = yc.copy()
+            min_pred[finite] = self._classify(ctx, counter, min_adv[finite])
+            norms = np.where(finite & (min_pred != yc), raw, np.inf)
             # the fixed-strength attack only where the minimum-norm run left the input standing at eps:
             # elsewhere it could not change the curve (nor the headline)
             rest = np.flatnonzero(~(norms <= p.eps * (1 + 1e-6)))
             if len(rest):
                 sel = torch.from_numpy(rest).to(device)
-                gen = torch.Generator().manual_seed(ctx.torch_seed(name, ("fixed", p.eps)))
+                gen = torch.Generator().manual_seed(ctx.torch_seed(name, ("fixed", p.eps), "block", block))
                 adv = perturb(counter, xt[sel], yt[sel], torch.tensor(p.eps), gen, sel)
                 adv_np = adv.detach().cpu().numpy()
                 common.verify_budget(xc[rest], adv_np, p.eps, norm, name)
                 gate_adv[rest] = adv_np
                 gate_pred[rest] = self._classify(ctx, counter, adv_np)
                 fixed = gate_pred != yc
-            task.advance()
+            health = trust.gradient_health(counter, xc, yc, loss, device=device)
+        return {
+            "pred": s.pred,
+            "norms": norms,
+            "fixed": fixed,
+            "min_adv": min_adv,
+            "min_pred": min_pred,
+            "gate_adv": gate_adv,
+            "gate_pred": gate_pred,
+            "rest": len(rest),
+            "dead": (round(health["zero"] * health["n"]), round(health["nonfinite"] * health["n"]), n),
+            "passes": (counter.forwards, counter.backwards),
+        }
+
+    def curve_finish(self, ctx: Context, s: Sample, parts: list[dict[str, Any]]) -> Attempt:
+        """:meth:`curve_white_box`'s result from its blocks' parts (in block order): the curve, the
+        headline and the self-checks, computed from the merged per-input arrays."""
+        p = self.params
+        name = self.id
+        norm = self.norm or "linf"
+        correct0 = s.correct
+        sweep = self._validated_sweep(s)
+        xc, yc = s.xc, s.yc
+        n = len(xc)
+        row_shape = xc.shape[1:]
+
+        def cat(key: str, empty: np.ndarray) -> np.ndarray:
+            return np.concatenate([q[key] for q in parts]) if parts else empty
+
+        norms = cat("norms", np.full(0, np.inf))
+        fixed = cat("fixed", np.zeros(0, bool))
+        min_adv = cat("min_adv", np.zeros((0, *row_shape), np.float32))
+        gate_adv = cat("gate_adv", np.zeros((0, *row_shape), np.float32))
+        min_pred, gate_pred = cat("min_pred", yc[:0]), cat("gate_pred", yc[:0])
+        counter = PassCounter(ctx.model.forward_torch)  # type: ignore[attr-defined]
+        counter.forwards = sum(q["passes"][0] for q in parts)
+        counter.backwards = sum(q["passes"][1] for q in parts)
+        zero, nonfinite, n_health = (sum(q["dead"][i] for q in parts) for i in range(3))
+        health = {
+            "zero": zero / max(1, n_health),
+            "nonfinite": nonfinite / max(1, n_health),
+            "n": float(n_health),
+        }
+        rest = sum(q["rest"] for q in parts)
         hi = np.minimum(norms, np.where(fixed, p.eps, np.inf))
         broken_c = {e: hi <= e * (1 + 1e-6) for e in sweep}
 
         fmn_acc = [float((correct0 & ~common.fill_in(correct0, norms <= e, False)).mean()) for e in sweep]
-        n_health = min(256, n)
-        health = trust.gradient_health(counter, xc[:n_health], yc[:n_health], loss, device=device)
         huge = p.huge_eps if norm == "linf" else p.huge_eps * math.sqrt(float(np.prod(s.x.shape[1:])))
         huge_acc = float((correct0 & ~common.fill_in(correct0, hi <= huge, False)).mean())
         missed = int((fixed & ~(norms <= p.eps * (1 + 1e-6))).sum())
@@ -328,7 +422,7 @@ class AttackCheck(Check):
                 "min_norm_robust_accuracy": dict(
                     zip([common.eps_key(e) for e in sweep], fmn_acc, strict=True)
                 ),
-                "fixed_eps_attacked": len(rest),
+                "fixed_eps_attacked": rest,
                 "efficiency": efficiency,
             },
             shown=Shown(

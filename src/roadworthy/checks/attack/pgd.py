@@ -46,6 +46,9 @@ class PGDLinf(AttackCheck):
     budget_params = BUDGETS
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
+        return self.curve_white_box(ctx, s, *self.white_box_perturb())
+
+    def white_box_perturb(self) -> tuple[Any, str]:
         p = self.params
 
         def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
@@ -53,7 +56,7 @@ class PGDLinf(AttackCheck):
                 forward, x, y, eps, p.steps, p.step_ratio * eps / p.steps, "linf", p.restarts, generator=gen
             )
 
-        return self.curve_white_box(ctx, s, step)
+        return step, "ce"
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "ce"}
@@ -78,6 +81,9 @@ class PGDL2(AttackCheck):
     budget_params = BUDGETS
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
+        return self.curve_white_box(ctx, s, *self.white_box_perturb())
+
+    def white_box_perturb(self) -> tuple[Any, str]:
         p = self.params
 
         def step(forward: Any, x: Any, y: Any, eps: Any, gen: Any, _rows: Any) -> Any:
@@ -85,7 +91,7 @@ class PGDL2(AttackCheck):
                 forward, x, y, eps, p.steps, p.step_ratio * eps / p.steps, "l2", p.restarts, generator=gen
             )
 
-        return self.curve_white_box(ctx, s, step)
+        return step, "ce"
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"steps": self.params.steps, "restarts": self.params.restarts, "loss": "ce"}

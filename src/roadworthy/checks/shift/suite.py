@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from roadworthy import evidence
-from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.base import Block, Check, Context, Outcome, Requires, ShiftedOutputs, register
 from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.errors import RoadworthyError
 from roadworthy.evidence import png_data_uri
@@ -139,83 +139,136 @@ class ShiftCheck(Check):
         "thorough": {"n_samples": 0},
     }
 
-    def run(self, ctx: Context) -> Outcome:
+    def shard_items(self, ctx: Context) -> int:
+        """The sampled rows: their blocks of positions run anywhere and merge in order."""
+        return len(sample_indices(ctx, self.params.n_samples))
+
+    def _candidates(self, ctx: Context, idx: np.ndarray) -> list[int]:
+        """Positions whose shifted images are kept for the example strip (correct ones first)."""
+        y, clean_pred = ctx.data.y[idx], ctx.clean_pred[idx]
+        pick = ctx.rng(self.id, "examples").permutation(len(idx))
+        return [int(i) for i in pick if clean_pred[i] == y[i]][:N_CANDIDATES] or [
+            int(i) for i in pick[:N_CANDIDATES]
+        ]
+
+    def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
+        """Every severity on the block's rows: outputs, the gate's split of failures, the strip images.
+
+        The shift's randomness is keyed by check, severity and block, so the same seed gives the same
+        shifted images whichever worker runs the block.
+        """
+        p: ShiftParams = self.params
+        sh: Shift = SHIFTS[self.shift_name]
+        name = sh.name
+        idx = sample_indices(ctx, p.n_samples)
+        rows = idx[block.start : block.stop]
+        y = ctx.data.y[rows]
+        gate, gate_note = _gate(ctx)
+        mine = [i for i in self._candidates(ctx, idx) if block.start <= i < block.stop]
+        x0 = ctx.data.x[rows]
+        part: dict[str, Any] = {
+            "clean": ctx.clean_probs[rows].astype(np.float32, copy=False),
+            "gate": gate.describe() if gate is not None else None,
+            "gate_note": gate_note,
+            "raw": {},
+            "inside": {},
+            "change": {},
+            "kept": {i: {} for i in mine},
+        }
+        for s in p.severities:
+            # outputs already published on these rows (this check run before in the session, or another
+            # check that fed the same rows): reused, the model is not called again
+            hit = ctx.find_shifted(name, s, idx)
+            if hit is not None and hit.by != self.id:  # its images are gone: no split, no strip here
+                part["raw"][s] = hit.raw[block.start : block.stop]
+                part["inside"][s], part["change"][s] = None, None
+                continue
+            xs = sh.apply(x0, s, ctx.rng(self.id, s, "block", block.index))
+            if hit is not None:  # the same check again: the images are made again for the split and strip
+                raw = hit.raw[block.start : block.stop]
+            else:
+                raw = ctx.predict_raw(xs).astype(np.float32, copy=False)
+            pred = to_probs(raw, ctx.model.output).argmax(axis=1)
+            inside = None
+            if gate is not None:  # only failures are split and scored
+                inside = np.ones(len(rows), bool)
+                fail = np.flatnonzero(pred != y)
+                if fail.size:
+                    inside[fail] = _in_envelope(ctx, gate, xs[fail], raw[fail])
+            for i in mine:
+                part["kept"][i][s] = (xs[i - block.start].copy(), int(pred[i - block.start]))
+            part["raw"][s], part["inside"][s] = raw, inside
+            part["change"][s] = float(np.abs(xs - x0, dtype=np.float32).sum(dtype=np.float64))
+            del xs
+        return part
+
+    def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
+        """Metrics from the merged per-sample outputs; the outputs are shared with later checks."""
         p: ShiftParams = self.params
         sh: Shift = SHIFTS[self.shift_name]
         name = sh.name
         idx = sample_indices(ctx, p.n_samples)
         y = ctx.data.y[idx]
-        clean_probs = ctx.clean_probs[idx]
-        clean_pred = clean_probs.argmax(axis=1)
         n = len(idx)
-        gate, gate_note = _gate(ctx)
-        pick = ctx.rng(self.id, "examples").permutation(n)
-        candidates = [int(i) for i in pick if clean_pred[i] == y[i]][:N_CANDIDATES] or [
-            int(i) for i in pick[:N_CANDIDATES]
-        ]
-        kept: dict[int, dict[int, tuple[np.ndarray, int]]] = {i: {} for i in candidates}
+        per = max(1, int(np.prod(ctx.data.input_shape)))
+        if parts:
+            clean_probs = np.concatenate([q["clean"] for q in parts])
+            gate_described, gate_note = parts[0]["gate"], parts[0]["gate_note"]
+        else:
+            clean_probs = ctx.clean_probs[idx]
+            gate, gate_note = _gate(ctx)
+            gate_described = gate.describe() if gate is not None else None
+        clean_pred = clean_probs.argmax(axis=1)
+        has_gate = gate_described is not None
+        kept: dict[int, dict[int, tuple[np.ndarray, int]]] = {}
+        for q in parts:
+            kept.update(q["kept"])
 
         metrics: dict[str, float] = {}
         per_severity: list[dict[str, Any]] = []
         all_probs, all_y = [], []
         in_failures = out_failures = 0
-        with ctx.progress.task(f"shift {name}", total=n * len(p.severities)) as task:
-            for s in p.severities:
-                rng = ctx.rng(self.id, s)
-                inside = np.ones(n, bool) if gate is not None else None
-
-                def look(
-                    start: int,
-                    stop: int,
-                    xs: np.ndarray,
-                    raw: np.ndarray,
-                    s: int = s,
-                    inside: np.ndarray | None = inside,
-                ) -> None:
-                    """Per streamed chunk: split its failures by the gate, keep the strip candidates."""
-                    pred_c = to_probs(raw, ctx.model.output).argmax(axis=1)
-                    if gate is not None and inside is not None:  # only failures are split and scored
-                        fail = np.flatnonzero(pred_c != y[start:stop])
-                        if fail.size:
-                            inside[start + fail] = _in_envelope(ctx, gate, xs[fail], raw[fail])
-                    for i in candidates:
-                        if start <= i < stop:
-                            kept[i][s] = (xs[i - start].copy(), int(pred_c[i - start]))
-                    task.advance(stop - start)
-
-                shared = ctx.stream_shifted(
-                    name, s, idx, lambda x0, s=s, rng=rng: sh.apply(x0, s, rng), self.id, on_chunk=look
+        for s in p.severities:
+            raw = (
+                np.concatenate([q["raw"][s] for q in parts])
+                if parts
+                else np.zeros((0, ctx.n_classes), np.float32)
+            )
+            reused = any(q["change"][s] is None for q in parts)  # another check's outputs, as they are
+            if ctx.find_shifted(name, s, idx) is None:  # published once, by the check that computed them
+                change = float(sum(q["change"][s] for q in parts))
+                ctx.share_shifted(
+                    ShiftedOutputs(name, int(s), np.asarray(idx), raw, change / max(1, n * per), self.id)
                 )
-                if shared.by != self.id:  # another check fed these rows through the model already
-                    task.advance(n)
-                    inside = None  # its chunks' images are gone: no split, no strip at this severity
-                probs = to_probs(shared.raw, ctx.model.output).astype(np.float32, copy=False)
-                pred = probs.argmax(axis=1)
-                correct = pred == y
-                metrics |= proportion_metrics(f"shift.{name}.s{s}.accuracy", correct)
-                row: dict[str, Any] = {
-                    "severity": s,
-                    "accuracy": float(correct.mean()),
-                    "ece": expected_calibration_error(probs, y, N_BINS),
-                    "flip_rate": float(np.mean(pred != clean_pred)),
-                    "mean_confidence": float(probs.max(axis=1).mean()),
+            split = has_gate and parts and not reused and all(q["inside"][s] is not None for q in parts)
+            inside = np.concatenate([q["inside"][s] for q in parts]) if split else None
+            probs = to_probs(raw, ctx.model.output).astype(np.float32, copy=False)
+            pred = probs.argmax(axis=1)
+            correct = pred == y
+            metrics |= proportion_metrics(f"shift.{name}.s{s}.accuracy", correct)
+            row: dict[str, Any] = {
+                "severity": s,
+                "accuracy": float(correct.mean()),
+                "ece": expected_calibration_error(probs, y, N_BINS),
+                "flip_rate": float(np.mean(pred != clean_pred)),
+                "mean_confidence": float(probs.max(axis=1).mean()),
+            }
+            if inside is not None:
+                fail = ~correct
+                row |= {
+                    "in_envelope_failures": int(np.sum(fail & inside)),
+                    "out_of_envelope_failures": int(np.sum(fail & ~inside)),
                 }
-                if inside is not None:
-                    fail = ~correct
-                    row |= {
-                        "in_envelope_failures": int(np.sum(fail & inside)),
-                        "out_of_envelope_failures": int(np.sum(fail & ~inside)),
-                    }
-                    in_failures += row["in_envelope_failures"]
-                    out_failures += row["out_of_envelope_failures"]
-                per_severity.append(row)
-                all_probs.append(probs)
-                all_y.append(y)
+                in_failures += row["in_envelope_failures"]
+                out_failures += row["out_of_envelope_failures"]
+            per_severity.append(row)
+            all_probs.append(probs)
+            all_y.append(y)
 
         accs = [r["accuracy"] for r in per_severity]
         mean_acc = float(np.mean(accs))
         metrics |= _mean_accuracy_metrics(f"shift.{name}.accuracy", mean_acc, n)
-        if gate is not None:
+        if has_gate:
             metrics[f"shift.{name}.in_envelope_failures"] = float(in_failures)
             metrics[f"shift.{name}.out_of_envelope_failures"] = float(out_failures)
         pooled_probs, pooled_y = np.concatenate(all_probs), np.concatenate(all_y)
@@ -243,9 +296,9 @@ class ShiftCheck(Check):
             else "own",
             "caveat": CAVEAT,
         }
-        if gate is not None:
+        if has_gate:
             details["validity"] = {
-                "gate": gate.describe(),
+                "gate": gate_described,
                 "in_envelope_failures": in_failures,
                 "out_of_envelope_failures": out_failures,
             }
