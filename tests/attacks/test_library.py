@@ -77,3 +77,18 @@ def test_the_library_imports_no_check_and_no_report():
                 assert node.module.startswith(allowed), f"{path.name} imports {node.module}"
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("roadworthy.") for a in node.names), path.name
+
+
+def test_gradient_batches_shrink_for_large_inputs_only():
+    """A gradient loop keeps the requested batch for small images and lowers it for 224 px ones (a
+    ResNet's activations for 256 such inputs would need several GB), never below 8."""
+    from roadworthy.attacks._losses import GRAD_BATCH_INPUT_BYTES, grad_batch
+
+    small = np.zeros((300, 3, 32, 32), np.float32)
+    large = np.zeros((300, 3, 224, 224), np.float32)
+    huge = np.zeros((2, 3, 2048, 2048), np.float32)
+    assert grad_batch(small, 256) == 256
+    b = grad_batch(large, 256)
+    assert 8 <= b < 256 and b * large[0].nbytes <= GRAD_BATCH_INPUT_BYTES
+    assert grad_batch(huge, 256) == 8
+    assert grad_batch(small, 4) == 4  # never above the request

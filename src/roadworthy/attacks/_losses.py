@@ -17,6 +17,19 @@ if TYPE_CHECKING:
     from roadworthy.attacks._inputs import Forward
 
 
+#: input bytes of one gradient batch: a network's activations kept for the backward pass are tens of
+#: times its input, so 16 MiB of 224 px images (27 of them) keeps a ResNet-18's batch near 1 GB; small
+#: images keep the requested batch
+GRAD_BATCH_INPUT_BYTES = 16 * 2**20
+
+
+def grad_batch(x: torch.Tensor | np.ndarray, batch_size: int) -> int:
+    """The batch of a gradient loop over ``x``: ``batch_size``, lowered so that one batch's inputs stay
+    within :data:`GRAD_BATCH_INPUT_BYTES` (never below 8)."""
+    per_input = 4 * int(np.prod(tuple(x.shape[1:]))) if len(x.shape) > 1 else 4
+    return max(1, min(batch_size, max(8, GRAD_BATCH_INPUT_BYTES // max(1, per_input))))
+
+
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy in float64."""
     import torch.nn.functional as F

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from roadworthy.attacks._geometry import check_args, direction, per_sample, project, random_start
 from roadworthy.attacks._inputs import as_forward, from_torch, to_torch
-from roadworthy.attacks._losses import LOSSES, input_gradient
+from roadworthy.attacks._losses import LOSSES, grad_batch, input_gradient
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +76,7 @@ def apgd(
     e_all = per_sample(eps, x)
     out = x.clone()
     checkpoints = set(apgd_checkpoints(steps))
+    batch_size = grad_batch(x, batch_size)
     for i in range(0, len(x), batch_size):
         sl = slice(i, i + batch_size)
         out[sl] = _apgd_batch(

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from roadworthy.attacks._geometry import cat, check_args, per_sample, project
 from roadworthy.attacks._inputs import Forward, as_forward, from_torch, to_torch
-from roadworthy.attacks._losses import input_gradient
+from roadworthy.attacks._losses import grad_batch, input_gradient
 
 if TYPE_CHECKING:
     import torch
 
 
 def gradient_sign(forward: Forward, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``sign(grad_x CE(f(x), y))`` per input, in batches of ``batch_size``."""
+    """``sign(grad_x CE(f(x), y))`` per input, in batches of ``batch_size`` (fewer for large inputs:
+    :func:`~roadworthy.attacks._losses.grad_batch`)."""
+    batch_size = grad_batch(x, batch_size)
     signs = [
         input_gradient(forward, x[i : i + batch_size], y[i : i + batch_size])[0].sign()
         for i in range(0, len(x), batch_size)

@@ -40,7 +40,7 @@ import numpy as np
 
 from roadworthy.attacks._geometry import check_args, direction, l2_norm
 from roadworthy.attacks._inputs import as_forward, to_torch
-from roadworthy.attacks._losses import margin
+from roadworthy.attacks._losses import grad_batch, margin
 
 if TYPE_CHECKING:
     import torch
@@ -112,6 +112,7 @@ def fmn(
     xt = xt.detach()
     adv = xt.clone()
     norms = torch.full((len(xt),), math.inf, dtype=torch.float64, device=xt.device)
+    batch_size = grad_batch(xt, batch_size)
     for i in range(0, len(xt), batch_size):
         sl = slice(i, i + batch_size)
         adv[sl], norms[sl] = _fmn_batch(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from roadworthy.attacks._geometry import check_args, direction, per_sample, project, random_start
 from roadworthy.attacks._inputs import as_forward, from_torch, to_torch
-from roadworthy.attacks._losses import input_gradient
+from roadworthy.attacks._losses import grad_batch, input_gradient
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +70,7 @@ def pgd(
     e_all = per_sample(eps, xt)
     s_all = 2.5 * e_all / steps if step_size is None else per_sample(step_size, xt)
     out = xt.clone()
+    batch_size = grad_batch(xt, batch_size)
     for i in range(0, len(xt), batch_size):
         sl = slice(i, i + batch_size)
         out[sl] = _pgd_batch(

@@ -64,9 +64,10 @@ def gradient_health(
     """
     import torch
 
-    from roadworthy.attacks._losses import input_gradient
+    from roadworthy.attacks._losses import grad_batch, input_gradient
 
     zero = nonfinite = 0
+    batch_size = grad_batch(x, batch_size)
     for i in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[i : i + batch_size]).to(device)
         yb = torch.from_numpy(y[i : i + batch_size]).to(device)
