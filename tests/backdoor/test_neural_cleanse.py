@@ -100,3 +100,18 @@ def test_the_users_model_gets_no_weight_gradients(one_thread):
     neural_cleanse(model, x, classes=[0, 1, 2], steps=4, batch_size=4, seed=0)
     # only the mask and pattern are optimised: the model's weights get no gradient computed or kept
     assert all(param.grad is None for param in model.module.parameters())
+
+
+def test_classes_in_separate_gradient_batches_give_the_same_triggers(twins, one_thread, monkeypatch):
+    """Large inputs put fewer classes in one gradient batch (memory); every class's term of the loss is
+    its own, so one class per batch finds the same masks as all classes in one batch (float rounding)."""
+    import importlib
+
+    nc = importlib.import_module("roadworthy.backdoor.neural_cleanse")  # the module, not the function
+    x, y = twins.x_test[:64], twins.y_test[:64]
+    together = nc.neural_cleanse(twins.backdoored, x, y, classes=[0, 1, 2], steps=15, batch_size=8, seed=7)
+    per_image = 4 * int(np.prod(x.shape[1:]))
+    monkeypatch.setattr(nc, "GRAD_BATCH_INPUT_BYTES", 8 * per_image)  # 8 images: one class per batch
+    apart = nc.neural_cleanse(twins.backdoored, x, y, classes=[0, 1, 2], steps=15, batch_size=8, seed=7)
+    np.testing.assert_allclose(apart.l1, together.l1, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(apart.masks, together.masks, atol=1e-3)

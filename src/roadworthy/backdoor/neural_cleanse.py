@@ -41,6 +41,10 @@ import numpy as np
 from roadworthy.errors import InvalidInputError, UnsupportedModelError
 from roadworthy.models.base import capabilities
 
+#: input bytes of one gradient batch (as the attacks' ``grad_batch``): a 224 px model keeps ~27 images'
+#: activations for its backward pass at a time; small images put every class in one batch
+GRAD_BATCH_INPUT_BYTES = 16 * 2**20
+
 #: Anomaly index above which a class is a suspect backdoor target (Wang et al. 2019).
 ANOMALY_THRESHOLD = 2.0
 #: Consistency constant that turns a median absolute deviation into a normal standard deviation.
@@ -263,24 +267,42 @@ def neural_cleanse(
         act_t = torch.from_numpy(act)
         idx = torch.randint(0, n, (b,), generator=g)
         xb = xt[idx]
-        mask = (torch.tanh(m_raw[act_t]) + 1) / 2
-        pattern = (torch.tanh(p_raw[act_t]) + 1) / 2
-        adv = (1 - mask[:, None]) * xb[None] + (mask * pattern)[:, None]
-        logits = model.forward_torch(adv.reshape(ka * b, c, h, w)).reshape(ka, b, -1)
         tgt = targets[act_t][:, None].expand(ka, b)
-        ce = F.cross_entropy(logits.reshape(ka * b, -1), tgt.reshape(-1), reduction="none").reshape(ka, b)
         weight = torch.ones((ka, b)) if yt is None else (yt[idx][None] != tgt).float()
-        denom = weight.sum(dim=1).clamp_min(1.0)
-        ce_k = (ce * weight).sum(dim=1) / denom
-        l1 = mask.reshape(ka, -1).sum(dim=1)
-        loss = (ce_k + torch.from_numpy(cost[act]).float() * l1).sum()
-        # gradients of the mask and pattern only: loss.backward() would also compute the model's weight
-        # gradients (a third of the backward pass) and leave them in the user's parameters' .grad
-        m_raw.grad, p_raw.grad = torch.autograd.grad(loss, [m_raw, p_raw])
+        # the classes' terms of the loss are independent: their gradients are summed over groups of
+        # classes whose images fit one gradient batch (a 224 px model keeps ~27 images' activations)
+        images = min(256, max(8, GRAD_BATCH_INPUT_BYTES // (4 * xb[0].numel())))
+        per_group = max(1, images // b)
+        m_grad, p_grad = torch.zeros_like(m_raw), torch.zeros_like(p_raw)
+        l1_parts, hit_parts, mask_parts, pattern_parts = [], [], [], []
+        for g0 in range(0, ka, per_group):
+            sel = act_t[g0 : g0 + per_group]
+            kg = len(sel)
+            mask = (torch.tanh(m_raw[sel]) + 1) / 2
+            pattern = (torch.tanh(p_raw[sel]) + 1) / 2
+            adv = (1 - mask[:, None]) * xb[None] + (mask * pattern)[:, None]
+            logits = model.forward_torch(adv.reshape(kg * b, c, h, w)).reshape(kg, b, -1)
+            tg, wg = tgt[g0 : g0 + kg], weight[g0 : g0 + kg]
+            ce = F.cross_entropy(logits.reshape(kg * b, -1), tg.reshape(-1), reduction="none").reshape(kg, b)
+            ce_k = (ce * wg).sum(dim=1) / wg.sum(dim=1).clamp_min(1.0)
+            l1_g = mask.reshape(kg, -1).sum(dim=1)
+            loss = (ce_k + torch.from_numpy(cost[act[g0 : g0 + kg]]).float() * l1_g).sum()
+            # gradients of the mask and pattern only: loss.backward() would also compute the model's
+            # weight gradients (a third of the backward pass) and leave them in the user's parameters
+            gm, gp = torch.autograd.grad(loss, [m_raw, p_raw])
+            m_grad += gm
+            p_grad += gp
+            l1_parts.append(l1_g.detach())
+            mask_parts.append(mask.detach())
+            pattern_parts.append(pattern.detach())
+            with torch.no_grad():
+                hit_parts.append(((logits.argmax(dim=2) == tg).float() * wg).sum(dim=1))
+        m_raw.grad, p_raw.grad = m_grad, p_grad
         opt.step()
         class_steps[act] += 1
-        with torch.no_grad():
-            hit = ((logits.argmax(dim=2) == tgt).float() * weight).sum(dim=1)
+        l1 = torch.cat(l1_parts)
+        hit = torch.cat(hit_parts)
+        mask, pattern = torch.cat(mask_parts), torch.cat(pattern_parts)
         hits_acc[act] += hit.numpy()
         seen_acc[act] += weight.sum(dim=1).numpy()
         out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
