@@ -15,10 +15,8 @@ from roadworthy.checks.attack.base import (
     Attempt,
     Sample,
     Shown,
-    interval_tight,
     prefix_mask,
     sequential_details,
-    sequential_waves,
 )
 from roadworthy.checks.base import Context, Requires, register
 
@@ -66,30 +64,23 @@ class LaserBeam(AttackCheck):
     def attack(self, ctx: Context, s: Sample) -> Attempt:
         p = self.params
         xc, yc = s.xc, s.yc
-        beams, queries, adv = np.zeros((len(xc), 5)), np.zeros(len(xc)), xc.copy()
-        pred, fooled = yc.copy(), np.zeros(len(xc), bool)
-        first_row = np.concatenate([[0], np.cumsum(s.correct)])  # correct inputs before each input
-        start = end = 0
+        beams = np.zeros((len(xc), 5))
+
+        def attack_at(_one: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rng = ctx.rng(self.id, int(rows[0]))  # a fresh stream per wave of inputs
+            found, success, q = laser_attack(
+                ctx.predict_probs, xc[rows], yc[rows], p.restarts, p.iterations, p.max_step, rng
+            )
+            beams[rows] = found
+            return render_laser(xc[rows], found), q, success
+
         with ctx.progress.task(f"Laser beam on {len(xc)} inputs", total=1) as task:
-            for end in sequential_waves(len(s.y), p.interval_half_width):
-                rows = np.arange(first_row[start], first_row[end])
-                start = end
-                if len(rows):
-                    rng = ctx.rng(self.id, int(rows[0]))  # a fresh stream per wave of inputs
-                    beams[rows], _, queries[rows] = laser_attack(
-                        ctx.predict_probs, xc[rows], yc[rows], p.restarts, p.iterations, p.max_step, rng
-                    )
-                    adv[rows] = render_laser(xc[rows], beams[rows])
-                    common.verify_budget(xc[rows], adv[rows], None, None, self.id)
-                    pred[rows] = ctx.predict_probs(adv[rows]).argmax(axis=1)
-                    fooled[rows] = pred[rows] != yc[rows]
-                done = first_row[end]
-                if p.interval_half_width > 0 and interval_tight(
-                    s.correct[:end], fooled[:done], p.interval_half_width
-                ):
-                    break
-            task.advance()
-        attacked = np.arange(len(xc)) < first_row[end]
+            # one "strength" (the beam), attacked in waves until the interval is tight
+            run = self.escalate(
+                ctx, s, [1.0], 1.0, attack_at, ctx.predict_probs, task, until=p.interval_half_width
+            )
+        adv, pred, fooled, queries = run.adv, run.pred, run.found, run.q_default
+        measured_n = run.measured_n
         beams_found = [
             {
                 "wavelength_nm": round(float(b[0]), 1),
@@ -103,7 +94,6 @@ class LaserBeam(AttackCheck):
             for i, b in enumerate(beams)
             if fooled[i]
         ][:20]
-        measured_n = end if len(s.y) else 0
         return Attempt(
             broken={1.0: common.fill_in(s.correct, fooled, False)},
             default=1.0,
@@ -114,7 +104,7 @@ class LaserBeam(AttackCheck):
                 "beams": beams_found,
                 "sequential": sequential_details(s, measured_n, p.interval_half_width),
             },
-            shown=Shown(xc, adv, yc, pred, fooled & attacked, "Laser beam", show_difference=False),
+            shown=Shown(xc, adv, yc, pred, fooled, "Laser beam", show_difference=False),
         )
 
     def query_budget(self) -> int:
