@@ -387,6 +387,23 @@ def _dashboard_missing() -> str | None:
     return None
 
 
+def _submit_when_an_agent_answers(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``ray job submit``, again while the head's job server says it has no agent yet.
+
+    ``ray start`` returns before the head node's dashboard agent has registered with the job server; a
+    submission in that window is refused with "No available agent to submit job, please try again later"
+    (HTTP 500, nothing was created, so submitting again is safe). On a loaded machine the window lasts
+    seconds, so the test waits for the agent -- up to three minutes -- as Ray's message asks.
+    """
+    deadline = time.monotonic() + 180
+    while True:
+        job = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+        refused = "No available agent" in job.stdout + job.stderr
+        if not refused or time.monotonic() > deadline:
+            return job
+        time.sleep(2)
+
+
 @pytest.mark.slow
 def test_ray_job_submit_runs_the_readme_command(project, tmp_path):
     """``ray job submit -- roadworthy check ...`` on a head node with its job server on 127.0.0.1: the
@@ -417,10 +434,10 @@ def test_ray_job_submit_runs_the_readme_command(project, tmp_path):
                 "--workers", "2", "--out", str(out),
             ]
         )  # fmt: skip
-        job = subprocess.run(
+        job = _submit_when_an_agent_answers(
             [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", "sh", "-c",
              f'{command}; echo "roadworthy exit code: $?"'],
-            env=env, capture_output=True, text=True, timeout=240,
+            env,
         )  # fmt: skip
         assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
         code = re.search(r"roadworthy exit code: (\d+)", job.stdout)
