@@ -73,3 +73,44 @@ def test_projection_lands_every_row_inside_the_schema(seed, scale):
     out = s.project(wild, orig)
     assert s.violations(out, orig) == {"immutable": 0, "integer": 0, "levels": 0, "range": 0, "missing": 0}
     np.testing.assert_array_equal(out[:, 0], orig[:, 0])
+
+
+def _colour_table(n: int = 120, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """A numeric column, a one-hot colour whose column names share no prefix, and a one-hot ``size_*``."""
+    rng = np.random.default_rng(seed)
+    colour = np.eye(3)[rng.integers(0, 3, n)]
+    size = np.eye(2)[rng.integers(0, 2, n)]
+    x = np.column_stack([rng.normal(size=n), colour, size])
+    return x, ["weight", "red", "green", "blue", "size_s", "size_l"]
+
+
+def test_declared_one_hot_groups_replace_the_inferred_ones():
+    x, names = _colour_table()
+    inferred = infer_schema(x, names)
+    assert inferred.to_dict()["one_hot"] == [["size_s", "size_l"]]  # the colour has no shared prefix
+    declared = infer_schema(x, names, overrides={"one_hot": [["red", "green", "blue"]]})
+    assert declared.to_dict()["one_hot"] == [["red", "green", "blue"]]
+    assert {"red", "green", "blue"} <= set(declared.overridden)
+    assert infer_schema(x, names, overrides={"one_hot": []}).groups == ()
+    # projection keeps a declared group one-hot whatever is thrown at it
+    rng = np.random.default_rng(1)
+    wild = x + rng.normal(scale=3.0, size=x.shape)
+    out = declared.project(wild, x)
+    block = out[:, 1:4]
+    assert np.all((block == 0) | (block == 1)) and np.all(block.sum(axis=1) == 1)
+
+
+@pytest.mark.parametrize(
+    "groups, words",
+    [
+        ([["red"]], "at least two different columns"),
+        ([["red", "green", "blue"], ["blue", "size_s"]], "already in another one-hot group"),
+        ([["red", "green"]], r"row \d+ of the data is not one-hot over red, green"),
+        ([["red", "purple"]], "no column named 'purple'"),
+        ("red", "expected a list of lists"),
+    ],
+)
+def test_bad_one_hot_groups_are_one_line_errors(groups, words):
+    x, names = _colour_table()
+    with pytest.raises(InvalidInputError, match=words):
+        infer_schema(x, names, overrides={"one_hot": groups})

@@ -146,6 +146,7 @@ fail_on_error: true          # a check that crashed makes the verdict not-ready
 #   immutable: [age, country]  # columns no shift or attack may change
 #   kinds: {zip_code: categorical}   # continuous, integer, binary or categorical
 #   ranges: {income: [0, 500000]}    # the valid range (default: the observed one)
+#   one_hot: [[colour_red, colour_green, colour_blue]]  # one-hot categories (default: inferred by name prefix)
 # (booleans are unquoted: "false" in quotes is a string and is refused)
 """
 
@@ -168,7 +169,7 @@ class _PolicyFile(BaseModel):
     baseline: _BaselineSection = Field(default_factory=_BaselineSection)
     fail_on_unevaluated: bool = False
     fail_on_error: bool = True
-    #: tables: the feature schema's overrides (immutable, kinds, ranges), checked by roadworthy.schema
+    #: tables: the feature schema's overrides (immutable, kinds, ranges, one_hot), checked by roadworthy.schema
     feature_schema: dict[str, Any] | None = Field(None, alias="schema")  # "schema" is taken by BaseModel
 
 
@@ -255,7 +256,7 @@ class Policy:
     tabular_gates: list[GateRule] = field(
         default_factory=lambda: [GateRule.parse(g) for g in DEFAULT_TABULAR_GATES]
     )
-    #: tables: overrides of the inferred feature schema (``immutable``, ``kinds``, ``ranges``)
+    #: tables: overrides of the inferred feature schema (``immutable``, ``kinds``, ``ranges``, ``one_hot``)
     schema: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

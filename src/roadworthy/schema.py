@@ -281,8 +281,11 @@ def infer_schema(
     names
         Column names; ``f0, f1, ...`` when None.
     overrides
-        ``{"immutable": [names], "kinds": {name: kind}, "ranges": {name: [low, high]}}``, any key optional
-        (the policy file's ``schema`` section). Unknown column names raise :class:`InvalidInputError`.
+        ``{"immutable": [names], "kinds": {name: kind}, "ranges": {name: [low, high]}, "one_hot": [[names],
+        ...]}``, any key optional (the policy file's ``schema`` section). ``one_hot`` lists the one-hot
+        encoded categories (each a list of at least two 0/1 columns with exactly one 1 per complete row); it
+        replaces the groups inferred by name prefix (``one_hot: []``: none). Unknown column names raise
+        :class:`InvalidInputError`.
     max_levels
         An integer column with at most this many distinct values (and few relative to the rows) is
         categorical.
@@ -338,10 +341,10 @@ def _names(value: Any, key: str, known: Iterable[str]) -> list[str]:
 
 
 def _override(schema: Schema, overrides: Mapping[str, Any], x: np.ndarray) -> Schema:
-    unknown_keys = set(overrides) - {"immutable", "kinds", "ranges"}
+    unknown_keys = set(overrides) - {"immutable", "kinds", "ranges", "one_hot"}
     if unknown_keys:
         raise InvalidInputError(
-            f"schema: unknown key(s) {', '.join(sorted(unknown_keys))}; allowed: immutable, kinds, ranges"
+            f"schema: unknown key(s) {', '.join(sorted(unknown_keys))}; allowed: immutable, kinds, ranges, one_hot"
         )
     names = schema.names
     feats = {f.name: f for f in schema.features}
@@ -375,11 +378,51 @@ def _override(schema: Schema, overrides: Mapping[str, Any], x: np.ndarray) -> Sc
             )
         feats[name] = replace(feats[name], low=float(bounds[0]), high=float(bounds[1]))
         touched.append(name)
+    groups = schema.groups
+    if "one_hot" in overrides:
+        groups = _declared_groups(overrides["one_hot"], names, x)
+        for g in groups:
+            for j in g:
+                feats[names[j]] = replace(feats[names[j]], kind="binary", levels=(0.0, 1.0))
+                touched.append(names[j])
     features = tuple(feats[n] for n in names)
     return Schema(
         features,
         source=schema.source + " with the policy's overrides",
         overridden=tuple(dict.fromkeys(touched)),
         # a group stays one while all its columns stay binary
-        groups=tuple(g for g in schema.groups if all(features[j].kind == "binary" for j in g)),
+        groups=tuple(g for g in groups if all(features[j].kind == "binary" for j in g)),
     )
+
+
+def _declared_groups(value: Any, names: Sequence[str], x: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    """The policy's ``one_hot`` groups as column indices, each checked against the data: at least two
+    columns, no column in two groups, and every complete row holding 0/1 values with exactly one 1."""
+    if not isinstance(value, list | tuple):
+        raise InvalidInputError(f"schema.one_hot: expected a list of lists of column names, got {value!r}")
+    seen: set[str] = set()
+    groups = []
+    for i, group in enumerate(value):
+        cols = _names(group, f"one_hot[{i}]", names)
+        if len(cols) < 2 or len(set(cols)) != len(cols):
+            raise InvalidInputError(
+                f"schema.one_hot[{i}]: expected at least two different columns, got {group!r}"
+            )
+        twice = seen.intersection(cols)
+        if twice:
+            raise InvalidInputError(
+                f"schema.one_hot[{i}]: column {sorted(twice)[0]!r} is already in another one-hot group"
+            )
+        seen.update(cols)
+        idx = tuple(names.index(c) for c in cols)
+        block = x[:, list(idx)]
+        complete = np.all(np.isfinite(block), axis=1)
+        bad = np.flatnonzero(complete)[~_is_one_hot(block[complete])]
+        if bad.size:
+            raise InvalidInputError(
+                f"schema.one_hot[{i}]: row {int(bad[0])} of the data is not one-hot over {', '.join(cols)} "
+                f"(values {block[bad[0]].tolist()}; {bad.size} such rows): each row needs 0/1 values and "
+                "exactly one 1"
+            )
+        groups.append(idx)
+    return tuple(groups)

@@ -138,3 +138,19 @@ def test_every_suite_of_the_tabular_report_runs_or_says_why_not_and_no_section_i
     # the suites that cannot apply to this scikit-learn table say so with their reason
     assert all("needs image data" in c["summary"] for c in suites["fuzz"])
     assert all("--reference-model" in c["summary"] for c in suites["parity"])
+
+
+def test_a_policy_one_hot_group_that_the_data_breaks_is_refused_before_the_run(tmp_path: Path) -> None:
+    """The policy's ``schema: one_hot:`` is checked against the data before anything runs (the CLI turns
+    this error into exit 2 and one line)."""
+    import roadworthy
+    from roadworthy.errors import InvalidInputError
+
+    demo = load_tabular_demo()
+    names = list(demo.train.feature_names)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"schema:\n  one_hot: [[{names[0]!r}, {names[1]!r}]]\n")
+    with pytest.raises(InvalidInputError, match=r"one_hot\[0\]: row \d+ of the data is not one-hot"):
+        roadworthy.check(
+            demo.model, demo.test, train_data=demo.train, suites=["clean"], budget="quick", policy=bad
+        )
