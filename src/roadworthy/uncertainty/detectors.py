@@ -155,31 +155,41 @@ class KNN(Detector):
         self.k_used = int(k)
         self.bank: np.ndarray | None = None
 
-    @staticmethod
-    def _normalise(z: np.ndarray) -> np.ndarray:
+    def _fit_space(self, z: np.ndarray) -> None:
+        """Learn what the space needs from the in-distribution rows (nothing: unit length needs no fit)."""
+
+    def _space(self, z: np.ndarray) -> np.ndarray:
+        """The rows in the space the distances are measured in: here scaled to unit length."""
         z = np.asarray(z, np.float32)
         return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
     def fit(self, z: np.ndarray, y: np.ndarray | None = None) -> KNN:
         if len(z) < 1:
             raise InvalidInputError("k-NN needs at least one in-distribution sample. Got 0 instead.")
-        self.bank = self._normalise(z)
+        self._fit_space(z)
+        self.bank = self._space(z)
         self.k_used = int(min(self.k, len(z), max(1, len(z) // 100)))
         self.n_fitted = len(z)
         return self
 
     def score(self, z: np.ndarray) -> np.ndarray:
         if self.bank is None:
-            raise RuntimeError("KNN.score called before fit")
-        q = self._normalise(z)
-        k = self.k_used
-        out = np.empty(len(q))
-        for i in range(0, len(q), 1024):
-            sim = q[i : i + 1024] @ self.bank.T
-            # k-th largest cosine similarity -> k-th smallest distance on the unit sphere
-            kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1]
-            out[i : i + 1024] = np.sqrt(np.clip(2.0 - 2.0 * kth.astype(np.float64), 0.0, None))
-        return out
+            raise RuntimeError(f"{type(self).__name__}.score called before fit")
+        return kth_distance(self._space(z), self.bank, self.k_used)
+
+
+def kth_distance(q: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
+    """Euclidean distance from each row of ``q`` to its ``k``-th nearest row of ``bank`` (queries in blocks
+    of 1,024, so memory stays ``1024 x len(bank)``)."""
+    bank_sq = (bank * bank).sum(axis=1)
+    out = np.empty(len(q))
+    for i in range(0, len(q), 1024):
+        c = q[i : i + 1024]
+        d2 = (c * c).sum(axis=1, keepdims=True) - 2 * (c @ bank.T) + bank_sq
+        out[i : i + 1024] = np.sqrt(
+            np.clip(np.partition(d2, k - 1, axis=1)[:, k - 1].astype(np.float64), 0, None)
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------ standardised input space
@@ -237,7 +247,7 @@ class InputMahalanobis(Mahalanobis):
         return super().score(self.standardise(z))
 
 
-class InputKNN(Detector):
+class InputKNN(KNN):
     """Euclidean distance to the k-th nearest in-distribution row in standardised input space (for tables).
 
     Unlike :class:`KNN` the rows are not normalised to unit length: on a table the magnitude *is* the
@@ -247,37 +257,16 @@ class InputKNN(Detector):
 
     name = "input_knn"
     space = "input"
-    needs_fit = True
 
     def __init__(self, k: int = 50) -> None:
-        if k < 1:
-            raise InvalidInputError(f"`k` must be >= 1. Got {k} instead.")
-        self.k = int(k)
-        self.k_used = int(k)
+        super().__init__(k)
         self.standardise = Standardiser()
-        self.bank: np.ndarray | None = None
 
-    def fit(self, z: np.ndarray, y: np.ndarray | None = None) -> InputKNN:
-        if len(z) < 1:
-            raise InvalidInputError("k-NN needs at least one in-distribution sample. Got 0 instead.")
+    def _fit_space(self, z: np.ndarray) -> None:
         self.standardise.fit(z)
-        self.bank = self.standardise(z)
-        self.k_used = int(min(self.k, len(z), max(1, len(z) // 100)))
-        self.n_fitted = len(z)
-        return self
 
-    def score(self, z: np.ndarray) -> np.ndarray:
-        if self.bank is None:
-            raise RuntimeError("InputKNN.score called before fit")
-        q = self.standardise(z)
-        k = self.k_used
-        bank_sq = (self.bank**2).sum(axis=1)
-        out = np.empty(len(q))
-        for i in range(0, len(q), 1024):
-            c = q[i : i + 1024]
-            d2 = (c**2).sum(axis=1, keepdims=True) - 2 * c @ self.bank.T + bank_sq
-            out[i : i + 1024] = np.sqrt(np.clip(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0, None))
-        return out
+    def _space(self, z: np.ndarray) -> np.ndarray:
+        return self.standardise(z)
 
 
 class IsolationForest(Detector):
