@@ -31,9 +31,6 @@ def run_demo(
     """
     from roadworthy.demo import load_demo_data
     from roadworthy.demo.model import load_demo_model
-    from roadworthy.policy import Policy
-    from roadworthy.report import write_reports
-    from roadworthy.session import Session
     from roadworthy.types import ModelInfo
 
     if say:
@@ -48,7 +45,8 @@ def run_demo(
         if say:
             say("roadworthy demo --parity: exporting the demo model to ONNX and quantizing it to int8 ...")
         reference, model = model, _int8_demo_model(out / "shipped")
-    session = Session(
+    return run_and_write(
+        out,
         model=model,
         data=demo.test,
         train_data=None if parity else demo.train,
@@ -56,12 +54,18 @@ def run_demo(
         reference_model=reference,
         budget=budget,
         seed=seed,
-        policy=Policy(),
-        out=out,
         progress=progress,
         say=say,
     )
-    report = session.run()
+
+
+def run_and_write(out: Path, **session: Any) -> Report:
+    """Run a demo session under the default policy and write its four report files into ``out``."""
+    from roadworthy.policy import Policy
+    from roadworthy.report import write_reports
+    from roadworthy.session import Session
+
+    report = Session(policy=Policy(), out=out, **session).run()
     write_reports(report, out)
     return report
 

@@ -93,27 +93,20 @@ def run_tabular_demo(
     say: Callable[[str], None] | None = None,
 ) -> Report:
     """Run every suite on the tabular demo model, write the four report files into ``out``, return the report."""
-    from roadworthy.policy import Policy
-    from roadworthy.report import write_reports
-    from roadworthy.session import Session
+    from roadworthy.demo.command import run_and_write
 
     if say:
         say(
             "roadworthy demo --tabular: training the tumour classifier on scikit-learn's breast-cancer table ..."
         )
     demo = load_tabular_demo(seed=0)
-    out = Path(out)
-    session = Session(
+    return run_and_write(
+        Path(out),
         model=demo.model,
         data=demo.test,
         train_data=demo.train,
         budget=budget,
         seed=seed,
-        policy=Policy(),
-        out=out,
         progress=progress,
         say=say,
     )
-    report = session.run()
-    write_reports(report, out)
-    return report
