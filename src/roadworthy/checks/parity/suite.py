@@ -158,6 +158,28 @@ def sentence(ctx: Context, source: str, comp: Comparison, metrics: dict[str, flo
     )
 
 
+def source_outcome(
+    ctx: Context,
+    source: str,
+    comp: Comparison,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    describe: Any,
+    n_examples: int,
+    details: dict[str, Any] | None = None,
+    summary_tail: str = "",
+) -> Outcome:
+    """The outcome of one source of inputs: its metrics, the shared details (plus ``details``), the
+    disagreeing examples and the summary sentence (plus ``summary_tail``)."""
+    metrics = source_metrics(source, comp, y)
+    return Outcome(
+        metrics=metrics,
+        details=base_details(ctx, comp, source) | (details or {}),
+        examples=examples(ctx, comp, x, y, describe, n_examples),
+        summary=sentence(ctx, source, comp, metrics) + summary_tail,
+    )
+
+
 class ParityCheck(Check):
     """Base of the parity checks: skipped without a reference model."""
 
@@ -213,14 +235,7 @@ class ParityClean(ParityCheck):
             idx = np.sort(ctx.sample(p.n_samples, self.id))
         x, y = ctx.data.x[idx], np.asarray(ctx.data.y[idx])
         comp = compare(ctx, x, raw=ctx.clean_raw[idx])
-        metrics = source_metrics("clean", comp, y)
-        details = base_details(ctx, comp, "clean")
-        return Outcome(
-            metrics=metrics,
-            details=details,
-            examples=examples(ctx, comp, x, y, lambda i: f"row {int(idx[i])}", p.n_examples),
-            summary=sentence(ctx, "clean", comp, metrics),
-        )
+        return source_outcome(ctx, "clean", comp, x, y, lambda i: f"row {int(idx[i])}", p.n_examples)
 
 
 # ------------------------------------------------------------------------------------------------ shift
@@ -320,9 +335,7 @@ class ParityShift(ParityCheck):
                     labels += [f"{name} s{s}, row {int(idx[r])}" for r in rows]
         comp = Comparison.concat(parts)
         x, y = np.concatenate(xs_all), np.concatenate(ys_all)
-        metrics = source_metrics("shift", comp, y)
-        details = base_details(ctx, comp, "shift")
-        details |= {
+        details: dict[str, Any] = {
             "n_samples": int(n),
             "severities": list(p.severities),
             "shifts": [name for name, _ in shifts],
@@ -341,15 +354,8 @@ class ParityShift(ParityCheck):
                 cmap="Reds",
             )
         ]
-        summary = sentence(ctx, "shift", comp, metrics)
-        if comp.disagreements:
-            summary += f" Most disagreement under {worst.replace('_', ' ')}."
-        return Outcome(
-            metrics=metrics,
-            details=details,
-            examples=examples(ctx, comp, x, y, lambda i: labels[i], p.n_examples),
-            summary=summary,
-        )
+        tail = f" Most disagreement under {worst.replace('_', ' ')}." if comp.disagreements else ""
+        return source_outcome(ctx, "shift", comp, x, y, lambda i: labels[i], p.n_examples, details, tail)
 
 
 # ------------------------------------------------------------------------------------------ adversarial
@@ -430,21 +436,21 @@ class ParityAdversarial(ParityCheck):
             task.advance(1)
         adv = np.asarray(adv, np.float32)
         comp = compare(ctx, adv)
-        metrics = source_metrics("adversarial", comp, y)
-        details = base_details(ctx, comp, "adversarial")
-        details |= {
+        details = {
             "attack": "pgd_linf against the reference",
             "eps": p.eps,
             "steps": p.steps,
             "reference_fooled": int(np.count_nonzero(comp.reference_pred != y)),
         }
-        return Outcome(
-            metrics=metrics,
-            details=details,
-            examples=examples(
-                ctx, comp, adv, y, lambda i: f"PGD {p.eps * 255:.0f}/255 on row {int(idx[i])}", p.n_examples
-            ),
-            summary=sentence(ctx, "adversarial", comp, metrics),
+        return source_outcome(
+            ctx,
+            "adversarial",
+            comp,
+            adv,
+            y,
+            lambda i: f"PGD {p.eps * 255:.0f}/255 on row {int(idx[i])}",
+            p.n_examples,
+            details,
         )
 
 
@@ -503,8 +509,6 @@ class ParityMutants(ParityCheck):
         xm, rows = m.x[keep], rep[keep]
         y = np.asarray(ctx.data.y[idx])[rows]
         comp = compare(ctx, xm)
-        metrics = source_metrics("mutants", comp, y)
-        details = base_details(ctx, comp, "mutants")
         op_names = [op.name for op in ops]
         by_op: dict[str, dict[str, int]] = {}
         for j, k in enumerate(keep):
@@ -512,7 +516,7 @@ class ParityMutants(ParityCheck):
             entry = by_op.setdefault(name, {"mutants": 0, "disagreements": 0})
             entry["mutants"] += 1
             entry["disagreements"] += int(comp.disagree[j])
-        details |= {
+        details = {
             "n_seeds": len(idx),
             "mutants": len(keep),
             "mutation_failures": int(len(x) - len(keep)),
@@ -523,12 +527,7 @@ class ParityMutants(ParityCheck):
             k = keep[i]
             return f"{op_names[int(m.op[k])]}({m.param[k]}) of row {int(idx[rows[i]])}"
 
-        return Outcome(
-            metrics=metrics,
-            details=details,
-            examples=examples(ctx, comp, xm, y, describe, p.n_examples),
-            summary=sentence(ctx, "mutants", comp, metrics),
-        )
+        return source_outcome(ctx, "mutants", comp, xm, y, describe, p.n_examples, details)
 
 
 # ---------------------------------------------------------------------------------------------- summary
