@@ -223,6 +223,12 @@ def _mlp(x, y, seed=0):
     return TorchModel(net.eval(), input_shape=(x.shape[1],))
 
 
+# one table, schema and model for the one-hot tests (fitted on the first 300 rows, attacked on the rest)
+_X1, _Y1 = _one_hot_table()
+_ONE_HOT_SCHEMA = infer_schema(_X1[:300], ONE_HOT)
+_ONE_HOT_MODEL = _mlp(_X1[:300], _Y1[:300])
+
+
 def test_one_hot_groups_are_inferred_and_projected_by_argmax():
     x, _ = _one_hot_table()
     schema = infer_schema(x, ONE_HOT)
@@ -242,9 +248,7 @@ def test_one_hot_groups_are_inferred_and_projected_by_argmax():
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**31), eps=st.sampled_from([0.1, 0.5, 3.0]))
 def test_every_attack_keeps_one_hot_groups_valid_and_changes_one_at_most(seed, eps):
-    x, y = _one_hot_table()
-    schema = infer_schema(x[:300], ONE_HOT)
-    model = _ONE_HOT_MODEL
+    x, y, schema, model = _X1, _Y1, _ONE_HOT_SCHEMA, _ONE_HOT_MODEL
     xt, yt = x[300:360], y[300:360]
     rng = np.random.default_rng(seed)
     outs = [
@@ -260,14 +264,10 @@ def test_every_attack_keeps_one_hot_groups_valid_and_changes_one_at_most(seed, e
         assert np.all(linf_distance(out.adversarial, xt, schema) <= eps + 1e-5)
 
 
-_X1, _Y1 = _one_hot_table()
-_ONE_HOT_MODEL = _mlp(_X1[:300], _Y1[:300])
-
-
 def test_pgd_switches_the_one_hot_category_a_model_relies_on():
     """Colour decides the class for all but very large sizes: at 0.1 sd only a colour switch flips a row,
     and PGD with the categorical step makes it (one group changed, still one-hot)."""
-    schema = infer_schema(_X1[:300], ONE_HOT)
+    schema = _ONE_HOT_SCHEMA
     xt, yt = _X1[300:400], _Y1[300:400]
     clean = _ONE_HOT_MODEL.predict(xt).argmax(axis=1) == yt
     assert clean.mean() > 0.9
