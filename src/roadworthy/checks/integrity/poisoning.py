@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from roadworthy import evidence
+from roadworthy.backdoor.clusters import SIGNIFICANCE
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import (
     prefetch_features,
@@ -225,9 +226,139 @@ class Poisoning(Check):
                     scans[view].append(scan_class(z, y, c, means, p.n_components, seed=seed))
                     t.advance()
 
-        table, flagged = self._decide(scans, labels, ctx)
+        table, lookalikes = self._decide(scans, labels, ctx)
+        probs = self._out_of_sample(ctx, y)
+        flagged = self._confirm_flips(lookalikes, y, probs, table)
         flagged += self._backdoors(ctx, y, {f.scan.label for f in flagged}, table)
+        flagged += self._flips(ctx, y, probs, {f.scan.label for f in flagged}, table)
         return self._outcome(ctx, scans, table, flagged, len(y))
+
+    def _out_of_sample(self, ctx: Context, y: np.ndarray) -> np.ndarray:
+        """Out-of-sample class probabilities of every training row (5-fold trimmed RDA on the training
+        representation, as in ``integrity.label_issues``)."""
+        from roadworthy.checks.integrity._embedding import train_representation
+        from roadworthy.checks.integrity.label_issues import out_of_sample_probs
+
+        z, _ = train_representation(ctx, 64)
+        probs, _ = out_of_sample_probs(z, y, ctx.n_classes, 5, seed=ctx.random_state(self.id, "folds"))
+        return probs
+
+    def _confirm_flips(
+        self, lookalikes: list[Suspicion], y: np.ndarray, probs: np.ndarray, table: list[dict[str, Any]]
+    ) -> list[Suspicion]:
+        """Keep a look-alike verdict only when the labels of its class disagree with an out-of-sample
+        classifier in the proposed (source -> class) cell far more than other classes' cells do.
+
+        A group inside class ``t`` that resembles class ``s`` is a label flip only if its samples *are*
+        ``s``-like to a classifier that never saw them; clean classes hold look-alike groups too (road
+        signs share shapes and colours), whose labels an out-of-sample classifier agrees with. The
+        cell was proposed by the look-alike scan, so one test per verdict at ``SIGNIFICANCE``
+        (:func:`roadworthy.backdoor.pairs.pair_test`), with at least ``min_group`` samples in excess of
+        the null. The suspects become the cell's rows (labelled ``t``, predicted ``s``).
+        """
+        from roadworthy.backdoor.pairs import pair_test
+
+        p = self.params
+        by_label = {row["label"]: row for row in table}
+        out = []
+        for f in lookalikes:
+            s = f.scan
+            test = pair_test(y, probs, s.label, s.source, p.min_class_size)
+            ok = test.p_value < SIGNIFICANCE and test.excess >= p.min_group
+            by_label[s.label]["lookalike_confirmation"] = {**_pair_row(test), "confirmed": bool(ok)}
+            if not ok:
+                continue
+            tau = s.tau[np.searchsorted(s.rows, test.rows)]
+            cs = ClassScan(
+                **{
+                    **s.__dict__,
+                    "members": np.sort(test.rows),
+                    "partition": f"{s.partition}, confirmed by {_pair_text(test)}",
+                }
+            )
+            out.append(
+                Suspicion(
+                    view=f.view, scan=cs, score=f.score, members=test.rows, tau=tau, votes=np.ones(len(tau))
+                )
+            )
+        return out
+
+    def _flips(
+        self, ctx: Context, y: np.ndarray, probs: np.ndarray, done: set[int], table: list[dict[str, Any]]
+    ) -> list[Suspicion]:
+        """Poisoned labels found by out-of-sample label disagreement alone
+        (:mod:`roadworthy.backdoor.pairs`), in two forms, each at ``SIGNIFICANCE`` / number of classes
+        and with at least ``min_group`` samples in excess of its null:
+
+        * a targeted flip (one source): the class's largest (given, predicted) cell against the other
+          classes' cells (:func:`~roadworthy.backdoor.pairs.flip_pairs`);
+        * an all-to-one poisoning (many sources: BadNets, blended): the class's share of rows predicted
+          as any other class against the other classes' shares
+          (:func:`~roadworthy.backdoor.pairs.class_disagreements`).
+        """
+        from roadworthy.backdoor.pairs import class_disagreements, flip_pairs
+
+        p = self.params
+        pairs = flip_pairs(y, probs, p.min_class_size)
+        rows_of = class_disagreements(y, probs, p.min_class_size)
+        by_label = {row["label"]: row for row in table}
+        for f in pairs:
+            if f.target in by_label:
+                by_label[f.target]["label_pairs"] = _pair_row(f)
+        for g in rows_of:
+            if g.target in by_label:
+                by_label[g.target]["label_disagreement"] = {
+                    "count": g.count,
+                    "n": g.n,
+                    "null_rate": round(g.null_rate, 4),
+                    "null_class": g.null_class,
+                    "p": float(f"{g.p_value:.3g}"),
+                    "excess": round(g.excess, 1),
+                }
+        out: list[Suspicion] = []
+        done = set(done)
+        for found, route in ((pairs, "pair"), (rows_of, "class")):
+            alpha = SIGNIFICANCE / max(1, len(found))
+            for f in sorted(found, key=lambda f: f.p_value):  # type: ignore[attr-defined]
+                if f.target in done or f.p_value >= alpha or f.excess < p.min_group:
+                    continue
+                done.add(f.target)
+                out.append(self._disagreement_verdict(f, y, probs, route))
+        return out
+
+    @staticmethod
+    def _disagreement_verdict(f: Any, y: np.ndarray, probs: np.ndarray, route: str) -> Suspicion:
+        """A verdict from a significant :class:`FlipPair` (``route="pair"``) or
+        :class:`ClassDisagreement` (``"class"``); suspects ranked by how little the out-of-sample
+        classifier believes their given label."""
+        from scipy.stats import norm
+
+        rows = np.flatnonzero(y == f.target)
+        conf = 1.0 - probs[f.rows, f.target]
+        tau = np.zeros(len(rows))
+        tau[np.searchsorted(rows, f.rows)] = conf
+        source = f.source if route == "pair" else -1
+        cs = ClassScan(
+            label=f.target,
+            n=f.n,
+            members=np.sort(f.rows),
+            relative_size=f.count / max(1, f.n),
+            silhouette=float("nan"),
+            source=source,
+            resemblance=1.0 if route == "pair" else 0.0,
+            spectral_ratio=float("nan"),
+            tau=tau,
+            rows=rows,
+            partition=_pair_text(f) if route == "pair" else _class_text(f),
+        )
+        return Suspicion(
+            view="label disagreement",
+            scan=cs,
+            score=float(min(norm.isf(max(f.p_value, 1e-300)), 40.0)),
+            members=f.rows,
+            tau=conf,
+            votes=np.ones(len(f.rows)),
+        )
 
     def _backdoors(
         self, ctx: Context, y: np.ndarray, done: set[int], table: list[dict[str, Any]]
@@ -249,6 +380,7 @@ class Poisoning(Check):
             max_dims=min(p.max_dims, 32),
             min_class_size=p.min_class_size,
             seed=ctx.random_state(self.id, "untangling"),
+            min_success=p.min_trigger_success,
         )
         by_label = {row["label"]: row for row in table}
         for f in scan.classes:
@@ -436,7 +568,10 @@ class Poisoning(Check):
         if verdicts:
             v = verdicts[0]
             summary = (
-                f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
+                f"class {v['class']} looks poisoned: {v['n_suspects']} samples labelled {v['class']} look "
+                f"like {v['resembles'] or 'other classes'} to a classifier that never saw them ({v['split']})"
+                if v["split"].startswith("label disagreement")
+                else f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
                 + (
                     f"whose shared pattern works as a trigger ({v['split']})"
                     if "confirmed by trigger" in v["split"]
@@ -457,7 +592,8 @@ class Poisoning(Check):
             "suspect_classes": [v["class"] for v in verdicts],
             "indices": suspects,
             "scores": scores,
-            "score": "spectral signature (squared projection on the class's top singular vector) / class median",
+            "score": "spectral signature (squared projection on the class's top singular vector) / class "
+            "median; for a verdict by label disagreement, the out-of-sample probability of the source class",
             "views_agreeing": votes,
             "verdicts": verdicts,
             "classes": table,
@@ -515,3 +651,30 @@ def _examples(ctx: Context, f: Suspicion, n_examples: int) -> list[Example]:
             )
         )
     return out
+
+
+def _pair_row(f: Any) -> dict[str, Any]:
+    """A :class:`roadworthy.backdoor.pairs.FlipPair` as a report row."""
+    return {
+        "source": f.source,
+        "count": f.count,
+        "n": f.n,
+        "null_rate": round(f.null_rate, 4),
+        "null_cell": list(f.null_cell),
+        "p": float(f"{f.p_value:.3g}"),
+        "excess": round(f.excess, 1),
+    }
+
+
+def _pair_text(f: Any) -> str:
+    return (
+        f"label disagreement: {f.count} of {f.n} labelled {f.target} look like {f.source} out of sample "
+        f"(at most {f.null_rate:.1%} in other classes' cells, p={f.p_value:.2g})"
+    )
+
+
+def _class_text(f: Any) -> str:
+    return (
+        f"label disagreement: {f.count} of {f.n} labelled {f.target} look like other classes out of sample "
+        f"(at most {f.null_rate:.1%} of any other class, p={f.p_value:.2g})"
+    )
