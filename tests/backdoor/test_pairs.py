@@ -154,3 +154,48 @@ def test_a_trigger_group_inside_one_mode_is_found_by_splitting_again():
     # the clean classes' own patterns (their bright rows) move some inputs, but none more than the others
     assert all(g.trigger_p is None or g.trigger_p > SIGNIFICANCE / 5 for g in clean.classes)
     assert not clean.finding(0).chosen_by.startswith("trigger")
+
+
+def _all_to_all(seed: int, poison: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ten classes of 8x8 images (a bright row or column per class, noise), 100 each; an out-of-sample
+    classifier confuses 3% of them at random; with ``poison``, 3 images of every class carry a white
+    2x2 corner patch and are labelled ``c + 1`` (all-to-all), which the classifier still calls ``c``."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for c in range(K):
+        x = rng.uniform(0.0, 0.3, size=(100, 1, 8, 8)).astype(np.float32)
+        if c < 8:
+            x[:, 0, c] += 0.6
+        else:
+            x[:, 0, :, c - 6] += 0.6
+        xs.append(x)
+        ys.append(np.full(100, c))
+    x, y = np.concatenate(xs).clip(0, 1), np.concatenate(ys)
+    pred = y.copy()
+    confused = rng.random(len(y)) < 0.03
+    pred[confused] = (y[confused] + rng.integers(1, K, confused.sum())) % K
+    rows = np.empty(0, np.int64)
+    if poison:
+        rows = np.concatenate(
+            [rng.choice(np.flatnonzero((y == c) & ~confused), 3, replace=False) for c in range(K)]
+        )
+        x[rows, :, -3:-1, -3:-1] = 1.0
+        y[rows] = (y[rows] + 1) % K
+    return x, y, pred, rows
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_trigger_across_classes_is_found_among_the_disagreements(seed):
+    """All-to-all at 3% of the set (3 per class): the patch's carriers are exactly the poisoned rows, and
+    the held-out carriers disagree with their labels far beyond the base rate; ordinary confusion
+    proposes no pattern its carriers share."""
+    from roadworthy.backdoor.pooled import pooled_trigger
+
+    x, y, pred, rows = _all_to_all(seed, poison=True)
+    found = pooled_trigger(x, y, pred, seed=0)
+    assert found is not None and found.p_value < SIGNIFICANCE / (found.n_tested * K)
+    assert set(found.carriers.tolist()) == set(rows.tolist())
+    assert len(found.classes) == K and found.held_out_disagreeing >= 0.8 * found.held_out
+    x, y, pred, _ = _all_to_all(seed, poison=False)
+    clean = pooled_trigger(x, y, pred, seed=0)
+    assert clean is None or clean.p_value > SIGNIFICANCE / (clean.n_tested * K)

@@ -180,3 +180,28 @@ def test_a_look_alike_group_whose_labels_agree_out_of_sample_is_no_flip(
     assert all(v["evidence"] not in ("features", "inputs") for v in out.details["verdicts"])
     assert out.details["suspect_classes"] == ["6"]
     assert "confirmed by trigger" in out.details["verdicts"][0]["split"]
+
+
+@pytest.fixture(scope="module")
+def all_to_all(digits_split):
+    """BadNets all-to-all at 2%: a white 3x3 corner square on about 3 samples of every class, c -> c + 1."""
+    from roadworthy.backdoor import badnets_trigger, plant_all_to_all
+
+    x_tr, y_tr, _, _ = digits_split
+    planted = plant_all_to_all(x_tr, y_tr, badnets_trigger(x_tr.shape[1:], size=3), rate=0.02, seed=0)
+    return planted, _train_cnn(planted.x, planted.y)
+
+
+def test_all_to_all_named_by_one_pattern_across_classes(all_to_all, digits_split):
+    """No class holds a group worth splitting; the poisoned samples are label disagreements sharing one
+    pattern, so most classes are named, with the carriers as suspects."""
+    planted, module = all_to_all
+    _, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, planted.x, planted.y, x_te, y_te))
+    pooled = out.details["pooled_trigger"]
+    assert pooled["significant"] and pooled["held_out_disagreeing"] > 0.5 * pooled["held_out"]
+    assert len(out.details["suspect_classes"]) >= 8
+    assert any(v["split"].startswith("pooled trigger") for v in out.details["verdicts"])
+    flagged = set(out.details["indices"])
+    hits = len(flagged & set(planted.indices.tolist()))
+    assert hits / len(planted.indices) >= 0.8 and hits / len(flagged) >= 0.8

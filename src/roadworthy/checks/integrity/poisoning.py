@@ -231,7 +231,99 @@ class Poisoning(Check):
         flagged = self._confirm_flips(lookalikes, y, probs, table)
         flagged += self._backdoors(ctx, y, {f.scan.label for f in flagged}, table)
         flagged += self._flips(ctx, y, probs, {f.scan.label for f in flagged}, table)
-        return self._outcome(ctx, scans, table, flagged, len(y))
+        pooled: dict[str, Any] = {}
+        if train.modality == "image" and np.asarray(train.x).ndim == 4:
+            flagged += self._pooled(ctx, y, probs, {f.scan.label for f in flagged}, pooled)
+        out = self._outcome(ctx, scans, table, flagged, len(y))
+        if pooled:
+            out.details["pooled_trigger"] = pooled
+        return out
+
+    def _pooled(
+        self, ctx: Context, y: np.ndarray, probs: np.ndarray, done: set[int], report: dict[str, Any]
+    ) -> list[Suspicion]:
+        """All-to-all backdoors: one input pattern shared by label disagreements of many classes
+        (:func:`roadworthy.backdoor.pooled.pooled_trigger`). Significant at ``SIGNIFICANCE`` / (patterns
+        tested x classes) with at least ``min_group`` held-out disagreeing carriers in excess of the base
+        rate; every class holding a carrier that disagrees with its label is named, its carriers the
+        suspects."""
+        from scipy.stats import norm
+
+        from roadworthy.backdoor.pooled import pooled_trigger
+
+        p = self.params
+        train = ctx.train_data
+        assert train is not None
+        pred = probs.argmax(axis=1)
+        # rows given or predicted as an already flagged class are explained by that verdict (a flip of
+        # half the 1s to 0 leaves the other 1s ambiguous too), so they stay out of the pooled search
+        keep = np.flatnonzero(~np.isin(y, list(done)) & ~np.isin(pred, list(done)))
+        found = pooled_trigger(
+            np.asarray(train.x)[keep],
+            y[keep],
+            pred[keep],
+            p.min_group,
+            seed=ctx.random_state(self.id, "pooled"),
+        )
+        if found is None:
+            return []
+        y, pred = y[keep], pred[keep]
+        k = len(np.unique(y))
+        alpha = SIGNIFICANCE / max(1, found.n_tested * k)
+        excess = found.held_out_disagreeing - found.held_out * found.base_rate
+        significant = found.p_value < alpha and excess >= p.min_group
+        report.update(
+            {
+                "carriers": len(found.carriers),
+                "classes": {ctx.class_name(c): n for c, n in found.classes.items()},
+                "held_out": found.held_out,
+                "held_out_disagreeing": found.held_out_disagreeing,
+                "base_rate": round(found.base_rate, 4),
+                "p": float(f"{found.p_value:.3g}"),
+                "patterns_tested": found.n_tested,
+                "significant": bool(significant),
+            }
+        )
+        if not significant:
+            return []
+        how = (
+            f"pooled trigger: {len(found.carriers)} samples of {len(found.classes)} classes carry one pattern; "
+            f"{found.held_out_disagreeing} of its {found.held_out} held-out carriers disagree with their "
+            f"labels out of sample (base rate {found.base_rate:.1%}, p={found.p_value:.2g})"
+        )
+        score = float(min(norm.isf(max(found.p_value, 1e-300)), 40.0))
+        carriers = found.carriers
+        d = carriers[pred[carriers] != y[carriers]]
+        out = []
+        for c in sorted({int(v) for v in y[d]} - done):
+            rows = keep[y == c]
+            members = keep[carriers[y[carriers] == c]]
+            tau = np.zeros(len(rows))
+            tau[np.searchsorted(rows, members)] = 1.0
+            cs = ClassScan(
+                label=c,
+                n=len(rows),
+                members=np.sort(members),
+                relative_size=len(members) / len(rows),
+                silhouette=float("nan"),
+                source=-1,
+                resemblance=0.0,
+                spectral_ratio=float("nan"),
+                tau=tau,
+                rows=rows,
+                partition=how,
+            )
+            out.append(
+                Suspicion(
+                    view="pooled trigger",
+                    scan=cs,
+                    score=score,
+                    members=members,
+                    tau=np.ones(len(members)),
+                    votes=np.ones(len(members)),
+                )
+            )
+        return out
 
     def _out_of_sample(self, ctx: Context, y: np.ndarray) -> np.ndarray:
         """Out-of-sample class probabilities of every training row (5-fold trimmed RDA on the training
@@ -571,6 +663,8 @@ class Poisoning(Check):
                 f"class {v['class']} looks poisoned: {v['n_suspects']} samples labelled {v['class']} look "
                 f"like {v['resembles'] or 'other classes'} to a classifier that never saw them ({v['split']})"
                 if v["split"].startswith("label disagreement")
+                else f"{len(verdicts)} class(es) look poisoned by one trigger across classes ({v['split']})"
+                if v["split"].startswith("pooled trigger")
                 else f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
                 + (
                     f"whose shared pattern works as a trigger ({v['split']})"
