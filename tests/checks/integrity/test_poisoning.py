@@ -205,3 +205,33 @@ def test_all_to_all_named_by_one_pattern_across_classes(all_to_all, digits_split
     flagged = set(out.details["indices"])
     hits = len(flagged & set(planted.indices.tolist()))
     assert hits / len(planted.indices) >= 0.8 and hits / len(flagged) >= 0.8
+
+
+def test_one_score_per_class_with_the_model_level_scan(backdoored_module, backdoored_digits, digits_split):
+    """When integrity.backdoor_scan ran first in the session, every class gets one score over the
+    data-level methods and the Neural Cleanse anomaly index (both robust z-scores), with the method that
+    raised it, and a verdict notes whether the model-level scan names the class too."""
+    from roadworthy.checks.integrity.backdoor import BackdoorScan
+
+    x, y, _ = backdoored_digits
+    _, _, x_te, y_te = digits_split
+    ctx = make_ctx(backdoored_module, x, y, x_te, y_te)
+    scan = BackdoorScan().run(ctx)  # quick budget
+    out = Poisoning().run(ctx)
+    nc = {r["label"]: r["anomaly_index"] for r in scan.details["classes"]}
+    for row in out.details["classes"]:
+        combined = row["combined"]
+        assert combined["score"] >= nc[row["label"]] - 1e-3 and combined["method"]
+        data_scores = [row[v]["score"] for v in out.details["views"]] + [row["untangling"]["score"]]
+        assert combined["score"] >= max(data_scores) - 1e-3
+    verdict = out.details["verdicts"][0]
+    assert verdict["label"] == 6
+    assert verdict["model_scan"]["flagged"] == ("6" in scan.details["suspect_classes"])
+    assert out.details["model_scan"]["anomaly_index"]["6"] == pytest.approx(nc[6], abs=1e-3)
+
+
+def test_without_the_model_level_scan_the_combined_score_is_data_level(clean_twin_module, digits_split):
+    x_tr, y_tr, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(clean_twin_module, x_tr, y_tr, x_te, y_te))
+    assert "model_scan" not in out.details
+    assert all("neural cleanse" not in r["combined"]["method"] for r in out.details["classes"])

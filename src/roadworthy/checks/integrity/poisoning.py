@@ -237,7 +237,48 @@ class Poisoning(Check):
         out = self._outcome(ctx, scans, table, flagged, len(y))
         if pooled:
             out.details["pooled_trigger"] = pooled
+        self._combine(ctx, out, flagged)
         return out
+
+    def _combine(self, ctx: Context, out: Outcome, flagged: list[Suspicion]) -> None:
+        """One score per class over the data-level methods and, when ``integrity.backdoor_scan`` ran
+        earlier in the session, the model-level Neural Cleanse anomaly index (both are robust z-scores
+        across classes: distance from the median in units of 1.4826 MAD), with the method that raised it.
+        A verdict stays with the data-level rules; the model scan's own verdict is noted beside it."""
+        from roadworthy.checks.integrity.backdoor import RECOVERED
+
+        scan = ctx.cached(RECOVERED, lambda: None)  # left by integrity.backdoor_scan when it ran first
+        verdict_scores: dict[int, tuple[float, str]] = {}
+        for f in flagged:
+            verdict_scores.setdefault(f.scan.label, (f.score, f.view))
+        for row in out.details["classes"]:
+            c = row["label"]
+            cands = [(row[v]["score"], f"look-alike group ({v})") for v in out.details["views"]]
+            if "untangling" in row:
+                cands.append((row["untangling"]["score"], row["untangling"]["method"]))
+            if c in verdict_scores:
+                cands.append(verdict_scores[c])
+            if scan is not None and c in scan["anomaly_index"]:
+                cands.append((scan["anomaly_index"][c], "neural cleanse anomaly index (model-level)"))
+            score, method = max(cands, key=lambda sm: sm[0])
+            row["combined"] = {"score": round(float(score), 3), "method": method}
+        if scan is None:
+            return
+        out.details["model_scan"] = {
+            "suspect_classes": [ctx.class_name(c) for c in scan["suspects"]],
+            "anomaly_index": {ctx.class_name(c): round(a, 3) for c, a in scan["anomaly_index"].items()},
+        }
+        for v in out.details["verdicts"]:
+            c = v["label"]
+            v["model_scan"] = {
+                "anomaly_index": round(scan["anomaly_index"].get(c, float("nan")), 3),
+                "flagged": c in scan["suspects"],
+            }
+        agree = [v["class"] for v in out.details["verdicts"] if v["model_scan"]["flagged"]]
+        if agree:
+            out.summary = out.summary.rstrip(".") + (
+                f"; the model-level scan (Neural Cleanse) names {', '.join(agree)} too."
+            )
 
     def _pooled(
         self, ctx: Context, y: np.ndarray, probs: np.ndarray, done: set[int], report: dict[str, Any]
