@@ -423,15 +423,16 @@ def _attribute(
     if model is not None and x is not None:
         pool = np.flatnonzero(y != c)
         pool = rng.choice(pool, size=min(max_confirm, len(pool)), replace=False)
+        x_pool, y_pool = x[pool], y[pool]  # one copy for every candidate (images can be large)
 
         def measure(rows: np.ndarray) -> None:
             trig, succ = None, None
             if len(rows) >= 2:
-                mask, pattern = common_pattern(x[rows], x[pool])
+                mask, pattern = common_pattern(x[rows], x_pool)
                 if mask.sum() > 0:
                     trig = (mask, pattern)
                     try:
-                        succ = attack_success(model, x[pool], y[pool], mask, pattern, c)
+                        succ = attack_success(model, x_pool, y_pool, mask, pattern, c)
                     except InvalidInputError:
                         succ = None
             triggers.append(trig)
@@ -462,7 +463,7 @@ def _attribute(
     trig = triggers[pick] if how == "trigger" and pick < len(triggers) else None
     if trig is not None and x is not None:
         # the suspects of a working trigger are the members that carry it, wherever the split put them
-        d = pattern_distance(x[u.rows], *trig)
+        d = pattern_distance(x, *trig, rows=u.rows)
         carriers = d < CARRIER_DISTANCE
         if carriers.sum() >= 2:
             members, proj = u.rows[carriers], 0.5 - d[carriers]
@@ -520,10 +521,21 @@ def _significant_trigger(
 CARRIER_DISTANCE = 0.25
 
 
-def pattern_distance(x: np.ndarray, mask: np.ndarray, pattern: np.ndarray) -> np.ndarray:
-    """Mean absolute difference (largest over channels) between each input and ``pattern`` inside ``mask``."""
+def pattern_distance(
+    x: np.ndarray, mask: np.ndarray, pattern: np.ndarray, rows: np.ndarray | None = None, chunk: int = 256
+) -> np.ndarray:
+    """Mean absolute difference (largest over channels) between each input and ``pattern`` inside ``mask``.
+
+    ``rows`` (default: all) selects the inputs; they are read ``chunk`` at a time and only inside the
+    mask, so a large training set of large images is never copied whole.
+    """
     m = mask[0] > 0
+    idx = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not m.any():
-        return np.full(len(x), np.inf)
-    diff = np.abs(np.asarray(x, dtype=np.float32)[:, :, m] - pattern[:, m][None])
-    return diff.max(axis=1).mean(axis=1)
+        return np.full(len(idx), np.inf)
+    p = pattern[:, m][None]
+    out = np.empty(len(idx))
+    for i in range(0, len(idx), chunk):
+        block = np.asarray(x[idx[i : i + chunk]], dtype=np.float32)[:, :, m]
+        out[i : i + chunk] = np.abs(block - p).max(axis=1).mean(axis=1)
+    return out

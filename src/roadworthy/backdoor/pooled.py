@@ -40,7 +40,7 @@ class PooledTrigger:
     mask, pattern
         The trigger candidate (``(1, H, W)`` 0/1 mask, ``(C, H, W)`` pattern).
     carriers
-        Every training row carrying it, closest first.
+        Every searched row of ``x`` carrying it, closest first.
     held_out, held_out_disagreeing
         Carriers outside the half of ``D`` that proposed the pattern, and how many of them disagree.
     base_rate
@@ -65,7 +65,12 @@ class PooledTrigger:
 
 
 def pooled_trigger(
-    x: np.ndarray, y: np.ndarray, predicted: np.ndarray, min_group: int = 5, seed: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    predicted: np.ndarray,
+    min_group: int = 5,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> PooledTrigger | None:
     """Search label disagreements for a shared input pattern (see the module docstring).
 
@@ -79,6 +84,9 @@ def pooled_trigger(
         Least cluster size to propose a pattern.
     seed
         Seeds the split of the disagreements and 2-means.
+    rows
+        Rows of ``x`` to search (default: all), e.g. leaving out classes already explained; ``y`` and
+        ``predicted`` are per row of ``x``. The images are read in chunks, never copied whole.
 
     Returns
     -------
@@ -96,24 +104,32 @@ def pooled_trigger(
     )
     from roadworthy.backdoor.confirm import common_pattern
 
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
+    y_all = np.asarray(y, dtype=np.int64)
     predicted = np.asarray(predicted, dtype=np.int64)
-    if x.ndim != 4 or len(x) != len(y) or len(predicted) != len(y):
+    if np.ndim(x) != 4 or len(x) != len(y_all) or len(predicted) != len(y_all):
         raise InvalidInputError(
-            f"pooled_trigger: needs images (N, C, H, W) and N labels and predictions. Got {x.shape}, "
-            f"{len(y)}, {len(predicted)}."
+            f"pooled_trigger: needs images (N, C, H, W) and N labels and predictions. Got {np.shape(x)}, "
+            f"{len(y_all)}, {len(predicted)}."
         )
-    disagree = predicted != y
+    idx = np.arange(len(y_all)) if rows is None else np.asarray(rows, dtype=np.int64)
+    y = y_all[idx]
+    disagree = predicted[idx] != y
     d_rows = np.flatnonzero(disagree)
     if len(d_rows) < 4 * min_group:
         return None
     rng = np.random.default_rng(seed)
     perm = rng.permutation(d_rows)
     halves = [np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2 :])]
-    view = reduce(input_view(x), 32, seed, standardise=False)
+    chunks = [idx[i : i + 256] for i in range(0, len(idx), 256)]
+    view = reduce(
+        np.concatenate([input_view(np.asarray(x[c], dtype=np.float32)) for c in chunks]), 32, seed, False
+    )
     agreeing = np.flatnonzero(~disagree)
-    ref = x[rng.choice(agreeing, size=min(2000, len(agreeing)), replace=False)]
+    # common_pattern reads only the reference's mean image: the mean of every agreeing row, in chunks
+    ref = np.zeros((1, *np.shape(x)[1:]), np.float64)
+    for i in range(0, len(agreeing), 256):
+        ref[0] += np.asarray(x[idx[agreeing[i : i + 256]]], dtype=np.float32).sum(axis=0)
+    ref = (ref / max(1, len(agreeing))).astype(np.float32)
     distances = []
     candidates = []
     for half in halves:
@@ -125,10 +141,10 @@ def pooled_trigger(
             group = half[km.labels_ == g]
             if len(group) < min_group:
                 continue
-            mask, pattern = common_pattern(x[group], ref)
+            mask, pattern = common_pattern(np.asarray(x[idx[group]], dtype=np.float32), ref)
             if mask.sum() == 0:
                 continue
-            d = pattern_distance(x, mask, pattern)
+            d = pattern_distance(x, mask, pattern, rows=idx)
             carriers = d < CARRIER_DISTANCE
             held = carriers & outside
             n, hits = int(held.sum()), int((held & disagree).sum())
@@ -138,13 +154,13 @@ def pooled_trigger(
         return None
     p, mask, pattern, n, hits, base, i = min(candidates, key=lambda c: c[0])
     d = distances[i]
-    rows = np.flatnonzero(d < CARRIER_DISTANCE)
-    rows = rows[np.argsort(d[rows], kind="stable")]
-    labels, counts = np.unique(y[rows], return_counts=True)
+    found = np.flatnonzero(d < CARRIER_DISTANCE)
+    found = found[np.argsort(d[found], kind="stable")]
+    labels, counts = np.unique(y[found], return_counts=True)
     return PooledTrigger(
         mask=mask,
         pattern=pattern,
-        carriers=rows,
+        carriers=idx[found],
         held_out=n,
         held_out_disagreeing=hits,
         base_rate=base,

@@ -300,15 +300,10 @@ class Poisoning(Check):
         # half the 1s to 0 leaves the other 1s ambiguous too), so they stay out of the pooled search
         keep = np.flatnonzero(~np.isin(y, list(done)) & ~np.isin(pred, list(done)))
         found = pooled_trigger(
-            np.asarray(train.x)[keep],
-            y[keep],
-            pred[keep],
-            p.min_group,
-            seed=ctx.random_state(self.id, "pooled"),
+            train.x, y, pred, p.min_group, seed=ctx.random_state(self.id, "pooled"), rows=keep
         )
         if found is None:
             return []
-        y, pred = y[keep], pred[keep]
         k = len(np.unique(y))
         alpha = SIGNIFICANCE / max(1, found.n_tested * k)
         excess = found.held_out_disagreeing - found.held_out * found.base_rate
@@ -337,8 +332,8 @@ class Poisoning(Check):
         d = carriers[pred[carriers] != y[carriers]]
         out = []
         for c in sorted({int(v) for v in y[d]} - done):
-            rows = keep[y == c]
-            members = keep[carriers[y[carriers] == c]]
+            rows = np.flatnonzero(y == c)
+            members = carriers[y[carriers] == c]
             tau = np.zeros(len(rows))
             tau[np.searchsorted(rows, members)] = 1.0
             cs = ClassScan(
