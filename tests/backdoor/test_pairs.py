@@ -199,3 +199,31 @@ def test_one_trigger_across_classes_is_found_among_the_disagreements(seed):
     x, y, pred, _ = _all_to_all(seed, poison=False)
     clean = pooled_trigger(x, y, pred, seed=0)
     assert clean is None or clean.p_value > SIGNIFICANCE / (clean.n_tested * K)
+
+
+def test_pattern_distance_reads_rows_in_chunks():
+    """Chunked and row-selected distances equal the direct computation over the whole batch."""
+    from roadworthy.backdoor.clusters import pattern_distance
+
+    rng = np.random.default_rng(0)
+    x = rng.random((23, 3, 6, 6)).astype(np.float32)
+    mask = np.zeros((1, 6, 6), np.float32)
+    mask[0, 1:3, 2:5] = 1
+    pattern = rng.random((3, 6, 6)).astype(np.float32) * mask
+    m = mask[0] > 0
+    direct = np.abs(x[:, :, m] - pattern[:, m][None]).max(axis=1).mean(axis=1)
+    assert np.allclose(pattern_distance(x, mask, pattern, chunk=4), direct)
+    rows = np.array([20, 3, 7])
+    assert np.allclose(pattern_distance(x, mask, pattern, rows=rows, chunk=2), direct[rows])
+    assert np.isinf(pattern_distance(x, mask * 0, pattern, rows=rows)).all()
+
+
+def test_pooled_search_stays_inside_its_rows():
+    """Rows left out (e.g. classes already named) are neither searched nor returned as carriers."""
+    from roadworthy.backdoor.pooled import pooled_trigger
+
+    x, y, pred, poisoned = _all_to_all(0, poison=True)
+    keep = np.flatnonzero(y != 5)
+    found = pooled_trigger(x, y, pred, seed=0, rows=keep)
+    assert found is not None and 5 not in found.classes
+    assert set(found.carriers.tolist()) == set(poisoned.tolist()) - set(np.flatnonzero(y == 5).tolist())
