@@ -31,6 +31,7 @@ policy decides.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,11 @@ import numpy as np
 from roadworthy.backdoor.confirm import AttackSuccess, attack_success, common_pattern
 from roadworthy.backdoor.spectral import SCORE_THRESHOLD, Untangled, class_scores, untangle
 from roadworthy.errors import InvalidInputError
+
+#: Least attack success (lower end of its 95% interval) of a group's pasted common pattern for the
+#: group to count as trigger-carrying: clean classes' group patterns reached at most 0.07 on the
+#: benchmark's clean twins, pasted BadNets groups at 2% poisoning 0.3 and more.
+MIN_TRIGGER_SUCCESS = 0.2
 
 
 @dataclass
@@ -56,8 +62,11 @@ class ClassFinding:
         Per view: the score and the raw untangling statistic ``J``.
     suspects
         Training rows of the suspect group, most suspicious first (by the signed discriminant score).
+        When the group's common pattern works as a trigger: every member of the class that carries
+        it (see :func:`pattern_distance` and :data:`CARRIER_DISTANCE`), wherever the split put it.
     suspect_scores
-        Their discriminant scores (the group centres sit at +-0.5; larger is more poison-like).
+        Their discriminant scores (the group centres sit at +-0.5; larger is more poison-like); for
+        trigger carriers, 0.5 minus the distance to the pattern.
     relative_size
         Suspect group size / class size.
     chosen_by
@@ -206,6 +215,7 @@ def scan_training_data(
     min_class_size: int = 20,
     max_confirm: int = 500,
     seed: int = 0,
+    min_success: float = MIN_TRIGGER_SUCCESS,
 ) -> PoisoningScan:
     """Scan every class of a training set for a poisoned group; score classes, rank suspects.
 
@@ -227,6 +237,11 @@ def scan_training_data(
         Classes with fewer samples are not scanned.
     seed
         Seeds PCA and 2-means.
+    min_success
+        A group is told from the rest of its class by its common pattern only when that pattern, pasted
+        on other classes' inputs, sends at least this share of them to the class (lower end of the 95%
+        interval; default :data:`MIN_TRIGGER_SUCCESS`) -- a weak shared shape is not a trigger, and the
+        group is then chosen by the other evidence.
 
     Returns
     -------
@@ -267,7 +282,19 @@ def scan_training_data(
     for i in range(len(labels)):
         view = max(views, key=lambda v: scores[v][i])
         u = splits[view][i]
-        finding = _attribute(u, y, xin, x_arr, model, max_confirm, rng, n_tests=len(labels))
+        z_view, c = views[view], labels[i]
+        finding = _attribute(
+            u,
+            y,
+            xin,
+            x_arr,
+            model,
+            max_confirm,
+            rng,
+            n_tests=len(labels),
+            min_success=min_success,
+            resplit=lambda rows, z_view=z_view, c=c: untangle(z_view, y, c, seed=seed, rows=rows),
+        )
         finding.score = float(scores[view][i])
         finding.method = f"untangling ({view})"
         finding.scores = {v: float(scores[v][i]) for v in views}
@@ -355,12 +382,19 @@ def _attribute(
     max_confirm: int,
     rng: np.random.Generator,
     n_tests: int = 1,
+    resplit: Callable[[np.ndarray], Untangled] | None = None,
+    min_success: float = 0.0,
 ) -> ClassFinding:
-    """Decide which of the two groups of ``u`` is the suspect, and describe it.
+    """Decide which group of ``u`` is the suspect, and describe it.
 
     Order of evidence: (1) a group whose common pattern works as a trigger significantly more often than
-    the other group's (binomial test at ``SIGNIFICANCE / n_tests``, the other group's rate as the null);
-    (2) the group whose members look more like other classes' means; (3) the smaller group.
+    the best candidate group disjoint from it (binomial test at ``SIGNIFICANCE / n_tests``), with the
+    lower end of its success's 95% interval at least ``min_success``; the
+    candidates are the two groups of ``u`` and, when neither of them carries a working trigger and
+    ``resplit`` is given, the two halves of each group split again (a class with a strong natural
+    two-mode structure, such as a road sign drawn in two styles, splits along that first and hides a
+    trigger group inside one of its modes); (2) the group of ``u`` whose members look more like other
+    classes' means; (3) the smaller group of ``u``.
     """
     c = u.label
     alpha = SIGNIFICANCE / max(1, n_tests)
@@ -379,39 +413,63 @@ def _attribute(
             nearest = d.argmin(axis=1)
             foreign[g] = float((nearest > 0).mean())
             near[g] = np.array(others)[d[:, 1:].argmin(axis=1)]
-    success: list[AttackSuccess | None] = [None, None]
-    triggers: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]
+    # candidate groups: rows and their signed discriminant scores (larger = more like the group)
+    cands: list[tuple[np.ndarray, np.ndarray]] = [
+        (groups[g], (1.0 if g == 1 else -1.0) * u.projection[u.group == g]) for g in (0, 1)
+    ]
+    success: list[AttackSuccess | None] = []
+    triggers: list[tuple[np.ndarray, np.ndarray] | None] = []
+    pick = -1
     if model is not None and x is not None:
         pool = np.flatnonzero(y != c)
         pool = rng.choice(pool, size=min(max_confirm, len(pool)), replace=False)
-        for g in (0, 1):
-            if len(groups[g]) < 2:
-                continue
-            mask, pattern = common_pattern(x[groups[g]], x[pool])
-            if mask.sum() == 0:
-                continue
-            triggers[g] = (mask, pattern)
-            try:
-                success[g] = attack_success(model, x[pool], y[pool], mask, pattern, c)
-            except InvalidInputError:
-                success[g] = None
-    # the two groups are each other's null: a group whose pattern sends significantly more inputs to the
-    # class than the other group's pattern (or no pattern) is the trigger-carrying one
-    hits = [s.hits if s is not None else 0 for s in success]
-    ns = [s.n if s is not None else 0 for s in success]
-    hi = int(np.argmax(hits))
-    sig = binomial_p(hits[hi], ns[hi], null_rate(hits[1 - hi], max(ns[1 - hi], ns[hi]))) < alpha
-    if sig:
-        pick, how = hi, "trigger"
+        x_pool, y_pool = x[pool], y[pool]  # one copy for every candidate (images can be large)
+
+        def measure(rows: np.ndarray) -> None:
+            trig, succ = None, None
+            if len(rows) >= 2:
+                mask, pattern = common_pattern(x[rows], x_pool)
+                if mask.sum() > 0:
+                    trig = (mask, pattern)
+                    try:
+                        succ = attack_success(model, x_pool, y_pool, mask, pattern, c)
+                    except InvalidInputError:
+                        succ = None
+            triggers.append(trig)
+            success.append(succ)
+
+        for rows, _ in cands:
+            measure(rows)
+        pick = _significant_trigger(cands, success, alpha, min_success)
+        if pick < 0 and resplit is not None:
+            least = max(5, int(np.ceil(0.02 * len(u.rows))))
+            for g in (0, 1):
+                if len(groups[g]) < 2 * least + 4:
+                    continue
+                v = resplit(groups[g])
+                for h in (0, 1):
+                    cands.append(
+                        (v.rows[v.group == h], (1.0 if h == 1 else -1.0) * v.projection[v.group == h])
+                    )
+                    measure(cands[-1][0])
+            pick = _significant_trigger(cands, success, alpha, min_success)
+    if pick >= 0:
+        how = "trigger"
     elif xin is not None and foreign[0] != foreign[1]:
         pick, how = int(np.argmax(foreign)), "foreign"
     else:
         pick, how = int(len(groups[1]) < len(groups[0])), "smaller"
-    sign = 1.0 if pick == 1 else -1.0
-    members = groups[pick]
-    proj = sign * u.projection[u.group == pick]
+    members, proj = cands[pick]
+    trig = triggers[pick] if how == "trigger" and pick < len(triggers) else None
+    if trig is not None and x is not None:
+        # the suspects of a working trigger are the members that carry it, wherever the split put them
+        d = pattern_distance(x, *trig, rows=u.rows)
+        carriers = d < CARRIER_DISTANCE
+        if carriers.sum() >= 2:
+            members, proj = u.rows[carriers], 0.5 - d[carriers]
     order = np.argsort(-proj, kind="stable")
-    votes = np.bincount(near[pick], minlength=int(y.max()) + 1) if len(near[pick]) else np.zeros(1, int)
+    near_pick = near[pick] if pick < 2 else np.empty(0, np.int64)
+    votes = np.bincount(near_pick, minlength=int(y.max()) + 1) if len(near_pick) else np.zeros(1, int)
     resembles = int(votes.argmax()) if votes.sum() else -1
     return ClassFinding(
         label=c,
@@ -423,10 +481,61 @@ def _attribute(
         suspects=members[order],
         suspect_scores=proj[order],
         relative_size=len(members) / max(1, len(u.rows)),
-        chosen_by=how,
-        foreign_share=foreign[pick],
+        chosen_by=how if pick < 2 else f"{how} (sub-group)",
+        foreign_share=foreign[pick] if pick < 2 else 0.0,
         resembles=resembles,
         resemblance=float(votes.max() / votes.sum()) if votes.sum() else 0.0,
-        trigger=triggers[pick],
-        trigger_success=success[pick],
+        trigger=triggers[pick] if pick < len(triggers) else None,
+        trigger_success=success[pick] if pick < len(success) else None,
     )
+
+
+def _significant_trigger(
+    cands: list[tuple[np.ndarray, np.ndarray]],
+    success: list[AttackSuccess | None],
+    alpha: float,
+    min_success: float = 0.0,
+) -> int:
+    """Index of the candidate group whose pattern's hits are significantly above those of the best
+    candidate disjoint from it (no pattern counts as 0 hits) and whose success's lower 95% bound is at
+    least ``min_success``, or -1."""
+    hits = [s.hits if s is not None else 0 for s in success]
+    if not any(hits):
+        return -1
+    best = int(np.argmax(hits))
+    if success[best].ci_low < min_success:  # type: ignore[union-attr]
+        return -1
+    n_best = success[best].n  # type: ignore[union-attr]
+    rivals = [
+        (hits[j], success[j].n if success[j] is not None else n_best)  # type: ignore[union-attr]
+        for j in range(len(cands))
+        if j != best and not np.intersect1d(cands[j][0], cands[best][0]).size
+    ]
+    h0, n0 = max(rivals, key=lambda hn: null_rate(*hn)) if rivals else (0, n_best)
+    return best if binomial_p(hits[best], n_best, null_rate(h0, max(n0, n_best))) < alpha else -1
+
+
+#: A training input *carries* a recovered trigger when its pixels inside the mask are on average closer
+#: than this to the pattern (grey levels; half of ``common_pattern``'s least contrast of 0.5, so the
+#: midpoint between the stamp and the background it stands out from).
+CARRIER_DISTANCE = 0.25
+
+
+def pattern_distance(
+    x: np.ndarray, mask: np.ndarray, pattern: np.ndarray, rows: np.ndarray | None = None, chunk: int = 256
+) -> np.ndarray:
+    """Mean absolute difference (largest over channels) between each input and ``pattern`` inside ``mask``.
+
+    ``rows`` (default: all) selects the inputs; they are read ``chunk`` at a time and only inside the
+    mask, so a large training set of large images is never copied whole.
+    """
+    m = mask[0] > 0
+    idx = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if not m.any():
+        return np.full(len(idx), np.inf)
+    p = pattern[:, m][None]
+    out = np.empty(len(idx))
+    for i in range(0, len(idx), chunk):
+        block = np.asarray(x[idx[i : i + chunk]], dtype=np.float32)[:, :, m]
+        out[i : i + chunk] = np.abs(block - p).max(axis=1).mean(axis=1)
+    return out

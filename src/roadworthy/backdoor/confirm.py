@@ -122,11 +122,14 @@ def common_pattern(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A candidate trigger from a group of inputs: the pixels the group shares and the reference lacks.
 
-    Every pixel gets a contrast ``|mean_group - mean_reference| - std_group`` (largest over channels): a
-    patch stamped on every member (BadNets) has contrast close to its difference from the background,
-    while the shape of a clean class varies from sample to sample and scores low. The mask keeps the
-    pixels with contrast at least ``min_contrast``, at most ``max_fraction`` of the image (the highest);
-    the pattern is the group's mean image there.
+    Every pixel gets a contrast ``|median_group - mean_reference| - 1.4826 MAD_group`` (largest over
+    channels): a patch stamped on most members (BadNets) has contrast close to its difference from the
+    background, while the shape of a clean class varies from sample to sample and scores low. The
+    group's median and median absolute deviation, not its mean and standard deviation: a suspect group
+    found by clustering is never pure, and a few unstamped members would otherwise pull a white patch
+    on a mid-grey background (road signs) below the cut. The mask keeps the pixels with contrast at
+    least ``min_contrast``, at most ``max_fraction`` of the image (the highest); the pattern is the
+    group's median image there.
 
     Parameters
     ----------
@@ -142,7 +145,8 @@ def common_pattern(
     Returns
     -------
     (mask, pattern)
-        ``mask`` (1, H, W) with values 0 or 1 (all zero when no pixel qualifies), ``pattern`` (C, H, W).
+        ``mask`` (1, H, W) with values 0 or 1 (all zero when no pixel qualifies), ``pattern`` (C, H, W):
+        the group's median inside the mask, 0 outside.
     """
     group = np.asarray(group, dtype=np.float32)
     reference = np.asarray(reference, dtype=np.float32)
@@ -151,8 +155,9 @@ def common_pattern(
             "common_pattern: `group` and `reference` must be non-empty image batches of one shape. "
             f"Got {group.shape} and {reference.shape}."
         )
-    mu = group.mean(axis=0)
-    contrast = (np.abs(mu - reference.mean(axis=0)) - group.std(axis=0)).max(axis=0)
+    mu = np.median(group, axis=0)
+    spread = 1.4826 * np.median(np.abs(group - mu), axis=0)
+    contrast = (np.abs(mu - reference.mean(axis=0)) - spread).max(axis=0)
     h, w = contrast.shape
     keep = contrast >= min_contrast
     cap = max(1, int(max_fraction * h * w))

@@ -95,7 +95,13 @@ def pooled_precision(z: np.ndarray, y: np.ndarray, exclude: int, ridge: float = 
 
 
 def untangle(
-    z: np.ndarray, y: np.ndarray, label: int, seed: int = 0, n_init: int = 3, min_group: int | None = None
+    z: np.ndarray,
+    y: np.ndarray,
+    label: int,
+    seed: int = 0,
+    n_init: int = 3,
+    min_group: int | None = None,
+    rows: np.ndarray | None = None,
 ) -> Untangled:
     """Split class ``label`` of the representation ``z`` (N, D) in two and measure the gain (SCAn's J).
 
@@ -105,12 +111,21 @@ def untangle(
     alone) gives an enormous distance and, with it, a large ``J`` for a clean class. Such outliers are
     set aside and the class split again without them (up to three times); they are then assigned to the
     nearer group's centre, so every row keeps a projection.
+
+    ``rows`` (training rows of class ``label``, ascending) splits only that part of the class, e.g. one
+    group of an earlier split (a class with a strong natural two-mode structure hides a trigger group
+    inside one of its modes); the whitening still comes from the other classes.
     """
     from sklearn.cluster import KMeans
 
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y)
-    rows = np.flatnonzero(y == label)
+    if rows is None:
+        rows = np.flatnonzero(y == label)
+    else:
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and np.any(y[rows] != label):
+            raise InvalidInputError(f"untangle: every row in `rows` must be of class {label}.")
     if len(rows) < 4:
         raise InvalidInputError(f"untangle: class {label} needs at least 4 samples. Got {len(rows)}.")
     least = max(5, int(np.ceil(0.02 * len(rows)))) if min_group is None else int(min_group)

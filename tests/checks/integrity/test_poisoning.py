@@ -130,3 +130,108 @@ def test_min_trigger_success_is_an_effect_floor(badnets_low_rate, digits_split):
     ctx = make_ctx(module, planted.x, planted.y, x_te, y_te)
     out = Poisoning(Poisoning.Params(min_trigger_success=1.0)).run(ctx)
     assert not any("confirmed by trigger" in v["split"] for v in out.details["verdicts"])
+
+
+@pytest.fixture(scope="module")
+def label_flipped(digits_split):
+    """The demo's attack on digits: 26 fives (2% of the training set) relabelled 3, no trigger."""
+    x_tr, y_tr, _, _ = digits_split
+    rng = np.random.default_rng(3)
+    flipped = np.sort(rng.choice(np.flatnonzero(y_tr == 5), size=26, replace=False))
+    y = y_tr.copy()
+    y[flipped] = 3
+    return y, flipped, _train_cnn(x_tr, y)
+
+
+def test_label_flip_named_by_its_concentrated_disagreement(label_flipped, digits_split):
+    """A flip of 5 -> 3 is named through the (3, 5) cell of given vs out-of-sample labels, far above the
+    cells of the other classes; the flipped rows are the suspects."""
+    from roadworthy.backdoor import SIGNIFICANCE
+
+    y, flipped, module = label_flipped
+    x_tr, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, x_tr, y, x_te, y_te))
+    assert out.details["suspect_classes"] == ["3"]
+    verdict = out.details["verdicts"][0]
+    assert verdict["resembles"] == "5" and "label disagreement" in verdict["split"]
+    row = next(r for r in out.details["classes"] if r["label"] == 3)["label_pairs"]
+    assert (
+        row["source"] == 5 and row["p"] < SIGNIFICANCE / 10 and row["count"] > 2 * row["null_rate"] * row["n"]
+    )
+    flagged = set(out.details["indices"])
+    hits = len(flagged & set(flipped.tolist()))
+    assert hits / len(flipped) >= 0.8 and hits / len(flagged) >= 0.8
+
+
+def test_a_look_alike_group_whose_labels_agree_out_of_sample_is_no_flip(
+    backdoored_module, backdoored_digits, digits_split, monkeypatch
+):
+    """The look-alike rule proposes (source -> class); with an out-of-sample classifier that agrees with
+    every given label the proposal is not confirmed and gives no verdict of its own (the patched group is
+    still named, by its working trigger)."""
+    x, y, _ = backdoored_digits
+    _, _, x_te, y_te = digits_split
+    monkeypatch.setattr(
+        Poisoning, "_out_of_sample", lambda self, ctx, y: np.eye(ctx.n_classes)[y] * 0.9 + 0.01
+    )
+    out = Poisoning().run(make_ctx(backdoored_module, x, y, x_te, y_te))
+    row = next(r for r in out.details["classes"] if r["label"] == 6)
+    assert row["lookalike_confirmation"]["source"] == 3 and not row["lookalike_confirmation"]["confirmed"]
+    assert all(v["evidence"] not in ("features", "inputs") for v in out.details["verdicts"])
+    assert out.details["suspect_classes"] == ["6"]
+    assert "confirmed by trigger" in out.details["verdicts"][0]["split"]
+
+
+@pytest.fixture(scope="module")
+def all_to_all(digits_split):
+    """BadNets all-to-all at 2%: a white 3x3 corner square on about 3 samples of every class, c -> c + 1."""
+    from roadworthy.backdoor import badnets_trigger, plant_all_to_all
+
+    x_tr, y_tr, _, _ = digits_split
+    planted = plant_all_to_all(x_tr, y_tr, badnets_trigger(x_tr.shape[1:], size=3), rate=0.02, seed=0)
+    return planted, _train_cnn(planted.x, planted.y)
+
+
+def test_all_to_all_named_by_one_pattern_across_classes(all_to_all, digits_split):
+    """No class holds a group worth splitting; the poisoned samples are label disagreements sharing one
+    pattern, so most classes are named, with the carriers as suspects."""
+    planted, module = all_to_all
+    _, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, planted.x, planted.y, x_te, y_te))
+    pooled = out.details["pooled_trigger"]
+    assert pooled["significant"] and pooled["held_out_disagreeing"] > 0.5 * pooled["held_out"]
+    assert len(out.details["suspect_classes"]) >= 8
+    assert any(v["split"].startswith("pooled trigger") for v in out.details["verdicts"])
+    flagged = set(out.details["indices"])
+    hits = len(flagged & set(planted.indices.tolist()))
+    assert hits / len(planted.indices) >= 0.8 and hits / len(flagged) >= 0.8
+
+
+def test_one_score_per_class_with_the_model_level_scan(backdoored_module, backdoored_digits, digits_split):
+    """When integrity.backdoor_scan ran first in the session, every class gets one score over the
+    data-level methods and the Neural Cleanse anomaly index (both robust z-scores), with the method that
+    raised it, and a verdict notes whether the model-level scan names the class too."""
+    from roadworthy.checks.integrity.backdoor import BackdoorScan
+
+    x, y, _ = backdoored_digits
+    _, _, x_te, y_te = digits_split
+    ctx = make_ctx(backdoored_module, x, y, x_te, y_te)
+    scan = BackdoorScan().run(ctx)  # quick budget
+    out = Poisoning().run(ctx)
+    nc = {r["label"]: r["anomaly_index"] for r in scan.details["classes"]}
+    for row in out.details["classes"]:
+        combined = row["combined"]
+        assert combined["score"] >= nc[row["label"]] - 1e-3 and combined["method"]
+        data_scores = [row[v]["score"] for v in out.details["views"]] + [row["untangling"]["score"]]
+        assert combined["score"] >= max(data_scores) - 1e-3
+    verdict = out.details["verdicts"][0]
+    assert verdict["label"] == 6
+    assert verdict["model_scan"]["flagged"] == ("6" in scan.details["suspect_classes"])
+    assert out.details["model_scan"]["anomaly_index"]["6"] == pytest.approx(nc[6], abs=1e-3)
+
+
+def test_without_the_model_level_scan_the_combined_score_is_data_level(clean_twin_module, digits_split):
+    x_tr, y_tr, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(clean_twin_module, x_tr, y_tr, x_te, y_te))
+    assert "model_scan" not in out.details
+    assert all("neural cleanse" not in r["combined"]["method"] for r in out.details["classes"])

@@ -124,7 +124,17 @@ class BackdoorScan(Check):
             ctx.model, x_all[confirm_rows], y_all[confirm_rows], mask, pattern, top, batch_size=ctx.batch_size
         )
         ctx.cached(
-            RECOVERED, lambda: {"label": top, "mask": mask, "pattern": pattern, "flagged": bool(suspects)}
+            RECOVERED,
+            lambda: {
+                "label": top,
+                "mask": mask,
+                "pattern": pattern,
+                "flagged": bool(suspects),
+                # per class, for the data-level scan's combined score (integrity.poisoning)
+                "suspects": list(suspects),
+                "anomaly_index": {c: float(a) for c, a in zip(nc.classes, nc.anomaly_index, strict=True)},
+                "mask_ratio": {c: float(r) for c, r in zip(nc.classes, ratio, strict=True)},
+            },
         )
         metrics = {
             "integrity.backdoor_scan.max_anomaly_index": float(nc.anomaly_index.max()),

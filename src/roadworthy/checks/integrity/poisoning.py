@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from roadworthy import evidence
+from roadworthy.backdoor.clusters import SIGNIFICANCE
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import (
     prefetch_features,
@@ -225,9 +226,267 @@ class Poisoning(Check):
                     scans[view].append(scan_class(z, y, c, means, p.n_components, seed=seed))
                     t.advance()
 
-        table, flagged = self._decide(scans, labels, ctx)
+        table, lookalikes = self._decide(scans, labels, ctx)
+        probs = self._out_of_sample(ctx, y)
+        flagged = self._confirm_flips(lookalikes, y, probs, table)
         flagged += self._backdoors(ctx, y, {f.scan.label for f in flagged}, table)
-        return self._outcome(ctx, scans, table, flagged, len(y))
+        flagged += self._flips(ctx, y, probs, {f.scan.label for f in flagged}, table)
+        pooled: dict[str, Any] = {}
+        if train.modality == "image" and np.asarray(train.x).ndim == 4:
+            flagged += self._pooled(ctx, y, probs, {f.scan.label for f in flagged}, pooled)
+        out = self._outcome(ctx, scans, table, flagged, len(y))
+        if pooled:
+            out.details["pooled_trigger"] = pooled
+        self._combine(ctx, out, flagged)
+        return out
+
+    def _combine(self, ctx: Context, out: Outcome, flagged: list[Suspicion]) -> None:
+        """One score per class over the data-level methods and, when ``integrity.backdoor_scan`` ran
+        earlier in the session, the model-level Neural Cleanse anomaly index (both are robust z-scores
+        across classes: distance from the median in units of 1.4826 MAD), with the method that raised it.
+        A verdict stays with the data-level rules; the model scan's own verdict is noted beside it."""
+        from roadworthy.checks.integrity.backdoor import RECOVERED
+
+        scan = ctx.cached(RECOVERED, lambda: None)  # left by integrity.backdoor_scan when it ran first
+        verdict_scores: dict[int, tuple[float, str]] = {}
+        for f in flagged:
+            verdict_scores.setdefault(f.scan.label, (f.score, f.view))
+        for row in out.details["classes"]:
+            c = row["label"]
+            cands = [(row[v]["score"], f"look-alike group ({v})") for v in out.details["views"]]
+            if "untangling" in row:
+                cands.append((row["untangling"]["score"], row["untangling"]["method"]))
+            if c in verdict_scores:
+                cands.append(verdict_scores[c])
+            if scan is not None and c in scan["anomaly_index"]:
+                cands.append((scan["anomaly_index"][c], "neural cleanse anomaly index (model-level)"))
+            score, method = max(cands, key=lambda sm: sm[0])
+            row["combined"] = {"score": round(float(score), 3), "method": method}
+        if scan is None:
+            return
+        out.details["model_scan"] = {
+            "suspect_classes": [ctx.class_name(c) for c in scan["suspects"]],
+            "anomaly_index": {ctx.class_name(c): round(a, 3) for c, a in scan["anomaly_index"].items()},
+        }
+        for v in out.details["verdicts"]:
+            c = v["label"]
+            v["model_scan"] = {
+                "anomaly_index": round(scan["anomaly_index"].get(c, float("nan")), 3),
+                "flagged": c in scan["suspects"],
+            }
+        agree = [v["class"] for v in out.details["verdicts"] if v["model_scan"]["flagged"]]
+        if agree:
+            out.summary = out.summary.rstrip(".") + (
+                f"; the model-level scan (Neural Cleanse) names {', '.join(agree)} too."
+            )
+
+    def _pooled(
+        self, ctx: Context, y: np.ndarray, probs: np.ndarray, done: set[int], report: dict[str, Any]
+    ) -> list[Suspicion]:
+        """All-to-all backdoors: one input pattern shared by label disagreements of many classes
+        (:func:`roadworthy.backdoor.pooled.pooled_trigger`). Significant at ``SIGNIFICANCE`` / (patterns
+        tested x classes) with at least ``min_group`` held-out disagreeing carriers in excess of the base
+        rate; every class holding a carrier that disagrees with its label is named, its carriers the
+        suspects."""
+        from scipy.stats import norm
+
+        from roadworthy.backdoor.pooled import pooled_trigger
+
+        p = self.params
+        train = ctx.train_data
+        assert train is not None
+        pred = probs.argmax(axis=1)
+        # rows given or predicted as an already flagged class are explained by that verdict (a flip of
+        # half the 1s to 0 leaves the other 1s ambiguous too), so they stay out of the pooled search
+        keep = np.flatnonzero(~np.isin(y, list(done)) & ~np.isin(pred, list(done)))
+        found = pooled_trigger(
+            train.x, y, pred, p.min_group, seed=ctx.random_state(self.id, "pooled"), rows=keep
+        )
+        if found is None:
+            return []
+        k = len(np.unique(y))
+        alpha = SIGNIFICANCE / max(1, found.n_tested * k)
+        excess = found.held_out_disagreeing - found.held_out * found.base_rate
+        significant = found.p_value < alpha and excess >= p.min_group
+        report.update(
+            {
+                "carriers": len(found.carriers),
+                "classes": {ctx.class_name(c): n for c, n in found.classes.items()},
+                "held_out": found.held_out,
+                "held_out_disagreeing": found.held_out_disagreeing,
+                "base_rate": round(found.base_rate, 4),
+                "p": float(f"{found.p_value:.3g}"),
+                "patterns_tested": found.n_tested,
+                "significant": bool(significant),
+            }
+        )
+        if not significant:
+            return []
+        how = (
+            f"pooled trigger: {len(found.carriers)} samples of {len(found.classes)} classes carry one pattern; "
+            f"{found.held_out_disagreeing} of its {found.held_out} held-out carriers disagree with their "
+            f"labels out of sample (base rate {found.base_rate:.1%}, p={found.p_value:.2g})"
+        )
+        score = float(min(norm.isf(max(found.p_value, 1e-300)), 40.0))
+        carriers = found.carriers
+        d = carriers[pred[carriers] != y[carriers]]
+        out = []
+        for c in sorted({int(v) for v in y[d]} - done):
+            rows = np.flatnonzero(y == c)
+            members = carriers[y[carriers] == c]
+            tau = np.zeros(len(rows))
+            tau[np.searchsorted(rows, members)] = 1.0
+            cs = ClassScan(
+                label=c,
+                n=len(rows),
+                members=np.sort(members),
+                relative_size=len(members) / len(rows),
+                silhouette=float("nan"),
+                source=-1,
+                resemblance=0.0,
+                spectral_ratio=float("nan"),
+                tau=tau,
+                rows=rows,
+                partition=how,
+            )
+            out.append(
+                Suspicion(
+                    view="pooled trigger",
+                    scan=cs,
+                    score=score,
+                    members=members,
+                    tau=np.ones(len(members)),
+                    votes=np.ones(len(members)),
+                )
+            )
+        return out
+
+    def _out_of_sample(self, ctx: Context, y: np.ndarray) -> np.ndarray:
+        """Out-of-sample class probabilities of every training row (5-fold trimmed RDA on the training
+        representation, as in ``integrity.label_issues``)."""
+        from roadworthy.checks.integrity._embedding import train_representation
+        from roadworthy.checks.integrity.label_issues import out_of_sample_probs
+
+        z, _ = train_representation(ctx, 64)
+        probs, _ = out_of_sample_probs(z, y, ctx.n_classes, 5, seed=ctx.random_state(self.id, "folds"))
+        return probs
+
+    def _confirm_flips(
+        self, lookalikes: list[Suspicion], y: np.ndarray, probs: np.ndarray, table: list[dict[str, Any]]
+    ) -> list[Suspicion]:
+        """Keep a look-alike verdict only when the labels of its class disagree with an out-of-sample
+        classifier in the proposed (source -> class) cell far more than other classes' cells do.
+
+        A group inside class ``t`` that resembles class ``s`` is a label flip only if its samples *are*
+        ``s``-like to a classifier that never saw them; clean classes hold look-alike groups too (road
+        signs share shapes and colours), whose labels an out-of-sample classifier agrees with. The
+        cell was proposed by the look-alike scan, so one test per verdict at ``SIGNIFICANCE``
+        (:func:`roadworthy.backdoor.pairs.pair_test`), with at least ``min_group`` samples in excess of
+        the null. The suspects become the cell's rows (labelled ``t``, predicted ``s``).
+        """
+        from roadworthy.backdoor.pairs import pair_test
+
+        p = self.params
+        by_label = {row["label"]: row for row in table}
+        out = []
+        for f in lookalikes:
+            s = f.scan
+            test = pair_test(y, probs, s.label, s.source, p.min_class_size)
+            ok = test.p_value < SIGNIFICANCE and test.excess >= p.min_group
+            by_label[s.label]["lookalike_confirmation"] = {**_pair_row(test), "confirmed": bool(ok)}
+            if not ok:
+                continue
+            tau = s.tau[np.searchsorted(s.rows, test.rows)]
+            cs = ClassScan(
+                **{
+                    **s.__dict__,
+                    "members": np.sort(test.rows),
+                    "partition": f"{s.partition}, confirmed by {_pair_text(test)}",
+                }
+            )
+            out.append(
+                Suspicion(
+                    view=f.view, scan=cs, score=f.score, members=test.rows, tau=tau, votes=np.ones(len(tau))
+                )
+            )
+        return out
+
+    def _flips(
+        self, ctx: Context, y: np.ndarray, probs: np.ndarray, done: set[int], table: list[dict[str, Any]]
+    ) -> list[Suspicion]:
+        """Poisoned labels found by out-of-sample label disagreement alone
+        (:mod:`roadworthy.backdoor.pairs`), in two forms, each at ``SIGNIFICANCE`` / number of classes
+        and with at least ``min_group`` samples in excess of its null:
+
+        * a targeted flip (one source): the class's largest (given, predicted) cell against the other
+          classes' cells (:func:`~roadworthy.backdoor.pairs.flip_pairs`);
+        * an all-to-one poisoning (many sources: BadNets, blended): the class's share of rows predicted
+          as any other class against the other classes' shares
+          (:func:`~roadworthy.backdoor.pairs.class_disagreements`).
+        """
+        from roadworthy.backdoor.pairs import class_disagreements, flip_pairs
+
+        p = self.params
+        pairs = flip_pairs(y, probs, p.min_class_size)
+        rows_of = class_disagreements(y, probs, p.min_class_size)
+        by_label = {row["label"]: row for row in table}
+        for f in pairs:
+            if f.target in by_label:
+                by_label[f.target]["label_pairs"] = _pair_row(f)
+        for g in rows_of:
+            if g.target in by_label:
+                by_label[g.target]["label_disagreement"] = {
+                    "count": g.count,
+                    "n": g.n,
+                    "null_rate": round(g.null_rate, 4),
+                    "null_class": g.null_class,
+                    "p": float(f"{g.p_value:.3g}"),
+                    "excess": round(g.excess, 1),
+                }
+        out: list[Suspicion] = []
+        done = set(done)
+        for found, route in ((pairs, "pair"), (rows_of, "class")):
+            alpha = SIGNIFICANCE / max(1, len(found))
+            for f in sorted(found, key=lambda f: f.p_value):  # type: ignore[attr-defined]
+                if f.target in done or f.p_value >= alpha or f.excess < p.min_group:
+                    continue
+                done.add(f.target)
+                out.append(self._disagreement_verdict(f, y, probs, route))
+        return out
+
+    @staticmethod
+    def _disagreement_verdict(f: Any, y: np.ndarray, probs: np.ndarray, route: str) -> Suspicion:
+        """A verdict from a significant :class:`FlipPair` (``route="pair"``) or
+        :class:`ClassDisagreement` (``"class"``); suspects ranked by how little the out-of-sample
+        classifier believes their given label."""
+        from scipy.stats import norm
+
+        rows = np.flatnonzero(y == f.target)
+        conf = 1.0 - probs[f.rows, f.target]
+        tau = np.zeros(len(rows))
+        tau[np.searchsorted(rows, f.rows)] = conf
+        source = f.source if route == "pair" else -1
+        cs = ClassScan(
+            label=f.target,
+            n=f.n,
+            members=np.sort(f.rows),
+            relative_size=f.count / max(1, f.n),
+            silhouette=float("nan"),
+            source=source,
+            resemblance=1.0 if route == "pair" else 0.0,
+            spectral_ratio=float("nan"),
+            tau=tau,
+            rows=rows,
+            partition=_pair_text(f) if route == "pair" else _class_text(f),
+        )
+        return Suspicion(
+            view="label disagreement",
+            scan=cs,
+            score=float(min(norm.isf(max(f.p_value, 1e-300)), 40.0)),
+            members=f.rows,
+            tau=conf,
+            votes=np.ones(len(f.rows)),
+        )
 
     def _backdoors(
         self, ctx: Context, y: np.ndarray, done: set[int], table: list[dict[str, Any]]
@@ -249,6 +508,7 @@ class Poisoning(Check):
             max_dims=min(p.max_dims, 32),
             min_class_size=p.min_class_size,
             seed=ctx.random_state(self.id, "untangling"),
+            min_success=p.min_trigger_success,
         )
         by_label = {row["label"]: row for row in table}
         for f in scan.classes:
@@ -436,7 +696,12 @@ class Poisoning(Check):
         if verdicts:
             v = verdicts[0]
             summary = (
-                f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
+                f"class {v['class']} looks poisoned: {v['n_suspects']} samples labelled {v['class']} look "
+                f"like {v['resembles'] or 'other classes'} to a classifier that never saw them ({v['split']})"
+                if v["split"].startswith("label disagreement")
+                else f"{len(verdicts)} class(es) look poisoned by one trigger across classes ({v['split']})"
+                if v["split"].startswith("pooled trigger")
+                else f"class {v['class']} looks poisoned: {v['n_suspects']} suspects form a separate cluster "
                 + (
                     f"whose shared pattern works as a trigger ({v['split']})"
                     if "confirmed by trigger" in v["split"]
@@ -457,7 +722,8 @@ class Poisoning(Check):
             "suspect_classes": [v["class"] for v in verdicts],
             "indices": suspects,
             "scores": scores,
-            "score": "spectral signature (squared projection on the class's top singular vector) / class median",
+            "score": "spectral signature (squared projection on the class's top singular vector) / class "
+            "median; for a verdict by label disagreement, the out-of-sample probability of the source class",
             "views_agreeing": votes,
             "verdicts": verdicts,
             "classes": table,
@@ -515,3 +781,30 @@ def _examples(ctx: Context, f: Suspicion, n_examples: int) -> list[Example]:
             )
         )
     return out
+
+
+def _pair_row(f: Any) -> dict[str, Any]:
+    """A :class:`roadworthy.backdoor.pairs.FlipPair` as a report row."""
+    return {
+        "source": f.source,
+        "count": f.count,
+        "n": f.n,
+        "null_rate": round(f.null_rate, 4),
+        "null_cell": list(f.null_cell),
+        "p": float(f"{f.p_value:.3g}"),
+        "excess": round(f.excess, 1),
+    }
+
+
+def _pair_text(f: Any) -> str:
+    return (
+        f"label disagreement: {f.count} of {f.n} labelled {f.target} look like {f.source} out of sample "
+        f"(at most {f.null_rate:.1%} in other classes' cells, p={f.p_value:.2g})"
+    )
+
+
+def _class_text(f: Any) -> str:
+    return (
+        f"label disagreement: {f.count} of {f.n} labelled {f.target} look like other classes out of sample "
+        f"(at most {f.null_rate:.1%} of any other class, p={f.p_value:.2g})"
+    )
