@@ -166,3 +166,15 @@ def test_replay_rebuilds_every_mutant_bit_for_bit() -> None:
         "shear",
         "translation",
     } & kinds_seen
+
+
+def test_mutating_without_a_copy_gives_the_same_mutants() -> None:
+    x0 = _images(5, 10, 3, 16)
+    args = (np.zeros(10, bool), np.zeros(10, np.int64), np.zeros(10, np.float32))
+    a = mutate(x0.copy(), x0.copy(), *args, np.random.default_rng(5), OPS)
+    x, ref = x0.copy(), x0.copy()
+    b = mutate(x, ref, *args, np.random.default_rng(5), OPS, copy=False)
+    assert b.x is x and b.ref is ref  # taken over, not copied
+    for field in ("x", "ref", "op", "ok", "affine_used", "l0_ref", "linf_ref"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert a.param == b.param

@@ -483,6 +483,7 @@ class Fuzzer:
                 self.alpha,
                 self.beta,
                 self.tries,
+                copy=False,  # the repeated batches are the mutation's own
             )
             t = clock.add("mutation", t)
             rows = np.flatnonzero(muts.ok)
@@ -500,7 +501,7 @@ class Fuzzer:
             parent_of = rows // n
             row_roots = np.array([parents[j].root for j in parent_of], dtype=np.int64)
             root_mutants += np.bincount(row_roots, minlength=keep.size)
-            xs = muts.x[rows]
+            xs = muts.x if rows.size == len(muts.x) else muts.x[rows]
             reduce_before = probe.reduce_seconds
             obs = self._observe_all(xs)  # in batches of at most batch_size (memory of large inputs)
             queries += rows.size

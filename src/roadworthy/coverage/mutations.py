@@ -404,6 +404,7 @@ def mutate(
     alpha: float = ALPHA,
     beta: float = BETA,
     tries: int = TRIES,
+    copy: bool = True,
 ) -> Mutants:
     """Mutate every row of ``x`` once under DeepHunter's constraint (paper Algorithm 2, spec A.5).
 
@@ -429,6 +430,9 @@ def mutate(
         Constraint parameters: fraction of elements, fraction of the value range.
     tries
         Attempts per row before the mutation fails.
+    copy
+        ``False`` lets the result take over ``x`` and ``ref`` (float32 arrays the caller no longer
+        needs, e.g. fresh ``np.repeat`` results) instead of copying them: two image batches less memory.
     """
     if x.ndim != 4:
         raise InvalidInputError(f"fuzz: mutations need image batches (N, C, H, W). Got shape {x.shape}.")
@@ -442,8 +446,8 @@ def mutate(
     pixel_ids = np.array([i for i, op in enumerate(ops) if op.kind == "pixel"], dtype=np.int64)
     all_ids = np.arange(len(ops), dtype=np.int64)
     out = Mutants(
-        x=x.astype(np.float32, copy=True),
-        ref=ref.astype(np.float32, copy=True),
+        x=x.astype(np.float32, copy=copy),
+        ref=ref.astype(np.float32, copy=copy),
         affine_used=np.asarray(affine_used, dtype=bool).copy(),
         l0_ref=np.asarray(l0_ref, dtype=np.int64).copy(),
         linf_ref=np.asarray(linf_ref, dtype=np.float32).copy(),
