@@ -5,6 +5,7 @@ Run by hand from the repository root::
     .venv/bin/python -m benchmarks.bench_fuzz [--queries 3000] [--threads 2]       # throughput
     .venv/bin/python -m benchmarks.bench_fuzz --compare [--budget standard] [--seeds 3]  # guided vs random
     .venv/bin/python -m benchmarks.bench_fuzz --summaries-ab [--repeats 40]  # summaries before/after
+    .venv/bin/python -m benchmarks.bench_fuzz --memory  # peak RSS of the loop at 224 px
 
 Two models: the demo road-sign CNN (``signnet``, five 3x3 conv stages of 32-128 channels, ~30 MMAC per
 image) and a small 32-px CNN (two conv layers of 16 and 32 channels and a hidden linear layer). Seeds
@@ -273,6 +274,111 @@ def summaries_ab(models: dict, seeds, repeats: int) -> list[dict]:
     return rows
 
 
+def _memory_run(queries: int, mode: str, batch: int) -> dict:
+    """One fuzz run on a cheap 224-px CNN in this process; the peak RSS growth during the run (Linux)."""
+    import time
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from roadworthy.coverage import fuzz, make_probe, profile, random_testing
+    from roadworthy.memory import keep_freed_memory
+
+    keep_freed_memory()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    # ResNet-18's first map size (64 channels at 112 px), then pooled away: the memory of a 224-px
+    # network's activations at a fraction of its compute
+    net = nn.Sequential(
+        nn.Conv2d(3, 64, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=4, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    ).eval()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:224, 0:224] / 224
+
+    def images(n: int) -> np.ndarray:
+        c = rng.random((n, 3, 1, 1))
+        cy, cx = rng.random((2, n, 1, 1, 1))
+        blob = c * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) * 6)
+        return np.clip(blob + 0.05 * rng.random((n, 3, 224, 224)), 0, 1).astype(np.float32)
+
+    x, train = images(200), images(200)
+    probe = make_probe(net, x[:1])
+    prof = profile(probe, train, batch_size=batch)
+
+    def status(field: str) -> float:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) / 1024 for line in fh if line.startswith(field))
+
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # reset VmHWM: the peak of the run alone
+    t = time.perf_counter()
+    run = fuzz if mode == "coverage" else random_testing
+    r = run(net, x, None, probe=probe, train=prof, max_queries=queries, batch_size=batch, seed=0)
+    probe.close()
+    return {
+        "mode": mode,
+        "queries": queries,
+        "batch_size": batch,
+        "queue_entries": r.queue_size,
+        "rss_before_mib": round(before),
+        "peak_rss_mib": round(status("VmHWM")),
+        "growth_mib": round(status("VmHWM") - before),
+        "queue_images_peak_mib": round(r.queue_images["peak_bytes"] / 2**20),
+        "queue_images_rebuilt": r.queue_images["rebuilt"],
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Peak memory of the fuzz loop at 224 px, one fresh process per run (the peak is per process)."""
+    import subprocess
+    import sys
+
+    rows = []
+    for queries in (500, 2000):
+        for mode in ("coverage", "random"):
+            code = (
+                "import json, benchmarks.bench_fuzz as b; "
+                f"print(json.dumps(b._memory_run({queries}, {mode!r}, {args.memory_batch})))"
+            )
+            out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]))
+    meta = {"cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fuzz_memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    head = list(rows[0])
+    (RESULTS / "fuzz_memory.md").write_text(
+        "\n".join(
+            [
+                "# Fuzzing memory at 224 px",
+                "",
+                "The library's fuzz loop (200 seeds of 224x224 RGB, 8 entries x 20 mutants per iteration, "
+                f"forward passes of at most {args.memory_batch} inputs) on a cheap CNN whose first map is "
+                "ResNet-18's (64 channels at 112 px). One fresh process per row; `growth_mib` is the peak "
+                "RSS during the run minus the RSS before it (model, seeds and profile loaded). The queue's "
+                "images are held up to 256 MiB (`max_queue_bytes`), the rest rebuilt from seed and steps "
+                "when selected (`queue_images_rebuilt`). Load average at the end "
+                f"{', '.join(f'{v:.1f}' for v in meta['load_average_end'])} on {meta['cpu_count']} cores "
+                "(memory does not depend on load; the seconds do).",
+                "",
+                "| " + " | ".join(head) + " |",
+                "|" + "---|" * len(head),
+                *("| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows),
+                "",
+            ]
+        )
+    )
+
+
 COMPARE_KEYS = (
     ("kmnc", "{p}.kmnc.coverage"),
     ("nbc", "{p}.nbc.coverage"),
@@ -450,11 +556,16 @@ def main() -> None:
         "--summaries-ab", action="store_true", help="layer summaries before vs after the rework"
     )
     parser.add_argument("--compare", action="store_true", help="coverage-guided vs random testing")
+    parser.add_argument("--memory", action="store_true", help="peak memory of the loop at 224 px")
+    parser.add_argument("--memory-batch", type=int, default=32, help="--memory: inputs per forward pass")
     parser.add_argument("--budget", default="standard", help="--compare: the check's budget")
     parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds 0..N-1")
     args = parser.parse_args()
     if args.compare:
         compare(args)
+        return
+    if args.memory:
+        memory(args)
         return
     if args.summaries_ab:
         from roadworthy.demo.model import load_demo_model
