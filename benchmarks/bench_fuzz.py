@@ -681,11 +681,14 @@ def main() -> None:
         "## Coverage bookkeeping vs the forward pass (interleaved, same process)",
         "",
         f"{args.repeats} repeats per row, a fresh batch of 160 mutants each; per repeat the bare forward "
-        "pass (hooks off) and the bookkeeping of a hooked pass (layer summaries in the hooks + cells and "
-        "bitmaps of every criterion, the guide asking which mutant was first to a cell) are timed one after "
-        "the other, order alternating. Medians; `median_ratio` is the median of the per-repeat ratios "
-        "(robust to load changing during the run). With 1 torch thread both sides run on one core, the "
-        "ratio least sensitive to other load on the machine. Target: under 0.20.",
+        "pass (hooks off) and the bookkeeping of a hooked pass are timed one after the other, order "
+        "alternating. Bookkeeping = layer summaries in the hooks (split over torch's threads) + the guide's "
+        "cells and bitmap (KMNC, asked which mutant was first to a cell) + the measured criteria's bulk "
+        "marking (`CoverageBook`: every ~1 MiB of neuron values, timed apart and spread over the batches it "
+        "served). `ratio` = (median summaries + median guide + bulk per batch) / median forward; "
+        "`median_ratio` the median per-repeat ratio plus the bulk share; `ratio_of_totals` all sums (most "
+        "sensitive to load changes). With 1 torch thread both sides run on one core, the ratio least "
+        "sensitive to other load on the machine. Target: under 0.20.",
         "",
         "| " + " | ".join(k for k in splits[0] if k != "batch") + " |",
         "|" + "---|" * (len(splits[0]) - 1),

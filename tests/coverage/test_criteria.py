@@ -430,3 +430,16 @@ def test_coverage_book_marks_in_bulk_what_per_batch_marking_marks() -> None:
     assert any(t.bits.any() for t in plain.values() if t.criterion.name != "kmnc")
     with pytest.raises(InvalidInputError, match="guide"):
         CoverageBook(fitted(), "deepgini")
+
+
+def test_nc_skips_covered_neurons_but_marks_the_same_cells() -> None:
+    c = make_criterion("nc", threshold=0.5).fit(LAYOUT)
+    o = obs([[3.5, 1.0, 5.0], [1.0, 2.0, 0.0]], layer_min=[[0, 5], [1, 0]], layer_max=[[4, 5], [2, 0]])
+    full = c.cells(o)
+    for covered in ([], [0], [0, 1], [0, 1, 2]):
+        bits = np.zeros(3, bool)
+        bits[covered] = True
+        got = c.open_cells(o, bits)
+        want = {int(v) for v in full.ravel() if v >= 0 and not bits[v]}
+        assert {int(v) for v in got.ravel() if v >= 0} == want
+        assert not set(covered) & {int(v) for v in got.ravel()}

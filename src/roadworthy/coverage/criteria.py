@@ -170,6 +170,11 @@ class Criterion:
         """The criterion's paper metric computed from the touched-cell bitmap."""
         raise NotImplementedError
 
+    def open_cells(self, obs: Observation, bits: np.ndarray, roots: np.ndarray | None = None) -> np.ndarray:
+        """The cells :meth:`cells` gives that are not yet set in ``bits``, as cell ids (``-1`` padded),
+        for marking: a criterion may skip the work for cells already touched (default: all cells)."""
+        return self.cells(obs, roots)
+
     def params(self) -> dict[str, Any]:
         """The criterion's parameters, for the report."""
         return {}
@@ -199,6 +204,20 @@ class NeuronCoverage(Criterion):
         with np.errstate(divide="ignore", invalid="ignore"):
             scaled = np.where(span > 0, (obs.values - lo) / span, 0.0)
         return np.where(scaled > self.threshold, self._ids, -1)
+
+    def open_cells(self, obs: Observation, bits: np.ndarray, roots: np.ndarray | None = None) -> np.ndarray:
+        # one cell per neuron: a covered neuron needs no more scaling and comparing (NC saturates early)
+        open_ = np.flatnonzero(~bits)
+        if open_.size == 0:
+            return np.full((len(obs.values), 0), -1, dtype=np.int64)
+        if open_.size == bits.size:
+            return self.cells(obs, roots)
+        layer = self._layer[open_]
+        lo = obs.layer_min[:, layer]
+        span = obs.layer_max[:, layer] - lo
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = np.where(span > 0, (obs.values[:, open_] - lo) / span, 0.0)
+        return np.where(scaled > self.threshold, open_, -1)
 
     def metric(self, bits: np.ndarray) -> float:
         return float(bits.mean()) if bits.size else 0.0
@@ -590,7 +609,7 @@ class CoverageBook:
             roots = None if held[0][1] is None else np.concatenate([r for _, r in held])
         for tracker in self.trackers.values():
             if tracker is not self.guide:
-                tracker.mark(tracker.criterion.cells(obs, roots))
+                tracker.mark(tracker.criterion.open_cells(obs, tracker.bits, roots))
 
     def summaries(self) -> dict[str, CoverageSummary]:
         """Every criterion's current summary (held observations marked first)."""

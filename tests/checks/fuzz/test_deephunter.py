@@ -92,6 +92,8 @@ def test_report_has_coverage_before_after_and_the_random_baseline(ctx):
     assert out.details["runs"]["guided"]["strategy"] == "prob"
     assert out.details["runs"]["random"]["strategy"] == "uniform"
     assert "uniform" in out.details["baseline"]
+    held = out.details["runs"]["guided"]["queue_images"]
+    assert 0 < held["peak_bytes"] <= held["max_bytes"] and held["rebuilt"] >= 0
 
 
 def test_a_black_box_model_is_fuzzed_with_prediction_feedback(digits_module, digits_data):

@@ -233,6 +233,7 @@ def _run_details(result: Any, y: np.ndarray, class_name: Any) -> dict[str, Any]:
         "iterations": result.iterations,
         "queue_size_initial": result.queue_size_initial,
         "queue_size": result.queue_size,
+        "queue_images": dict(result.queue_images),
         "seeds_attacked": result.seeds_attacked,
         "failures": len(result.failures),
         "valid_failures": len(valid),
