@@ -5,6 +5,7 @@ Run by hand from the repository root::
     .venv/bin/python -m benchmarks.bench_fuzz [--queries 3000] [--threads 2]       # throughput
     .venv/bin/python -m benchmarks.bench_fuzz --compare [--budget standard] [--seeds 3]  # guided vs random
     .venv/bin/python -m benchmarks.bench_fuzz --summaries-ab [--repeats 40]  # summaries before/after
+    .venv/bin/python -m benchmarks.bench_fuzz --memory  # peak RSS of the loop at 224 px
 
 Two models: the demo road-sign CNN (``signnet``, five 3x3 conv stages of 32-128 channels, ~30 MMAC per
 image) and a small 32-px CNN (two conv layers of 16 and 32 channels and a hidden linear layer). Seeds
@@ -120,10 +121,14 @@ def coverage_split(model, seeds, train, criteria, threads: int, repeats: int, ba
     Each repeat times, on the same batch of ``batch`` mutants (a fresh batch every repeat, drawn by
     DeepHunter's mutation from the seeds): the model's forward pass with the probe's hooks switched off
     (``probe.active = False``), and the bookkeeping of a hooked pass -- the layer summaries computed in
-    the hooks (``probe.reduce_seconds``) plus every criterion's cells and bitmap update, the guide
-    (first criterion) asking which mutant was first to a cell, as the loop does. The order of the two
-    alternates between repeats. Medians of both, their ratio, and the median of the per-repeat ratios
-    (robust when the machine's load changes during the run).
+    the hooks (``probe.reduce_seconds``) plus the loop's :class:`~roadworthy.coverage.CoverageBook`
+    (the guide, the first criterion, updated per batch and asked which mutant was first to a cell; the
+    measured criteria marked in bulk every ~1 MiB of neuron values), as the fuzz loop does. The order
+    of the two alternates between repeats. Medians per batch (robust to other load); the bulk marking,
+    timed apart, is spread over the batches it served (its total / repeats) and added:
+    ``ratio = (median summaries + guide + bulk per batch) / median forward``. ``median_ratio`` is the
+    median of the per-repeat ratios plus the same bulk share; ``ratio_of_totals`` sums everything (the
+    most sensitive to load changes during the run).
     """
     import statistics
     import time
@@ -131,14 +136,17 @@ def coverage_split(model, seeds, train, criteria, threads: int, repeats: int, ba
     import numpy as np
     import torch
 
-    from roadworthy.coverage import make_probe, profile
+    from roadworthy.coverage import CoverageBook, make_probe, profile
     from roadworthy.coverage.criteria import Coverage, make_criterion
     from roadworthy.coverage.mutations import mutate
 
     torch.set_num_threads(threads)
     probe = make_probe(model, seeds[:1], extrema="nc" in criteria)
     prof = profile(probe, train)
-    trackers = [Coverage(make_criterion(c).fit(probe.layout, prof)) for c in criteria]
+    trackers = {c: Coverage(make_criterion(c).fit(probe.layout, prof)) for c in criteria}
+    # the loop's book; its bulk marking is timed apart here (same policy: every ~1 MiB of values)
+    buffer_bytes = CoverageBook(trackers, criteria[0]).buffer_bytes
+    book = CoverageBook(trackers, criteria[0], buffer_bytes=2**62)
     rng = np.random.default_rng(0)
     n_batches = 16
     pool = []
@@ -147,7 +155,7 @@ def coverage_split(model, seeds, train, criteria, threads: int, repeats: int, ba
         x = seeds[pick]
         m = mutate(x, x, np.zeros(batch, bool), np.zeros(batch, np.int64), np.zeros(batch), rng)
         pool.append(np.ascontiguousarray(m.x))
-    fwd, book, reduce, cells, ratios = [], [], [], [], []
+    fwd, book_s, reduce, cells, ratios, bulk = [], [], [], [], [], []
     try:
         for r in range(repeats):
             x = pool[r % n_batches]
@@ -164,27 +172,34 @@ def coverage_split(model, seeds, train, criteria, threads: int, repeats: int, ba
                     obs = probe(x)
                     red = probe.reduce_seconds - r0
                     t = time.perf_counter()
-                    trackers[0].update(trackers[0].criterion.cells(obs))
-                    for tr in trackers[1:]:
-                        tr.mark(tr.criterion.cells(obs))
+                    book.observe(obs)
                     cel = time.perf_counter() - t
                     reduce.append(red)
                     cells.append(cel)
-                    book.append(red + cel)
-            ratios.append(book[-1] / fwd[-1])
+                    book_s.append(red + cel)
+                    if book._held_bytes >= buffer_bytes or r == repeats - 1:
+                        t = time.perf_counter()
+                        book.flush()
+                        bulk.append(time.perf_counter() - t)
+            ratios.append(book_s[-1] / fwd[-1])
     finally:
         probe.close()
     med = statistics.median
+    bulk_per_batch = sum(bulk) / repeats  # the measured criteria's bulk marking, spread over the batches
+    bookkeeping = med(book_s) + bulk_per_batch
     return {
         "threads": threads,
         "batch": batch,
         "repeats": repeats,
         "forward_ms": round(med(fwd) * 1e3, 2),
         "summaries_ms": round(med(reduce) * 1e3, 2),
-        "cells_ms": round(med(cells) * 1e3, 2),
-        "bookkeeping_ms": round(med(book) * 1e3, 2),
-        "ratio_of_medians": round(med(book) / med(fwd), 3),
-        "median_ratio": round(med(ratios), 3),
+        "guide_ms": round(med(cells) * 1e3, 2),
+        "bulk_ms_per_batch": round(bulk_per_batch * 1e3, 2),
+        "bulk_markings": len(bulk),
+        "bookkeeping_ms": round(bookkeeping * 1e3, 2),
+        "ratio": round(bookkeeping / med(fwd), 3),
+        "median_ratio": round(med(ratios) + bulk_per_batch / med(fwd), 3),
+        "ratio_of_totals": round((sum(book_s) + sum(bulk)) / sum(fwd), 3),
     }
 
 
@@ -257,6 +272,111 @@ def summaries_ab(models: dict, seeds, repeats: int) -> list[dict]:
             }
         )
     return rows
+
+
+def _memory_run(queries: int, mode: str, batch: int) -> dict:
+    """One fuzz run on a cheap 224-px CNN in this process; the peak RSS growth during the run (Linux)."""
+    import time
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from roadworthy.coverage import fuzz, make_probe, profile, random_testing
+    from roadworthy.memory import keep_freed_memory
+
+    keep_freed_memory()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    # ResNet-18's first map size (64 channels at 112 px), then pooled away: the memory of a 224-px
+    # network's activations at a fraction of its compute
+    net = nn.Sequential(
+        nn.Conv2d(3, 64, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=4, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    ).eval()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:224, 0:224] / 224
+
+    def images(n: int) -> np.ndarray:
+        c = rng.random((n, 3, 1, 1))
+        cy, cx = rng.random((2, n, 1, 1, 1))
+        blob = c * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) * 6)
+        return np.clip(blob + 0.05 * rng.random((n, 3, 224, 224)), 0, 1).astype(np.float32)
+
+    x, train = images(200), images(200)
+    probe = make_probe(net, x[:1])
+    prof = profile(probe, train, batch_size=batch)
+
+    def status(field: str) -> float:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) / 1024 for line in fh if line.startswith(field))
+
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # reset VmHWM: the peak of the run alone
+    t = time.perf_counter()
+    run = fuzz if mode == "coverage" else random_testing
+    r = run(net, x, None, probe=probe, train=prof, max_queries=queries, batch_size=batch, seed=0)
+    probe.close()
+    return {
+        "mode": mode,
+        "queries": queries,
+        "batch_size": batch,
+        "queue_entries": r.queue_size,
+        "rss_before_mib": round(before),
+        "peak_rss_mib": round(status("VmHWM")),
+        "growth_mib": round(status("VmHWM") - before),
+        "queue_images_peak_mib": round(r.queue_images["peak_bytes"] / 2**20),
+        "queue_images_rebuilt": r.queue_images["rebuilt"],
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Peak memory of the fuzz loop at 224 px, one fresh process per run (the peak is per process)."""
+    import subprocess
+    import sys
+
+    rows = []
+    for queries in (500, 2000):
+        for mode in ("coverage", "random"):
+            code = (
+                "import json, benchmarks.bench_fuzz as b; "
+                f"print(json.dumps(b._memory_run({queries}, {mode!r}, {args.memory_batch})))"
+            )
+            out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]))
+    meta = {"cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fuzz_memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    head = list(rows[0])
+    (RESULTS / "fuzz_memory.md").write_text(
+        "\n".join(
+            [
+                "# Fuzzing memory at 224 px",
+                "",
+                "The library's fuzz loop (200 seeds of 224x224 RGB, 8 entries x 20 mutants per iteration, "
+                f"forward passes of at most {args.memory_batch} inputs) on a cheap CNN whose first map is "
+                "ResNet-18's (64 channels at 112 px). One fresh process per row; `growth_mib` is the peak "
+                "RSS during the run minus the RSS before it (model, seeds and profile loaded). The queue's "
+                "images are held up to 256 MiB (`max_queue_bytes`), the rest rebuilt from seed and steps "
+                "when selected (`queue_images_rebuilt`). Load average at the end "
+                f"{', '.join(f'{v:.1f}' for v in meta['load_average_end'])} on {meta['cpu_count']} cores "
+                "(memory does not depend on load; the seconds do).",
+                "",
+                "| " + " | ".join(head) + " |",
+                "|" + "---|" * len(head),
+                *("| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows),
+                "",
+            ]
+        )
+    )
 
 
 COMPARE_KEYS = (
@@ -436,11 +556,16 @@ def main() -> None:
         "--summaries-ab", action="store_true", help="layer summaries before vs after the rework"
     )
     parser.add_argument("--compare", action="store_true", help="coverage-guided vs random testing")
+    parser.add_argument("--memory", action="store_true", help="peak memory of the loop at 224 px")
+    parser.add_argument("--memory-batch", type=int, default=32, help="--memory: inputs per forward pass")
     parser.add_argument("--budget", default="standard", help="--compare: the check's budget")
     parser.add_argument("--seeds", type=int, default=3, help="--compare: seeds 0..N-1")
     args = parser.parse_args()
     if args.compare:
         compare(args)
+        return
+    if args.memory:
+        memory(args)
         return
     if args.summaries_ab:
         from roadworthy.demo.model import load_demo_model
@@ -556,11 +681,14 @@ def main() -> None:
         "## Coverage bookkeeping vs the forward pass (interleaved, same process)",
         "",
         f"{args.repeats} repeats per row, a fresh batch of 160 mutants each; per repeat the bare forward "
-        "pass (hooks off) and the bookkeeping of a hooked pass (layer summaries in the hooks + cells and "
-        "bitmaps of every criterion, the guide asking which mutant was first to a cell) are timed one after "
-        "the other, order alternating. Medians; `median_ratio` is the median of the per-repeat ratios "
-        "(robust to load changing during the run). With 1 torch thread both sides run on one core, the "
-        "ratio least sensitive to other load on the machine. Target: under 0.20.",
+        "pass (hooks off) and the bookkeeping of a hooked pass are timed one after the other, order "
+        "alternating. Bookkeeping = layer summaries in the hooks (split over torch's threads) + the guide's "
+        "cells and bitmap (KMNC, asked which mutant was first to a cell) + the measured criteria's bulk "
+        "marking (`CoverageBook`: every ~1 MiB of neuron values, timed apart and spread over the batches it "
+        "served). `ratio` = (median summaries + median guide + bulk per batch) / median forward; "
+        "`median_ratio` the median per-repeat ratio plus the bulk share; `ratio_of_totals` all sums (most "
+        "sensitive to load changes). With 1 torch thread both sides run on one core, the ratio least "
+        "sensitive to other load on the machine. Target: under 0.20.",
         "",
         "| " + " | ".join(k for k in splits[0] if k != "batch") + " |",
         "|" + "---|" * (len(splits[0]) - 1),

@@ -398,3 +398,48 @@ def test_torchscript_models_fall_back_to_prediction_feedback() -> None:
     assert not make_probe(scripted, x[:1]).white_box  # TorchScript runs no Python hooks
     with pytest.raises(UnsupportedModelError, match="TorchScript"):
         make_probe(scripted, x[:1], layers=["2"])
+
+
+def test_coverage_book_marks_in_bulk_what_per_batch_marking_marks() -> None:
+    """The measured criteria's bitmaps and the guide's "new" flags do not depend on how the book groups
+    batches: the union of touched cells is the same."""
+    from roadworthy.coverage import CoverageBook
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(1.0, 1.5, size=(int(rng.integers(1, 9)), 3)).astype(np.float32) for _ in range(12)]
+    names = ("kmnc", "nbc", "snac", "tknc", "nc")
+
+    def fitted() -> dict[str, Coverage]:
+        params = {"kmnc": {"k": 4}, "nbc": {"k": 10}, "snac": {"k": 10}, "tknc": {"k": 1}, "nc": {}}
+        return {n: Coverage(make_criterion(n, **params[n]).fit(LAYOUT, PROFILE)) for n in names}
+
+    plain = fitted()
+    for b in batches:
+        for t in plain.values():
+            t.update(t.criterion.cells(obs(b, np.full((len(b), 2), -1.0), np.full((len(b), 2), 3.0))))
+    for buffer_bytes in (0, 64, 1 << 20):
+        book = CoverageBook(fitted(), "kmnc", buffer_bytes=buffer_bytes)
+        guide = fitted()["kmnc"]
+        for b in batches:
+            o = obs(b, np.full((len(b), 2), -1.0), np.full((len(b), 2), 3.0))
+            assert book.observe(o).tolist() == guide.update(guide.criterion.cells(o)).tolist()
+        summaries = book.summaries()
+        for n in names:
+            assert np.array_equal(book.trackers[n].bits, plain[n].bits), (n, buffer_bytes)
+            assert summaries[n] == plain[n].summary()
+    assert any(t.bits.any() for t in plain.values() if t.criterion.name != "kmnc")
+    with pytest.raises(InvalidInputError, match="guide"):
+        CoverageBook(fitted(), "deepgini")
+
+
+def test_nc_skips_covered_neurons_but_marks_the_same_cells() -> None:
+    c = make_criterion("nc", threshold=0.5).fit(LAYOUT)
+    o = obs([[3.5, 1.0, 5.0], [1.0, 2.0, 0.0]], layer_min=[[0, 5], [1, 0]], layer_max=[[4, 5], [2, 0]])
+    full = c.cells(o)
+    for covered in ([], [0], [0, 1], [0, 1, 2]):
+        bits = np.zeros(3, bool)
+        bits[covered] = True
+        got = c.open_cells(o, bits)
+        want = {int(v) for v in full.ravel() if v >= 0 and not bits[v]}
+        assert {int(v) for v in got.ravel() if v >= 0} == want
+        assert not set(covered) & {int(v) for v in got.ravel()}

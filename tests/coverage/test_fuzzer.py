@@ -183,3 +183,39 @@ def test_progress_and_parameter_errors(digits_module, seeds) -> None:
         fuzz(digits_module, x, y, max_queries=0)
     with pytest.raises(InvalidInputError, match="one label per seed"):
         fuzz(digits_module, x, y[:3])
+
+
+@pytest.mark.parametrize("mode", ["coverage", "random"])
+def test_queue_images_stay_under_the_cap_and_results_do_not_depend_on_it(digits_module, seeds, mode) -> None:
+    """The queue grows with the run, its held images do not: beyond ``max_queue_bytes`` they are
+    dropped and rebuilt exactly from seed and steps, so every number is the same as with all held."""
+    x, y = seeds
+    run = fuzz if mode == "coverage" else random_testing
+    image = x[0].nbytes
+    held_all = run(digits_module, x, y, seed=5, **SMALL)
+    assert held_all.queue_images["rebuilt"] == 0
+    for cap in (0, 6 * image):
+        capped = run(digits_module, x, y, seed=5, max_queue_bytes=cap, **SMALL)
+        assert capped.queue_images["peak_bytes"] <= cap
+        assert capped.queue_images["rebuilt"] > 0
+        a, b = _comparable(held_all), _comparable(capped)
+        a.pop("queue_images"), b.pop("queue_images")
+        assert a == b
+    # a longer run queues more entries but holds no more bytes
+    longer = run(digits_module, x, y, seed=5, max_queue_bytes=6 * image, **(SMALL | {"max_queries": 1640}))
+    assert longer.queue_size > held_all.queue_size
+    assert longer.queue_images["peak_bytes"] <= 6 * image
+
+
+def test_mutants_are_forwarded_in_batches_of_at_most_batch_size(digits_module, seeds) -> None:
+    x, y = seeds
+    sizes: list[int] = []
+    hook = digits_module.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0])))
+    try:
+        result = fuzz(digits_module, x, y, seed=0, batch_size=32, **SMALL)
+    finally:
+        hook.remove()
+    assert max(sizes) <= 32
+    assert result.n_queries == SMALL["max_queries"]
+    same = fuzz(digits_module, x, y, seed=0, **SMALL)  # one pass per iteration: the same result
+    assert _comparable(result) == _comparable(same)

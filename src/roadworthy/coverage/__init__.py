@@ -21,6 +21,7 @@ from roadworthy.coverage._layers import Layout, Observation, make_probe
 from roadworthy.coverage.criteria import (
     CRITERIA,
     Coverage,
+    CoverageBook,
     CoverageSummary,
     Profile,
     make_criterion,
@@ -34,6 +35,7 @@ __all__ = [
     "CRITERIA",
     "STRATEGIES",
     "Coverage",
+    "CoverageBook",
     "CoverageSummary",
     "Failure",
     "FuzzResult",

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,19 +57,31 @@ from roadworthy.coverage._layers import Observation, Probe, make_probe
 from roadworthy.coverage.criteria import (
     NEURON_CRITERIA,
     Coverage,
+    CoverageBook,
     CoverageSummary,
     Criterion,
     Profile,
     make_criterion,
     profile,
 )
-from roadworthy.coverage.mutations import ALPHA, BETA, TRIES, Operator, default_operators, mutate
+from roadworthy.coverage.mutations import (
+    ALPHA,
+    BETA,
+    TRIES,
+    Operator,
+    Step,
+    default_operators,
+    mutate,
+    replay,
+)
 from roadworthy.errors import InvalidInputError
 
 Strategy = Literal["prob", "uniform", "recency", "tensorfuzz"]
 STRATEGIES = ("prob", "uniform", "recency", "tensorfuzz")
 # consecutive iterations without a single successful mutation before the loop gives up
 _STALL_LIMIT = 50
+#: bytes of queue images held by default (more are rebuilt from their seed and steps when selected)
+QUEUE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,9 @@ class FuzzResult:
     mutants_by_seed
         Mutants run per root seed (index into ``x``), so a failure rate per true class has its
         denominator.
+    queue_images
+        The queue's image store: ``max_bytes`` (the cap), ``peak_bytes`` (most held at once) and
+        ``rebuilt`` (selections whose image had been dropped and was replayed from its seed).
     """
 
     mode: str
@@ -171,6 +187,7 @@ class FuzzResult:
     seed: int
     validity: str
     mutants_by_seed: dict[int, int] = field(default_factory=dict)
+    queue_images: dict[str, int] = field(default_factory=dict)
 
     @property
     def valid_failures(self) -> list[Failure]:
@@ -199,19 +216,79 @@ class FuzzResult:
         return self.n_mutants / total if total > 0 else 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Entry:
-    """A queue entry: the current image, its reference and its lineage state (spec A.1)."""
+    """A queue entry: its lineage (root seed and steps) and lineage state (spec A.1). The image and
+    its reference live in the fuzzer's :class:`_Images` store, which may drop them: they are rebuilt
+    from ``root`` and ``steps`` (:func:`~roadworthy.coverage.mutations.replay`)."""
 
-    x: np.ndarray
-    ref: np.ndarray
     affine_used: bool
     l0_ref: int
     linf_ref: float
     root: int
     chain: tuple[tuple[str, Any], ...]
+    steps: tuple[Step, ...] = ()
+    own_ref: bool = False  #: the reference differs from the root seed (an affine step was taken)
     selected: int = 0
     prob: float = 1.0
+    key: int = -1  #: the image store's key (assigned when first stored)
+
+
+class _Images:
+    """The queue's images, held up to ``max_bytes`` (least recently used dropped first), rebuilt on
+    demand from the root seed and the entry's steps.
+
+    Root entries read the seeds themselves (nothing held). A mutant's image costs its bytes, plus as
+    much again when its lineage took an affine step (its own reference); a reference shared along a
+    lineage is counted once per entry, so the held bytes never exceed the count. Rebuilding replays
+    the steps (bit-identical, see :func:`~roadworthy.coverage.mutations.replay`); with the default cap
+    that only happens for large images (at 32 px, 256 MiB holds ~20,000 entries).
+    """
+
+    def __init__(self, seeds: np.ndarray, operators: Sequence[Operator], max_bytes: int) -> None:
+        self.seeds = seeds
+        self.operators = operators
+        self.max_bytes = int(max_bytes)
+        self.held: OrderedDict[int, tuple[np.ndarray, np.ndarray, int]] = OrderedDict()
+        self._next_key = 0
+        self.bytes = 0
+        self.peak_bytes = 0
+        self.rebuilt = 0
+
+    def put(self, entry: _Entry, x: np.ndarray, ref: np.ndarray) -> None:
+        if not entry.steps:
+            return
+        if entry.key < 0:
+            entry.key, self._next_key = self._next_key, self._next_key + 1
+        size = x.nbytes + (ref.nbytes if entry.own_ref else 0)
+        if size > self.max_bytes:
+            return
+        while self.held and self.bytes + size > self.max_bytes:
+            _, (_, _, dropped) = self.held.popitem(last=False)
+            self.bytes -= dropped
+        self.held[entry.key] = (x, ref, size)
+        self.bytes += size
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def get(self, entry: _Entry, seed_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image, reference)`` of ``entry``, whose root is ``seeds[seed_index]``."""
+        if not entry.steps:
+            return self.seeds[seed_index], self.seeds[seed_index]
+        hit = self.held.get(entry.key)
+        if hit is not None:
+            self.held.move_to_end(entry.key)
+            return hit[0], hit[1]
+        self.rebuilt += 1
+        x, ref = replay(self.seeds[seed_index], entry.steps, self.operators)
+        if not entry.own_ref:
+            ref = self.seeds[seed_index]
+        self.put(entry, x, ref)
+        return x, ref
+
+    def forget(self, entry: _Entry) -> None:
+        hit = self.held.pop(entry.key, None)
+        if hit is not None:
+            self.bytes -= hit[2]
 
 
 @dataclass
@@ -259,6 +336,7 @@ class Fuzzer:
         validity_on: Literal["failures", "all"] = "failures",
         queue_invalid: bool = True,
         max_examples: int = 16,
+        max_queue_bytes: int = QUEUE_BYTES,
         batch_size: int = 256,
         seed: int = 0,
         progress: Callable[[int, int], None] | None = None,
@@ -293,6 +371,10 @@ class Fuzzer:
         ):
             if int(value) < 1:
                 raise InvalidInputError(f"fuzz: `{name}` must be a positive integer. Got {value} instead.")
+        if int(max_queue_bytes) < 0:
+            raise InvalidInputError(
+                f"fuzz: `max_queue_bytes` must be >= 0 (0 holds no queue image). Got {max_queue_bytes} instead."
+            )
         if gamma <= 0 or not 0.0 <= p_min <= 1.0:
             raise InvalidInputError(
                 f"fuzz: need gamma > 0 and p_min in [0, 1]. Got {gamma} and {p_min} instead."
@@ -307,6 +389,7 @@ class Fuzzer:
         self.gamma, self.p_min = float(gamma), float(p_min)
         self.is_valid, self.validity_on, self.queue_invalid = is_valid, validity_on, queue_invalid
         self.max_examples, self.batch_size = int(max_examples), int(batch_size)
+        self.max_queue_bytes = int(max_queue_bytes)
         self.seed = int(seed)
         self.progress = progress
         self.rng = np.random.default_rng(seed)
@@ -362,14 +445,16 @@ class Fuzzer:
         ]
         trackers = {c.name: Coverage(c) for c in criteria}
         guide = trackers[self.guide_name]
+        book = CoverageBook(trackers, self.guide_name)
         kept_obs = _take(obs, keep)
         roots = np.arange(keep.size)
         for t in trackers.values():
-            t.update(t.criterion.cells(kept_obs, roots))
+            t.mark(t.criterion.cells(kept_obs, roots))
         coverage_before = {k: t.summary() for k, t in trackers.items()}
         queries = len(self.x)
-        queue = [_Entry(self.x[i], self.x[i], False, 0, 0.0, r, ()) for r, i in enumerate(keep)]
+        queue = [_Entry(False, 0, 0.0, r, ()) for r in range(keep.size)]
         queue_initial = len(queue)
+        images = _Images(self.x, self.operators, self.max_queue_bytes)
 
         failures: list[Failure] = []
         examples = {True: 0, False: 0}
@@ -386,9 +471,10 @@ class Fuzzer:
             parents = [queue[i] for i in picked]
             n = self.mutants_per_seed
             t = clock.add("other", t)
+            held = [images.get(p, int(keep[p.root])) for p in parents]
             muts = mutate(
-                np.repeat(np.stack([p.x for p in parents]), n, axis=0),
-                np.repeat(np.stack([p.ref for p in parents]), n, axis=0),
+                np.repeat(np.stack([h[0] for h in held]), n, axis=0),
+                np.repeat(np.stack([h[1] for h in held]), n, axis=0),
                 np.repeat([p.affine_used for p in parents], n),
                 np.repeat([p.l0_ref for p in parents], n),
                 np.repeat([p.linf_ref for p in parents], n),
@@ -397,6 +483,7 @@ class Fuzzer:
                 self.alpha,
                 self.beta,
                 self.tries,
+                copy=False,  # the repeated batches are the mutation's own
             )
             t = clock.add("mutation", t)
             rows = np.flatnonzero(muts.ok)
@@ -414,19 +501,16 @@ class Fuzzer:
             parent_of = rows // n
             row_roots = np.array([parents[j].root for j in parent_of], dtype=np.int64)
             root_mutants += np.bincount(row_roots, minlength=keep.size)
-            xs = muts.x[rows]
+            xs = muts.x if rows.size == len(muts.x) else muts.x[rows]
             reduce_before = probe.reduce_seconds
-            obs = probe(xs)
+            obs = self._observe_all(xs)  # in batches of at most batch_size (memory of large inputs)
             queries += rows.size
             n_mutants += rows.size
             t = clock.add("forward", t)
             clock.seconds["forward"] -= probe.reduce_seconds - reduce_before
             clock.seconds["coverage"] += probe.reduce_seconds - reduce_before
-            # only the guide needs to know which mutant was first to a cell; the others just mark
-            new = guide.update(guide.criterion.cells(obs, row_roots))
-            for tracker in trackers.values():
-                if tracker is not guide:
-                    tracker.mark(tracker.criterion.cells(obs, row_roots))
+            # only the guide needs to know which mutant was first to a cell; the others mark in bulk
+            new = book.observe(obs, row_roots)
             t = clock.add("coverage", t)
             pred = obs.predictions
             failing = pred != truth[row_roots]
@@ -485,20 +569,25 @@ class Fuzzer:
                     continue
                 if self.mode == "random" or new[j]:
                     affine_now = op.kind == "affine"
-                    queue.append(
-                        _Entry(
-                            xs[j].copy(),
-                            muts.ref[r].copy() if affine_now else parent.ref,
-                            bool(muts.affine_used[r]),
-                            int(muts.l0_ref[r]),
-                            float(muts.linf_ref[r]),
-                            parent.root,
-                            chain,
-                        )
+                    entry = _Entry(
+                        bool(muts.affine_used[r]),
+                        int(muts.l0_ref[r]),
+                        float(muts.linf_ref[r]),
+                        parent.root,
+                        chain,
+                        (*parent.steps, (int(muts.op[r]), muts.param[r], muts.state[r])),
+                        own_ref=bool(muts.affine_used[r]),
+                    )
+                    queue.append(entry)
+                    images.put(
+                        entry, xs[j].copy(), muts.ref[r].copy() if affine_now else held[parent_of[j]][1]
                     )
             if self.strategy == "recency":
                 # DeepTest: a selected entry whose mutants brought no new coverage leaves the queue
                 stale = {id(p) for p in parents} - {id(parents[parent_of[j]]) for j in np.flatnonzero(new)}
+                for e in queue:
+                    if id(e) in stale:
+                        images.forget(e)
                 queue = [e for e in queue if id(e) not in stale]
             history.append(
                 {"queries": queries, "coverage": guide.summary().cell_ratio, "failures": len(failures)}
@@ -506,6 +595,9 @@ class Fuzzer:
             clock.add("other", t)
             if self.progress is not None:
                 self.progress(min(queries, self.max_queries), self.max_queries)
+        t = time.perf_counter()
+        book.flush()  # the measured criteria's last held batches, timed with the loop's bookkeeping
+        clock.add("coverage", t)
         seconds = dict(clock.seconds)
         seconds["total"] = time.perf_counter() - loop_start
         seconds["profile"] = profiled - start
@@ -520,7 +612,7 @@ class Fuzzer:
             n_seeds=int(keep.size),
             n_seeds_dropped=int(len(self.x) - keep.size),
             coverage_before=coverage_before,
-            coverage_after={k: t.summary() for k, t in trackers.items()},
+            coverage_after=book.summaries(),
             queue_size_initial=queue_initial,
             queue_size=len(queue),
             failures=failures,
@@ -534,6 +626,11 @@ class Fuzzer:
             seed=self.seed,
             validity="none" if self.is_valid is None else self.validity_on,
             mutants_by_seed={int(keep[r]): int(c) for r, c in enumerate(root_mutants) if c},
+            queue_images={
+                "max_bytes": images.max_bytes,
+                "peak_bytes": images.peak_bytes,
+                "rebuilt": images.rebuilt,
+            },
         )
 
     # -- helpers
@@ -549,6 +646,8 @@ class Fuzzer:
         return profile(self.probe, self.x, self.batch_size, "evaluation"), "evaluation"
 
     def _observe_all(self, x: np.ndarray) -> Observation:
+        if len(x) <= self.batch_size:
+            return self.probe(x)
         parts = [self.probe(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return Observation(
             np.concatenate([p.probs for p in parts]),
@@ -639,6 +738,14 @@ def fuzz(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) 
         Whether mutants the gate rejected may join the queue (only with ``validity_on="all"``).
     max_examples
         Failure images kept, separately for valid and invalid failures.
+    max_queue_bytes
+        Bytes of queue images held (default 256 MiB). The queue itself is unbounded, as in DeepHunter,
+        but an entry is kept as its root seed and its steps (operator, parameter, generator seed); the
+        images of the least recently used entries beyond this cap are dropped and rebuilt exactly when
+        selected again. Memory then stays bounded however long the run; results do not depend on it.
+    batch_size
+        Inputs per forward pass (profiling, dry run, and each iteration's mutants, which are split
+        into passes of at most this many).
     seed
         Seed of every random choice.
     progress

@@ -62,13 +62,21 @@ class Operator:
         The parameter set; one value is drawn uniformly per mutation.
     fn
         ``fn(x, params, rng) -> x'``: ``x`` is ``(m, C, H, W)`` float32 in [0, 1], ``params`` one value
-        per image; returns a new array of the same shape in [0, 1].
+        per image; returns a new array of the same shape in [0, 1]. Each image's result must depend only
+        on that image, its parameter and ``rng``.
+    stochastic
+        Whether ``fn`` draws from ``rng``. A stochastic operator is applied one image at a time, and the
+        generator's state before each image is recorded (:attr:`Mutants.state`), so that any mutant can
+        be rebuilt from its root seed and its steps (:func:`replay`). ``False`` promises that ``fn``
+        never touches ``rng`` (the operator then runs on all its images in one call). Default ``True``,
+        the safe choice for a custom operator.
     """
 
     name: str
     kind: Kind
     params: tuple[Any, ...]
     fn: OperatorFn
+    stochastic: bool = True
 
     def __call__(self, x: np.ndarray, params: Sequence[Any], rng: np.random.Generator) -> np.ndarray:
         return np.clip(self.fn(x, params, rng), 0.0, 1.0).astype(np.float32, copy=False)
@@ -221,18 +229,31 @@ def _frange(start: float, stop: float, step: float) -> tuple[float, ...]:
 
 def default_operators() -> tuple[Operator, ...]:
     """DeepHunter's operators with the released code's parameter sets (spec A.4), identities removed."""
+    fixed = {"stochastic": False}
     return (
         Operator(
-            "translation", "affine", tuple(t for t in range(-3, 3) if t != 0), _warp(_translation_matrix)
+            "translation",
+            "affine",
+            tuple(t for t in range(-3, 3) if t != 0),
+            _warp(_translation_matrix),
+            **fixed,
         ),
-        Operator("scale", "affine", (0.7, 0.8, 0.9, 1.1), _scale),
+        Operator("scale", "affine", (0.7, 0.8, 0.9, 1.1), _scale, **fixed),
         Operator(
-            "shear", "affine", tuple(h for h in _frange(-0.6, 0.6, 0.1) if h != 0), _warp(_shear_matrix)
+            "shear",
+            "affine",
+            tuple(h for h in _frange(-0.6, 0.6, 0.1) if h != 0),
+            _warp(_shear_matrix),
+            **fixed,
         ),
-        Operator("rotation", "affine", tuple(a for a in range(-50, 50) if a != 0), _warp(_rotation_matrix)),
-        Operator("contrast", "pixel", tuple(a for a in _frange(0.5, 1.3, 0.1) if a != 1.0), _contrast),
-        Operator("brightness", "pixel", tuple(b for b in range(-20, 20) if b != 0), _brightness),
-        Operator("blur", "pixel", BLURS, _blur),
+        Operator(
+            "rotation", "affine", tuple(a for a in range(-50, 50) if a != 0), _warp(_rotation_matrix), **fixed
+        ),
+        Operator(
+            "contrast", "pixel", tuple(a for a in _frange(0.5, 1.3, 0.1) if a != 1.0), _contrast, **fixed
+        ),
+        Operator("brightness", "pixel", tuple(b for b in range(-20, 20) if b != 0), _brightness, **fixed),
+        Operator("blur", "pixel", BLURS, _blur, **fixed),
         Operator("noise", "pixel", NOISES, _noise),
         Operator("pixel_change", "pixel", tuple(range(1, 10)), _pixel_change),
     )
@@ -313,6 +334,9 @@ class Mutants:
         Index of the operator applied and the parameter value (``-1`` / ``None`` where not ok).
     ok
         Whether a try satisfied the constraint.
+    state
+        The generator's state just before a stochastic operator drew for this row (``None`` for a
+        deterministic one): with ``op`` and ``param`` it is the step :func:`replay` needs.
     """
 
     x: np.ndarray
@@ -323,6 +347,50 @@ class Mutants:
     op: np.ndarray
     param: list[Any]
     ok: np.ndarray
+    state: list[Any] | None = None
+
+
+#: one step of a lineage: (operator index, parameter, generator state before the step or None)
+Step = tuple[int, Any, Any]
+_UNUSED_RNG = np.random.default_rng(0)  # handed to deterministic operators, which never draw from it
+
+
+def _apply_one(
+    op: Operator, x: np.ndarray, ref: np.ndarray, param: Any, rng: np.random.Generator
+) -> tuple[np.ndarray, Any]:
+    """One image ``(1, C, H, W)`` through ``op``; an affine operator moves the reference too (same
+    generator, after the image). Returns ``(x', ref')`` (``ref'`` None when the reference does not
+    change)."""
+    out = op(x, [param], rng)
+    return out, (op(ref, [param], rng) if op.kind == "affine" else None)
+
+
+def _generator(state: Any) -> np.random.Generator:
+    """A generator in a recorded ``bit_generator.state``."""
+    bits = getattr(np.random, state["bit_generator"])()
+    bits.state = state
+    return np.random.Generator(bits)
+
+
+def replay(
+    seed_image: np.ndarray, steps: Sequence[Step], operators: Sequence[Operator] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuild a mutant from its root seed and its steps: ``(image, reference)``, each ``(C, H, W)``.
+
+    Bit-identical to the mutant :func:`mutate` emitted: deterministic operators compute every image on
+    its own, and a stochastic one draws again from the generator state recorded before its image.
+    The fuzzer keeps its queue as steps and rebuilds the images it no longer holds this way.
+    """
+    ops = tuple(operators) if operators is not None else default_operators()
+    x = np.ascontiguousarray(seed_image, dtype=np.float32)[None]
+    ref = x
+    for k, param, state in steps:
+        op = ops[int(k)]
+        rng = _generator(state) if op.stochastic else _UNUSED_RNG
+        x, moved = _apply_one(op, x, ref, param, rng)
+        if moved is not None:
+            ref = moved
+    return x[0], ref[0]
 
 
 def mutate(
@@ -336,6 +404,7 @@ def mutate(
     alpha: float = ALPHA,
     beta: float = BETA,
     tries: int = TRIES,
+    copy: bool = True,
 ) -> Mutants:
     """Mutate every row of ``x`` once under DeepHunter's constraint (paper Algorithm 2, spec A.5).
 
@@ -361,6 +430,9 @@ def mutate(
         Constraint parameters: fraction of elements, fraction of the value range.
     tries
         Attempts per row before the mutation fails.
+    copy
+        ``False`` lets the result take over ``x`` and ``ref`` (float32 arrays the caller no longer
+        needs, e.g. fresh ``np.repeat`` results) instead of copying them: two image batches less memory.
     """
     if x.ndim != 4:
         raise InvalidInputError(f"fuzz: mutations need image batches (N, C, H, W). Got shape {x.shape}.")
@@ -374,14 +446,15 @@ def mutate(
     pixel_ids = np.array([i for i, op in enumerate(ops) if op.kind == "pixel"], dtype=np.int64)
     all_ids = np.arange(len(ops), dtype=np.int64)
     out = Mutants(
-        x=x.astype(np.float32, copy=True),
-        ref=ref.astype(np.float32, copy=True),
+        x=x.astype(np.float32, copy=copy),
+        ref=ref.astype(np.float32, copy=copy),
         affine_used=np.asarray(affine_used, dtype=bool).copy(),
         l0_ref=np.asarray(l0_ref, dtype=np.int64).copy(),
         linf_ref=np.asarray(linf_ref, dtype=np.float32).copy(),
         op=np.full(n, -1, dtype=np.int64),
         param=[None] * n,
         ok=np.zeros(n, dtype=bool),
+        state=[None] * n,
     )
     pending = np.arange(n)
     if pixel_ids.size == 0:
@@ -408,10 +481,23 @@ def mutate(
             rows = pending[sel]
             pidx = np.minimum((v[sel] * len(op.params)).astype(np.int64), len(op.params) - 1)
             values = [op.params[j] for j in pidx]
-            candidate = op(x[rows], values, rng)
+            states: list[Any] = [None] * rows.size
+            if op.stochastic:
+                # image by image, in the order a batch call draws; the state before each image lets the
+                # step be replayed on its own
+                candidate = np.empty((rows.size, *x.shape[1:]), dtype=np.float32)
+                for i, (r, val) in enumerate(zip(rows, values, strict=True)):
+                    states[i] = rng.bit_generator.state
+                    one, moved = _apply_one(op, x[r : r + 1], out.ref[r : r + 1], val, rng)
+                    candidate[i] = one[0]
+                    if moved is not None:
+                        out.ref[r] = moved[0]
+            else:
+                candidate = op(x[rows], values, _UNUSED_RNG)
+                if op.kind == "affine":
+                    out.ref[rows] = op(out.ref[rows], values, _UNUSED_RNG)
             if op.kind == "affine":
                 # semantics-preserving by assumption (conservative ranges): accepted without a pixel check
-                out.ref[rows] = op(out.ref[rows], values, rng)
                 good = np.ones(rows.size, dtype=bool)
             else:
                 l0, linf = distances(out.ref[rows], candidate)
@@ -426,6 +512,8 @@ def mutate(
             done = rows[good]
             out.x[done] = candidate[good]
             out.op[done] = k
+            for r, st in zip(done, (states[i] for i in np.flatnonzero(good)), strict=True):
+                out.state[r] = st
             for r, val in zip(rows[good], np.asarray(values, dtype=object)[good], strict=True):
                 out.param[r] = val
             if op.kind == "affine":

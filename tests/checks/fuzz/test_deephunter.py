@@ -92,6 +92,8 @@ def test_report_has_coverage_before_after_and_the_random_baseline(ctx):
     assert out.details["runs"]["guided"]["strategy"] == "prob"
     assert out.details["runs"]["random"]["strategy"] == "uniform"
     assert "uniform" in out.details["baseline"]
+    held = out.details["runs"]["guided"]["queue_images"]
+    assert 0 < held["peak_bytes"] <= held["max_bytes"] and held["rebuilt"] >= 0
 
 
 def test_a_black_box_model_is_fuzzed_with_prediction_feedback(digits_module, digits_data):
@@ -115,3 +117,42 @@ def test_a_black_box_model_is_fuzzed_with_prediction_feedback(digits_module, dig
 def test_budgets_grow(budget):
     p = DeepHunterFuzz(budget=budget).params
     assert p.max_queries >= 1000 and p.random_baseline
+
+
+def test_operators_constraint_and_project_shifts_are_parameters(ctx, monkeypatch):
+    """The check's parameters choose DeepHunter's operators, its constraint, and add the project's
+    shifts as pixel operators; every mutant still satisfies the constraint."""
+    import dataclasses
+
+    from roadworthy.coverage import mutations
+    from roadworthy.errors import InvalidInputError
+
+    monkeypatch.setattr(deephunter, "_gate", lambda ctx: (None, "not under test"))
+    seen: list[tuple[float, float]] = []
+    real = mutations.mutate
+
+    def spy(*args, **kwargs):
+        seen.append((args[7], args[8]))  # alpha, beta as the loop passes them
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("roadworthy.coverage.fuzzer.mutate", spy)
+    params = dataclasses.replace(
+        SMALL,
+        random_baseline=False,
+        operators=("brightness", "rotation"),
+        shifts=("jpeg_compression", "gaussian_noise"),
+        shift_severities=(1,),
+        alpha=0.05,
+        beta=0.3,
+    )
+    out = DeepHunterFuzz(params).run(ctx)
+    ops = out.details["runs"]["guided"]["operators"]
+    assert set(ops) == {"brightness", "rotation", "shift:jpeg_compression", "shift:gaussian_noise"}
+    assert ops["shift:jpeg_compression"]["mutants"] > 0  # a mild JPEG pass fits DeepHunter's bound
+    assert seen and set(seen) == {(0.05, 0.3)}
+    with pytest.raises(InvalidInputError, match="unknown shift"):
+        DeepHunterFuzz(dataclasses.replace(params, shifts=("hail",))).run(ctx)
+    with pytest.raises(InvalidInputError, match="shift_severities"):
+        DeepHunterFuzz(dataclasses.replace(params, shift_severities=(9,))).run(ctx)
+    with pytest.raises(InvalidInputError, match="mutation operator"):
+        DeepHunterFuzz(dataclasses.replace(params, operators=("warp",))).run(ctx)

@@ -37,8 +37,9 @@ import numpy as np
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.reference import gate_plan_passes, validity_gate
+from roadworthy.coverage.mutations import ALPHA, BETA, Operator, make_operators
 from roadworthy.data.base import stratified_sample
-from roadworthy.errors import RoadworthyError
+from roadworthy.errors import InvalidInputError, RoadworthyError
 from roadworthy.evidence import png_data_uri
 from roadworthy.results import Example
 from roadworthy.stats import proportion_metrics, wilson_interval
@@ -88,6 +89,19 @@ class FuzzParams:
         mutant kept).
     n_examples
         Valid failing inputs shown beside their seeds.
+    operators
+        DeepHunter's mutation operators to use (empty: all nine: translation, scale, shear, rotation,
+        contrast, brightness, blur, noise, pixel_change).
+    shifts
+        The project's image shifts to add as pixel operators (e.g. ``("jpeg_compression", "fog")``),
+        each at ``shift_severities``; DeepHunter's constraint still bounds every mutant (L0 < alpha x
+        size or Linf < beta x 255 from its reference), so a shift that changes too much is retried
+        with another operator, like any mutation that breaks the constraint.
+    shift_severities
+        The severities a shift operator draws from (its parameter set).
+    alpha, beta
+        DeepHunter's constraint: the fraction of elements a mutant may change, or the fraction of
+        the value range every element may move.
     """
 
     max_queries: int = 5000
@@ -100,6 +114,44 @@ class FuzzParams:
     random_baseline: bool = True
     random_strategy: str = "uniform"
     n_examples: int = 8
+    operators: tuple[str, ...] = ()
+    shifts: tuple[str, ...] = ()
+    shift_severities: tuple[int, ...] = (1, 2)
+    alpha: float = ALPHA
+    beta: float = BETA
+
+
+def shift_operator(name: str, severities: tuple[int, ...]) -> Operator:
+    """The project's shift ``name`` as a pixel operator whose parameter is the severity (one image at a
+    time, drawing from the mutation's generator)."""
+    from roadworthy import shifts
+
+    if name not in shifts.SHIFTS:
+        raise InvalidInputError(
+            f"fuzz.deephunter: `shifts` names unknown shift '{name}'. Expected some of {', '.join(sorted(shifts.SHIFTS))}."
+        )
+    bad = [s for s in severities if not 1 <= int(s) <= shifts.MAX_SEVERITY]
+    if not severities or bad:
+        raise InvalidInputError(
+            f"fuzz.deephunter: `shift_severities` must be non-empty, each in 1..{shifts.MAX_SEVERITY}. "
+            f"Got {tuple(severities)}."
+        )
+
+    def fn(x: np.ndarray, params: Any, rng: np.random.Generator) -> np.ndarray:
+        return np.concatenate(
+            [shifts.apply_shift(name, x[i : i + 1], int(p), rng) for i, p in enumerate(params)]
+        ).astype(np.float32, copy=False)
+
+    return Operator(f"shift:{name}", "pixel", tuple(int(s) for s in severities), fn)
+
+
+def _operators(p: FuzzParams) -> tuple[Operator, ...]:
+    """The check's mutation operators: DeepHunter's (all, or ``operators``) plus ``shifts``."""
+    extra = tuple(shift_operator(name, tuple(p.shift_severities)) for name in p.shifts)
+    names = list(p.operators) or None
+    if names is not None:
+        names += [op.name for op in extra]
+    return make_operators(names, extra=extra)
 
 
 def _gate(ctx: Context) -> tuple[Any, str | None]:
@@ -181,6 +233,7 @@ def _run_details(result: Any, y: np.ndarray, class_name: Any) -> dict[str, Any]:
         "iterations": result.iterations,
         "queue_size_initial": result.queue_size_initial,
         "queue_size": result.queue_size,
+        "queue_images": dict(result.queue_images),
         "seeds_attacked": result.seeds_attacked,
         "failures": len(result.failures),
         "valid_failures": len(valid),
@@ -281,6 +334,9 @@ class DeepHunterFuzz(Check):
             "is_valid": is_valid,
             "max_examples": p.n_examples,
             "batch_size": ctx.batch_size,
+            "operators": _operators(p),
+            "alpha": p.alpha,
+            "beta": p.beta,
         }
         runs = {}
         with ctx.progress.task(f"{self.id}", p.max_queries * (2 if p.random_baseline else 1)) as task:
