@@ -17,6 +17,7 @@ import pytest
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack.fgsm import FGSM
 from roadworthy.checks.attack.pgd import PGDLinf
+from roadworthy.checks.attack.sticker import AdversarialSticker
 from roadworthy.checks.base import Context
 
 SIZE = 32  # 3x32x32 inputs: 12 KiB each, so the inputs dominate what the check allocates
@@ -100,3 +101,23 @@ def test_fgsm_any_split_of_its_blocks_gives_the_one_shard_numbers(image_model):
     merged = check.merge(fresh, parts)
     assert merged.metrics == whole.metrics
     assert [e.changed for e in merged.examples] == [e.changed for e in whole.examples]
+
+
+def test_sticker_peak_memory_does_not_grow_with_the_sample_or_training_set(image_model, monkeypatch):
+    """The sticker reads its training mini-batches and pastes its held-out inputs in chunks of a fixed
+    number of bytes: neither the held-out sample nor the training set is held (nor their pasted copies).
+    The chunk (16 MiB: 27 inputs at 224 px) is lowered to 512 KiB, 42 inputs of 3x32x32, so that the
+    448 inputs here take several chunks as 224 px inputs would."""
+    from roadworthy.attacks import _losses
+
+    monkeypatch.setattr(_losses, "GRAD_BATCH_INPUT_BYTES", 512 * 2**10)
+    params = AdversarialSticker.Params(sweep=(0.05,), steps=4, batch_size=32)
+    small, _ = _traced_peak(
+        AdversarialSticker(dataclasses.replace(params, n_samples=64, n_train=64)), _ctx(image_model, 128)
+    )
+    large, out = _traced_peak(
+        AdversarialSticker(dataclasses.replace(params, n_samples=448, n_train=448)), _ctx(image_model, 448)
+    )
+    one_copy = 448 * 3 * SIZE * SIZE * 4
+    assert out.details["optimised_on"]["n"] == 448 and out.details["threat_model"]["samples"] == 448
+    assert large < small + one_copy / 4, (small, large)
