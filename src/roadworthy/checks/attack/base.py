@@ -325,6 +325,8 @@ class AttackCheck(Check):
         min_adv, min_pred = xc.copy(), yc.copy()
         gate_adv, gate_pred = xc.copy(), yc.copy()
         rest = np.zeros(0, np.int64)
+        bracket = np.full(n, np.inf)
+        bracket_attacked = {common.eps_key(e): 0 for e in sweep if e != p.eps}
         health = {"zero": 0.0, "nonfinite": 0.0, "n": 0.0}
         if n:
             xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
@@ -350,6 +352,19 @@ class AttackCheck(Check):
                 gate_adv[rest] = adv_np
                 gate_pred[rest] = self._classify(ctx, counter, adv_np)
                 fixed = gate_pred != yc
+            if p.refine_curve:
+                bracket, bracket_attacked = self._brackets(
+                    ctx,
+                    counter,
+                    xt,
+                    yt,
+                    xc,
+                    yc,
+                    perturb,
+                    sweep,
+                    np.minimum(norms, np.where(fixed, p.eps, np.inf)),
+                    block,
+                )
             health = trust.gradient_health(counter, xc, yc, loss, device=device)
         hi = np.minimum(norms, np.where(fixed, p.eps, np.inf))
         use_min = norms <= hi
@@ -363,11 +378,88 @@ class AttackCheck(Check):
             "pred": s.pred,
             "norms": norms,
             "fixed": fixed,
+            "bracket": bracket,
+            "bracket_attacked": bracket_attacked,
             "shown": shown,
             "rest": len(rest),
             "dead": (round(health["zero"] * health["n"]), round(health["nonfinite"] * health["n"]), n),
             "passes": (counter.forwards, counter.backwards),
         }
+
+    def _brackets(
+        self,
+        ctx: Context,
+        counter: PassCounter,
+        xt: torch.Tensor,
+        yt: torch.Tensor,
+        xc: np.ndarray,
+        yc: np.ndarray,
+        perturb: Perturb,
+        sweep: list[float],
+        hi: np.ndarray,
+        block: Block,
+    ) -> tuple[np.ndarray, dict[str, int]]:
+        """The fixed-strength attack at each strength of the sweep (but the default one, where it ran on
+        every input left standing) on the inputs whose smallest flipping strength so far (``hi``) lies
+        just above it, up to the next strength of the sweep (above the largest: as far again as the
+        step below it): where the minimum-norm search may have stopped short of the boundary, the curve
+        point is decided by the fixed-strength attack, as per-strength PGD would decide it. Strengths
+        run from the largest down, so an input broken at one strength is tried at the next smaller one
+        too. Each input is attacked at most once (plus once per success), not once per strength; inputs
+        far from every strength of the sweep are not attacked again.
+
+        The runs spend only what the early stops saved: the block's floor (inputs x (steps x restarts
+        + min_norm_steps)) less the passes used so far and one per input for the gradient self-check.
+        Where that does not pay for every bracket, the inputs closest above their strength (smallest
+        ratio of their flipping strength to it) go first. A fixed rule, so the same inputs and seed give
+        the same runs.
+
+        Returns per input the smallest sweep strength a bracket run flipped it at (inf: none), and per
+        strength how many inputs were attacked there.
+        """
+        import torch
+
+        p = self.params
+        name, norm = self.id, self.norm or "linf"
+        device = xt.device
+        hi = hi.copy()
+        n = len(xc)
+        bracket = np.full(n, np.inf)
+        attacked: dict[str, int] = {}
+        # one step of the sweep above each strength (above the largest: as far again as the step below it)
+        uppers = [*sweep[1:], sweep[-1] ** 2 / sweep[-2] if len(sweep) > 1 else 2 * sweep[-1]]
+        levels = [(e, u) for e, u in zip(sweep, uppers, strict=True) if e != p.eps]
+        # the passes the early stops saved: the block's floor less what it used, one pass per input kept
+        # for the gradient self-check; each attacked input costs steps x restarts and a verification
+        cost = max(1, p.steps) * max(1, p.restarts) + 1
+        budget = n * (p.steps * p.restarts + p.min_norm_steps) - counter.forwards - n
+        # each input's first bracket (the strength just below its smallest flipping strength), the inputs
+        # closest above their strength first, as many as the budget pays for
+        closeness = np.full(n, np.inf)
+        for e, upper in levels:
+            inside = (hi > e * (1 + 1e-6)) & (hi <= upper * (1 + 1e-6))
+            closeness[inside] = hi[inside] / e
+        chosen = np.zeros(n, bool)
+        chosen[np.argsort(closeness, kind="stable")[: max(0, budget // cost)]] = True
+        chosen &= np.isfinite(closeness)
+        for e, upper in reversed(levels):
+            inside = (hi > e * (1 + 1e-6)) & (hi <= upper * (1 + 1e-6))
+            # the chosen inputs, and (budget allowing) those a larger strength's bracket just flipped
+            rows = np.flatnonzero(inside & (chosen | (bracket < np.inf)))
+            left = n * (p.steps * p.restarts + p.min_norm_steps) - counter.forwards - n
+            rows = np.sort(rows[np.argsort(hi[rows] / e, kind="stable")][: max(0, left // cost)])
+            attacked[common.eps_key(e)] = len(rows)
+            if not len(rows):
+                continue
+            sel = torch.from_numpy(rows).to(device)
+            gen = torch.Generator().manual_seed(ctx.torch_seed(name, ("bracket", e), "block", block.index))
+            adv = perturb(counter, xt[sel], yt[sel], torch.tensor(e), gen, sel)
+            adv_np = adv.detach().cpu().numpy()
+            common.verify_budget(xc[rows], adv_np, e, norm, name)
+            flip = rows[self._classify(ctx, counter, adv_np) != yc[rows]]
+            hi[flip] = e
+            bracket[flip] = e
+        return bracket, attacked
 
     def curve_finish(self, ctx: Context, s: Sample, parts: list[dict[str, Any]]) -> Attempt:
         """:meth:`curve_white_box`'s result from its blocks' parts (in block order): the curve, the
@@ -395,7 +487,8 @@ class AttackCheck(Check):
             "n": float(n_health),
         }
         rest = sum(q["rest"] for q in parts)
-        hi = np.minimum(norms, np.where(fixed, p.eps, np.inf))
+        bracket = cat("bracket", np.full(0, np.inf))
+        hi = np.minimum(np.minimum(norms, np.where(fixed, p.eps, np.inf)), bracket)
         broken_c = {e: hi <= e * (1 + 1e-6) for e in sweep}
 
         fmn_acc = [float((correct0 & ~common.fill_in(correct0, norms <= e, False)).mean()) for e in sweep]
@@ -431,6 +524,13 @@ class AttackCheck(Check):
                     zip([common.eps_key(e) for e in sweep], fmn_acc, strict=True)
                 ),
                 "fixed_eps_attacked": rest,
+                "bracket_attacked": {
+                    k: sum(q["bracket_attacked"][k] for q in parts)
+                    for k in (parts[0]["bracket_attacked"] if parts else {})
+                },
+                "bracket_broken": {
+                    common.eps_key(e): int(np.count_nonzero(bracket == e)) for e in sweep if e != p.eps
+                },
                 "efficiency": efficiency,
             },
             shown=self.shown_examples(
@@ -926,3 +1026,6 @@ class CurveParams(WhiteBoxParams):
     )
     #: trust: largest share of inputs the fixed-budget attack flips that the minimum-norm search misses
     max_disagreement: float = trust.MAX_DISAGREEMENT
+    #: the fixed-budget attack also at each other strength of the sweep, on the inputs whose smallest
+    #: flipping strength found lies just above it (:meth:`AttackCheck._brackets`)
+    refine_curve: bool = True
