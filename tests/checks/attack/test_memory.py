@@ -121,3 +121,11 @@ def test_sticker_peak_memory_does_not_grow_with_the_sample_or_training_set(image
     one_copy = 448 * 3 * SIZE * SIZE * 4
     assert out.details["optimised_on"]["n"] == 448 and out.details["threat_model"]["samples"] == 448
     assert large < small + one_copy / 4, (small, large)
+
+
+def test_fgsm_attack_on_a_sample_gives_the_run_numbers(image_model):
+    """``FGSM.attack`` on a whole sample (the gradient signs per block) and the sharded ``run``."""
+    ctx = _ctx(image_model, 150)
+    check = FGSM(FGSM.Params(n_samples=150, refine_steps=2))
+    s = check.sample(ctx)
+    assert check.outcome(ctx, s, check.attack(ctx, s)).metrics == check.run(ctx).metrics

@@ -8,7 +8,7 @@ import numpy as np
 
 from roadworthy.attacks.fgsm import fgsm_step, gradient_sign
 from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, SweepParams, sweep_runs
-from roadworthy.checks.base import Block, Context, Outcome, Requires, planned_samples, register
+from roadworthy.checks.base import Block, Context, Outcome, Requires, blocks_of, planned_samples, register
 
 
 @register
@@ -34,7 +34,12 @@ class FGSM(AttackCheck):
     }
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
-        return self.sweep_white_box(ctx, s, self._step(ctx, s), iterative=False)
+        """The sweep on ``s`` in blocks (the gradient signs computed per block), as :meth:`run` does."""
+        parts = []
+        for b in blocks_of(len(s.y), self.shard_block):
+            block = s.take(b.start, b.stop)
+            parts.append(self.sweep_block(ctx, block, self._step(ctx, block), b, len(s.y), iterative=False))
+        return self.sweep_finish(ctx, s, parts, iterative=False)
 
     @staticmethod
     def _step(ctx: Context, s: Sample) -> Any:
