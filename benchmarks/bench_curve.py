@@ -141,6 +141,7 @@ def compare(
     n: int,
     min_norm_steps: int | None = None,
     strong: tuple[int, int] = (100, 5),
+    reuse: dict | None = None,
 ) -> dict:
     from roadworthy.checks.attack import _common as common
     from roadworthy.checks.base import Context
@@ -161,11 +162,22 @@ def compare(
     broken, old, t_old = per_eps_pgd(model, x[correct], y[correct], norm, p.steps)
     reference = [accuracy(b) for b in broken]
     # converged: many steps of the 10-step schedule's step size (a step of 2.5 eps / 100 is too short
-    # to leave a poor start), several random starts
-    strong_broken, _strong_counter, t_strong = per_eps_pgd(
-        model, x[correct], y[correct], norm, *strong, step_steps=10
+    # to leave a poor start), several random starts. It does not depend on the check: ``reuse`` (an
+    # earlier result's row for the same model, norm, inputs and schedule) saves its ~20 minutes.
+    same = reuse is not None and reuse.get("converged_steps_restarts") == list(strong)
+    same = (
+        same
+        and reuse["inputs"] == len(y)
+        and reuse["attacked"] == attacked
+        and reuse["eps"] == list(SWEEPS[norm])
     )
-    converged = [accuracy(b) for b in strong_broken]
+    if same:
+        converged, t_strong = list(reuse["per_eps_pgd_converged"]), reuse["seconds_per_eps_pgd_converged"]
+    else:
+        strong_broken, _strong_counter, t_strong = per_eps_pgd(
+            model, x[correct], y[correct], norm, *strong, step_steps=10
+        )
+        converged = [accuracy(b) for b in strong_broken]
     out, t_new = run_check(check, model, data)
     name, sweep = check.id, SWEEPS[norm]
     ours = [out.metrics[f"{name}.{common.eps_key(e)}.robust_accuracy"] for e in sweep]
@@ -199,6 +211,9 @@ def compare(
         "passes_check": eff,
         "plan_estimate_passes": plan_passes,
         "fixed_eps_attacked": out.details["fixed_eps_attacked"],
+        "bracket_attacked": out.details.get("bracket_attacked"),
+        "bracket_broken": out.details.get("bracket_broken"),
+        "converged_reused": bool(same),
     }
     if norm == "linf":
         apgd = check_for(norm, n, "apgd", min_norm_steps)
@@ -277,7 +292,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "# Robustness curve: one minimum-norm run vs one PGD run per strength",
         "",
         f"{meta['machine']}, torch threads 1, {meta['load']}. The check: the `standard` budget's PGD steps "
-        "and `min_norm_steps`, n_samples as shown; per-strength PGD with the same steps.",
+        "and `min_norm_steps`, n_samples as shown (one FMN run, PGD at the default strength on the inputs it "
+        "left standing there, and PGD at each other strength on the inputs whose smallest flipping strength "
+        "found lies within one sweep step above it, paid from the passes the early stops saved: "
+        "`refine_curve`); per-strength PGD with the same steps."
+        + (
+            " Converged curves marked (reused) are taken from the previous result (same model, norm, inputs "
+            "and schedule; they do not depend on the check)."
+            if any(r.get("converged_reused") for r in rows)
+            else ""
+        ),
         "Gap: the check's curve minus per-strength PGD (negative: the check is tighter). Converged: per-strength "
         "PGD run to convergence (steps x random starts as shown, step 2.5 eps / 10, an input counts as broken "
         "when any start "
@@ -307,6 +331,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         if "per_eps_pgd_converged" in r:
             steps, restarts = r["converged_steps_restarts"]
             conv = " ".join(f"{v:.3f}" for v in r["per_eps_pgd_converged"]) + f" ({steps} x {restarts})"
+            conv += " (reused)" if r.get("converged_reused") else ""
             conv_gap = " ".join(f"{g:+.3f}" for g in r["gap_to_converged"])
         out.append(
             f"| {r['model']} | {r['norm']} | {eps} | {a} | {b} | {gaps} | {conv} | {conv_gap} | {t} | {pc} "
@@ -355,7 +380,18 @@ def main() -> None:
     ap.add_argument("--converged-steps", type=int, default=100, help="steps of the converged per-eps PGD")
     ap.add_argument("--converged-restarts", type=int, default=5, help="its random starts")
     ap.add_argument("--art-min-norm-steps", type=int, default=100)
+    ap.add_argument(
+        "--reuse-converged",
+        action="store_true",
+        help="take the converged per-eps PGD curves from results/curve.json where model, norm, inputs and "
+        "schedule match (they do not depend on the check)",
+    )
     args = ap.parse_args()
+    previous = {}
+    if args.reuse_converged and (RESULTS / "curve.json").exists():
+        previous = {
+            (r["model"], r["norm"]): r for r in json.loads((RESULTS / "curve.json").read_text())["rows"]
+        }
     torch.set_num_threads(1)
     meta = {
         "machine": f"{platform.machine()} {platform.system()}",
@@ -367,7 +403,11 @@ def main() -> None:
         model, data, name = load(which)
         for norm in ["linf", "l2"] if args.norm == "both" else [args.norm]:
             strong = (args.converged_steps, args.converged_restarts)
-            r = {"model": name, **compare(model, data, norm, args.n, args.min_norm_steps or None, strong)}
+            reuse = previous.get((name, norm))
+            r = {
+                "model": name,
+                **compare(model, data, norm, args.n, args.min_norm_steps or None, strong, reuse),
+            }
             rows.append(r)
             print(
                 f"{name} {norm}: per-eps PGD {np.round(r['per_eps_pgd'], 3)} ({r['seconds_per_eps_pgd']:.1f} s), "

@@ -76,7 +76,7 @@ def test_a_sharded_check_failing_for_an_input_reason_stops_the_run(ctx):
 
 # ------------------------------------------------------------------------------------------------ Ray
 
-SUITES = ["shift.gaussian_noise", "attack.pgd_linf"]
+SUITES = ["shift.gaussian_noise", "attack.pgd_linf", "attack.fgsm"]
 
 
 def _measured(report) -> dict[str, float]:

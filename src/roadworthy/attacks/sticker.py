@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from roadworthy.attacks._inputs import as_forward
-from roadworthy.attacks._losses import margin
+from roadworthy.attacks._losses import grad_batch, margin
 
 if TYPE_CHECKING:
     import torch
@@ -51,36 +51,65 @@ def paste(x: torch.Tensor, patch: torch.Tensor, rows: torch.Tensor, cols: torch.
 
 def train_patch(
     forward: Any,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    x: Any,
+    y: Any,
     side: int,
     steps: int = 150,
     batch_size: int = 64,
     step_size: float = 0.1,
     kappa: float = 5.0,
     generator: torch.Generator | None = None,
+    device: Any = None,
 ) -> torch.Tensor:
     """Optimise one universal patch by signed-gradient descent on a clamped margin loss.
 
     Each step pastes the patch at a random place on a random mini-batch and lowers
     ``mean(max(z_y - max_{i!=y} z_i, -kappa))`` (the clamp stops already-fooled images from dominating);
     the step size decays linearly from ``step_size`` to a tenth of it.
+
+    ``x`` (N, C, H, W) and ``y`` are tensors, or NumPy arrays (or anything NumPy-like that an integer
+    array indexes, such as a view of some rows of a data set): each step takes only its mini-batch, moved
+    to ``device``, so the training inputs need not be held as tensors. The mini-batch's gradient is
+    summed over chunks of at most :data:`~roadworthy.attacks._losses.GRAD_BATCH_INPUT_BYTES` of inputs
+    (27 images at 224 px), so memory follows the chunk, not ``batch_size``; the step is the same.
     """
     import torch
 
     forward = as_forward(forward)
     n, c, h, w = x.shape
-    patch = torch.rand((c, side, side), generator=generator, dtype=x.dtype).to(x.device)
+    if torch.is_tensor(x):
+        device, dtype = x.device, x.dtype
+    else:
+        device, dtype = device or "cpu", torch.float32
+    chunk = grad_batch(x, batch_size)
+    patch = torch.rand((c, side, side), generator=generator, dtype=dtype).to(device)
     for t in range(steps):
-        b = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(x.device)
-        rows = torch.randint(0, h - side + 1, (len(b),), generator=generator).to(x.device)
-        cols = torch.randint(0, w - side + 1, (len(b),), generator=generator).to(x.device)
+        b = torch.randint(0, n, (min(batch_size, n),), generator=generator)
+        rows = torch.randint(0, h - side + 1, (len(b),), generator=generator).to(device)
+        cols = torch.randint(0, w - side + 1, (len(b),), generator=generator).to(device)
         p = patch.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            loss = margin(forward(paste(x[b], p, rows, cols)), y[b]).clamp_min(-kappa).mean()
-            (g,) = torch.autograd.grad(loss, p, allow_unused=True)
-        if g is None:
-            g = torch.zeros_like(p)
+        g = torch.zeros_like(p)
+        for i in range(0, len(b), chunk):
+            xb, yb = _take(x, b[i : i + chunk], device), _take(y, b[i : i + chunk], device)
+            with torch.enable_grad():
+                pasted = paste(xb, p, rows[i : i + chunk], cols[i : i + chunk])
+                loss = margin(forward(pasted), yb).clamp_min(-kappa).sum() / len(b)
+                (gi,) = torch.autograd.grad(loss, p, allow_unused=True)
+            if gi is not None:
+                g += gi
         lr = step_size * (1 - 0.9 * t / max(1, steps - 1))
         patch = (patch - lr * g.sign()).clamp(0, 1)
     return patch.detach()
+
+
+def _take(a: Any, idx: torch.Tensor, device: Any) -> torch.Tensor:
+    """Rows ``idx`` of a tensor or a NumPy-like array, as a tensor on ``device``."""
+    import numpy as np
+    import torch
+
+    if torch.is_tensor(a):
+        return a[idx.to(a.device)].to(device)
+    rows = np.asarray(a[idx.numpy()])
+    if rows.dtype.kind == "f":
+        rows = rows.astype(np.float32, copy=False)
+    return torch.from_numpy(np.ascontiguousarray(rows)).to(device)

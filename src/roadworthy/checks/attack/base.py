@@ -60,6 +60,12 @@ class Sample:
         self.correct = self.pred == self.y
         self.xc, self.yc = self.x[self.correct], self.y[self.correct]
 
+    @classmethod
+    def labels_only(cls, y: np.ndarray, pred: np.ndarray) -> Sample:
+        """A sample of labels and clean predictions without its inputs (zero values per row): what a
+        merge of per-block results needs, at no memory per input."""
+        return cls(np.zeros((len(y), 0), np.float32), y, pred)
+
     def take(self, start: int, stop: int) -> Sample:
         """The inputs at positions ``start:stop``."""
         return Sample(self.x[start:stop], self.y[start:stop], self.pred[start:stop])
@@ -169,15 +175,15 @@ class AttackCheck(Check):
     def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
         wb = self.white_box_perturb()
         assert wb is not None
-        s = self.sample(ctx).take(block.start, block.stop)
-        return self.curve_block(ctx, s, wb[0], block.index, wb[1])
+        return self.curve_block(
+            ctx, self.block_sample(ctx, block), wb[0], block, self.shard_items(ctx), wb[1]
+        )
 
     def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
         idx = np.sort(common.attack_order(ctx)[: self.shard_items(ctx)])
-        # the clean predictions came with the parts: no model call here
+        # the clean predictions came with the parts: no model call here, and no inputs held
         pred = np.concatenate([q["pred"] for q in parts]) if parts else ctx.clean_pred[idx]
-        x = np.ascontiguousarray(ctx.data.x[idx], dtype=np.float32)
-        s = Sample(x, np.asarray(ctx.data.y[idx], dtype=np.int64), pred)
+        s = Sample.labels_only(np.asarray(ctx.data.y[idx], dtype=np.int64), pred)
         return self.outcome(ctx, s, self.curve_finish(ctx, s, parts))
 
     def run(self, ctx: Context) -> Outcome:
@@ -287,16 +293,18 @@ class AttackCheck(Check):
         with ctx.progress.task(f"{self.label} on {int(s.correct.sum())} inputs", total=len(blocks)) as task:
             parts = []
             for b in blocks:
-                parts.append(self.curve_block(ctx, s.take(b.start, b.stop), perturb, b.index, loss))
+                parts.append(self.curve_block(ctx, s.take(b.start, b.stop), perturb, b, len(s.y), loss))
                 task.advance()
         return self.curve_finish(ctx, s, parts)
 
     def curve_block(
-        self, ctx: Context, s: Sample, perturb: Perturb, block: int, loss: str = "ce"
+        self, ctx: Context, s: Sample, perturb: Perturb, block: Block, n_total: int, loss: str = "ce"
     ) -> dict[str, Any]:
-        """:meth:`curve_white_box`'s work on one block of the sample: per-input results and pass counts.
+        """:meth:`curve_white_box`'s work on one block ``s`` (positions ``block.start:block.stop`` of a
+        sample of ``n_total`` inputs): per-input results, pass counts and the block's example candidates
+        (:meth:`keep_examples`, not every adversarial copy).
 
-        The fixed-strength attack's random start is seeded by check, strength and ``block``, so the
+        The fixed-strength attack's random start is seeded by check, strength and ``block.index``, so the
         block gives the same numbers on any worker; the gradient self-check runs on the block's correct
         inputs and only its counts travel.
         """
@@ -317,6 +325,8 @@ class AttackCheck(Check):
         min_adv, min_pred = xc.copy(), yc.copy()
         gate_adv, gate_pred = xc.copy(), yc.copy()
         rest = np.zeros(0, np.int64)
+        bracket = np.full(n, np.inf)
+        bracket_attacked = {common.eps_key(e): 0 for e in sweep if e != p.eps}
         health = {"zero": 0.0, "nonfinite": 0.0, "n": 0.0}
         if n:
             xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
@@ -333,47 +343,141 @@ class AttackCheck(Check):
             rest = np.flatnonzero(~(norms <= p.eps * (1 + 1e-6)))
             if len(rest):
                 sel = torch.from_numpy(rest).to(device)
-                gen = torch.Generator().manual_seed(ctx.torch_seed(name, ("fixed", p.eps), "block", block))
+                gen = torch.Generator().manual_seed(
+                    ctx.torch_seed(name, ("fixed", p.eps), "block", block.index)
+                )
                 adv = perturb(counter, xt[sel], yt[sel], torch.tensor(p.eps), gen, sel)
                 adv_np = adv.detach().cpu().numpy()
                 common.verify_budget(xc[rest], adv_np, p.eps, norm, name)
                 gate_adv[rest] = adv_np
                 gate_pred[rest] = self._classify(ctx, counter, adv_np)
                 fixed = gate_pred != yc
+            if p.refine_curve:
+                bracket, bracket_attacked = self._brackets(
+                    ctx,
+                    counter,
+                    xt,
+                    yt,
+                    xc,
+                    yc,
+                    perturb,
+                    sweep,
+                    np.minimum(norms, np.where(fixed, p.eps, np.inf)),
+                    block,
+                )
             health = trust.gradient_health(counter, xc, yc, loss, device=device)
+        hi = np.minimum(norms, np.where(fixed, p.eps, np.inf))
+        use_min = norms <= hi
+        best_adv = np.where(use_min.reshape(-1, *([1] * (xc.ndim - 1))), min_adv, gate_adv)
+        best_pred = np.where(use_min, min_pred, gate_pred)
+        del min_adv, gate_adv
+        shown = self.keep_examples(
+            ctx, s, block, n_total, hi <= p.eps * (1 + 1e-6), np.isfinite(hi), best_adv, best_pred
+        )
         return {
             "pred": s.pred,
             "norms": norms,
             "fixed": fixed,
-            "min_adv": min_adv,
-            "min_pred": min_pred,
-            "gate_adv": gate_adv,
-            "gate_pred": gate_pred,
+            "bracket": bracket,
+            "bracket_attacked": bracket_attacked,
+            "shown": shown,
             "rest": len(rest),
             "dead": (round(health["zero"] * health["n"]), round(health["nonfinite"] * health["n"]), n),
             "passes": (counter.forwards, counter.backwards),
         }
 
+    def _brackets(
+        self,
+        ctx: Context,
+        counter: PassCounter,
+        xt: torch.Tensor,
+        yt: torch.Tensor,
+        xc: np.ndarray,
+        yc: np.ndarray,
+        perturb: Perturb,
+        sweep: list[float],
+        hi: np.ndarray,
+        block: Block,
+    ) -> tuple[np.ndarray, dict[str, int]]:
+        """The fixed-strength attack at each strength of the sweep (but the default one, where it ran on
+        every input left standing) on the inputs whose smallest flipping strength so far (``hi``) lies
+        just above it, within half a step of the sweep (the geometric mean of it and the next strength;
+        above the largest, half the step below it): where the minimum-norm search may have stopped short
+        of the boundary, the curve point is decided by the fixed-strength attack, as per-strength PGD
+        would decide it. (On the demo and digits models every flip these runs found was within 1.22x of
+        its strength.) Strengths run from the largest down, so an input broken at one strength is tried
+        at the next smaller one too. Each input is attacked at most once (plus once per success), not
+        once per strength; inputs far from every strength of the sweep are not attacked again.
+
+        The runs spend only what the early stops saved: the block's floor (inputs x (steps x restarts
+        + min_norm_steps)) less the passes used so far and one per input for the gradient self-check.
+        Where that does not pay for every bracket, the inputs closest above their strength (smallest
+        ratio of their flipping strength to it) go first. A fixed rule, so the same inputs and seed give
+        the same runs.
+
+        Returns per input the smallest sweep strength a bracket run flipped it at (inf: none), and per
+        strength how many inputs were attacked there.
+        """
+        import torch
+
+        p = self.params
+        name, norm = self.id, self.norm or "linf"
+        device = xt.device
+        hi = hi.copy()
+        n = len(xc)
+        bracket = np.full(n, np.inf)
+        attacked: dict[str, int] = {}
+        # half a step of the sweep (geometric) above each strength; above the largest, half the step below
+        nexts = [*sweep[1:], sweep[-1] ** 2 / sweep[-2] if len(sweep) > 1 else 2 * sweep[-1]]
+        levels = [(e, math.sqrt(e * u)) for e, u in zip(sweep, nexts, strict=True) if e != p.eps]
+        # the passes the early stops saved: the block's floor less what it used, one pass per input kept
+        # for the gradient self-check; each attacked input costs steps x restarts and a verification
+        cost = max(1, p.steps) * max(1, p.restarts) + 1
+        budget = n * (p.steps * p.restarts + p.min_norm_steps) - counter.forwards - n
+        # each input's first bracket (the strength just below its smallest flipping strength), the inputs
+        # closest above their strength first, as many as the budget pays for
+        closeness = np.full(n, np.inf)
+        for e, upper in levels:
+            inside = (hi > e * (1 + 1e-6)) & (hi <= upper * (1 + 1e-6))
+            closeness[inside] = hi[inside] / e
+        chosen = np.zeros(n, bool)
+        chosen[np.argsort(closeness, kind="stable")[: max(0, budget // cost)]] = True
+        chosen &= np.isfinite(closeness)
+        for e, upper in reversed(levels):
+            inside = (hi > e * (1 + 1e-6)) & (hi <= upper * (1 + 1e-6))
+            # the chosen inputs, and (budget allowing) those a larger strength's bracket just flipped
+            rows = np.flatnonzero(inside & (chosen | (bracket < np.inf)))
+            left = n * (p.steps * p.restarts + p.min_norm_steps) - counter.forwards - n
+            rows = np.sort(rows[np.argsort(hi[rows] / e, kind="stable")][: max(0, left // cost)])
+            attacked[common.eps_key(e)] = len(rows)
+            if not len(rows):
+                continue
+            sel = torch.from_numpy(rows).to(device)
+            gen = torch.Generator().manual_seed(ctx.torch_seed(name, ("bracket", e), "block", block.index))
+            adv = perturb(counter, xt[sel], yt[sel], torch.tensor(e), gen, sel)
+            adv_np = adv.detach().cpu().numpy()
+            common.verify_budget(xc[rows], adv_np, e, norm, name)
+            flip = rows[self._classify(ctx, counter, adv_np) != yc[rows]]
+            hi[flip] = e
+            bracket[flip] = e
+        return bracket, attacked
+
     def curve_finish(self, ctx: Context, s: Sample, parts: list[dict[str, Any]]) -> Attempt:
         """:meth:`curve_white_box`'s result from its blocks' parts (in block order): the curve, the
-        headline and the self-checks, computed from the merged per-input arrays."""
+        headline and the self-checks, computed from the merged per-input arrays. Reads only the labels and
+        clean predictions of ``s`` (:meth:`Sample.labels_only` is enough)."""
         p = self.params
         name = self.id
         norm = self.norm or "linf"
         correct0 = s.correct
         sweep = self._validated_sweep(s)
-        xc, yc = s.xc, s.yc
-        n = len(xc)
-        row_shape = xc.shape[1:]
+        n = int(correct0.sum())
 
         def cat(key: str, empty: np.ndarray) -> np.ndarray:
             return np.concatenate([q[key] for q in parts]) if parts else empty
 
         norms = cat("norms", np.full(0, np.inf))
         fixed = cat("fixed", np.zeros(0, bool))
-        min_adv = cat("min_adv", np.zeros((0, *row_shape), np.float32))
-        gate_adv = cat("gate_adv", np.zeros((0, *row_shape), np.float32))
-        min_pred, gate_pred = cat("min_pred", yc[:0]), cat("gate_pred", yc[:0])
         counter = PassCounter(ctx.model.forward_torch)  # type: ignore[attr-defined]
         counter.forwards = sum(q["passes"][0] for q in parts)
         counter.backwards = sum(q["passes"][1] for q in parts)
@@ -384,11 +488,12 @@ class AttackCheck(Check):
             "n": float(n_health),
         }
         rest = sum(q["rest"] for q in parts)
-        hi = np.minimum(norms, np.where(fixed, p.eps, np.inf))
+        bracket = cat("bracket", np.full(0, np.inf))
+        hi = np.minimum(np.minimum(norms, np.where(fixed, p.eps, np.inf)), bracket)
         broken_c = {e: hi <= e * (1 + 1e-6) for e in sweep}
 
         fmn_acc = [float((correct0 & ~common.fill_in(correct0, norms <= e, False)).mean()) for e in sweep]
-        huge = p.huge_eps if norm == "linf" else p.huge_eps * math.sqrt(float(np.prod(s.x.shape[1:])))
+        huge = self._huge(ctx.data.x.shape[1:])
         huge_acc = float((correct0 & ~common.fill_in(correct0, hi <= huge, False)).mean())
         missed = int((fixed & ~(norms <= p.eps * (1 + 1e-6))).sum())
         eps_text = common.describe_eps(p.eps, norm)
@@ -399,9 +504,6 @@ class AttackCheck(Check):
         ]
         floor = n * (p.steps * p.restarts + p.min_norm_steps)
         efficiency = counter.report(floor, f"inputs attacked x (steps x restarts + min_norm_steps) = {floor}")
-        use_min = norms <= hi
-        best_adv = np.where(use_min.reshape(-1, *([1] * (xc.ndim - 1))), min_adv, gate_adv)
-        best_pred = np.where(use_min, min_pred, gate_pred)
         return Attempt(
             broken={e: common.fill_in(correct0, b, False) for e, b in broken_c.items()},
             default=p.eps,
@@ -423,16 +525,17 @@ class AttackCheck(Check):
                     zip([common.eps_key(e) for e in sweep], fmn_acc, strict=True)
                 ),
                 "fixed_eps_attacked": rest,
+                "bracket_attacked": {
+                    k: sum(q["bracket_attacked"][k] for q in parts)
+                    for k in (parts[0]["bracket_attacked"] if parts else {})
+                },
+                "bracket_broken": {
+                    common.eps_key(e): int(np.count_nonzero(bracket == e)) for e in sweep if e != p.eps
+                },
                 "efficiency": efficiency,
             },
-            shown=Shown(
-                xc,
-                best_adv,
-                yc,
-                best_pred,
-                hi <= p.eps * (1 + 1e-6),
-                f"{self.label} or the smallest perturbation found that flips it",
-                fallback=np.isfinite(hi),
+            shown=self.shown_examples(
+                [q["shown"] for q in parts], f"{self.label} or the smallest perturbation found that flips it"
             ),
         )
 
@@ -465,12 +568,41 @@ class AttackCheck(Check):
     ) -> Attempt:
         """Every strength of the sweep on every correct input, then up to ``huge_eps`` and a bisection.
 
-        ``perturb`` is run independently per strength (seeded per strength), so the curve of those runs
-        must fall with strength: a self-check. Beyond the sweep the strength doubles up to the huge
-        strength on the inputs still standing (each input's smallest flipping strength, and the
+        ``perturb`` is run independently per strength (seeded per strength and block), so the curve of
+        those runs must fall with strength: a self-check. Beyond the sweep the strength doubles up to the
+        huge strength on the inputs still standing (each input's smallest flipping strength, and the
         self-check of Carlini et al. 2019 that a working attack fools almost everything there), then
         ``refine_steps`` bisection steps narrow each input's smallest flipping strength. The third
         self-check is that the loss ``loss`` has usable input gradients.
+
+        The sample is worked in blocks of :attr:`shard_block` inputs (:meth:`sweep_block`) merged by
+        :meth:`sweep_finish`, which needs only per-input results and the few inputs shown as examples:
+        memory does not grow with the sample, and Ray workers running the blocks give the same numbers.
+        """
+        blocks = blocks_of(len(s.y), self.shard_block)
+        with ctx.progress.task(f"{self.label} on {int(s.correct.sum())} inputs", total=len(blocks)) as task:
+            parts = []
+            for b in blocks:
+                part = self.sweep_block(ctx, s.take(b.start, b.stop), perturb, b, len(s.y), loss, iterative)
+                parts.append(part)
+                task.advance()
+        return self.sweep_finish(ctx, s, parts, iterative)
+
+    def sweep_block(
+        self,
+        ctx: Context,
+        s: Sample,
+        perturb: Perturb,
+        block: Block,
+        n_total: int,
+        loss: str = "ce",
+        iterative: bool = True,
+    ) -> dict[str, Any]:
+        """:meth:`sweep_white_box`'s work on one block ``s`` (positions ``block.start:block.stop`` of a
+        sample of ``n_total`` inputs): per-input results, pass counts and the block's example candidates.
+
+        ``perturb``'s ``rows`` index the block's correct inputs. The gradient self-check looks at the
+        block's correct inputs among the sample's first 256 positions; only its counts travel.
         """
         import torch
 
@@ -479,68 +611,114 @@ class AttackCheck(Check):
         norm = self.norm or "linf"
         device = getattr(ctx.model, "device", "cpu")
         forward = PassCounter(ctx.model.forward_torch)  # type: ignore[attr-defined]
-        y, correct0 = s.y, s.correct
         sweep = self._validated_sweep(s)
         xc, yc = s.xc, s.yc
+        n = len(xc)
         xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
 
         def run_at(
             eps_each: np.ndarray | float, key: Any, rows: np.ndarray | None = None
         ) -> tuple[np.ndarray, np.ndarray]:
             sel = slice(None) if rows is None else torch.from_numpy(rows).to(device)
-            gen = torch.Generator().manual_seed(ctx.torch_seed(name, key))
+            gen = torch.Generator().manual_seed(ctx.torch_seed(name, key, "block", block.index))
             eps_t = torch.as_tensor(np.asarray(eps_each, dtype=np.float32)).to(device)
             adv = perturb(forward, xt[sel], yt[sel], eps_t, gen, sel)
             adv_np = adv.detach().cpu().numpy()
+            del adv
             x_ref = xc if rows is None else xc[rows]
             common.verify_budget(x_ref, adv_np, np.asarray(eps_each), norm, name)
             return adv_np, self._classify(ctx, forward, adv_np)
 
         raw: dict[float, np.ndarray] = {}
         best_adv, best_pred = xc.copy(), yc.copy()
-        found = np.zeros(len(xc), bool)
-        huge = p.huge_eps if norm == "linf" else p.huge_eps * math.sqrt(float(np.prod(s.x.shape[1:])))
+        found = np.zeros(n, bool)
+        huge = self._huge(ctx.data.x.shape[1:])
         ladder = _ladder(max(sweep), huge)
-        total = len(sweep) + len(ladder) + p.refine_steps
-        with ctx.progress.task(f"{self.label} on {len(xc)} inputs", total=total) as task:
-            for e in sweep:
-                if len(xc):
-                    adv, pred = run_at(e, ("sweep", e))
-                    flip = pred != yc
-                else:
-                    adv, pred, flip = xc, yc, np.zeros(0, bool)
-                raw[e] = flip
-                new = flip & ~found
-                best_adv[new], best_pred[new], found[new] = adv[new], pred[new], True
-                task.advance()
-            broken_c = common.cumulative(raw)
-            lo, hi = common.first_flip(broken_c, len(xc))
-            for e in ladder:
-                rows = np.flatnonzero(~found)
-                if len(rows):
-                    _, pred = run_at(np.full(len(rows), e, np.float32), ("ladder", e), rows)
-                    flip = pred != yc[rows]
-                    hi[rows[flip]] = e
-                    lo[rows[~flip]] = e
-                    found[rows[flip]] = True
-                task.advance()
-            for step in range(p.refine_steps):
-                rows = np.flatnonzero(np.isfinite(hi))
-                if len(rows):
-                    mid = (lo[rows] + hi[rows]) / 2
-                    _, pred = run_at(mid, ("refine", step), rows)
-                    flip = pred != yc[rows]
-                    hi[rows[flip]] = mid[flip]
-                    lo[rows[~flip]] = mid[~flip]
-                task.advance()
+        for e in sweep:
+            if n:
+                adv, pred = run_at(e, ("sweep", e))
+                flip = pred != yc
+            else:
+                adv, pred, flip = xc, yc, np.zeros(0, bool)
+            raw[e] = flip
+            new = flip & ~found
+            best_adv[new], best_pred[new], found[new] = adv[new], pred[new], True
+            del adv
+        lo, hi = common.first_flip(common.cumulative(raw), n)
+        for e in ladder:
+            rows = np.flatnonzero(~found)
+            if len(rows):
+                _, pred = run_at(np.full(len(rows), e, np.float32), ("ladder", e), rows)
+                flip = pred != yc[rows]
+                hi[rows[flip]] = e
+                lo[rows[~flip]] = e
+                found[rows[flip]] = True
+        for step in range(p.refine_steps):
+            rows = np.flatnonzero(np.isfinite(hi))
+            if len(rows):
+                mid = (lo[rows] + hi[rows]) / 2
+                _, pred = run_at(mid, ("refine", step), rows)
+                flip = pred != yc[rows]
+                hi[rows[flip]] = mid[flip]
+                lo[rows[~flip]] = mid[~flip]
+        # the gradient self-check on the correct inputs among the sample's first 256 positions
+        head = np.flatnonzero(s.correct) + block.start < 256
+        health = trust.gradient_health(forward, xc[head], yc[head], loss, device=device)
+        shown = self.keep_examples(
+            ctx,
+            s,
+            block,
+            n_total,
+            found & (hi <= p.eps + 1e-9),
+            found,
+            best_adv,
+            best_pred,
+        )
+        return {
+            "pred": s.pred,
+            "y": s.y,
+            "raw": raw,
+            "hi": hi,
+            "dead": (
+                round(health["zero"] * health["n"]),
+                round(health["nonfinite"] * health["n"]),
+                int(head.sum()),
+            ),
+            "passes": (forward.forwards, forward.backwards),
+            "shown": shown,
+        }
+
+    def sweep_finish(
+        self, ctx: Context, s: Sample, parts: list[dict[str, Any]], iterative: bool = True
+    ) -> Attempt:
+        """:meth:`sweep_white_box`'s result from its blocks' parts (in block order). Reads only the
+        labels and clean predictions of ``s`` (:meth:`Sample.labels_only` is enough)."""
+        p = self.params
+        name = self.id
+        norm = self.norm or "linf"
+        correct0 = s.correct
+        sweep = self._validated_sweep(s)
+        n = int(correct0.sum())
+        raw = {e: np.concatenate([q["raw"][e] for q in parts]) if parts else np.zeros(0, bool) for e in sweep}
+        hi = np.concatenate([q["hi"] for q in parts]) if parts else np.full(0, np.inf)
+        broken_c = common.cumulative(raw)
+        huge = self._huge(ctx.data.x.shape[1:])
+        ladder = _ladder(max(sweep), huge)
+        zero, nonfinite, n_health = (sum(q["dead"][i] for q in parts) for i in range(3))
+        health = {
+            "zero": zero / max(1, n_health),
+            "nonfinite": nonfinite / max(1, n_health),
+            "n": float(n_health),
+        }
+        forward = PassCounter(ctx.model.forward_torch)  # type: ignore[attr-defined]
+        forward.forwards = sum(q["passes"][0] for q in parts)
+        forward.backwards = sum(q["passes"][1] for q in parts)
 
         raw_acc = [float((correct0 & ~common.fill_in(correct0, raw[e], False)).mean()) for e in sweep]
-        n_health = min(256, len(xc))
-        health = trust.gradient_health(forward, xc[:n_health], yc[:n_health], loss, device=device)
         labels = [common.describe_eps(e, norm) for e in sweep]
         findings = [
             trust.gradient_finding(health, p.max_dead_gradients),
-            trust.monotone_finding(sweep, raw_acc, len(y), labels, p.monotone_tolerance),
+            trust.monotone_finding(sweep, raw_acc, len(s.y), labels, p.monotone_tolerance),
         ]
         huge_acc = (
             float((correct0 & ~common.fill_in(correct0, np.isfinite(hi), False)).mean())
@@ -552,7 +730,7 @@ class AttackCheck(Check):
                 trust.huge_eps_finding(huge_acc, common.describe_eps(huge, norm), p.max_accuracy_at_huge_eps)
             )
         per_run = p.steps * p.restarts if iterative else 1
-        floor = len(xc) * per_run * len(sweep)
+        floor = n * per_run * len(sweep)
         efficiency = forward.report(floor, f"inputs attacked x steps x restarts x strengths = {floor}")
         return Attempt(
             broken={e: common.fill_in(correct0, b, False) for e, b in broken_c.items()},
@@ -569,15 +747,82 @@ class AttackCheck(Check):
                 "raw_robust_accuracy": dict(zip([common.eps_key(e) for e in sweep], raw_acc, strict=True)),
                 "efficiency": efficiency,
             },
-            shown=Shown(
-                xc,
-                best_adv,
-                yc,
-                best_pred,
-                found & (hi <= p.eps + 1e-9),
-                f"{self.label}, smallest sweep strength that flips it",
-                fallback=found,
+            shown=self.shown_examples(
+                [q["shown"] for q in parts], f"{self.label}, smallest sweep strength that flips it"
             ),
+        )
+
+    def _huge(self, row_shape: tuple[int, ...]) -> float:
+        """The self-check's huge strength: ``huge_eps``, in L2 scaled by the square root of the input size."""
+        p = self.params
+        return (
+            p.huge_eps
+            if (self.norm or "linf") == "linf"
+            else p.huge_eps * math.sqrt(float(np.prod(row_shape)))
+        )
+
+    def block_sample(self, ctx: Context, block: Block) -> Sample:
+        """Positions ``block.start:block.stop`` of :meth:`sample` (the default one), loading only those
+        rows of the evaluation data."""
+        idx = np.sort(common.attack_order(ctx)[: max(1, int(self.params.n_samples))])[
+            block.start : block.stop
+        ]
+        x = np.ascontiguousarray(ctx.data.x[idx], dtype=np.float32)
+        return Sample(x, np.asarray(ctx.data.y[idx], dtype=np.int64), ctx.clean_pred[idx])
+
+    def keep_examples(
+        self,
+        ctx: Context,
+        s: Sample,
+        block: Block,
+        n_total: int,
+        candidates: np.ndarray,
+        fallback: np.ndarray,
+        adv: np.ndarray,
+        pred: np.ndarray,
+    ) -> dict[str, Any]:
+        """The few example candidates of one block worth carrying to the merge.
+
+        Every position of the sample gets a seeded priority (drawn for all ``n_total`` positions, so it
+        does not depend on the blocks); the examples shown are the ``max_examples`` candidates of
+        highest priority. A block keeps its own best ``max_examples`` candidates (and, where it has none,
+        its best fallback candidates): the union over blocks holds the overall best, at a few inputs
+        per block instead of every adversarial copy. ``candidates``/``fallback``/``adv``/``pred`` are per
+        correct input of the block ``s``.
+        """
+        k = int(self.params.max_examples)
+        prio = ctx.rng(self.id, "examples").random(n_total)[block.start : block.stop][s.correct]
+        use, is_fallback = (candidates, False) if candidates.any() else (fallback, True)
+        rows = np.flatnonzero(use)
+        rows = rows[np.argsort(prio[rows], kind="stable")[:k]]
+        return {
+            "fallback": is_fallback,
+            "prio": prio[rows],
+            "x": s.xc[rows].copy(),
+            "adv": adv[rows].copy(),
+            "y": s.yc[rows].copy(),
+            "pred": pred[rows].copy(),
+        }
+
+    def shown_examples(self, kept: list[dict[str, Any]], title: str, show_difference: bool = True) -> Shown:
+        """The examples from the blocks' :meth:`keep_examples`: the ``max_examples`` candidates of highest
+        priority (fallback candidates only when no block had a candidate), in sample order."""
+        k = int(self.params.max_examples)
+        real = [q for q in kept if not q["fallback"] and len(q["prio"])]
+        use = real or [q for q in kept if len(q["prio"])]
+        if not use:
+            empty = np.zeros((0, 0), np.float32)
+            return Shown(empty, empty, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), title)
+        cat = {key: np.concatenate([q[key] for q in use]) for key in ("prio", "x", "adv", "y", "pred")}
+        best = np.sort(np.argsort(cat["prio"], kind="stable")[:k])  # sample order
+        return Shown(
+            cat["x"][best],
+            cat["adv"][best],
+            cat["y"][best],
+            cat["pred"][best],
+            np.ones(len(best), bool),
+            title,
+            show_difference,
         )
 
     def escalate(
@@ -782,3 +1027,6 @@ class CurveParams(WhiteBoxParams):
     )
     #: trust: largest share of inputs the fixed-budget attack flips that the minimum-norm search misses
     max_disagreement: float = trust.MAX_DISAGREEMENT
+    #: the fixed-budget attack also at each other strength of the sweep, on the inputs whose smallest
+    #: flipping strength found lies just above it (:meth:`AttackCheck._brackets`)
+    refine_curve: bool = True

@@ -38,11 +38,31 @@ class StickerParams:
     noise_tolerance: float = trust.NOISE_TOLERANCE
 
 
+class _Rows:
+    """Some rows of a data set's inputs, read (as float32) only when indexed: the sticker's training
+    inputs without a copy of them all (1,000 images of 224 px would be 600 MB)."""
+
+    def __init__(self, source: np.ndarray, rows: np.ndarray) -> None:
+        self.source, self.rows = source, np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.source.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        return np.ascontiguousarray(self.source[self.rows[idx]], dtype=np.float32)
+
+
 @dataclass
 class _StickerSample(Sample):
-    """The held-out inputs, and the inputs the patch is optimised on."""
+    """The held-out inputs (their rows of the evaluation data, read in chunks; ``x`` holds no values), and
+    the inputs the patch is optimised on."""
 
-    x_train: np.ndarray = None  # type: ignore[assignment]
+    rows: np.ndarray = None  # type: ignore[assignment]
+    x_train: _Rows = None  # type: ignore[assignment]
     y_train: np.ndarray = None  # type: ignore[assignment]
     source: str = ""
 
@@ -89,26 +109,30 @@ class AdversarialSticker(AttackCheck):
         if len(y_tr) < 16:  # a tiny data set: optimise on one half of the sample, measure on the other
             n_eval = max(1, ctx.data.n_samples // 2)
             rows = np.sort(common.attack_order(ctx)[n_eval:])
-            x_tr, y_tr = ctx.data.x[rows].astype(np.float32), ctx.data.y[rows].astype(np.int64)
+            x_tr, y_tr = _Rows(ctx.data.x, rows), ctx.data.y[rows].astype(np.int64)
             source = "half of the sample"
-        _idx, x, y, pred = common.attack_sample(ctx, n_eval)
-        return _StickerSample(x, y, pred, x_tr, y_tr, source)
+        idx = np.sort(common.attack_order(ctx)[: max(1, int(n_eval))])
+        y = np.asarray(ctx.data.y[idx], dtype=np.int64)
+        labels = Sample.labels_only(y, ctx.clean_pred[idx])
+        return _StickerSample(labels.x, y, labels.pred, idx, x_tr, y_tr, source)
 
-    def _training_set(self, ctx: Context, n_eval: int) -> tuple[np.ndarray, np.ndarray, str]:
+    def _training_set(self, ctx: Context, n_eval: int) -> tuple[_Rows, np.ndarray, str]:
         p = self.params
         if ctx.train_data is not None and ctx.train_data.modality == "image":
             rows = np.sort(ctx.rng(self.id, "train").permutation(ctx.train_data.n_samples)[: p.n_train])
-            return (
-                ctx.train_data.x[rows].astype(np.float32),
-                ctx.train_data.y[rows].astype(np.int64),
-                "training data",
-            )
+            return _Rows(ctx.train_data.x, rows), ctx.train_data.y[rows].astype(np.int64), "training data"
         rows = np.sort(common.attack_order(ctx)[n_eval : n_eval + p.n_train])
-        return ctx.data.x[rows].astype(np.float32), ctx.data.y[rows].astype(np.int64), "other evaluation rows"
+        return _Rows(ctx.data.x, rows), ctx.data.y[rows].astype(np.int64), "other evaluation rows"
 
     def attack(self, ctx: Context, s: Sample) -> Attempt:
+        """Per area: optimise the patch on the training inputs (mini-batches read as needed), then paste
+        it and a noise patch on the held-out inputs in chunks of at most ``EVAL_BYTES`` of inputs
+        (:data:`roadworthy.attacks.pixels.EVAL_BYTES`); only per-input predictions are kept, and the
+        few inputs shown as examples are pasted again at the end. Memory does not grow with the sample
+        or the training set."""
         import torch
 
+        from roadworthy.attacks._losses import GRAD_BATCH_INPUT_BYTES
         from roadworthy.evidence import png_data_uri
         from roadworthy.results import Example, ExampleImage
 
@@ -117,35 +141,54 @@ class AdversarialSticker(AttackCheck):
         name = self.id
         device = getattr(ctx.model, "device", "cpu")
         forward = ctx.model.forward_torch  # type: ignore[attr-defined]
-        x, y, pred0, correct0 = s.x, s.y, s.pred, s.correct
-        _, c, h, w = x.shape
+        y, pred0, correct0 = s.y, s.pred, s.correct
+        c, h, w = ctx.data.x.shape[1:]
+        n = len(y)
+        # the pasted copies (patch, noise, and paste's canvas and mask) are several times the inputs
+        chunk = max(1, GRAD_BATCH_INPUT_BYTES // (4 * c * h * w))
         areas = sorted({float(a) for a in (*p.sweep, p.area)})
-        xt = torch.from_numpy(x).to(device)
-        xtr, ytr = torch.from_numpy(s.x_train).to(device), torch.from_numpy(s.y_train).to(device)
-        raw, random_acc, sides, patches = {}, {}, {}, {}
-        adv_default, pred_default = x.copy(), pred0.copy()
+        raw, random_acc, sides, patches, places = {}, {}, {}, {}, {}
+        pred_default = pred0.copy()
         with ctx.progress.task(f"Adversarial sticker ({len(areas)} sizes)", total=len(areas)) as task:
             for a in areas:
                 side = patch_side(a, h, w)
                 sides[a] = side
                 gen = torch.Generator().manual_seed(ctx.torch_seed(name, a))
                 patch = train_patch(
-                    forward, xtr, ytr, side, p.steps, p.batch_size, p.step_size, generator=gen
+                    forward,
+                    s.x_train,
+                    s.y_train,
+                    side,
+                    p.steps,
+                    p.batch_size,
+                    p.step_size,
+                    generator=gen,
+                    device=device,
                 )
                 rng = ctx.rng(name, "placement", a)
-                rows_t = torch.from_numpy(rng.integers(0, h - side + 1, len(x))).to(device)
-                cols_t = torch.from_numpy(rng.integers(0, w - side + 1, len(x))).to(device)
-                with torch.no_grad():
-                    adv = paste(xt, patch, rows_t, cols_t).cpu().numpy()
-                    noise = torch.from_numpy(rng.uniform(0, 1, (c, side, side)).astype(np.float32)).to(device)
-                    rand = paste(xt, noise, rows_t, cols_t).cpu().numpy()
-                common.verify_budget(x, adv, float(side * side), "l0", name)
-                pred = ctx.predict_logits(adv).argmax(axis=1)
+                rows_t = torch.from_numpy(rng.integers(0, h - side + 1, n)).to(device)
+                cols_t = torch.from_numpy(rng.integers(0, w - side + 1, n)).to(device)
+                noise = torch.from_numpy(rng.uniform(0, 1, (c, side, side)).astype(np.float32)).to(device)
+                pred = np.empty(n, dtype=np.int64)
+                rand_right = 0
+                for i in range(0, n, chunk):
+                    xb = np.ascontiguousarray(ctx.data.x[s.rows[i : i + chunk]], dtype=np.float32)
+                    xt = torch.from_numpy(xb).to(device)
+                    with torch.no_grad():
+                        adv = paste(xt, patch, rows_t[i : i + chunk], cols_t[i : i + chunk]).cpu().numpy()
+                        rand = paste(xt, noise, rows_t[i : i + chunk], cols_t[i : i + chunk]).cpu().numpy()
+                    common.verify_budget(xb, adv, float(side * side), "l0", name)
+                    pred[i : i + chunk] = ctx.predict_logits(adv).argmax(axis=1)
+                    rand_right += int(
+                        np.count_nonzero(ctx.predict_logits(rand).argmax(axis=1) == y[i : i + chunk])
+                    )
+                    del adv, rand, xt, xb
                 raw[a] = pred != y
-                random_acc[a] = float((ctx.predict_logits(rand).argmax(axis=1) == y).mean())
-                patches[a] = patch.cpu().numpy()
+                random_acc[a] = rand_right / max(1, n)
+                patches[a] = patch
+                places[a] = (rows_t, cols_t)
                 if a == p.area:
-                    adv_default, pred_default = adv, pred
+                    pred_default = pred
                 task.advance()
         broken = {a: correct0 & raw[a] for a in areas}
         smallest = np.full(len(y), np.inf)
@@ -154,10 +197,13 @@ class AdversarialSticker(AttackCheck):
         # Self-checks: the patch gradient must exist, and an optimised patch must not do worse than noise.
         accuracy = np.count_nonzero(correct0 & ~broken[p.area]) / len(y)  # as robust_accuracy
         findings = [
-            self._gradient_finding(forward, xtr[:64], ytr[:64], sides[p.area], device),
+            self._gradient_finding(forward, s.x_train, s.y_train, sides[p.area], device),
             trust.sticker_finding(accuracy, random_acc[p.area], len(y), p.noise_tolerance),
         ]
         side = sides[p.area]
+        shown = self._shown(
+            ctx, s, correct0 & raw[p.area], patches[p.area], places[p.area], pred_default, side
+        )
         return Attempt(
             broken=broken,
             default=p.area,
@@ -169,18 +215,44 @@ class AdversarialSticker(AttackCheck):
                 "patch_side_px": {common.eps_key(a): sides[a] for a in areas},
                 "optimised_on": {"source": s.source, "n": len(s.y_train)},
             },
-            shown=Shown(
-                x, adv_default, y, pred_default, correct0 & raw[p.area], f"Sticker ({side}x{side} px)", False
-            ),
+            shown=shown,
             lead_examples=[
                 Example(
                     title="The optimised sticker",
                     extra=[
-                        ExampleImage(caption=f"{side}x{side} px patch", uri=png_data_uri(patches[p.area]))
+                        ExampleImage(
+                            caption=f"{side}x{side} px patch", uri=png_data_uri(patches[p.area].cpu().numpy())
+                        )
                     ],
                 )
             ],
         )
+
+    def _shown(
+        self,
+        ctx: Context,
+        s: _StickerSample,
+        fooled: np.ndarray,
+        patch: torch.Tensor,
+        places: tuple[torch.Tensor, torch.Tensor],
+        pred: np.ndarray,
+        side: int,
+    ) -> Shown:
+        """The examples (the seeded pick among the fooled inputs that :meth:`AttackCheck.outcome` would
+        make), with the sticker pasted again on just those inputs."""
+        import torch
+
+        chosen = common.pick_examples(fooled, self.params.max_examples, ctx.rng(self.id, "examples"))
+        x = np.ascontiguousarray(ctx.data.x[s.rows[chosen]], dtype=np.float32)
+        sel = torch.from_numpy(chosen).to(places[0].device)
+        with torch.no_grad():
+            adv = (
+                paste(torch.from_numpy(x).to(patch.device), patch, places[0][sel], places[1][sel])
+                .cpu()
+                .numpy()
+            )
+        title = f"Sticker ({side}x{side} px)"
+        return Shown(x, adv, s.y[chosen], pred[chosen], np.ones(len(chosen), bool), title, False)
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {
@@ -202,10 +274,17 @@ class AdversarialSticker(AttackCheck):
 
     @staticmethod
     def _gradient_finding(
-        forward: Any, x: torch.Tensor, y: torch.Tensor, side: int, device: Any
+        forward: Any, x_train: _Rows, y_train: np.ndarray, side: int, device: Any
     ) -> trust.Finding:
+        """The patch gradient on the first training inputs (64, fewer for large inputs: one gradient
+        batch) must exist, be finite and not all zero."""
         import torch
 
+        from roadworthy.attacks._losses import grad_batch
+
+        k = min(len(x_train), grad_batch(x_train, 64))
+        x = torch.from_numpy(x_train[np.arange(k)]).to(device)
+        y = torch.from_numpy(np.asarray(y_train[:k], dtype=np.int64)).to(device)
         patch = torch.full((x.shape[1], side, side), 0.5, device=device, requires_grad=True)
         zeros = torch.zeros(len(x), dtype=torch.long, device=device)
         with torch.enable_grad():
