@@ -12,7 +12,11 @@ import json
 import numpy as np
 import pytest
 
+from roadworthy.checks.attack.hopskipjump import HopSkipJump
+from roadworthy.checks.attack.laser import LaserBeam
 from roadworthy.checks.attack.pgd import PGDLinf
+from roadworthy.checks.attack.pixels import FewPixelAttack, LineAttack
+from roadworthy.checks.attack.square import SquareAttack
 from roadworthy.checks.base import Block, Context, ShardInputError, blocks_of
 from roadworthy.checks.shift.suite import SHIFT_CHECKS
 from roadworthy.runner.local import run_check
@@ -58,6 +62,86 @@ def test_any_split_of_the_blocks_gives_the_one_shard_numbers(ctx, check, sizes):
     assert json.dumps(merged.details, sort_keys=True, default=str) == json.dumps(
         whole.details, sort_keys=True, default=str
     )
+
+
+def _same(a, b) -> None:
+    assert a.metrics == b.metrics
+    assert json.dumps(a.details, sort_keys=True, default=str) == json.dumps(
+        b.details, sort_keys=True, default=str
+    )
+    assert [e.changed for e in a.examples] == [e.changed for e in b.examples]
+
+
+def _as_a_cluster_would(check, ctx: Context, order: list[int]):
+    """Each block on its own fresh "worker", run in ``order``; then, like the Ray driver, the parts are
+    taken in block order until the check's rule says enough (later blocks are dropped)."""
+    blocks = check.blocks(ctx)
+    got = {i: check.run_blocks(_fresh(ctx), [blocks[i]])[0] for i in order}
+    parts = []
+    for i in range(len(blocks)):
+        parts.append(got[i])
+        if check.enough(ctx, parts):
+            break
+    return check.merge(_fresh(ctx), parts), len(parts)
+
+
+BLACK_BOX = {
+    # breaks nearly every input: the rule stops after the first 32 inputs (2 of 6 blocks)
+    "square_stops": SquareAttack(
+        SquareAttack.Params(
+            n_samples=96, eps=0.3, sweep=(0.1, 0.3), max_queries=60, huge_samples=4, interval_half_width=0.06
+        )
+    ),
+    "square_all": SquareAttack(
+        SquareAttack.Params(n_samples=40, max_queries=40, huge_samples=4, interval_half_width=0.0)
+    ),
+    "pixels": FewPixelAttack(
+        FewPixelAttack.Params(n_samples=40, strengths=(1, 4), default=4, popsize=8, generations=3)
+    ),
+    "line": LineAttack(LineAttack.Params(n_samples=40, strengths=(8,), default=8, popsize=8, generations=3)),
+    "laser": LaserBeam(LaserBeam.Params(n_samples=40, restarts=1, iterations=8)),
+    "hopskipjump": HopSkipJump(HopSkipJump.Params(n_samples=40, max_queries=120, init_evals=20)),
+}
+
+
+@pytest.mark.parametrize("name", list(BLACK_BOX))
+def test_black_box_checks_give_the_one_shard_numbers_in_any_split(ctx, name):
+    """Square, few-pixel, line, laser and HopSkipJump work in blocks of 16 inputs keyed by the block:
+    blocks run in any order on separate workers, merged in order up to the sequential rule's stop, give
+    the local run's metrics, details and examples exactly."""
+    check = BLACK_BOX[name]
+    whole = check.run(_fresh(ctx))
+    n_blocks = len(check.blocks(ctx))
+    assert n_blocks >= 3
+    order = list(np.random.default_rng(7).permutation(n_blocks))
+    merged, used = _as_a_cluster_would(check, ctx, order)
+    _same(merged, whole)
+    seq = whole.details.get("sequential")
+    if name == "square_stops":
+        assert seq["stopped_early"] and seq["attacked_inputs"] == 16 * used and 2 <= used < n_blocks
+    elif seq is not None:
+        assert not seq["stopped_early"] and used == n_blocks
+
+
+def test_the_sequential_rule_is_applied_after_each_block_from_32_inputs_on():
+    """The rule never looks before 32 inputs (the first wave), then after every block of 16; it reads
+    only the parts' per-input results."""
+    check = BLACK_BOX["square_stops"]
+
+    def part(n_broken: int) -> dict:  # 16 inputs, all correct, the first n_broken flipped at the default
+        found = np.arange(16) < n_broken
+        return {
+            "pred": np.zeros(16, int),
+            "correct": np.ones(16, bool),
+            "found": found,
+            "hi": np.where(found, 0.3, np.inf),
+            "default": 0.3,
+        }
+
+    assert not check.enough(None, [part(16)])  # 16 inputs all broken: tight, but before 32 inputs
+    assert check.enough(None, [part(16), part(16)])  # 32 of 32 broken: within 0.06
+    assert not check.enough(None, [part(8), part(8)])  # half broken: an interval of about +-0.17
+    assert not BLACK_BOX["square_all"].stops_early() and BLACK_BOX["square_stops"].stops_early()
 
 
 def test_the_shift_check_shares_its_outputs_for_later_checks(ctx):
@@ -137,3 +221,38 @@ def test_every_shard_failing_for_an_input_reason_stops_the_ray_run(local_ray, di
     with pytest.raises(ShardInputError, match=r"attack.pgd_linf: every shard failed: .*every `eps` must be"):
         run_ray([PGDLinf], ctx, model_recipe=recipe, workers=2, cpus_per_task=0.5)
     assert np.isfinite(model.predict(digits_data.x[:2])).all()  # the driver's model is untouched
+
+
+@pytest.mark.slow
+def test_sequential_black_box_checks_stop_at_the_same_block_on_ray(local_ray, digits_module, digits_data):
+    """Square with a rule that stops, and HopSkipJump, on 4 Ray workers (later blocks run ahead on idle
+    workers and are dropped past the stop): the local backend's metrics, block for block."""
+    from roadworthy.config import LoadOptions, ModelRecipe
+    from roadworthy.models import load_model
+    from roadworthy.runner.local import run_checks
+    from roadworthy.runner.ray import run_ray
+
+    model = load_model(digits_module, input_shape=(1, 16, 16))
+    plan = {
+        "attack.square": {
+            "n_samples": 96, "eps": 0.3, "sweep": (0.1, 0.3), "max_queries": 60, "huge_samples": 4,
+            "interval_half_width": 0.06,
+        },
+        "attack.hopskipjump": {"n_samples": 40, "max_queries": 120, "init_evals": 20},
+    }  # fmt: skip
+    classes = [SquareAttack, HopSkipJump]
+
+    def ctx() -> Context:
+        return Context(model=model, data=digits_data, budget="quick", seed=3, plan_params=plan)
+
+    local = {r.id: r for r in run_checks(classes, ctx())}
+    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
+    remote = {r.id: r for r in run_ray(classes, ctx(), model_recipe=recipe, workers=4, cpus_per_task=0.5)}
+    for cid in local:
+        assert remote[cid].status == local[cid].status != "error", remote[cid].error
+        assert remote[cid].metrics == local[cid].metrics, cid
+    seq = remote["attack.square"].details["sequential"]
+    where = remote["attack.square"].details["ray"]
+    assert seq["stopped_early"] and len(where["shards"]) == seq["attacked_inputs"] // 16
+    assert where["blocks_run_ahead_dropped"] >= 0
+    assert len(remote["attack.hopskipjump"].details["ray"]["shards"]) == 3  # 40 inputs: 3 blocks of 16

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -426,6 +426,44 @@ def _merged(cls: type[Check], ctx: Context, shards: list[dict[str, Any]], starte
     return result
 
 
+@dataclass
+class _Sequence:
+    """The driver's view of a check with a sequential rule (:meth:`~roadworthy.checks.base.Check.stops_early`).
+
+    Its blocks go out one task each, in order: the next block is queued as soon as none of the check's
+    is queued or running (it is needed), and later blocks run ahead on workers that would otherwise idle.
+    Parts are consumed in block order; after each, the check's own rule (``enough``) decides whether to
+    stop, so the stop and the numbers are those of the local backend however the blocks were spread.
+    """
+
+    check: Check
+    blocks: list[Block]
+    handed: int = 0  #: blocks handed out (queued or run), in block order
+    got: dict[int, dict[str, Any]] = field(default_factory=dict)  #: shard outputs by block index
+    used: int = 0  #: blocks consumed, a prefix
+    parts: list[Any] = field(default_factory=list)
+    done: bool = False
+
+    def hand_out(self, cid: str) -> tuple[str, int, list[Block]]:
+        block = self.blocks[self.handed]
+        self.handed += 1
+        return (cid, block.index, [block])
+
+    def consume(self, ctx: Context) -> list[dict[str, Any]] | None:
+        """The shard outputs to merge once the prefix is decided (stopped, failed or complete), else None."""
+        while self.used in self.got:
+            sh = self.got[self.used]
+            self.used += 1
+            if "parts" not in sh:  # this block failed: the check fails with it (merge says how)
+                self.done = True
+                return [self.got[i] for i in range(self.used)]
+            self.parts.extend(sh["parts"])
+            if self.used == len(self.blocks) or self.check.enough(ctx, self.parts):
+                self.done = True
+                return [self.got[i] for i in range(self.used)]
+        return None
+
+
 def run_ray(
     classes: Sequence[type[Check]],
     ctx: Context,
@@ -491,6 +529,8 @@ def run_ray(
     # per block); any other check is one item
     items: list[tuple[str, int, list[Block]]] = []  # (check id, shard number or -1, blocks)
     n_shards: dict[str, int] = {}
+    # checks with a sequential rule: one block per task, in order (the shard number is the block's index)
+    sequences: dict[str, _Sequence] = {}
     n_workers = _worker_count(ray, workers, cpus_per_task)
     for cls in parallel:
         check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
@@ -498,26 +538,45 @@ def run_ray(
         if blocks is None:
             items.append((cls.id, -1, []))
             continue
+        if check.stops_early() and blocks:
+            sequences[cls.id] = _Sequence(check, blocks)
+            items.append(sequences[cls.id].hand_out(cls.id))
+            continue
         groups = [g for g in _split(blocks, n_workers) if g] or [[]]
         n_shards[cls.id] = len(groups)
         items.extend((cls.id, k, g) for k, g in enumerate(groups))
-    limit = min(n_workers, max(1, len(items)))
+    ahead = sum(len(sq.blocks) - 1 for sq in sequences.values())  # blocks that may run ahead
+    limit = min(n_workers, max(1, len(items) + ahead))
     # retries are ours (no restarts), so each result can say how many it took
     actor_class = ray.remote(Worker).options(num_cpus=cpus_per_task, max_restarts=0, max_task_retries=0)
     actors = [actor_class.remote(shipped, payload_ref) for _ in range(limit)] if items else []
     free = list(range(len(actors)))
     by_id = {c.id: c for c in parallel}
     queue = list(items)
-    tries: dict[tuple[str, int], int] = {(cid, k): 0 for cid, k, _ in items}
+    tries: dict[tuple[str, int], int] = {}
     pending: dict[Any, tuple[tuple[str, int, list[Block]], int]] = {}
     shards: dict[str, dict[int, dict[str, Any]]] = {cid: {} for cid in n_shards}
     started: dict[str, float] = {}
     finished: dict[str, CheckResult] = dict(done or {})
 
+    def run_ahead() -> tuple[str, int, list[Block]] | None:
+        """A later block of a sequential check, for a worker nothing else needs now."""
+        for cid, sq in sequences.items():
+            if not sq.done and sq.handed < len(sq.blocks):
+                return sq.hand_out(cid)
+        return None
+
+    def waiting(cid: str) -> bool:
+        return any(it[0] == cid for it in queue) or any(it[0] == cid for it, _ in pending.values())
+
     def submit() -> None:
-        while queue and free:
-            item, slot = queue.pop(0), free.pop(0)
+        while free and (queue or sequences):
+            item = queue.pop(0) if queue else run_ahead()
+            if item is None:
+                return
+            slot = free.pop(0)
             cid, k, blocks = item
+            tries.setdefault((cid, k), 0)
             started.setdefault(cid, time.perf_counter())
             actor = actors[slot]
             ref = actor.check.remote(cid) if k < 0 else actor.shard.remote(cid, blocks)
@@ -577,6 +636,27 @@ def run_ray(
                         f"--backend ray: a worker could not rebuild the model: {got['model_input_error']}"
                     )
                 got["retries"] = tries[(cid, k)]
+                if cid in sequences:
+                    sq = sequences[cid]
+                    if sq.done:  # a block run ahead past the stop: dropped
+                        submit()
+                        continue
+                    sq.got[k] = got
+                    decided = sq.consume(ctx)
+                    if decided is not None:
+                        # blocks handed out past the stop are dropped (still running ones finish unread)
+                        queue[:] = [it for it in queue if it[0] != cid]
+                        for ref_, (it, slot_) in list(pending.items()):
+                            if it[0] == cid:
+                                del pending[ref_]
+                                free.append(slot_)
+                        result = _merged(by_id[cid], ctx, decided, started[cid])
+                        result.details["ray"]["blocks_run_ahead_dropped"] = sq.handed - sq.used
+                        record(result)
+                    elif not waiting(cid):  # the next block is needed now
+                        queue.append(sq.hand_out(cid))
+                    submit()
+                    continue
                 shards[cid][k] = got
                 if len(shards[cid]) == n_shards[cid]:
                     record(
