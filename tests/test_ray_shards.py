@@ -256,3 +256,35 @@ def test_sequential_black_box_checks_stop_at_the_same_block_on_ray(local_ray, di
     assert seq["stopped_early"] and len(where["shards"]) == seq["attacked_inputs"] // 16
     assert where["blocks_run_ahead_dropped"] >= 0
     assert len(remote["attack.hopskipjump"].details["ray"]["shards"]) == 3  # 40 inputs: 3 blocks of 16
+
+
+class _FakeAutoAttack:
+    """Stands in for ``pyautoattack.AutoAttack`` (not installed in CI): one random-sign step of size
+    ``eps`` from a generator seeded by ``seed``, so the check's seeding per block is what is tested."""
+
+    def __init__(self, model, norm, eps, version, device, seed, **_):
+        self.model, self.eps, self.seed = model, eps, seed
+
+    def run_standard_evaluation(self, x, y, batch_size):
+        import torch
+
+        gen = torch.Generator().manual_seed(self.seed)
+        sign = torch.randint(0, 2, x.shape, generator=gen).float() * 2 - 1
+        return (x + self.eps * sign).clamp(0, 1)
+
+
+def test_autoattack_blocks_give_the_one_shard_numbers_in_any_split(ctx, monkeypatch):
+    import sys
+    import types
+
+    from roadworthy.checks.attack.autoattack import AutoAttackEnsemble
+
+    fake = types.ModuleType("pyautoattack")
+    fake.AutoAttack = _FakeAutoAttack
+    fake.__version__ = "fake"
+    monkeypatch.setitem(sys.modules, "pyautoattack", fake)
+    check = AutoAttackEnsemble(AutoAttackEnsemble.Params(n_samples=150, eps=0.3))
+    whole = check.run(_fresh(ctx))
+    assert len(check.blocks(ctx)) == 3 and 0 < whole.metrics["attack.autoattack.robust_accuracy"] < 1
+    _same(check.merge(_fresh(ctx), _in_groups(check, ctx, [1, 2])), whole)
+    assert whole.details["threat_model"]["package"] == "pyautoattack fake"
