@@ -169,15 +169,59 @@ def _measured(report) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def local_ray():
+    """A local Ray instance started as ``--backend ray`` starts one (on 127.0.0.1 only)."""
     ray = pytest.importorskip("ray")
     import os
 
+    from roadworthy.runner.ray import connect
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect(None, 60, num_cpus=2)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_the_local_ray_instance_listens_on_loopback_only(local_ray):
+    """Every listening socket of the instance's processes (GCS, raylet, agents, this driver and a worker
+    actor) is on 127.0.0.1: a local instance is not reachable from the network."""
+    import os
+
+    from tests._ray_loopback import is_loopback, listening
+
+    @local_ray.remote(num_cpus=0.5)
+    class Probe:
+        def pid(self) -> int:
+            return os.getpid()
+
+    probe = Probe.remote()
+    worker = local_ray.get(probe.pid.remote())
+    assert local_ray.util.get_node_ip_address() == "127.0.0.1"
+    pids = _descendants(os.getpid()) | {os.getpid(), worker}
+    found = listening(sorted(pids))
+    local_ray.kill(probe)
+    assert {pid for pid, _, _ in found} >= {os.getpid(), worker}
+    assert [x for x in found if not is_loopback(x[1])] == []
+
+
+def _descendants(root: int) -> set[int]:
+    from pathlib import Path
+
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in out} - out
+        out |= more
+        grew = bool(more)
+    return out - {root}
 
 
 @pytest.mark.slow

@@ -249,7 +249,8 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
     quiet.setLevel(logging.ERROR)  # Ray's own notices ("SIGTERM handler is not set"...) stay off the terminal
     try:
         if not address:  # a local instance: its processes die with the thread that starts them
-            init()
+            with _one_machine(ray):
+                init()
             return _raise_init_error(outcome.get("error"), shown)
         # a cluster: connect from a thread, so an address that answers but never completes cannot hang us;
         # Ray's C++ core writes its retries ("Failed to get cluster ID"...) straight to file descriptor 2,
@@ -267,6 +268,28 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
             "is the cluster up and reachable from here?"
         )
     _raise_init_error(outcome.get("error"), shown)
+
+
+@contextlib.contextmanager
+def _one_machine(ray: Any) -> Iterator[None]:
+    """A local Ray instance started inside the block advertises and listens on 127.0.0.1 only.
+
+    On Linux Ray gives a new instance the host's outward address, and its servers (GCS, raylet, the
+    workers' gRPC servers, agents) then listen on every interface; it keeps to 127.0.0.1 only where it
+    assumes one machine (macOS, Windows: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``). A local instance is
+    one machine by definition, so its start reads that setting here (only while ``ray.init`` runs).
+    Where this Ray has no such setting, nothing changes.
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is None or not hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        yield
+        return
+    saved = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
 
 
 @contextlib.contextmanager
