@@ -123,6 +123,40 @@ def test_black_box_checks_give_the_one_shard_numbers_in_any_split(ctx, name):
         assert not seq["stopped_early"] and used == n_blocks
 
 
+@pytest.mark.parametrize("detector", ["energy", "knn"])
+def test_ood_detector_units_give_the_one_shard_numbers_in_any_order(ctx, detector):
+    """An OOD detector check's blocks are the bench's units (the ID rows, each source chunk by chunk,
+    every chunk from its own generator): units scored on separate workers in any order merge into the
+    local run's metrics and details; the merged scores are published for the summary."""
+    from roadworthy.checks.ood.detection import DETECTOR_CHECKS, DetectionParams, detector_scores
+
+    params = DetectionParams(n_id=120, n_per_source=40)
+    check = DETECTOR_CHECKS[detector](params)
+    fresh = _fresh(ctx)
+    whole = check.run(fresh)
+    assert len(check.blocks(ctx)) == 9  # the ID rows and eight sources, one chunk each at 16 x 16 px
+    order = list(np.random.default_rng(3).permutation(len(check.blocks(ctx))))
+    merged, used = _as_a_cluster_would(check, ctx, order)
+    assert used == len(check.blocks(ctx))
+    _same(merged, whole)
+    published = detector_scores(fresh, detector, params)
+    assert set(published) == {"id", *whole.details["sources"]} and len(published["id"]) == 120
+
+
+def test_an_ood_source_chunk_is_the_same_made_alone_or_in_order(ctx):
+    """Each chunk of a source draws from its own generator: made alone, it equals the same chunk made
+    in order after the others (so a worker can make any chunk)."""
+    from roadworthy.checks.ood.detection import DetectionParams, bench
+
+    b = bench(_fresh(ctx), DetectionParams(n_id=50, n_per_source=30))
+    b.chunk = 7  # several chunks per source
+    for src in ("uniform_noise", next(s for s in b.sizes if s.startswith("shift_"))):
+        in_order = np.concatenate([x for _, x in b.chunks(ctx, src)])
+        alone = b.make_chunk(_fresh(ctx), src, 14)
+        assert in_order.shape[0] == 30 and np.array_equal(alone, in_order[14:21])
+        assert np.array_equal(b.take(ctx, src, 16)[0], in_order[16])
+
+
 def test_the_sequential_rule_is_applied_after_each_block_from_32_inputs_on():
     """The rule never looks before 32 inputs (the first wave), then after every block of 16; it reads
     only the parts' per-input results."""
@@ -160,7 +194,7 @@ def test_a_sharded_check_failing_for_an_input_reason_stops_the_run(ctx):
 
 # ------------------------------------------------------------------------------------------------ Ray
 
-SUITES = ["shift.gaussian_noise", "attack.pgd_linf"]
+SUITES = ["shift.gaussian_noise", "attack.pgd_linf", "ood.max_logit"]
 
 
 def _measured(report) -> dict[str, float]:
