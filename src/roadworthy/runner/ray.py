@@ -3,11 +3,15 @@ in parallel on Ray worker actors.
 
 One actor per worker (:class:`Worker`) rebuilds the model once and keeps one cache (clean predictions
 and features, the validity gate) for every check and shard it runs. A check that implements the
-sharding protocol (:meth:`~roadworthy.checks.base.Check.shard_items`: the shift checks, the white-box
-curve attacks) is split into shards of whole blocks of its sample, at most one per worker; the blocks'
-parts come back here and :meth:`~roadworthy.checks.base.Check.merge` computes the metrics from the
-merged per-sample arrays. Randomness is keyed per block, so 1 worker, 4 workers and the local backend
-give bit-identical metrics. A check whose every shard failed for an input reason stops the run
+sharding protocol (:meth:`~roadworthy.checks.base.Check.shard_items`: the shift checks, the attacks
+but FGSM and the sticker, the OOD detectors) is split into shards of whole blocks of its sample, at
+most one per worker; the blocks' parts come back here and :meth:`~roadworthy.checks.base.Check.merge`
+computes the metrics from the merged per-sample arrays. Randomness is keyed per block, so 1 worker, 4
+workers and the local backend give bit-identical metrics. A check with a sequential rule
+(:meth:`~roadworthy.checks.base.Check.stops_early`: Square, few-pixel, line, laser) goes one block per
+task (:class:`_Sequence`): its parts are consumed in block order and its own rule decides after each
+whether to stop, as on the local backend; later blocks run ahead only on workers nothing else needs.
+A check whose every shard failed for an input reason stops the run
 (:class:`~roadworthy.checks.base.ShardInputError`, exit 2): no verdict.
 
 What a cluster needs: roadworthy and the model's framework installed on every node, nothing else. No
@@ -16,6 +20,9 @@ object store once, and so does the model: a model file's *bytes* (a folder's as 
 once through the object store and each worker process rebuilds the model from them once (a temporary
 file, the same loader and the same ``--trust-pickle`` rule as here), then keeps it for every check and
 shard it runs. A model given as a Python object travels pickled, like any task argument.
+
+A local instance (no address) starts as one machine: node address 127.0.0.1, every Ray server on
+loopback (:func:`_one_machine`).
 
 Failures are said in one line: an unreachable or refusing cluster stops the run before any check
 (:class:`~roadworthy.errors.InvalidInputError`, exit 2) within ``timeout`` seconds; a model that cannot
