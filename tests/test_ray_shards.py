@@ -190,6 +190,8 @@ def test_the_shift_check_shares_its_outputs_for_later_checks(ctx):
 def test_a_sharded_check_failing_for_an_input_reason_stops_the_run(ctx):
     with pytest.raises(ShardInputError, match=r"attack.pgd_linf: .*every `eps` must be"):
         run_check(PGDLinf, ctx, PGDLinf.Params(n_samples=8, eps=2.0))
+    with pytest.raises(ShardInputError, match=r"attack.pixels: .*`popsize` must be >= 4"):
+        run_check(FewPixelAttack, ctx, FewPixelAttack.Params(n_samples=8, popsize=2))
 
 
 # ------------------------------------------------------------------------------------------------ Ray

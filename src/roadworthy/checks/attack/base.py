@@ -8,9 +8,9 @@ The base owns everything attacks share, in this order:
 2. **the strength sweep**: :meth:`AttackCheck.curve_white_box` (one minimum-norm run for the whole curve
    plus the check's own attack at the default strength), :meth:`AttackCheck.sweep_white_box` (every
    strength on every input, then a doubling ladder and a bisection per input) and
-   :meth:`AttackCheck.escalate_block` (each strength, smallest first, on the inputs still standing),
-   for the check's :meth:`~AttackCheck.attack` to use; the white-box ones count the model passes they
-   use against the plan's floor (``details.efficiency``, ``attack.<a>.passes_over_floor``);
+   :meth:`AttackCheck.escalate_block` (each strength, smallest first, on a block's inputs still
+   standing); the white-box ones count the model passes they use against the plan's floor
+   (``details.efficiency``, ``attack.<a>.passes_over_floor``);
 3. **sweep metrics**: robust accuracy at every strength and at the default one, success rate, median
    smallest flipping strength, queries (``_common.sweep_metrics``);
 4. **trust**: the self-checks' findings become ``attack.<a>.trustworthy``, one metric per finding
@@ -190,8 +190,18 @@ class AttackCheck(Check):
             return blocks_of(self.shard_items(ctx) or 0, SEQUENTIAL_WAVE)
         return super().blocks(ctx)
 
+    def sample_block(self, ctx: Context, block: Block) -> Sample:
+        """Positions ``block.start:block.stop`` of :meth:`sample`, reading only those inputs (a check
+        whose :meth:`sample` differs takes its block from its own sample)."""
+        if type(self).sample is not AttackCheck.sample:
+            return self.sample(ctx).take(block.start, block.stop)
+        n = self.shard_items(ctx) or 0
+        idx = np.sort(common.attack_order(ctx)[:n])[block.start : block.stop]
+        x = np.ascontiguousarray(ctx.data.x[idx], dtype=np.float32)
+        return Sample(x, np.asarray(ctx.data.y[idx], dtype=np.int64), ctx.clean_pred[idx])
+
     def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
-        s = self.sample(ctx).take(block.start, block.stop)
+        s = self.sample_block(ctx, block)
         if self.sharding == "escalate":
             return self.escalate_block(ctx, s, block)
         if self.sharding == "blocks":
