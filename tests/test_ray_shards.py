@@ -100,7 +100,7 @@ BLACK_BOX = {
     ),
     "line": LineAttack(LineAttack.Params(n_samples=40, strengths=(8,), default=8, popsize=8, generations=3)),
     "laser": LaserBeam(LaserBeam.Params(n_samples=40, restarts=1, iterations=8)),
-    "hopskipjump": HopSkipJump(HopSkipJump.Params(n_samples=40, max_queries=120, init_evals=20)),
+    "hopskipjump": HopSkipJump(HopSkipJump.Params(n_samples=40, max_queries=60, init_evals=10)),
 }
 
 
