@@ -1,6 +1,8 @@
 """The Ray backend on a real cluster: a head node and a second node started with ``ray start``.
 
-Every node binds to 127.0.0.1 where Ray lets it, keeps its files in its own temporary folder (no clash
+Every node advertises and listens on 127.0.0.1 only (started through :mod:`tests._ray_loopback`, which
+stops Ray's CLI from replacing that address by the host's; a test checks every listening socket), keeps
+its files in its own temporary folder (no clash
 with another user's Ray) and is torn down by the PIDs of its processes, never by ``ray stop`` (which
 would stop every Ray of this user on the machine). The cluster uses token authentication with a token
 made for it, so a wrong token can be tried too.
@@ -27,6 +29,7 @@ import pytest
 
 from roadworthy.config import RunConfig
 from roadworthy.errors import InvalidInputError, UnsafeFileError
+from tests._ray_loopback import DRIVER_ENV
 
 ray = pytest.importorskip("ray")
 
@@ -84,8 +87,13 @@ def _env(token: str) -> dict[str, str]:
         RAY_AUTH_MODE="token",
         RAY_AUTH_TOKEN=token,
         RAY_USAGE_STATS_ENABLED="0",
+        **DRIVER_ENV,  # drivers keep the loopback address (the nodes are started by tests._ray_loopback)
     )
     return env
+
+
+#: the temporary folder of each running test cluster, by address (its processes name it)
+CLUSTER_TEMP: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +117,15 @@ def cluster():
             ["--address", f"127.0.0.1:{port}"],
         ):
             done = subprocess.run(
-                [str(BIN / "ray"), "start", *extra, *common],
+                [sys.executable, "-m", "tests._ray_loopback", "start", *extra, *common],
                 env=env,
+                cwd=ROOT,
                 capture_output=True,
                 text=True,
                 timeout=120,
             )
             assert done.returncode == 0, done.stderr[-2000:]
+        CLUSTER_TEMP[f"127.0.0.1:{port}"] = temp
         yield f"127.0.0.1:{port}", env
     finally:
         _stop(temp)
@@ -194,6 +204,47 @@ def test_relative_paths_from_another_directory_give_the_local_metrics_for_two_se
         assert ran and all(w["retries"] == 0 and w["node_id"] and w["pid"] for w in ran)
         nodes = {s["node_id"] for w in ran for s in w.get("shards", [w])}
         assert len(nodes) == 2  # both nodes took work (the shift checks' shards)
+
+
+LISTENERS = """
+import json, os, sys
+import ray
+from tests._ray_loopback import listening
+from tests.test_ray_cluster import _pids_under
+
+address, temp = sys.argv[1:3]
+ray.init(address=address, log_to_driver=False)
+
+@ray.remote(num_cpus=1)
+class Probe:
+    def where(self):
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+probes = [Probe.remote() for _ in range(2)]  # one CPU per node: one actor on each
+found = ray.get([p.where.remote() for p in probes])
+pids = sorted(set(_pids_under(temp)) | {os.getpid()} | {pid for pid, _ in found})
+print(json.dumps({"nodes": len({n for _, n in found}), "pids": len(pids), "listening": listening(pids)}))
+"""
+
+
+@pytest.mark.slow
+def test_every_process_of_the_cluster_listens_on_loopback_only(cluster):
+    """The GCS, both raylets (node manager, object manager), the workers' and the driver's gRPC servers:
+    every listening TCP socket of the cluster's processes is on 127.0.0.1, none on another interface."""
+    from tests._ray_loopback import is_loopback
+
+    address, env = cluster
+    temp = CLUSTER_TEMP[address]
+    done = subprocess.run(
+        [sys.executable, "-c", LISTENERS, address, temp],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["nodes"] == 2
+    listening = [tuple(x) for x in out["listening"]]
+    assert len({pid for pid, _, _ in listening}) >= 5  # GCS, 2 raylets, 2 actors, the driver...
+    assert [x for x in listening if not is_loopback(x[1])] == []
 
 
 class CrashOnce:
@@ -420,11 +471,12 @@ def test_ray_job_submit_runs_the_readme_command(project, tmp_path):
     try:
         done = subprocess.run(
             [
-                str(BIN / "ray"), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                sys.executable, "-m", "tests._ray_loopback", "start", "--head", "--port", str(port),
+                "--node-ip-address", "127.0.0.1",
                 "--num-cpus", "2", "--temp-dir", temp, "--disable-usage-stats", "--include-dashboard", "true",
                 "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
             ],
-            env=env, capture_output=True, text=True, timeout=120,
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         command = " ".join(

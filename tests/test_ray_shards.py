@@ -12,7 +12,11 @@ import json
 import numpy as np
 import pytest
 
+from roadworthy.checks.attack.hopskipjump import HopSkipJump
+from roadworthy.checks.attack.laser import LaserBeam
 from roadworthy.checks.attack.pgd import PGDLinf
+from roadworthy.checks.attack.pixels import FewPixelAttack, LineAttack
+from roadworthy.checks.attack.square import SquareAttack
 from roadworthy.checks.base import Block, Context, ShardInputError, blocks_of
 from roadworthy.checks.shift.suite import SHIFT_CHECKS
 from roadworthy.runner.local import run_check
@@ -60,6 +64,120 @@ def test_any_split_of_the_blocks_gives_the_one_shard_numbers(ctx, check, sizes):
     )
 
 
+def _same(a, b) -> None:
+    assert a.metrics == b.metrics
+    assert json.dumps(a.details, sort_keys=True, default=str) == json.dumps(
+        b.details, sort_keys=True, default=str
+    )
+    assert [e.changed for e in a.examples] == [e.changed for e in b.examples]
+
+
+def _as_a_cluster_would(check, ctx: Context, order: list[int]):
+    """Each block on its own fresh "worker", run in ``order``; then, like the Ray driver, the parts are
+    taken in block order until the check's rule says enough (later blocks are dropped)."""
+    blocks = check.blocks(ctx)
+    got = {i: check.run_blocks(_fresh(ctx), [blocks[i]])[0] for i in order}
+    parts = []
+    for i in range(len(blocks)):
+        parts.append(got[i])
+        if check.enough(ctx, parts):
+            break
+    return check.merge(_fresh(ctx), parts), len(parts)
+
+
+BLACK_BOX = {
+    # breaks nearly every input: the rule stops after the first 32 inputs (2 of 6 blocks)
+    "square_stops": SquareAttack(
+        SquareAttack.Params(
+            n_samples=96, eps=0.3, sweep=(0.1, 0.3), max_queries=60, huge_samples=4, interval_half_width=0.06
+        )
+    ),
+    "square_all": SquareAttack(
+        SquareAttack.Params(n_samples=40, max_queries=40, huge_samples=4, interval_half_width=0.0)
+    ),
+    "pixels": FewPixelAttack(
+        FewPixelAttack.Params(n_samples=40, strengths=(1, 4), default=4, popsize=8, generations=3)
+    ),
+    "line": LineAttack(LineAttack.Params(n_samples=40, strengths=(8,), default=8, popsize=8, generations=3)),
+    "laser": LaserBeam(LaserBeam.Params(n_samples=40, restarts=1, iterations=8)),
+    "hopskipjump": HopSkipJump(HopSkipJump.Params(n_samples=40, max_queries=60, init_evals=10)),
+}
+
+
+@pytest.mark.parametrize("name", list(BLACK_BOX))
+def test_black_box_checks_give_the_one_shard_numbers_in_any_split(ctx, name):
+    """Square, few-pixel, line, laser and HopSkipJump work in blocks of 16 inputs keyed by the block:
+    blocks run in any order on separate workers, merged in order up to the sequential rule's stop, give
+    the local run's metrics, details and examples exactly."""
+    check = BLACK_BOX[name]
+    whole = check.run(_fresh(ctx))
+    n_blocks = len(check.blocks(ctx))
+    assert n_blocks >= 3
+    order = list(np.random.default_rng(7).permutation(n_blocks))
+    merged, used = _as_a_cluster_would(check, ctx, order)
+    _same(merged, whole)
+    seq = whole.details.get("sequential")
+    if name == "square_stops":
+        assert seq["stopped_early"] and seq["attacked_inputs"] == 16 * used and 2 <= used < n_blocks
+    elif seq is not None:
+        assert not seq["stopped_early"] and used == n_blocks
+
+
+@pytest.mark.parametrize("detector", ["energy", "knn"])
+def test_ood_detector_units_give_the_one_shard_numbers_in_any_order(ctx, detector):
+    """An OOD detector check's blocks are the bench's units (the ID rows, each source chunk by chunk,
+    every chunk from its own generator): units scored on separate workers in any order merge into the
+    local run's metrics and details; the merged scores are published for the summary."""
+    from roadworthy.checks.ood.detection import DETECTOR_CHECKS, DetectionParams, detector_scores
+
+    params = DetectionParams(n_id=120, n_per_source=40)
+    check = DETECTOR_CHECKS[detector](params)
+    fresh = _fresh(ctx)
+    whole = check.run(fresh)
+    assert len(check.blocks(ctx)) == 9  # the ID rows and eight sources, one chunk each at 16 x 16 px
+    order = list(np.random.default_rng(3).permutation(len(check.blocks(ctx))))
+    merged, used = _as_a_cluster_would(check, ctx, order)
+    assert used == len(check.blocks(ctx))
+    _same(merged, whole)
+    published = detector_scores(fresh, detector, params)
+    assert set(published) == {"id", *whole.details["sources"]} and len(published["id"]) == 120
+
+
+def test_an_ood_source_chunk_is_the_same_made_alone_or_in_order(ctx):
+    """Each chunk of a source draws from its own generator: made alone, it equals the same chunk made
+    in order after the others (so a worker can make any chunk)."""
+    from roadworthy.checks.ood.detection import DetectionParams, bench
+
+    b = bench(_fresh(ctx), DetectionParams(n_id=50, n_per_source=30))
+    b.chunk = 7  # several chunks per source
+    for src in ("uniform_noise", next(s for s in b.sizes if s.startswith("shift_"))):
+        in_order = np.concatenate([x for _, x in b.chunks(ctx, src)])
+        alone = b.make_chunk(_fresh(ctx), src, 14)
+        assert in_order.shape[0] == 30 and np.array_equal(alone, in_order[14:21])
+        assert np.array_equal(b.take(ctx, src, 16)[0], in_order[16])
+
+
+def test_the_sequential_rule_is_applied_after_each_block_from_32_inputs_on():
+    """The rule never looks before 32 inputs (the first wave), then after every block of 16; it reads
+    only the parts' per-input results."""
+    check = BLACK_BOX["square_stops"]
+
+    def part(n_broken: int) -> dict:  # 16 inputs, all correct, the first n_broken flipped at the default
+        found = np.arange(16) < n_broken
+        return {
+            "pred": np.zeros(16, int),
+            "correct": np.ones(16, bool),
+            "found": found,
+            "hi": np.where(found, 0.3, np.inf),
+            "default": 0.3,
+        }
+
+    assert not check.enough(None, [part(16)])  # 16 inputs all broken: tight, but before 32 inputs
+    assert check.enough(None, [part(16), part(16)])  # 32 of 32 broken: within 0.06
+    assert not check.enough(None, [part(8), part(8)])  # half broken: an interval of about +-0.17
+    assert not BLACK_BOX["square_all"].stops_early() and BLACK_BOX["square_stops"].stops_early()
+
+
 def test_the_shift_check_shares_its_outputs_for_later_checks(ctx):
     check = SHIFT(SHIFT.Params(n_samples=100, severities=(3,)), budget="quick")
     fresh = _fresh(ctx)
@@ -72,11 +190,13 @@ def test_the_shift_check_shares_its_outputs_for_later_checks(ctx):
 def test_a_sharded_check_failing_for_an_input_reason_stops_the_run(ctx):
     with pytest.raises(ShardInputError, match=r"attack.pgd_linf: .*every `eps` must be"):
         run_check(PGDLinf, ctx, PGDLinf.Params(n_samples=8, eps=2.0))
+    with pytest.raises(ShardInputError, match=r"attack.pixels: .*`popsize` must be >= 4"):
+        run_check(FewPixelAttack, ctx, FewPixelAttack.Params(n_samples=8, popsize=2))
 
 
 # ------------------------------------------------------------------------------------------------ Ray
 
-SUITES = ["shift.gaussian_noise", "attack.pgd_linf", "attack.fgsm"]
+SUITES = ["shift.gaussian_noise", "attack.pgd_linf", "attack.fgsm", "ood.max_logit"]
 
 
 def _measured(report) -> dict[str, float]:
@@ -85,15 +205,59 @@ def _measured(report) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def local_ray():
+    """A local Ray instance started as ``--backend ray`` starts one (on 127.0.0.1 only)."""
     ray = pytest.importorskip("ray")
     import os
 
+    from roadworthy.runner.ray import connect
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect(None, 60, num_cpus=2)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_the_local_ray_instance_listens_on_loopback_only(local_ray):
+    """Every listening socket of the instance's processes (GCS, raylet, agents, this driver and a worker
+    actor) is on 127.0.0.1: a local instance is not reachable from the network."""
+    import os
+
+    from tests._ray_loopback import is_loopback, listening
+
+    @local_ray.remote(num_cpus=0.5)
+    class Probe:
+        def pid(self) -> int:
+            return os.getpid()
+
+    probe = Probe.remote()
+    worker = local_ray.get(probe.pid.remote())
+    assert local_ray.util.get_node_ip_address() == "127.0.0.1"
+    pids = _descendants(os.getpid()) | {os.getpid(), worker}
+    found = listening(sorted(pids))
+    local_ray.kill(probe)
+    assert {pid for pid, _, _ in found} >= {os.getpid(), worker}
+    assert [x for x in found if not is_loopback(x[1])] == []
+
+
+def _descendants(root: int) -> set[int]:
+    from pathlib import Path
+
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in out} - out
+        out |= more
+        grew = bool(more)
+    return out - {root}
 
 
 @pytest.mark.slow
@@ -137,3 +301,75 @@ def test_every_shard_failing_for_an_input_reason_stops_the_ray_run(local_ray, di
     with pytest.raises(ShardInputError, match=r"attack.pgd_linf: every shard failed: .*every `eps` must be"):
         run_ray([PGDLinf], ctx, model_recipe=recipe, workers=2, cpus_per_task=0.5)
     assert np.isfinite(model.predict(digits_data.x[:2])).all()  # the driver's model is untouched
+
+
+@pytest.mark.slow
+def test_sequential_black_box_checks_stop_at_the_same_block_on_ray(local_ray, digits_module, digits_data):
+    """Square with a rule that stops, and HopSkipJump, on 2 Ray workers (Square's next block runs ahead
+    on the idle worker and is dropped past the stop): the local backend's metrics, block for block."""
+    from roadworthy.config import LoadOptions, ModelRecipe
+    from roadworthy.models import load_model
+    from roadworthy.runner.local import run_checks
+    from roadworthy.runner.ray import run_ray
+
+    model = load_model(digits_module, input_shape=(1, 16, 16))
+    plan = {
+        "attack.square": {
+            "n_samples": 96, "eps": 0.3, "sweep": (0.1, 0.3), "max_queries": 60, "huge_samples": 4,
+            "interval_half_width": 0.06,
+        },
+        "attack.hopskipjump": {"n_samples": 40, "max_queries": 120, "init_evals": 20},
+    }  # fmt: skip
+    classes = [SquareAttack, HopSkipJump]
+
+    def ctx() -> Context:
+        return Context(model=model, data=digits_data, budget="quick", seed=3, plan_params=plan)
+
+    local = {r.id: r for r in run_checks(classes, ctx())}
+    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
+    remote = {}
+    for cls in classes:  # one at a time: Square alone keeps a worker free to run its next block ahead
+        remote.update(
+            {r.id: r for r in run_ray([cls], ctx(), model_recipe=recipe, workers=2, cpus_per_task=0.5)}
+        )
+    for cid in local:
+        assert remote[cid].status == local[cid].status != "error", remote[cid].error
+        assert remote[cid].metrics == local[cid].metrics, cid
+    seq = remote["attack.square"].details["sequential"]
+    where = remote["attack.square"].details["ray"]
+    assert seq["stopped_early"] and len(where["shards"]) == seq["attacked_inputs"] // 16
+    assert where["blocks_run_ahead_dropped"] >= 1  # blocks past the stop ran on idle workers, unused
+    hsj = remote["attack.hopskipjump"].details["ray"]["shards"]
+    assert [sh["blocks"] for sh in hsj] == [2, 1]  # 40 inputs: 3 blocks of 16 on 2 workers
+
+
+class _FakeAutoAttack:
+    """Stands in for ``pyautoattack.AutoAttack`` (not installed in CI): one random-sign step of size
+    ``eps`` from a generator seeded by ``seed``, so the check's seeding per block is what is tested."""
+
+    def __init__(self, model, norm, eps, version, device, seed, **_):
+        self.model, self.eps, self.seed = model, eps, seed
+
+    def run_standard_evaluation(self, x, y, batch_size):
+        import torch
+
+        gen = torch.Generator().manual_seed(self.seed)
+        sign = torch.randint(0, 2, x.shape, generator=gen).float() * 2 - 1
+        return (x + self.eps * sign).clamp(0, 1)
+
+
+def test_autoattack_blocks_give_the_one_shard_numbers_in_any_split(ctx, monkeypatch):
+    import sys
+    import types
+
+    from roadworthy.checks.attack.autoattack import AutoAttackEnsemble
+
+    fake = types.ModuleType("pyautoattack")
+    fake.AutoAttack = _FakeAutoAttack
+    fake.__version__ = "fake"
+    monkeypatch.setitem(sys.modules, "pyautoattack", fake)
+    check = AutoAttackEnsemble(AutoAttackEnsemble.Params(n_samples=150, eps=0.3))
+    whole = check.run(_fresh(ctx))
+    assert len(check.blocks(ctx)) == 3 and 0 < whole.metrics["attack.autoattack.robust_accuracy"] < 1
+    _same(check.merge(_fresh(ctx), _in_groups(check, ctx, [1, 2])), whole)
+    assert whole.details["threat_model"]["package"] == "pyautoattack fake"

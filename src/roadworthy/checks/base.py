@@ -179,6 +179,21 @@ class Check:
         """The outcome from every block's part, in block order (runs where the results are gathered)."""
         raise NotImplementedError
 
+    def stops_early(self) -> bool:
+        """Whether :meth:`enough` may stop the check before its last block (a sequential rule).
+
+        Such a check's blocks are run in order, one at a time, and merged up to the first prefix the rule
+        accepts; the Ray backend gives each block its own task and runs later blocks ahead only on
+        workers that would otherwise idle (their parts are dropped when the rule stops earlier).
+        """
+        return False
+
+    def enough(self, ctx: Context, parts: list[Any]) -> bool:
+        """Whether the parts of the first ``len(parts)`` blocks (in block order) are enough: the check
+        stops there and :meth:`merge` gets exactly those parts. A function of the parts alone (never of
+        how they were computed), so any split of the blocks stops at the same block."""
+        return False
+
     def blocks(self, ctx: Context) -> list[Block]:
         """This check's blocks in ``ctx`` (empty when it is not sharded)."""
         n = self.shard_items(ctx)
@@ -199,9 +214,20 @@ class Check:
         return parts
 
     def run_sharded(self, ctx: Context) -> Outcome:
-        """The whole range as one shard, then :meth:`merge` (the local backend's path)."""
+        """The whole range as one shard, then :meth:`merge` (the local backend's path); a check that
+        :meth:`stops_early` stops after the first block at which :meth:`enough` holds."""
+        blocks = self.blocks(ctx)
         try:
-            parts = self.run_blocks(ctx, self.blocks(ctx))
+            if not self.stops_early():
+                parts = self.run_blocks(ctx, blocks)
+            else:
+                parts = []
+                with ctx.progress.task(self.title, total=len(blocks)) as task:
+                    for b in blocks:
+                        parts.append(self.run_block(ctx, b))
+                        task.advance()
+                        if self.enough(ctx, parts):
+                            break
         except ShardInputError:
             raise
         except InvalidInputError as exc:

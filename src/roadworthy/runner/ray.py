@@ -3,11 +3,15 @@ in parallel on Ray worker actors.
 
 One actor per worker (:class:`Worker`) rebuilds the model once and keeps one cache (clean predictions
 and features, the validity gate) for every check and shard it runs. A check that implements the
-sharding protocol (:meth:`~roadworthy.checks.base.Check.shard_items`: the shift checks, the white-box
-curve attacks) is split into shards of whole blocks of its sample, at most one per worker; the blocks'
-parts come back here and :meth:`~roadworthy.checks.base.Check.merge` computes the metrics from the
-merged per-sample arrays. Randomness is keyed per block, so 1 worker, 4 workers and the local backend
-give bit-identical metrics. A check whose every shard failed for an input reason stops the run
+sharding protocol (:meth:`~roadworthy.checks.base.Check.shard_items`: the shift checks, the attacks
+but FGSM and the sticker, the OOD detectors) is split into shards of whole blocks of its sample, at
+most one per worker; the blocks' parts come back here and :meth:`~roadworthy.checks.base.Check.merge`
+computes the metrics from the merged per-sample arrays. Randomness is keyed per block, so 1 worker, 4
+workers and the local backend give bit-identical metrics. A check with a sequential rule
+(:meth:`~roadworthy.checks.base.Check.stops_early`: Square, few-pixel, line, laser) goes one block per
+task (:class:`_Sequence`): its parts are consumed in block order and its own rule decides after each
+whether to stop, as on the local backend; later blocks run ahead only on workers nothing else needs.
+A check whose every shard failed for an input reason stops the run
 (:class:`~roadworthy.checks.base.ShardInputError`, exit 2): no verdict.
 
 What a cluster needs: roadworthy and the model's framework installed on every node, nothing else. No
@@ -16,6 +20,9 @@ object store once, and so does the model: a model file's *bytes* (a folder's as 
 once through the object store and each worker process rebuilds the model from them once (a temporary
 file, the same loader and the same ``--trust-pickle`` rule as here), then keeps it for every check and
 shard it runs. A model given as a Python object travels pickled, like any task argument.
+
+A local instance (no address) starts as one machine: node address 127.0.0.1, every Ray server on
+loopback (:func:`_one_machine`).
 
 Failures are said in one line: an unreachable or refusing cluster stops the run before any check
 (:class:`~roadworthy.errors.InvalidInputError`, exit 2) within ``timeout`` seconds; a model that cannot
@@ -42,7 +49,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +256,8 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
     quiet.setLevel(logging.ERROR)  # Ray's own notices ("SIGTERM handler is not set"...) stay off the terminal
     try:
         if not address:  # a local instance: its processes die with the thread that starts them
-            init()
+            with _one_machine(ray):
+                init()
             return _raise_init_error(outcome.get("error"), shown)
         # a cluster: connect from a thread, so an address that answers but never completes cannot hang us;
         # Ray's C++ core writes its retries ("Failed to get cluster ID"...) straight to file descriptor 2,
@@ -267,6 +275,28 @@ def connect(address: str | None, timeout: float, num_cpus: int | None = None) ->
             "is the cluster up and reachable from here?"
         )
     _raise_init_error(outcome.get("error"), shown)
+
+
+@contextlib.contextmanager
+def _one_machine(ray: Any) -> Iterator[None]:
+    """A local Ray instance started inside the block advertises and listens on 127.0.0.1 only.
+
+    On Linux Ray gives a new instance the host's outward address, and its servers (GCS, raylet, the
+    workers' gRPC servers, agents) then listen on every interface; it keeps to 127.0.0.1 only where it
+    assumes one machine (macOS, Windows: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``). A local instance is
+    one machine by definition, so its start reads that setting here (only while ``ray.init`` runs).
+    Where this Ray has no such setting, nothing changes.
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is None or not hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        yield
+        return
+    saved = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
 
 
 @contextlib.contextmanager
@@ -426,6 +456,44 @@ def _merged(cls: type[Check], ctx: Context, shards: list[dict[str, Any]], starte
     return result
 
 
+@dataclass
+class _Sequence:
+    """The driver's view of a check with a sequential rule (:meth:`~roadworthy.checks.base.Check.stops_early`).
+
+    Its blocks go out one task each, in order: the next block is queued as soon as none of the check's
+    is queued or running (it is needed), and later blocks run ahead on workers that would otherwise idle.
+    Parts are consumed in block order; after each, the check's own rule (``enough``) decides whether to
+    stop, so the stop and the numbers are those of the local backend however the blocks were spread.
+    """
+
+    check: Check
+    blocks: list[Block]
+    handed: int = 0  #: blocks handed out (queued or run), in block order
+    got: dict[int, dict[str, Any]] = field(default_factory=dict)  #: shard outputs by block index
+    used: int = 0  #: blocks consumed, a prefix
+    parts: list[Any] = field(default_factory=list)
+    done: bool = False
+
+    def hand_out(self, cid: str) -> tuple[str, int, list[Block]]:
+        block = self.blocks[self.handed]
+        self.handed += 1
+        return (cid, block.index, [block])
+
+    def consume(self, ctx: Context) -> list[dict[str, Any]] | None:
+        """The shard outputs to merge once the prefix is decided (stopped, failed or complete), else None."""
+        while self.used in self.got:
+            sh = self.got[self.used]
+            self.used += 1
+            if "parts" not in sh:  # this block failed: the check fails with it (merge says how)
+                self.done = True
+                return [self.got[i] for i in range(self.used)]
+            self.parts.extend(sh["parts"])
+            if self.used == len(self.blocks) or self.check.enough(ctx, self.parts):
+                self.done = True
+                return [self.got[i] for i in range(self.used)]
+        return None
+
+
 def run_ray(
     classes: Sequence[type[Check]],
     ctx: Context,
@@ -491,6 +559,8 @@ def run_ray(
     # per block); any other check is one item
     items: list[tuple[str, int, list[Block]]] = []  # (check id, shard number or -1, blocks)
     n_shards: dict[str, int] = {}
+    # checks with a sequential rule: one block per task, in order (the shard number is the block's index)
+    sequences: dict[str, _Sequence] = {}
     n_workers = _worker_count(ray, workers, cpus_per_task)
     for cls in parallel:
         check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
@@ -498,26 +568,45 @@ def run_ray(
         if blocks is None:
             items.append((cls.id, -1, []))
             continue
+        if check.stops_early() and blocks:
+            sequences[cls.id] = _Sequence(check, blocks)
+            items.append(sequences[cls.id].hand_out(cls.id))
+            continue
         groups = [g for g in _split(blocks, n_workers) if g] or [[]]
         n_shards[cls.id] = len(groups)
         items.extend((cls.id, k, g) for k, g in enumerate(groups))
-    limit = min(n_workers, max(1, len(items)))
+    ahead = sum(len(sq.blocks) - 1 for sq in sequences.values())  # blocks that may run ahead
+    limit = min(n_workers, max(1, len(items) + ahead))
     # retries are ours (no restarts), so each result can say how many it took
     actor_class = ray.remote(Worker).options(num_cpus=cpus_per_task, max_restarts=0, max_task_retries=0)
     actors = [actor_class.remote(shipped, payload_ref) for _ in range(limit)] if items else []
     free = list(range(len(actors)))
     by_id = {c.id: c for c in parallel}
     queue = list(items)
-    tries: dict[tuple[str, int], int] = {(cid, k): 0 for cid, k, _ in items}
+    tries: dict[tuple[str, int], int] = {}
     pending: dict[Any, tuple[tuple[str, int, list[Block]], int]] = {}
     shards: dict[str, dict[int, dict[str, Any]]] = {cid: {} for cid in n_shards}
     started: dict[str, float] = {}
     finished: dict[str, CheckResult] = dict(done or {})
 
+    def run_ahead() -> tuple[str, int, list[Block]] | None:
+        """A later block of a sequential check, for a worker nothing else needs now."""
+        for cid, sq in sequences.items():
+            if not sq.done and sq.handed < len(sq.blocks):
+                return sq.hand_out(cid)
+        return None
+
+    def waiting(cid: str) -> bool:
+        return any(it[0] == cid for it in queue) or any(it[0] == cid for it, _ in pending.values())
+
     def submit() -> None:
-        while queue and free:
-            item, slot = queue.pop(0), free.pop(0)
+        while free and (queue or sequences):
+            item = queue.pop(0) if queue else run_ahead()
+            if item is None:
+                return
+            slot = free.pop(0)
             cid, k, blocks = item
+            tries.setdefault((cid, k), 0)
             started.setdefault(cid, time.perf_counter())
             actor = actors[slot]
             ref = actor.check.remote(cid) if k < 0 else actor.shard.remote(cid, blocks)
@@ -577,6 +666,27 @@ def run_ray(
                         f"--backend ray: a worker could not rebuild the model: {got['model_input_error']}"
                     )
                 got["retries"] = tries[(cid, k)]
+                if cid in sequences:
+                    sq = sequences[cid]
+                    if sq.done:  # a block run ahead past the stop: dropped
+                        submit()
+                        continue
+                    sq.got[k] = got
+                    decided = sq.consume(ctx)
+                    if decided is not None:
+                        # blocks handed out past the stop are dropped (still running ones finish unread)
+                        queue[:] = [it for it in queue if it[0] != cid]
+                        for ref_, (it, slot_) in list(pending.items()):
+                            if it[0] == cid:
+                                del pending[ref_]
+                                free.append(slot_)
+                        result = _merged(by_id[cid], ctx, decided, started[cid])
+                        result.details["ray"]["blocks_run_ahead_dropped"] = sq.handed - sq.used
+                        record(result)
+                    elif not waiting(cid):  # the next block is needed now
+                        queue.append(sq.hand_out(cid))
+                    submit()
+                    continue
                 shards[cid][k] = got
                 if len(shards[cid]) == n_shards[cid]:
                     record(

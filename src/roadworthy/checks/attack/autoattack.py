@@ -16,7 +16,7 @@ import numpy as np
 
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample
-from roadworthy.checks.base import Context, Requires, register
+from roadworthy.checks.base import Block, Context, Requires, register
 
 MODULE = "pyautoattack"
 
@@ -59,13 +59,15 @@ class AutoAttackEnsemble(AttackCheck):
             return f"the optional package '{MODULE}' is not installed (pip install 'roadworthy[autoattack]')"
         return super().unmet(ctx)
 
-    def attack(self, ctx: Context, s: Sample) -> Attempt:
+    sharding = "blocks"  # blocks of 64 inputs, each seeded by its index: any split, the same numbers
+
+    def attack_block(self, ctx: Context, s: Sample, block: Block) -> dict[str, Any]:
+        """The ensemble on the block's correct inputs, seeded by check and block."""
         import torch
 
         from roadworthy.errors import require
 
         aa = require(MODULE, "autoattack", "attack.autoattack")
-        self._package = f"{MODULE} {getattr(aa, '__version__', '?')}"
         p = self.params
         device = getattr(ctx.model, "device", "cpu")
 
@@ -77,31 +79,38 @@ class AutoAttackEnsemble(AttackCheck):
             def forward(self, t: torch.Tensor) -> torch.Tensor:
                 return self.fn(t)
 
-        custom = {"attacks": list(p.attacks)} if p.version == "custom" else {}
-        attack = aa.AutoAttack(
-            _Logits(ctx.model.forward_torch),  # type: ignore[attr-defined]
-            **custom,
-            norm="Linf",
-            eps=p.eps,
-            version=p.version,
-            device=device,
-            seed=ctx.torch_seed(self.id) % (2**31),
-        )
-        attack.verbose = False
         xc, yc = s.xc, s.yc
-        with ctx.progress.task(f"AutoAttack on {len(xc)} inputs", total=1) as task:
-            if len(xc):
-                out = attack.run_standard_evaluation(
-                    torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device), batch_size=p.batch_size
-                )
-                adv = (out[0] if isinstance(out, tuple) else out).detach().cpu().numpy().astype(np.float32)
-            else:
-                adv = xc.copy()
-            task.advance()
+        adv = xc.copy()
+        if len(xc):
+            custom = {"attacks": list(p.attacks)} if p.version == "custom" else {}
+            attack = aa.AutoAttack(
+                _Logits(ctx.model.forward_torch),  # type: ignore[attr-defined]
+                **custom,
+                norm="Linf",
+                eps=p.eps,
+                version=p.version,
+                device=device,
+                seed=ctx.torch_seed(self.id, "block", block.index) % (2**31),
+            )
+            attack.verbose = False
+            out = attack.run_standard_evaluation(
+                torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device), batch_size=p.batch_size
+            )
+            adv = (out[0] if isinstance(out, tuple) else out).detach().cpu().numpy().astype(np.float32)
         common.verify_budget(xc, adv, p.eps, "linf", self.id)
         pred = ctx.predict_logits(adv).argmax(axis=1) if len(adv) else np.zeros(0, int)
+        return {
+            "pred": s.pred,
+            "broken": pred != yc,
+            "package": f"{MODULE} {getattr(aa, '__version__', '?')}",
+        }
+
+    def finish_blocks(self, ctx: Context, s: Sample, parts: list[dict[str, Any]]) -> Attempt:
+        p = self.params
+        self._package = parts[0]["package"] if parts else MODULE
+        broken = np.concatenate([np.zeros(0, bool), *(q["broken"] for q in parts)])
         return Attempt(
-            broken={p.eps: common.fill_in(s.correct, pred != yc, False)}, default=p.eps, strengths=[p.eps]
+            broken={p.eps: common.fill_in(s.correct, broken, False)}, default=p.eps, strengths=[p.eps]
         )
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:

@@ -8,9 +8,9 @@ The base owns everything attacks share, in this order:
 2. **the strength sweep**: :meth:`AttackCheck.curve_white_box` (one minimum-norm run for the whole curve
    plus the check's own attack at the default strength), :meth:`AttackCheck.sweep_white_box` (every
    strength on every input, then a doubling ladder and a bisection per input) and
-   :meth:`AttackCheck.escalate` (each strength, smallest first, on the inputs still standing), for the
-   check's :meth:`~AttackCheck.attack` to use; the white-box ones count the model passes they use
-   against the plan's floor (``details.efficiency``, ``attack.<a>.passes_over_floor``);
+   :meth:`AttackCheck.escalate_block` (each strength, smallest first, on a block's inputs still
+   standing); the white-box ones count the model passes they use against the plan's floor
+   (``details.efficiency``, ``attack.<a>.passes_over_floor``);
 3. **sweep metrics**: robust accuracy at every strength and at the default one, success rate, median
    smallest flipping strength, queries (``_common.sweep_metrics``);
 4. **trust**: the self-checks' findings become ``attack.<a>.trustworthy``, one metric per finding
@@ -21,6 +21,17 @@ The base owns everything attacks share, in this order:
 A concrete check declares its algorithm (``label``), ``knowledge`` (white-box, score-based or
 decision-based black-box), ``norm``, parameters and budgets, and implements :meth:`~AttackCheck.attack`:
 run the algorithm on the sample and say, per input and strength, what broke (an :class:`Attempt`).
+
+**Sharding** (one mechanism, :class:`~roadworthy.checks.base.Check`'s ``shard_items``/``run_block``/
+``merge``): the sample is cut into fixed blocks whose randomness is keyed by the block, the blocks'
+per-input parts are merged in order, and the metrics come from the merged arrays, so the local backend
+(all blocks in one shard) and any number of Ray workers give the same numbers. The white-box curve
+attacks work in blocks of 64; the black-box checks declare ``sharding``: ``"escalate"`` (Square,
+few-pixel, line, laser: :meth:`~AttackCheck.escalate_block` per block of :data:`SEQUENTIAL_WAVE` inputs,
+the sequential rule :meth:`~AttackCheck.enough` applied after each block from the first
+:data:`SEQUENTIAL_FIRST` inputs on, so the stop never depends on the split) or ``"blocks"``
+(HopSkipJump, AutoAttack: their own :meth:`~AttackCheck.attack_block` and
+:meth:`~AttackCheck.finish_blocks`).
 """
 
 from __future__ import annotations
@@ -111,7 +122,8 @@ class Attempt:
 
 @dataclass
 class Escalation:
-    """Per correctly classified input, what :meth:`AttackCheck.escalate` found."""
+    """Per correctly classified input, what :meth:`AttackCheck.escalate_block` found, merged over the
+    blocks that ran (:meth:`AttackCheck.merge_escalation`)."""
 
     found: np.ndarray  #: flipped at some strength
     hi: np.ndarray  #: the smallest strength that flipped it (inf: none)
@@ -131,6 +143,8 @@ class AttackCheck(Check):
     norm: ClassVar[str | None] = "linf"  #: "linf", "l2", "l0", "area", or None (no strength scale)
     physical: ClassVar[bool] = False  #: physically plausible perturbation (simulated)
     trust_prefix: ClassVar[str] = ""  #: put before the trust statement in ``details.trust``
+    #: the scores an escalating check classifies its adversarial inputs with: "probs" or "logits"
+    scores: ClassVar[str] = "probs"
 
     # -- the hooks a concrete check implements
 
@@ -167,19 +181,60 @@ class AttackCheck(Check):
         is sample-sharded (its blocks run anywhere and merge in order). ``None``: not sharded."""
         return None
 
+    #: how a check that is not a white-box curve is sharded: ``"escalate"`` (:meth:`escalate_block`,
+    #: strengths escalated per block of :data:`SEQUENTIAL_WAVE` inputs, the sequential rule between
+    #: blocks), ``"blocks"`` (its own :meth:`attack_block` and :meth:`finish_blocks`), or ``None``
+    sharding: ClassVar[str | None] = None
+
     def shard_items(self, ctx: Context) -> int | None:
-        if self.white_box_perturb() is None:
+        if self.white_box_perturb() is None and self.sharding is None:
             return None
         return min(max(1, int(self.params.n_samples)), ctx.data.n_samples)
 
+    def blocks(self, ctx: Context) -> list[Block]:
+        if self.sharding == "escalate":  # a block is a wave of the sequential rule
+            return blocks_of(self.shard_items(ctx) or 0, SEQUENTIAL_WAVE)
+        return super().blocks(ctx)
+
+    def sample_block(self, ctx: Context, block: Block) -> Sample:
+        """Positions ``block.start:block.stop`` of :meth:`sample`, reading only those inputs (a check
+        whose :meth:`sample` differs takes its block from its own sample)."""
+        if type(self).sample is not AttackCheck.sample:
+            return self.sample(ctx).take(block.start, block.stop)
+        n = self.shard_items(ctx) or 0
+        idx = np.sort(common.attack_order(ctx)[:n])[block.start : block.stop]
+        x = np.ascontiguousarray(ctx.data.x[idx], dtype=np.float32)
+        return Sample(x, np.asarray(ctx.data.y[idx], dtype=np.int64), ctx.clean_pred[idx])
+
     def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
+        s = self.sample_block(ctx, block)
+        if self.sharding == "escalate":
+            return self.escalate_block(ctx, s, block)
+        if self.sharding == "blocks":
+            return self.attack_block(ctx, s, block)
         wb = self.white_box_perturb()
         assert wb is not None
-        return self.curve_block(
-            ctx, self.block_sample(ctx, block), wb[0], block, self.shard_items(ctx), wb[1]
-        )
+        return self.curve_block(ctx, s, wb[0], block, self.shard_items(ctx) or 0, wb[1])
+
+    def stops_early(self) -> bool:
+        return self.sharding == "escalate" and float(getattr(self.params, "interval_half_width", 0)) > 0
+
+    def enough(self, ctx: Context, parts: list[dict[str, Any]]) -> bool:
+        """The sequential rule (:func:`interval_tight`) after every block from the first
+        :data:`SEQUENTIAL_FIRST` inputs on: a function of the parts' per-input results alone."""
+        if not self.stops_early() or sum(len(q["pred"]) for q in parts) < SEQUENTIAL_FIRST:
+            return False
+        correct = np.concatenate([q["correct"] for q in parts])
+        broken = np.concatenate([q["found"] & (q["hi"] <= q["default"]) for q in parts])
+        return interval_tight(correct, broken, float(self.params.interval_half_width))
 
     def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
+        if self.sharding is not None:
+            s = self.merged_sample(ctx, parts)
+            if self.sharding == "escalate":
+                run = self.merge_escalation(s, parts, self.ladder(ctx)[0])
+                return self.outcome(ctx, s, self.escalated(ctx, s, run, parts))
+            return self.outcome(ctx, s, self.finish_blocks(ctx, s, parts))
         idx = np.sort(common.attack_order(ctx)[: self.shard_items(ctx)])
         # the clean predictions came with the parts: no model call here, and no inputs held
         pred = np.concatenate([q["pred"] for q in parts]) if parts else ctx.clean_pred[idx]
@@ -761,15 +816,6 @@ class AttackCheck(Check):
             else p.huge_eps * math.sqrt(float(np.prod(row_shape)))
         )
 
-    def block_sample(self, ctx: Context, block: Block) -> Sample:
-        """Positions ``block.start:block.stop`` of :meth:`sample` (the default one), loading only those
-        rows of the evaluation data."""
-        idx = np.sort(common.attack_order(ctx)[: max(1, int(self.params.n_samples))])[
-            block.start : block.stop
-        ]
-        x = np.ascontiguousarray(ctx.data.x[idx], dtype=np.float32)
-        return Sample(x, np.asarray(ctx.data.y[idx], dtype=np.int64), ctx.clean_pred[idx])
-
     def keep_examples(
         self,
         ctx: Context,
@@ -825,81 +871,129 @@ class AttackCheck(Check):
             show_difference,
         )
 
-    def escalate(
-        self,
-        ctx: Context,
-        s: Sample,
-        strengths: list[float],
-        default: float,
-        attack_at: Callable[[float, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
-        predict: Callable[[np.ndarray], np.ndarray],
-        task: Any,
-        until: float = 0.0,
-    ) -> Escalation:
-        """Each strength, smallest first, on the correct inputs no smaller strength has flipped.
+    # -- black-box checks sharded in blocks (``sharding``): the hooks and the shared flow
 
-        ``attack_at(strength, rows) -> (x_adv, queries, claimed)`` attacks the rows ``rows`` of the
-        correct inputs (``claimed``: which of them the attack itself counts as fooled); every result is
-        checked against the budget and classified again with ``predict`` (scores).
+    def ladder(self, ctx: Context) -> tuple[list[float], float]:
+        """``(strengths, default)`` of an escalating check: its strengths, smallest first, and the one
+        reported as ``robust_accuracy``."""
+        raise NotImplementedError
 
-        With ``until > 0`` the inputs are attacked in waves (:func:`sequential_waves`) and the attack
-        stops after the first wave at which the 95% interval of the robust accuracy at ``default`` is at
-        most ``until`` wide on either side (``Escalation.measured_n``: the inputs of ``s`` attacked, a
-        prefix).
+    def attack_rows(
+        self, ctx: Context, s: Sample, strength: float, rows: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """An escalating check's attack on the rows ``rows`` of the block's correct inputs (``s.xc``) at
+        ``strength``, drawing only from ``rng``: ``(x_adv, queries, claimed, extra)``, ``claimed`` the
+        rows the attack itself counts as fooled, ``extra`` per-row values to keep (or ``None``)."""
+        raise NotImplementedError
+
+    def block_extra(self, ctx: Context, s: Sample, block: Block) -> dict[str, Any]:
+        """More entries of an escalating check's part for ``block`` (a self-check run once, on block 0)."""
+        return {}
+
+    def escalated(self, ctx: Context, s: Sample, run: Escalation, parts: list[dict[str, Any]]) -> Attempt:
+        """An escalating check's :class:`Attempt` from the merged escalation on ``s``."""
+        raise NotImplementedError
+
+    def attack_block(self, ctx: Context, s: Sample, block: Block) -> dict[str, Any]:
+        """A ``sharding = "blocks"`` check's work on one block ``s``, its randomness keyed by
+        ``block.index``; the part must hold ``pred`` (the block's clean predictions)."""
+        raise NotImplementedError
+
+    def finish_blocks(self, ctx: Context, s: Sample, parts: list[dict[str, Any]]) -> Attempt:
+        """A ``sharding = "blocks"`` check's :class:`Attempt` from its blocks' parts, in block order."""
+        raise NotImplementedError
+
+    def merged_sample(self, ctx: Context, parts: list[dict[str, Any]]) -> Sample:
+        """The planned sample, its clean predictions from the parts (no model call where they merge).
+
+        Positions past the blocks that ran (a sequential rule stopped) get prediction -1: they are
+        neither correct nor attacked, and :func:`prefix_mask` leaves them out of every metric.
         """
+        n = self.shard_items(ctx) or 0
+        idx = np.sort(common.attack_order(ctx)[:n])
+        pred = np.full(n, -1, np.int64)
+        done = np.concatenate([q["pred"] for q in parts]) if parts else np.zeros(0, np.int64)
+        pred[: len(done)] = done
+        x = np.ascontiguousarray(ctx.data.x[idx], dtype=np.float32)
+        return Sample(x, np.asarray(ctx.data.y[idx], dtype=np.int64), pred)
+
+    def escalate_block(self, ctx: Context, s: Sample, block: Block) -> dict[str, Any]:
+        """Each strength, smallest first, on the block's correct inputs no smaller strength has flipped.
+
+        :meth:`attack_rows` attacks them with a generator keyed by check, strength and block (so the
+        block gives the same numbers on any worker and in any split); every result is checked against
+        the budget and classified again (``scores``). Only the flipped inputs' adversarial copies
+        travel back; the merge puts the clean inputs back in the others' place.
+        """
+        strengths, default = self.ladder(ctx)
+        predict = ctx.predict_logits if self.scores == "logits" else ctx.predict_probs
         xc, yc = s.xc, s.yc
-        found = np.zeros(len(xc), bool)
-        hi = np.full(len(xc), np.inf)
-        best_adv, best_pred = xc.copy(), yc.copy()
-        q_default = np.zeros(len(xc))
-        confirmed = []
-        ends = sequential_waves(len(s.y), until)
-        first_row = np.concatenate([[0], np.cumsum(s.correct)])  # correct inputs before each sample input
-        start, end = 0, len(s.y)
-        for w, end in enumerate(ends):
-            wave = np.arange(first_row[start], first_row[end])
-            for e in strengths:
-                rows = wave[~found[wave]]
-                if len(rows):
-                    adv, q, claimed = attack_at(e, rows)
-                    common.verify_budget(xc[rows], adv, float(e), self.norm, self.id)
-                    pred = predict(adv).argmax(axis=1)
-                    flip = pred != yc[rows]
-                    confirmed.append(flip[claimed])
-                    found[rows[flip]] = True
-                    hi[rows[flip]] = e
-                    best_adv[rows[flip]], best_pred[rows[flip]] = adv[flip], pred[flip]
-                    if e <= default:
-                        q_default[rows] = q
-                if w == 0:
-                    task.advance()
-            start = end
-            if until > 0 and interval_tight(s.correct[:end], (hi <= default)[: first_row[end]], until):
+        n = len(xc)
+        found, hi = np.zeros(n, bool), np.full(n, np.inf)
+        adv, pred = xc.copy(), yc.copy()
+        q_default = np.zeros(n)
+        confirmed: list[np.ndarray] = []
+        extra: np.ndarray | None = None
+        for e in strengths:
+            rows = np.flatnonzero(~found)
+            if not len(rows):
                 break
-        broken = {e: found & (hi <= e) for e in strengths}
+            x_adv, q, claimed, ex = self.attack_rows(
+                ctx, s, e, rows, ctx.rng(self.id, e, "block", block.index)
+            )
+            common.verify_budget(xc[rows], x_adv, float(e), self.norm, self.id)
+            p = predict(x_adv).argmax(axis=1)
+            flip = p != yc[rows]
+            confirmed.append(flip[claimed])
+            found[rows[flip]], hi[rows[flip]] = True, e
+            adv[rows[flip]], pred[rows[flip]] = x_adv[flip], p[flip]
+            if e <= default:
+                q_default[rows] = q
+            if ex is not None:
+                if extra is None:
+                    extra = np.zeros((n, *np.shape(ex)[1:]), np.asarray(ex).dtype)
+                extra[rows] = ex
+        return {
+            "pred": s.pred,
+            "correct": s.correct,
+            "default": default,
+            "found": found,
+            "hi": hi,
+            "adv": adv[found],
+            "adv_pred": pred[found],
+            "q_default": q_default,
+            "confirmed": np.concatenate([np.zeros(0, bool), *confirmed]),
+            "extra": extra,
+            **self.block_extra(ctx, s, block),
+        }
+
+    def merge_escalation(self, s: Sample, parts: list[dict[str, Any]], strengths: list[float]) -> Escalation:
+        """The escalation over ``s``'s correct inputs from the blocks' parts (a prefix, in order)."""
+        xc, yc = s.xc, s.yc
+
+        def cat(key: str, empty: np.ndarray) -> np.ndarray:
+            return np.concatenate([empty, *(q[key] for q in parts)])
+
+        found, hi = cat("found", np.zeros(0, bool)), cat("hi", np.zeros(0))
+        adv, pred = xc.copy(), yc.copy()
+        if found.any():
+            adv[found] = np.concatenate([q["adv"] for q in parts if len(q["adv"])])
+            pred[found] = cat("adv_pred", np.zeros(0, np.int64))
         return Escalation(
             found,
             hi,
-            best_adv,
-            best_pred,
-            q_default,
-            broken,
-            np.concatenate([np.zeros(0, bool), *confirmed]),
-            measured_n=end,
+            adv,
+            pred,
+            cat("q_default", np.zeros(0)),
+            {e: found & (hi <= e) for e in strengths},
+            cat("confirmed", np.zeros(0, bool)),
+            measured_n=sum(len(q["pred"]) for q in parts),
         )
 
 
 #: sequential attacks: the first wave, and the inputs each later wave adds
 SEQUENTIAL_FIRST = 32
 SEQUENTIAL_WAVE = 16
-
-
-def sequential_waves(n: int, until: float) -> list[int]:
-    """Ends of the prefixes of ``n`` inputs after which a sequential attack looks at its interval:
-    one prefix (all of them) when ``until`` is 0, else 32, 48, 64, ... and ``n``."""
-    if until <= 0 or n <= SEQUENTIAL_FIRST:
-        return [n]
-    return [*range(SEQUENTIAL_FIRST, n, SEQUENTIAL_WAVE), n]
 
 
 def interval_tight(correct: np.ndarray, broken_correct: np.ndarray, until: float) -> bool:

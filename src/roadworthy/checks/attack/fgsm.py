@@ -64,7 +64,7 @@ class FGSM(AttackCheck):
         return min(max(1, int(self.params.n_samples)), ctx.data.n_samples)
 
     def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
-        s = self.block_sample(ctx, block)
+        s = self.sample_block(ctx, block)
         n_total = self.shard_items(ctx)
         return self.sweep_block(ctx, s, self._step(ctx, s), block, n_total, iterative=False)
 

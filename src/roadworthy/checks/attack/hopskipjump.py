@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from roadworthy.attacks.hopskipjump import hop_skip_jump_result
 from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack import trust
 from roadworthy.checks.attack.base import AttackCheck, Attempt, Sample, Shown
-from roadworthy.checks.base import Context, Requires, register
+from roadworthy.checks.base import Block, Context, Requires, register
 
 
 @dataclass(frozen=True)
@@ -72,23 +73,63 @@ class HopSkipJump(AttackCheck):
         "thorough": {"n_samples": 250, "max_queries": 5000},
     }
 
-    def attack(self, ctx: Context, s: Sample) -> Attempt:
+    sharding = "blocks"
+    shard_block = 16  # HopSkipJump is costly per input: small blocks spread over more workers
+
+    def attack_block(self, ctx: Context, s: Sample, block: Block) -> dict[str, Any]:
+        """HopSkipJump on the block's correct inputs, from a generator keyed by the block; every worker
+        builds the same start pool (keyed by the check)."""
         p = self.params
-        name = self.id
-        correct0, xc, yc = s.correct, s.xc, s.yc
+        xc, yc = s.xc, s.yc
         pool = StartPool(ctx.data.x, ctx.clean_pred, self._pool_rows(ctx))
 
         def labels(batch: np.ndarray) -> np.ndarray:
             return ctx.predict_probs(batch).argmax(axis=1)
 
-        with ctx.progress.task(f"HopSkipJump on {len(xc)} inputs", total=1) as task:
-            r = hop_skip_jump_result(
-                labels, xc, yc, p.max_queries, p.init_evals, p.max_evals, rng=ctx.rng(name), pool=pool
-            )
-            task.advance()
-        adv, dist, kind = r.x_adv, r.distances, r.start
-        common.verify_budget(xc, adv, np.where(np.isfinite(dist), dist, 0.0), "l2", name)
+        r = hop_skip_jump_result(
+            labels,
+            xc,
+            yc,
+            p.max_queries,
+            p.init_evals,
+            p.max_evals,
+            rng=ctx.rng(self.id, "block", block.index),
+            pool=pool,
+        )
+        adv, dist = r.x_adv, r.distances
+        common.verify_budget(xc, adv, np.where(np.isfinite(dist), dist, 0.0), "l2", self.id)
         pred = ctx.predict_probs(adv).argmax(axis=1) if len(adv) else np.zeros(0, int)
+        labels_seen = pool.labels if pool.rows is None else pool.labels[pool.rows]
+        moved = pred != yc  # only these copies travel; the others are the clean inputs again
+        return {
+            "pred": s.pred,
+            "adv": adv[moved],
+            "adv_pred": pred,
+            "distances": dist,
+            "start": r.start,
+            "start_distances": r.start_distances,
+            "queries": r.queries,
+            "pool_size": pool.size,
+            "pool_labels": np.unique(labels_seen),
+        }
+
+    def finish_blocks(self, ctx: Context, s: Sample, parts: list[dict[str, Any]]) -> Attempt:
+        p = self.params
+        name = self.id
+        correct0, xc, yc = s.correct, s.xc, s.yc
+
+        def cat(key: str, empty: np.ndarray) -> np.ndarray:
+            return np.concatenate([empty, *(q[key] for q in parts)])
+
+        dist, kind = cat("distances", np.zeros(0)), cat("start", np.zeros(0, "<U5"))
+        start_distances, queries = cat("start_distances", np.zeros(0)), cat("queries", np.zeros(0))
+        pred = cat("adv_pred", np.zeros(0, np.int64))
+        adv = xc.copy()
+        moved = pred != yc
+        if moved.any():
+            adv[moved] = np.concatenate([q["adv"] for q in parts if len(q["adv"])])
+        pool_size = parts[0]["pool_size"] if parts else 0
+        pool_labels = parts[0]["pool_labels"] if parts else np.zeros(0, np.int64)
         started = kind != "none"
         success = started & (pred != yc)
         dist = np.where(success, dist, np.inf)
@@ -98,8 +139,8 @@ class HopSkipJump(AttackCheck):
         measured[correct0] = started
         n_none = int((~started).sum())
         start_failures = n_none / len(xc) if len(xc) else 0.0
-        reason = self._no_start_reason(pool, yc[~started])
-        progress = trust.progress_finding(r.start_distances[success], dist[success], p.min_progress)
+        reason = self._no_start_reason(pool_labels, yc[~started])
+        progress = trust.progress_finding(start_distances[success], dist[success], p.min_progress)
         findings = [
             trust.coverage_finding(len(xc), int(started.sum()), reason),
             progress,
@@ -122,7 +163,7 @@ class HopSkipJump(AttackCheck):
             default=p.eps,
             strengths=sweep,
             min_strength=common.fill_in(correct0, dist, np.inf),
-            queries=common.fill_in(correct0, r.queries, 0.0),
+            queries=common.fill_in(correct0, queries, 0.0),
             measured=measured,
             findings=findings,
             metrics={f"{name}.start_failures": start_failures},
@@ -132,8 +173,8 @@ class HopSkipJump(AttackCheck):
                     "from_input": int((kind == "input").sum()),
                     "from_noise": int((kind == "noise").sum()),
                     "none": n_none,
-                    "pool": pool.size,
-                    "median_start_distance": float(np.median(r.start_distances[started]))
+                    "pool": pool_size,
+                    "median_start_distance": float(np.median(start_distances[started]))
                     if started.any()
                     else None,
                 }
@@ -164,9 +205,10 @@ class HopSkipJump(AttackCheck):
         return balanced_pool_rows(ctx.clean_pred, self.params.start_pool, ctx.rng(self.id, "pool"))
 
     @staticmethod
-    def _no_start_reason(pool: StartPool, y: np.ndarray) -> str:
-        """Why the inputs labelled ``y`` got no start, in words."""
-        labels = np.unique(pool.labels if pool.rows is None else pool.labels[pool.rows])
-        if len(y) and all(set(labels.tolist()) <= {int(c)} for c in y):
+    def _no_start_reason(pool_labels: np.ndarray, y: np.ndarray) -> str:
+        """Why the inputs labelled ``y`` got no start (``pool_labels``: the start pool's predicted
+        classes), in words."""
+        labels = set(np.asarray(pool_labels).tolist())
+        if len(y) and all(labels <= {int(c)} for c in y):
             return "the model predicts no other class on the evaluation data, and no noise input was misclassified"
         return "no evaluation input of another predicted class, nor noise, read as misclassified when tried"

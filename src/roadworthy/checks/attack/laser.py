@@ -13,6 +13,7 @@ from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack.base import (
     AttackCheck,
     Attempt,
+    Escalation,
     Sample,
     Shown,
     prefix_mask,
@@ -61,24 +62,24 @@ class LaserBeam(AttackCheck):
         "thorough": {"n_samples": 250, "restarts": 5, "iterations": 200, "interval_half_width": 0.025},
     }
 
-    def attack(self, ctx: Context, s: Sample) -> Attempt:
+    sharding = "escalate"  # one "strength" (the beam), attacked block by block until the interval is tight
+
+    def ladder(self, ctx: Context) -> tuple[list[float], float]:
+        return [1.0], 1.0
+
+    def attack_rows(
+        self, ctx: Context, s: Sample, strength: float, rows: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        p = self.params
+        found, success, q = laser_attack(
+            ctx.predict_probs, s.xc[rows], s.yc[rows], p.restarts, p.iterations, p.max_step, rng
+        )
+        return render_laser(s.xc[rows], found), q, success, np.asarray(found, np.float64)
+
+    def escalated(self, ctx: Context, s: Sample, run: Escalation, parts: list[dict[str, Any]]) -> Attempt:
         p = self.params
         xc, yc = s.xc, s.yc
-        beams = np.zeros((len(xc), 5))
-
-        def attack_at(_one: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            rng = ctx.rng(self.id, int(rows[0]))  # a fresh stream per wave of inputs
-            found, success, q = laser_attack(
-                ctx.predict_probs, xc[rows], yc[rows], p.restarts, p.iterations, p.max_step, rng
-            )
-            beams[rows] = found
-            return render_laser(xc[rows], found), q, success
-
-        with ctx.progress.task(f"Laser beam on {len(xc)} inputs", total=1) as task:
-            # one "strength" (the beam), attacked in waves until the interval is tight
-            run = self.escalate(
-                ctx, s, [1.0], 1.0, attack_at, ctx.predict_probs, task, until=p.interval_half_width
-            )
+        beams = np.concatenate([np.zeros((0, 5)), *(q["extra"] for q in parts if q["extra"] is not None)])
         adv, pred, fooled, queries = run.adv, run.pred, run.found, run.q_default
         measured_n = run.measured_n
         beams_found = [

@@ -15,12 +15,14 @@ from roadworthy.checks.attack import _common as common
 from roadworthy.checks.attack.base import (
     AttackCheck,
     Attempt,
+    Escalation,
     Sample,
     Shown,
     prefix_mask,
     sequential_details,
 )
 from roadworthy.checks.base import Context, Requires, register
+from roadworthy.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -43,39 +45,61 @@ class LineParams(PixelParams):
     default: int = 8
 
 
-def _sparse(check: AttackCheck, ctx: Context, s: Sample, ks: list[int], default: int, run: Any) -> Attempt:
-    """Each budget ``k`` (smallest first) on the inputs no smaller budget broke: ``run(x, y, k, rng)``."""
-    p = check.params
-    if p.popsize < 4:
-        raise ValueError(f"{check.id}: `popsize` must be >= 4. Got {p.popsize} instead.")
-    xc, yc = s.xc, s.yc
+class SparseAttack(AttackCheck):
+    """A few-pixel or line attack: each budget ``k`` (smallest first) on the inputs no smaller budget
+    broke, block by block (``sharding = "escalate"``); a subclass says how to run one budget."""
 
-    def attack_at(k: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        adv, success, q = run(xc[rows], yc[rows], int(k), ctx.rng(check.id, int(k), int(rows[0])))
-        return adv, q, success
+    knowledge = "score-based black-box"
+    norm = "l0"
+    requires = Requires(modalities=frozenset({"image"}))
+    budgets = frozenset({"standard", "thorough"})
+    plan_queries = ("generations", 5)  #: a large model's plan may lower it to 5 (stated in the plan)
+    sharding = "escalate"
 
-    with ctx.progress.task(f"{check.label} on {len(xc)} inputs", total=len(ks)) as task:
-        r = check.escalate(
-            ctx,
-            s,
-            [float(k) for k in ks],
-            float(default),
-            attack_at,
-            ctx.predict_probs,
-            task,
-            until=p.interval_half_width,
+    def budgets_k(self, ctx: Context) -> tuple[list[int], int]:
+        """The budgets tried and the default one (integers)."""
+        p = self.params
+        ks = sorted({int(k) for k in (*p.strengths, p.default)})
+        return ks, min(ks, key=lambda k: abs(k - p.default))
+
+    def ladder(self, ctx: Context) -> tuple[list[float], float]:
+        if self.params.popsize < 4:
+            raise InvalidInputError(f"{self.id}: `popsize` must be >= 4. Got {self.params.popsize} instead.")
+        ks, default = self.budgets_k(ctx)
+        return [float(k) for k in ks], float(default)
+
+    def run_k(self, ctx: Context, x: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> Any:
+        """``(x_adv, success, queries)`` of the attack with budget ``k`` on ``x``."""
+        raise NotImplementedError
+
+    def attack_rows(
+        self, ctx: Context, s: Sample, strength: float, rows: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+        adv, success, q = self.run_k(ctx, s.xc[rows], s.yc[rows], int(strength), rng)
+        return adv, q, success, None
+
+    def escalated(self, ctx: Context, s: Sample, run: Escalation, parts: list[dict[str, Any]]) -> Attempt:
+        p = self.params
+        strengths, default = self.ladder(ctx)
+        return Attempt(
+            broken={e: common.fill_in(s.correct, b, False) for e, b in run.broken.items()},
+            default=default,
+            strengths=strengths,
+            min_strength=common.fill_in(s.correct, run.hi, np.inf),
+            queries=common.fill_in(s.correct, run.q_default, 0.0),
+            trust={
+                "note": "a random search: its robust accuracy is an upper bound that more queries can lower"
+            },
+            measured=prefix_mask(s, run.measured_n),
+            details={"sequential": sequential_details(s, run.measured_n, p.interval_half_width)},
+            shown=Shown(s.xc, run.adv, s.yc, run.pred, run.found & (run.hi <= default), self.label),
         )
-    return Attempt(
-        broken={e: common.fill_in(s.correct, b, False) for e, b in r.broken.items()},
-        default=float(default),
-        strengths=[float(k) for k in ks],
-        min_strength=common.fill_in(s.correct, r.hi, np.inf),
-        queries=common.fill_in(s.correct, r.q_default, 0.0),
-        trust={"note": "a random search: its robust accuracy is an upper bound that more queries can lower"},
-        measured=prefix_mask(s, r.measured_n),
-        details={"sequential": sequential_details(s, r.measured_n, p.interval_half_width)},
-        shown=Shown(xc, r.adv, yc, r.pred, r.found & (r.hi <= default), check.label),
-    )
+
+    def query_budget(self) -> int:
+        return int(self.params.popsize * (self.params.generations + 1))
+
+    def summary(self, metrics: dict[str, float], s: Sample, a: Attempt, statement: str) -> str:
+        return _summary(self, metrics, s, a, statement)
 
 
 def _summary(check: AttackCheck, metrics: dict[str, float], s: Sample, a: Attempt, statement: str) -> str:
@@ -88,7 +112,7 @@ def _summary(check: AttackCheck, metrics: dict[str, float], s: Sample, a: Attemp
 
 
 @register
-class FewPixelAttack(AttackCheck):
+class FewPixelAttack(SparseAttack):
     """Few-pixel attack by differential evolution (Su, Vargas, Sakurai, IEEE TEVC 2019), untargeted.
 
     Threat model: score-based black-box evasion (NIST AI 100-2); the attacker sets ``k`` pixels to any
@@ -100,12 +124,7 @@ class FewPixelAttack(AttackCheck):
     id = "attack.pixels"
     title = "Few-pixel attack (black-box, L0)"
     label = "Few-pixel attack"
-    knowledge = "score-based black-box"
-    norm = "l0"
     Params = PixelParams
-    requires = Requires(modalities=frozenset({"image"}))
-    budgets = frozenset({"standard", "thorough"})
-    plan_queries = ("generations", 5)  #: a large model's plan may lower it to 5 (stated in the plan)
     budget_params = {
         "quick": {
             "n_samples": 32,
@@ -118,28 +137,16 @@ class FewPixelAttack(AttackCheck):
         "thorough": {"n_samples": 250, "popsize": 100, "generations": 100, "interval_half_width": 0.025},
     }
 
-    def attack(self, ctx: Context, s: Sample) -> Attempt:
+    def run_k(self, ctx: Context, x: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> Any:
         p = self.params
-        ks = sorted({int(k) for k in (*p.strengths, p.default)})
-        default = min(ks, key=lambda k: abs(k - p.default))
-
-        def run(x: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> Any:
-            return few_pixel(ctx.predict_probs, x, y, k, p.popsize, p.generations, p.f, rng)
-
-        return _sparse(self, ctx, s, ks, default, run)
-
-    def query_budget(self) -> int:
-        return int(self.params.popsize * (self.params.generations + 1))
+        return few_pixel(ctx.predict_probs, x, y, k, p.popsize, p.generations, p.f, rng)
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {"popsize": self.params.popsize, "generations": self.params.generations}
 
-    def summary(self, metrics: dict[str, float], s: Sample, a: Attempt, statement: str) -> str:
-        return _summary(self, metrics, s, a, statement)
-
 
 @register
-class LineAttack(AttackCheck):
+class LineAttack(SparseAttack):
     """Line attack: one row or column segment of ``L`` pixels set to one colour, by differential evolution.
 
     Threat model: score-based black-box evasion (NIST AI 100-2); "a row of modified pixels" (our design,
@@ -151,12 +158,7 @@ class LineAttack(AttackCheck):
     id = "attack.line"
     title = "Line attack (black-box, one row or column segment)"
     label = "Line attack"
-    knowledge = "score-based black-box"
-    norm = "l0"
     Params = LineParams
-    requires = Requires(modalities=frozenset({"image"}))
-    budgets = frozenset({"standard", "thorough"})
-    plan_queries = ("generations", 5)  #: a large model's plan may lower it to 5 (stated in the plan)
     budget_params = {
         "quick": {
             "n_samples": 32,
@@ -175,19 +177,15 @@ class LineAttack(AttackCheck):
         },
     }
 
-    def attack(self, ctx: Context, s: Sample) -> Attempt:
+    def budgets_k(self, ctx: Context) -> tuple[list[int], int]:
         p = self.params
-        side = max(s.x.shape[2], s.x.shape[3])  # a segment is at most one image side long
+        side = max(ctx.data.x.shape[2:4])  # a segment is at most one image side long
         ks = sorted({min(int(k), side) for k in (*p.strengths, p.default)})
-        default = min(ks, key=lambda k: abs(k - min(p.default, side)))
+        return ks, min(ks, key=lambda k: abs(k - min(p.default, side)))
 
-        def run(x: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> Any:
-            return line_attack(ctx.predict_probs, x, y, k, p.popsize, p.generations, p.f, 0.9, rng)
-
-        return _sparse(self, ctx, s, ks, default, run)
-
-    def query_budget(self) -> int:
-        return int(self.params.popsize * (self.params.generations + 1))
+    def run_k(self, ctx: Context, x: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> Any:
+        p = self.params
+        return line_attack(ctx.predict_probs, x, y, k, p.popsize, p.generations, p.f, 0.9, rng)
 
     def threat_extra(self, s: Sample) -> dict[str, Any]:
         return {
@@ -195,6 +193,3 @@ class LineAttack(AttackCheck):
             "generations": self.params.generations,
             "segment": "one colour",
         }
-
-    def summary(self, metrics: dict[str, float], s: Sample, a: Attempt, statement: str) -> str:
-        return _summary(self, metrics, s, a, statement)

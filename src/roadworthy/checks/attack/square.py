@@ -22,12 +22,13 @@ from roadworthy.checks.attack import trust
 from roadworthy.checks.attack.base import (
     AttackCheck,
     Attempt,
+    Escalation,
     Sample,
     Shown,
     prefix_mask,
     sequential_details,
 )
-from roadworthy.checks.base import Context, Requires, planned_samples, register
+from roadworthy.checks.base import Block, Context, Requires, planned_samples, register
 
 
 @dataclass(frozen=True)
@@ -94,28 +95,38 @@ class SquareAttack(AttackCheck):
         },
     }
 
-    def attack(self, ctx: Context, s: Sample) -> Attempt:
+    sharding = "escalate"
+    scores = "logits"
+
+    def ladder(self, ctx: Context) -> tuple[list[float], float]:
+        return sorted({float(e) for e in (*self.params.sweep, self.params.eps)}), float(self.params.eps)
+
+    def attack_rows(
+        self, ctx: Context, s: Sample, strength: float, rows: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+        p = self.params
+        r = square_attack_result(
+            ctx.predict_logits, s.xc[rows], s.yc[rows], strength, p.max_queries, p.p_init, rng
+        )
+        return r.x_adv, r.queries, r.margins < 0, None
+
+    def block_extra(self, ctx: Context, s: Sample, block: Block) -> dict[str, Any]:
+        """Block 0 also runs the huge-strength self-check on the sample's first correct inputs."""
+        if block.index != 0:
+            return {}
+        whole = self.sample(ctx)
+        return {"huge": self._huge_check(ctx, whole.xc, whole.yc)}
+
+    def escalated(self, ctx: Context, s: Sample, run: Escalation, parts: list[dict[str, Any]]) -> Attempt:
         p = self.params
         xc, yc = s.xc, s.yc
-        sweep = sorted({float(e) for e in (*p.sweep, p.eps)})
-
-        def attack_at(e: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            rng = ctx.rng(self.id, e, int(rows[0]))  # a fresh stream per wave of inputs
-            r = square_attack_result(ctx.predict_logits, xc[rows], yc[rows], e, p.max_queries, p.p_init, rng)
-            return r.x_adv, r.queries, r.margins < 0
-
-        with ctx.progress.task(f"Square Attack on {len(xc)} inputs", total=len(sweep) + 1) as task:
-            run = self.escalate(
-                ctx, s, sweep, p.eps, attack_at, ctx.predict_logits, task, until=p.interval_half_width
-            )
-            huge, huge_details = self._huge_check(ctx, xc, yc)
-            task.advance()
+        huge, huge_details = parts[0]["huge"] if parts else (None, {})
         findings = [huge] if huge is not None else []
         findings.append(trust.stability_finding(run.confirmed, p.max_unstable))
         return Attempt(
             broken={e: common.fill_in(s.correct, b, False) for e, b in run.broken.items()},
             default=p.eps,
-            strengths=sweep,
+            strengths=self.ladder(ctx)[0],
             min_strength=common.fill_in(s.correct, run.hi, np.inf),
             queries=common.fill_in(s.correct, run.q_default, 0.0),
             findings=findings,

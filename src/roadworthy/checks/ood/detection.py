@@ -28,13 +28,13 @@ A new detector is one class in :mod:`roadworthy.uncertainty.detectors` and one s
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from roadworthy import evidence
-from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.base import Block, Check, Context, Outcome, Requires, register
 from roadworthy.checks.reference import embed, eval_embedding, fit_embedding, reference, validity_gate
 from roadworthy.checks.tabular import schema_for
 from roadworthy.data.base import stratified_sample
@@ -111,22 +111,36 @@ class Bench:
     groups: dict[str, str]  # source -> "far" | "near" | "user"
     origin: dict[str, str]  # source -> where its inputs came from (near shifts: known once made)
     make: dict[str, Any]  # source -> fn(start, stop, rng) -> images of rows start:stop
-    seeds: dict[str, tuple[Any, ...]]  # source -> keys of its generator (ctx.rng(*keys))
+    seeds: dict[str, tuple[Any, ...]]  # source -> keys of its generators (ctx.rng(*keys, "chunk", start))
     chunk: int = 1
+    #: near shifts: where the images of the chunk made last came from ("shift suite" or "built-in")
+    last_where: dict[str, str] = field(default_factory=dict)
+
+    def units(self) -> list[tuple[str, int, int]]:
+        """``(source, start, stop)``: the ID rows (source ``"id"``), then every source chunk by chunk;
+        the blocks a detector check shards into (each made and embedded on its own)."""
+        out = [("id", 0, len(self.id_idx))]
+        for src, n in self.sizes.items():
+            out += [(src, a, min(n, a + self.chunk)) for a in range(0, n, self.chunk)]
+        return out
+
+    def make_chunk(self, ctx: Context, src: str, start: int) -> np.ndarray:
+        """The images of source ``src`` in the chunk starting at ``start``, from that chunk's own
+        generator: the same on every call and in every process, whichever chunks were made before."""
+        stop = min(self.sizes[src], start + self.chunk)
+        return self.make[src](start, stop, ctx.rng(*self.seeds[src], "chunk", start))
 
     def chunks(self, ctx: Context, src: str) -> Any:
         """``(start, images)`` of source ``src``, one chunk at a time, the same on every call."""
-        rng = ctx.rng(*self.seeds[src])
-        n = self.sizes[src]
-        for start in range(0, n, self.chunk):
-            yield start, self.make[src](start, min(n, start + self.chunk), rng)
+        for start in range(0, self.sizes[src], self.chunk):
+            yield start, self.make_chunk(ctx, src, start)
 
     def take(self, ctx: Context, src: str, i: int) -> np.ndarray:
-        """Input ``i`` of source ``src`` (shape ``(1, ...)``), made again up to its chunk."""
-        for start, x in self.chunks(ctx, src):
-            if start <= i < start + len(x):
-                return x[i - start : i - start + 1].copy()
-        raise IndexError(f"source {src!r} has {self.sizes[src]} inputs, not {i + 1}")
+        """Input ``i`` of source ``src`` (shape ``(1, ...)``), made again with its chunk."""
+        if not 0 <= i < self.sizes[src]:
+            raise IndexError(f"source {src!r} has {self.sizes[src]} inputs, not {i + 1}")
+        start = i - i % self.chunk
+        return self.make_chunk(ctx, src, start)[i - start : i - start + 1].copy()
 
 
 def _bench_key(p: DetectionParams) -> str:
@@ -145,6 +159,7 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
         origin: dict[str, str] = {}
         make: dict[str, Any] = {}
         seeds: dict[str, tuple[Any, ...]] = {}
+        last_where: dict[str, str] = {}
         n = p.n_per_source
         image = ctx.modality == "image"
         schema = None if image else schema_for(ctx)
@@ -166,16 +181,12 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
         for name in near:
             key = f"shift_{name}"
             if image:
-                where: set[str] = set()
 
-                def shifted(
-                    a: int, b: int, rng: Any, name: str = name, key: str = key, where: Any = where
-                ) -> Any:
+                def shifted(a: int, b: int, rng: Any, name: str = name, key: str = key) -> Any:
                     x, w = sources.shifted_images(
                         ctx.data.x[base[a:b]], name, p.near_severity, rng, apply_shift
                     )
-                    where.add(w)
-                    origin[key] = " and ".join(sorted(where))
+                    last_where[key] = w
                     return x
 
                 make[key] = shifted
@@ -217,43 +228,64 @@ def bench(ctx: Context, p: DetectionParams) -> Bench:
             sizes["user"], seeds["user"] = len(rows), ("ood.user",)
             groups["user"], origin["user"] = "user", ctx.ood_data.path or "--ood-data"
         chunk = max(1, CHUNK_FLOATS // max(1, int(np.prod(ctx.data.input_shape))))
-        return Bench(id_idx, sizes, groups, origin, make, seeds, chunk)
+        return Bench(id_idx, sizes, groups, origin, make, seeds, chunk, last_where)
 
     return ctx.cached(_bench_key(p), build)
 
 
-def embeddings(ctx: Context, p: DetectionParams, space: str) -> dict[str, np.ndarray]:
-    """Logits or features of the ID inputs (``"id"``) and every OOD source, computed once per space.
+def unit_embedding(
+    ctx: Context, p: DetectionParams, space: str, unit: tuple[str, int, int]
+) -> tuple[np.ndarray, str | None]:
+    """Logits or features of one unit of :meth:`Bench.units` (the ID rows, or one chunk of a source),
+    computed once per space and shared by every detector, and where a near shift's images came from."""
+    src, start, stop = unit
 
-    Each source is made and embedded chunk by chunk; only the embeddings are kept.
-    """
-
-    def build() -> dict[str, np.ndarray]:
+    def build() -> tuple[np.ndarray, str | None]:
         b = bench(ctx, p)
-        out = {"id": eval_embedding(ctx, space)[b.id_idx]}  # type: ignore[arg-type]
-        with ctx.progress.task(f"OOD inputs through the model ({space})", total=len(b.sizes)) as task:
-            for name in b.sizes:
-                parts = [embed(ctx, x, space) for _, x in b.chunks(ctx, name)]  # type: ignore[arg-type]
-                out[name] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-                task.advance()
-        return out
+        if src == "id":
+            return eval_embedding(ctx, space)[b.id_idx[start:stop]], None  # type: ignore[arg-type]
+        x = b.make_chunk(ctx, src, start)
+        return embed(ctx, x, space), b.last_where.get(src)  # type: ignore[arg-type]
 
-    return ctx.cached(f"{_bench_key(p)}:{space}", build)
+    return ctx.cached(f"{_bench_key(p)}:{space}:{src}:{start}", build)
 
 
-def detector_scores(ctx: Context, name: str, p: DetectionParams) -> tuple[Detector, dict[str, np.ndarray]]:
-    """The fitted detector ``name`` (an :data:`DETECTOR_CHECKS` key) and its scores on the ID inputs
-    (``"id"``) and each source, computed once per session and parameters."""
+def embeddings(ctx: Context, p: DetectionParams, space: str) -> dict[str, np.ndarray]:
+    """Logits or features of the ID inputs (``"id"``) and every OOD source, from the units' (each
+    source made and embedded chunk by chunk; only the embeddings are kept)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for unit in bench(ctx, p).units():
+        out.setdefault(unit[0], []).append(unit_embedding(ctx, p, space, unit)[0])
+    return {src: np.concatenate(zs) for src, zs in out.items()}
 
-    def build() -> tuple[Detector, dict[str, np.ndarray]]:
+
+def fitted_detector(ctx: Context, name: str, p: DetectionParams) -> Detector:
+    """The detector ``name`` (an :data:`DETECTOR_CHECKS` key) fitted once per process and parameters."""
+
+    def build() -> Detector:
         det = DETECTOR_CHECKS[name].make_detector(p)
         if hasattr(det, "seed"):  # a randomised detector: seeded from the session
             det.seed = int(ctx.rng("ood.detector", name).integers(2**31 - 1))
         if det.needs_fit:
             det.fit(fit_embedding(ctx, det.space), reference(ctx).fit_y)
-        return det, {src: det.score(z) for src, z in embeddings(ctx, p, det.space).items()}
+        return det
 
-    return ctx.cached(f"{_bench_key(p)}:scores:{name}:{p.k}:{p.ridge}:{p.trees}", build)
+    return ctx.cached(f"{_bench_key(p)}:detector:{name}:{p.k}:{p.ridge}:{p.trees}", build)
+
+
+def _scores_key(name: str, p: DetectionParams) -> str:
+    return f"{_bench_key(p)}:scores:{name}:{p.k}:{p.ridge}:{p.trees}"
+
+
+def detector_scores(ctx: Context, name: str, p: DetectionParams) -> dict[str, np.ndarray]:
+    """The detector ``name``'s scores on the ID inputs (``"id"``) and each source, computed once per
+    session and parameters (the detector check publishes them when it merges its blocks)."""
+
+    def build() -> dict[str, np.ndarray]:
+        det = fitted_detector(ctx, name, p)
+        return {src: det.score(z) for src, z in embeddings(ctx, p, det.space).items()}
+
+    return ctx.cached(_scores_key(name, p), build)
 
 
 def source_metrics(scores: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -323,10 +355,55 @@ class DetectorCheck(Check):
         """A fresh, unfitted detector with this check's parameters."""
         return cls.detector(**{name: getattr(p, name) for name in cls.detector_params})
 
-    def run(self, ctx: Context) -> Outcome:
+    # -- sharded: a block is one unit of the bench (the ID rows, or one chunk of one source)
+    shard_block = 1
+
+    def shard_items(self, ctx: Context) -> int:
+        return len(bench(ctx, self.params).units())
+
+    def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
+        """The detector's scores on one unit (made and embedded once per process for every detector),
+        and what the fit left that the report states (fitted rows, the k used)."""
+        p: DetectionParams = self.params
+        det = fitted_detector(ctx, self.detector.name, p)
+        units = bench(ctx, p).units()[block.start : block.stop]
+        got = [unit_embedding(ctx, p, det.space, u) for u in units]
+        return {
+            "scores": [det.score(z) for z, _ in got],
+            "where": [w for _, w in got],
+            "n_fitted": det.n_fitted if det.needs_fit else None,
+            "k_used": det.k_used if isinstance(det, (KNN, InputKNN)) else None,
+        }
+
+    def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
         p: DetectionParams = self.params
         name = self.detector.name
-        det, scores = detector_scores(ctx, name, p)
+        b = bench(ctx, p)
+        by_src: dict[str, list[np.ndarray]] = {}
+        where: dict[str, set[str]] = {}
+        for (src, _, _), sc, w in zip(
+            b.units(),
+            (x for q in parts for x in q["scores"]),
+            (x for q in parts for x in q["where"]),
+            strict=True,
+        ):
+            by_src.setdefault(src, []).append(sc)
+            if w:
+                where.setdefault(src, set()).add(w)
+        merged = {src: np.concatenate(v) for src, v in by_src.items()}
+        # published for the summary: it reads them instead of scoring again (where they merge: no model)
+        scores = ctx.cached(_scores_key(name, p), lambda: merged)
+        origin = {src: " and ".join(sorted(where[src])) if src in where else o for src, o in b.origin.items()}
+        fit = parts[0] if parts else {"n_fitted": None, "k_used": None}
+        return self.outcome(ctx, scores, origin, fit)
+
+    def outcome(
+        self, ctx: Context, scores: dict[str, np.ndarray], origin: dict[str, str], fit: dict[str, Any]
+    ) -> Outcome:
+        """Metrics, details, evidence and summary from the merged per-input scores."""
+        p: DetectionParams = self.params
+        name = self.detector.name
+        det = self.detector
         b = bench(ctx, p)
         rows = source_metrics(scores)
         prefix = f"ood.{name}"
@@ -343,16 +420,14 @@ class DetectorCheck(Check):
             "score": (det.__doc__ or "").strip().splitlines()[0],
             "higher_means": "more out-of-distribution",
             "n_id": len(scores["id"]),
-            "n_fitted": det.n_fitted if det.needs_fit else None,
+            "n_fitted": fit["n_fitted"],
             "fitted_on": reference(ctx).fit_from if det.needs_fit else None,
-            "sources": {
-                src: {"group": b.groups[src], "origin": b.origin[src], **r} for src, r in rows.items()
-            },
+            "sources": {src: {"group": b.groups[src], "origin": origin[src], **r} for src, r in rows.items()},
             "auroc_by_group": groups,
             "roc_pooled": roc_points(scores["id"], pooled, 51),
         }
-        if isinstance(det, (KNN, InputKNN)):
-            details["k_used"] = det.k_used
+        if fit["k_used"] is not None:
+            details["k_used"] = fit["k_used"]
         details[evidence.KEY] = [
             evidence.lines(
                 f"ROC curves of {name} per OOD source",
@@ -512,7 +587,7 @@ class DetectionSummary(Check):
             for name, cls in DETECTOR_CHECKS.items()
             if cls.unmet(ctx) is None and not (cls.constant_on_probabilities and ctx.model.output == "probs")
         ]
-        table = {name: source_metrics(detector_scores(ctx, name, p)[1]) for name in names}
+        table = {name: source_metrics(detector_scores(ctx, name, p)) for name in names}
         mean_auroc = {name: _mean(rows, "auroc") for name, rows in table.items()}
         best = max(names, key=lambda n: mean_auroc[n])
         b = bench(ctx, p)
@@ -530,7 +605,7 @@ class DetectionSummary(Check):
         }
         pooled = {}
         for n in names:
-            sc = detector_scores(ctx, n, p)[1]
+            sc = detector_scores(ctx, n, p)
             pooled[n] = roc_points(sc["id"], np.concatenate([s for k, s in sc.items() if k != "id"]), 51)
         details["roc_pooled"] = pooled
 
@@ -574,7 +649,7 @@ class DetectionSummary(Check):
 
     def _accepted_examples(self, ctx: Context, best: str, b: Bench) -> list[Example]:
         """Per source, the OOD input the best detector finds most in-distribution: its worst miss."""
-        _, scores = detector_scores(ctx, best, self.params)
+        scores = detector_scores(ctx, best, self.params)
         tau = np.sort(scores["id"])[int(np.ceil(0.95 * len(scores["id"]))) - 1]
         out = []
         for src in list(b.sizes)[:8]:
