@@ -92,8 +92,8 @@ class Observation:
         order (a convolutional channel contributes its spatial mean). ``(N, 0)`` for black-box probes.
     layer_min, layer_max
         ``(N, n_layers)``: the minimum and maximum of each monitored layer's whole output tensor.
-        While a probe's NC gate is set (:meth:`TorchProbe.gate_extrema`, during a fuzz loop), a
-        non-negative layer's minimum is NaN for the samples that cannot open an uncovered NC cell of
+        While a probe's NC gate is set (:meth:`Probe.gate_extrema`, during a fuzz loop), a non-negative
+        layer's minimum (and maximum) is NaN for the samples that cannot open an uncovered NC cell of
         that layer (NC then gives such a sample no cell in that layer, which changes no bitmap).
     """
 
@@ -139,7 +139,7 @@ class Layout:
 
 @dataclass
 class ExtremaGate:
-    """What a probe needs to skip layer minima that NC cannot use (see :meth:`Probe.gate_extrema`).
+    """What a probe needs to skip layer extrema that NC cannot use (see :meth:`Probe.gate_extrema`).
 
     Attributes
     ----------
@@ -167,16 +167,19 @@ class Probe:
         self.gate: ExtremaGate | None = None
 
     def gate_extrema(self, gate: ExtremaGate | None) -> bool:
-        """Let the probe skip the per-sample layer minima that NC cannot use (``None`` removes the gate).
+        """Let the probe skip the per-sample layer extrema NC cannot use (``None`` removes the gate).
 
-        Only the minimum needs the NC bitmap: a monitored layer known to be non-negative (the output of
-        a ``ReLU`` or ``ReLU6`` module) has its minimum ``lo >= 0``, and then NC's scaled value of a
-        neuron, ``(v - lo) / (hi - lo)``, is at most ``v / hi`` (for ``0 <= lo <= v <= hi``). A sample
-        none of whose *uncovered* neurons in the layer has ``v > t * hi`` cannot open an NC cell there
-        whatever its minimum, so the minimum is not read (one pass fewer over the layer's memory; in a
-        fuzz loop that is nearly every sample once NC's easy cells are covered). Such a sample's
-        ``layer_min`` is NaN, which NC scores as "no cell in this layer": it misses only cells already
-        covered, so every bitmap, and which input was first to a cell, stay exactly the same.
+        NC needs each layer's per-sample minimum ``lo`` and maximum ``hi`` (two more reads of every
+        monitored tensor) only to scale it. For a layer known to be non-negative (the output of a
+        ``ReLU`` or ``ReLU6`` module) ``lo >= 0``, and then NC's scaled value of a neuron,
+        ``(v - lo) / (hi - lo)``, is at most ``v / hi``, and at most ``v / m`` for any ``m <= hi`` (for
+        ``0 <= lo <= v <= hi``). A sample none of whose *uncovered* neurons in the layer has
+        ``v > t * m`` cannot open an NC cell there: with ``m`` the maximum over an eighth of the layer's
+        memory, most samples of a fuzz loop read neither extremum once NC's easy cells are covered, and
+        those that pass read their maximum, then their minimum only if still needed
+        (:func:`_gated_extrema`). A skipped extremum is NaN, which NC scores as "no cell in this layer":
+        it misses only cells already covered, so every bitmap, and which input was first to a cell, stay
+        exactly the same.
 
         Returns whether this probe applies the gate (only :class:`TorchProbe` on the CPU does).
         """
@@ -410,8 +413,8 @@ class TorchProbe(Probe):
         On the CPU the reductions run in NumPy over a zero-copy view of the tensor *in its memory
         order* (see :func:`_summarise`); other devices reduce in torch and copy only the summary.
         Computed right in the hook, so a later in-place operation on the tensor cannot change them.
-        ``gate`` (NC's threshold and the layer's uncovered neurons) lets the minimum be skipped where
-        NC cannot use it (:meth:`Probe.gate_extrema`; CPU only).
+        ``gate`` (NC's threshold and the layer's uncovered neurons) lets the extrema be skipped where
+        NC cannot use them (:meth:`Probe.gate_extrema`; CPU only).
         """
         torch = self._torch
         n = out.shape[0]
@@ -539,11 +542,8 @@ def _summarise(
         values = flat.copy()
         if not extrema:
             return values, None, None
-        if gate is None:
-            return values, flat.min(axis=1), flat.max(axis=1)
-        lo, hi = np.empty(n, np.float32), np.empty(n, np.float32)
-        _gated_extrema(flat, values, lo, hi, gate)
-        return values, lo, hi
+        # a dense layer's extrema cost less than the gate's tests: read them
+        return values, flat.min(axis=1), flat.max(axis=1)
     if last:
         mat = a.reshape(n, -1, a.shape[-1])  # (N, positions, C): weights @ mat
         weights = np.full(mat.shape[1], 1.0 / mat.shape[1], np.float32)
@@ -606,23 +606,27 @@ def _gated_extrema(
        cannot: their minimum is not read.
 
     Each test keeps a relative margin :data:`_GATE_MARGIN` towards reading (NC's own float32 scaling
-    can round up by a few units of ``2**-24``).
+    can round up by a few units of ``2**-24``). A layer of fewer than 16 such blocks per sample reads
+    both extrema (cheaper than the tests).
     """
     threshold, open_ = gate
+    n, width = flat.shape
+    blocks = width // _SAMPLE_BLOCK
+    if blocks < 16:  # a small layer: read both
+        np.min(flat, axis=1, out=lo)
+        np.max(flat, axis=1, out=hi)
+        return
     lo.fill(np.nan)
     hi.fill(np.nan)
     if not open_.any():
         return
     limit = threshold * (1.0 - _GATE_MARGIN)
-    candidates = values[:, open_]
-    n, width = flat.shape
-    blocks = width // _SAMPLE_BLOCK
-    if blocks >= 16:
-        sampled = flat[:, : blocks * _SAMPLE_BLOCK].reshape(n, blocks, _SAMPLE_BLOCK)[:, ::8]
-        bound = sampled.max(axis=(1, 2)).astype(np.float64)
-        rows = np.flatnonzero((candidates > limit * bound[:, None]).any(axis=1))
-    else:
-        rows = np.arange(n)
+    candidates = values if open_.all() else values[:, open_]
+    sampled = flat[:, : blocks * _SAMPLE_BLOCK].reshape(n, blocks, _SAMPLE_BLOCK)[:, ::8]
+    bound = sampled.max(axis=(1, 2)).astype(np.float64)
+    rows = np.flatnonzero((candidates > limit * bound[:, None]).any(axis=1))
+    if rows.size == 0:
+        return
     _rows_reduce(np.max, flat, rows, hi)
     need = rows[(candidates[rows] > limit * hi[rows].astype(np.float64)[:, None]).any(axis=1)]
     _rows_reduce(np.min, flat, need, lo)

@@ -392,21 +392,20 @@ class TopKNeuronCoverage(Criterion):
 def top_k(v: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the ``k`` largest values of each row, largest first, ties to the lower index.
 
-    The same as ``np.argsort(-v, axis=1, kind="stable")[:, :k]`` (the definition), computed for wide
-    rows by partitioning out the ``k`` largest and sorting only those (2-4x faster from 64 columns).
-    A row whose ``k``-th value is tied with a value outside the ``k`` taken (or holds NaN) is sorted in
-    full, so the result never depends on how the partition broke a tie.
+    The same as ``np.argsort(-v, axis=1, kind="stable")[:, :k]`` (the definition), computed with
+    NumPy's default (unstable, SIMD) sort, 3-5x faster on rows of 16-64 values. An unstable sort orders
+    distinct values exactly as a stable one; it can only differ where equal values meet. So a row whose
+    first ``k + 1`` sorted values hold a tie (or NaN, which compares unequal to itself) is sorted again
+    stably, and the result never depends on how the fast sort broke a tie.
     """
     width = v.shape[1]
-    if k >= width or width < 48:
-        return np.argsort(-v, axis=1, kind="stable")[:, :k]
     neg = -v
-    part = np.argpartition(neg, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(neg, part, 1)
-    kth = vals.max(axis=1)
-    tied = (neg <= kth[:, None]).sum(axis=1) != k
-    top = np.take_along_axis(part, np.lexsort((part, vals), axis=-1), 1)
+    order = np.argsort(neg, axis=1)
+    top = order[:, :k]
+    head = np.take_along_axis(neg, order[:, : min(k + 1, width)], 1)
+    tied = (head[:, 1:] == head[:, :-1]).any(axis=1) | np.isnan(head).any(axis=1)
     if tied.any():
+        top = top.copy()
         top[tied] = np.argsort(neg[tied], axis=1, kind="stable")[:, :k]
     return top
 
@@ -627,7 +626,7 @@ class CoverageBook:
 
         The gate reads NC's bitmap as it is when a batch is summarised. A measured NC is marked in bulk
         later, so the bitmap may lag behind; it is never ahead (cells only get covered), so the gate can
-        only read more minima than needed, never fewer.
+        only read more extrema than needed, never fewer.
         """
         for tracker in self.trackers.values():
             if type(tracker.criterion) is NeuronCoverage:
