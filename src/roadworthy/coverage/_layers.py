@@ -181,7 +181,8 @@ class Probe:
         it misses only cells already covered, so every bitmap, and which input was first to a cell, stay
         exactly the same.
 
-        Returns whether this probe applies the gate (only :class:`TorchProbe` on the CPU does).
+        Returns whether this probe takes the gate (:class:`TorchProbe` does; it applies it to layers
+        reduced on the CPU, other devices read every extremum).
         """
         self.gate = None
         return False
@@ -532,7 +533,7 @@ def _summarise(
     releases the GIL inside the reductions, so the runs proceed in parallel.
 
     ``gate`` -- NC's threshold and the layer's uncovered neurons, for a layer that is non-negative by
-    construction -- reads the minimum only of the samples where NC could use it
+    construction -- reads the extrema only of the samples where NC could use them
     (:func:`_gated_extrema`); the others get NaN.
     """
     a, last = view
