@@ -443,3 +443,75 @@ def test_nc_skips_covered_neurons_but_marks_the_same_cells() -> None:
         want = {int(v) for v in full.ravel() if v >= 0 and not bits[v]}
         assert {int(v) for v in got.ravel() if v >= 0} == want
         assert not set(covered) & {int(v) for v in got.ravel()}
+
+
+def test_nc_gate_skips_only_minima_nc_cannot_use() -> None:
+    """With NC's bitmap as the gate, a ReLU layer's extrema are read only for the samples that could
+    open an uncovered NC cell; NC marks exactly the cells it marks with every extremum read, and
+    ``update`` flags the same inputs as new. A layer that is not a ReLU's output is never gated."""
+    import torch
+    from torch import nn
+
+    from roadworthy.coverage import CoverageBook
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.GELU(),
+        nn.Flatten(),
+        nn.Linear(8 * 16 * 16, 10),
+    ).eval()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(200, 1, 16, 16)).astype(np.float32)
+    probe = make_probe(net, x[:1])
+    assert probe.layout.layers == ("1", "3")
+    nc = Coverage(make_criterion("nc", threshold=0.6).fit(probe.layout))
+    book = CoverageBook({"nc": nc}, "nc")
+    for part in (x[:40], x[40:80]):  # cover the easy cells first
+        nc.update(nc.criterion.cells(probe(part)))
+    full = probe(x[80:])
+    assert probe.gate_extrema(book.extrema_gate())
+    gated = probe(x[80:])
+    probe.gate_extrema(None)
+    again = probe(x[80:])
+    probe.close()
+    skipped = np.isnan(gated.layer_min[:, 0])
+    assert skipped.any()  # the ReLU layer's minimum was skipped for some samples
+    assert not np.isnan(gated.layer_min[:, 1]).any()  # the GELU layer never
+    np.testing.assert_array_equal(gated.layer_min[~skipped], full.layer_min[~skipped])
+    np.testing.assert_array_equal(again.layer_min, full.layer_min)
+    read = ~np.isnan(gated.layer_max[:, 0])
+    np.testing.assert_array_equal(gated.layer_max[read], full.layer_max[read])
+    plain, fast = Coverage(nc.criterion), Coverage(nc.criterion)
+    plain.bits[:], fast.bits[:] = nc.bits, nc.bits
+    assert plain.update(nc.criterion.cells(full)).tolist() == fast.update(nc.criterion.cells(gated)).tolist()
+    np.testing.assert_array_equal(plain.bits, fast.bits)
+    assert plain.bits.sum() >= nc.bits.sum()
+
+
+def test_nbc_float32_bounds_decide_as_the_float64_ones() -> None:
+    """NBC and SNAC compare float32 values against float32 bounds rounded outwards: the same corner
+    cells as comparing in float64, also for values one float32 step around bounds that float32 cannot
+    represent."""
+    layout = Layout(("a",), (3,))
+    low = np.array([0.1, -1e-3, 0.0])
+    high = np.array([0.7, 1 / 3, 2.0])
+    prof = Profile(layout, low=low, high=high, mean=np.zeros(3), std=np.ones(3), n_samples=5)
+    rows = []
+    for bound in (low, high):
+        b32 = bound.astype(np.float32)
+        for step in (-np.inf, np.inf):
+            rows.append(np.nextafter(b32, np.float32(step)))
+        rows.append(b32)
+    v32 = np.array(rows, dtype=np.float32)
+    v64 = v32.astype(np.float64)
+    probs = np.full((len(v32), 2), 0.5, np.float32)
+    lim = np.zeros((len(v32), 1), np.float32)
+    for name in ("nbc", "snac"):
+        c = make_criterion(name, k=10).fit(layout, prof)
+        got = c.cells(Observation(probs, v32, lim, lim))
+        want = c.cells(Observation(probs, v64, lim, lim))
+        np.testing.assert_array_equal(got, want)
+        assert (got >= 0).any()

@@ -219,3 +219,33 @@ def test_mutants_are_forwarded_in_batches_of_at_most_batch_size(digits_module, s
     assert result.n_queries == SMALL["max_queries"]
     same = fuzz(digits_module, x, y, seed=0, **SMALL)  # one pass per iteration: the same result
     assert _comparable(result) == _comparable(same)
+
+
+def test_nc_gate_changes_no_result_and_is_removed_after_the_run(digits_module, seeds, monkeypatch) -> None:
+    """The probe skips the layer extrema NC cannot use during a run: every criterion's coverage and
+    every failure are the same as with all extrema read, and the probe reads them all again after."""
+    from roadworthy.coverage import make_probe
+    from roadworthy.coverage._layers import Probe, TorchProbe
+
+    x, y = seeds
+    probe = make_probe(digits_module, x[:1])
+    skipped = []
+    call = TorchProbe.__call__
+
+    def spy(self, xs):
+        o = call(self, xs)
+        skipped.append(int(np.isnan(o.layer_min).sum()))
+        return o
+
+    monkeypatch.setattr(TorchProbe, "__call__", spy)
+    gated = fuzz(digits_module, x, y, seed=5, probe=probe, **SMALL)
+    assert probe.gate is None
+    assert sum(skipped) > 0  # the gate did skip minima
+    skipped.clear()
+    monkeypatch.setattr(Probe, "gate_extrema", lambda self, gate: False)
+    monkeypatch.setattr(TorchProbe, "gate_extrema", lambda self, gate: False)
+    plain = fuzz(digits_module, x, y, seed=5, probe=probe, **SMALL)
+    assert sum(skipped) == 0
+    assert _comparable(gated) == _comparable(plain)
+    assert gated.coverage_after["nc"].cells_covered > 0
+    probe.close()

@@ -70,6 +70,12 @@ _TRANSPARENT = (
 )
 # Layer summaries reduce the batch in chunks of about this many bytes (fits a core's L2 cache).
 _CHUNK_BYTES = 1 << 20
+# The NC gate's first test bounds a sample's layer maximum from every 8th block of this many values.
+_SAMPLE_BLOCK = 128
+# Relative margin of the NC gate's tests (see :func:`_gated_extrema`): far above the float32 rounding of
+# NC's scaling (about 3 units of 2**-24), so a sample the test skips is certain to stay at or under NC's
+# threshold.
+_GATE_MARGIN = 1e-5
 _WEIGHTED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")
 
 
@@ -86,6 +92,9 @@ class Observation:
         order (a convolutional channel contributes its spatial mean). ``(N, 0)`` for black-box probes.
     layer_min, layer_max
         ``(N, n_layers)``: the minimum and maximum of each monitored layer's whole output tensor.
+        While a probe's NC gate is set (:meth:`Probe.gate_extrema`, during a fuzz loop), a non-negative
+        layer's minimum (and maximum) is NaN for the samples that cannot open an uncovered NC cell of
+        that layer (NC then gives such a sample no cell in that layer, which changes no bitmap).
     """
 
     probs: np.ndarray
@@ -128,6 +137,23 @@ class Layout:
         return np.repeat(np.arange(len(self.sizes)), self.sizes)
 
 
+@dataclass
+class ExtremaGate:
+    """What a probe needs to skip layer extrema that NC cannot use (see :meth:`Probe.gate_extrema`).
+
+    Attributes
+    ----------
+    threshold
+        NC's threshold ``t``.
+    covered
+        Returns NC's current bitmap, ``(n_neurons,)`` bool, True where the neuron is covered (read at
+        every batch: cells only ever get covered, so a bitmap read earlier in a batch is never ahead).
+    """
+
+    threshold: float
+    covered: Any
+
+
 class Probe:
     """Base of the probes: a ``__call__(x) -> Observation`` plus timing of the reduction work.
 
@@ -138,6 +164,28 @@ class Probe:
     def __init__(self) -> None:
         self.layout = Layout((), ())
         self.reduce_seconds = 0.0
+        self.gate: ExtremaGate | None = None
+
+    def gate_extrema(self, gate: ExtremaGate | None) -> bool:
+        """Let the probe skip the per-sample layer extrema NC cannot use (``None`` removes the gate).
+
+        NC needs each layer's per-sample minimum ``lo`` and maximum ``hi`` (two more reads of every
+        monitored tensor) only to scale it. For a layer known to be non-negative (the output of a
+        ``ReLU`` or ``ReLU6`` module) ``lo >= 0``, and then NC's scaled value of a neuron,
+        ``(v - lo) / (hi - lo)``, is at most ``v / hi``, and at most ``v / m`` for any ``m <= hi`` (for
+        ``0 <= lo <= v <= hi``). A sample none of whose *uncovered* neurons in the layer has
+        ``v > t * m`` cannot open an NC cell there: with ``m`` the maximum over an eighth of the layer's
+        memory, most samples of a fuzz loop read neither extremum once NC's easy cells are covered, and
+        those that pass read their maximum, then their minimum only if still needed
+        (:func:`_gated_extrema`). A skipped extremum is NaN, which NC scores as "no cell in this layer":
+        it misses only cells already covered, so every bitmap, and which input was first to a cell, stay
+        exactly the same.
+
+        Returns whether this probe takes the gate (:class:`TorchProbe` does; it applies it to layers
+        reduced on the CPU, other devices read every extremum).
+        """
+        self.gate = None
+        return False
 
     @property
     def white_box(self) -> bool:
@@ -316,6 +364,13 @@ class TorchProbe(Probe):
                 "pass layers=[...] naming modules, or fuzz the model as a black box"
             )
         self.extrema = extrema
+        self.gate = None
+        # call keys whose output is non-negative by construction (minimum >= 0): the NC gate applies
+        modules = dict(self.module.named_modules())
+        self._non_negative = {
+            k for k in keys if type(modules[k.split("#")[0]]) in (torch.nn.ReLU, torch.nn.ReLU6)
+        }
+        self._open: dict[str, Any] = {}
         self._threads = 1  # torch's thread count, read at every call: the summaries use as many
         #: set to False to run the module without summarising layers (e.g. to time the bare forward pass)
         self.active = True
@@ -323,7 +378,6 @@ class TorchProbe(Probe):
         self._buffer: dict[str, tuple[Any, Any, Any]] = {}
         self._counts: dict[str, int] = {}
         self._handles: list[Any] = []
-        modules = dict(self.module.named_modules())
         for base in dict.fromkeys(k.split("#")[0] for k in keys):
             self._handles.append(modules[base].register_forward_hook(self._hook(base)))
         # the sizes come from a real pass, so they match what the hooks produce
@@ -344,23 +398,29 @@ class TorchProbe(Probe):
             if key in self._keys:
                 out = _first_tensor(output)
                 if out is not None:
-                    self._buffer[key] = self._reduce(out.detach())
+                    self._buffer[key] = self._reduce(out.detach(), self._open.get(key))
             self.reduce_seconds += time.perf_counter() - t0
 
         return hook
 
-    def _reduce(self, out: Any) -> tuple[Any, Any, Any]:
+    def gate_extrema(self, gate: ExtremaGate | None) -> bool:
+        self.gate = gate
+        return gate is not None
+
+    def _reduce(self, out: Any, gate: tuple[float, np.ndarray] | None = None) -> tuple[Any, Any, Any]:
         """One layer's summary: neuron values ``(N, units)`` and, with ``extrema``, its per-sample
         minimum and maximum ``(N,)``.
 
         On the CPU the reductions run in NumPy over a zero-copy view of the tensor *in its memory
         order* (see :func:`_summarise`); other devices reduce in torch and copy only the summary.
         Computed right in the hook, so a later in-place operation on the tensor cannot change them.
+        ``gate`` (NC's threshold and the layer's uncovered neurons) lets the extrema be skipped where
+        NC cannot use them (:meth:`Probe.gate_extrema`; CPU only).
         """
         torch = self._torch
         n = out.shape[0]
         if out.device.type == "cpu":
-            return _summarise(_memory_view(out.float()), self.extrema, self._threads)
+            return _summarise(_memory_view(out.float()), self.extrema, self._threads, gate)
         flat_t = out.reshape(n, -1)
         values_t = out.flatten(2).mean(2) if out.dim() > 2 else flat_t
         values = values_t.float().cpu().numpy()
@@ -368,6 +428,19 @@ class TorchProbe(Probe):
             return values, None, None
         lo, hi = torch.aminmax(flat_t, dim=1)
         return values, lo.float().cpu().numpy(), hi.float().cpu().numpy()
+
+    def _open_neurons(self) -> dict[str, tuple[float, np.ndarray]]:
+        """Per gated layer: NC's threshold and the layer's uncovered neurons, read once per batch."""
+        gate = self.gate
+        if gate is None or not self.extrema or not self._non_negative or not self.layout.sizes:
+            return {}
+        covered = np.asarray(gate.covered())
+        offsets = self.layout.offsets
+        return {
+            key: (float(gate.threshold), ~covered[offsets[j] : offsets[j + 1]])
+            for j, key in enumerate(self.layout.layers)
+            if key in self._non_negative
+        }
 
     def close(self) -> None:
         """Remove the hooks from the module."""
@@ -383,6 +456,7 @@ class TorchProbe(Probe):
         self._buffer = {}
         self._counts = {}
         self._threads = torch.get_num_threads()
+        self._open = self._open_neurons()
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             scores = self._forward(t)
@@ -438,7 +512,12 @@ def _workers(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _summarise(view: tuple[np.ndarray, bool], extrema: bool, threads: int = 1) -> tuple[np.ndarray, Any, Any]:
+def _summarise(
+    view: tuple[np.ndarray, bool],
+    extrema: bool,
+    threads: int = 1,
+    gate: tuple[float, np.ndarray] | None = None,
+) -> tuple[np.ndarray, Any, Any]:
     """Neuron values ``(N, units)`` and the per-sample layer minimum and maximum of one layer.
 
     The spatial mean of every channel is a batched matrix-vector product with a weight vector of
@@ -452,6 +531,10 @@ def _summarise(view: tuple[np.ndarray, bool], extrema: bool, threads: int = 1) -
     With ``threads > 1`` (the probe passes torch's thread count, the threads the forward pass itself
     used) a layer of at least two chunks per thread is split into one run of chunks per thread; NumPy
     releases the GIL inside the reductions, so the runs proceed in parallel.
+
+    ``gate`` -- NC's threshold and the layer's uncovered neurons, for a layer that is non-negative by
+    construction -- reads the extrema only of the samples where NC could use them
+    (:func:`_gated_extrema`); the others get NaN.
     """
     a, last = view
     n = a.shape[0]
@@ -460,6 +543,7 @@ def _summarise(view: tuple[np.ndarray, bool], extrema: bool, threads: int = 1) -
         values = flat.copy()
         if not extrema:
             return values, None, None
+        # a dense layer's extrema cost less than the gate's tests: read them
         return values, flat.min(axis=1), flat.max(axis=1)
     if last:
         mat = a.reshape(n, -1, a.shape[-1])  # (N, positions, C): weights @ mat
@@ -479,7 +563,7 @@ def _summarise(view: tuple[np.ndarray, bool], extrema: bool, threads: int = 1) -
                 np.matmul(weights, mat[part], out=values[part])
             else:
                 np.matmul(mat[part], weights, out=values[part])
-            if extrema:
+            if extrema and gate is None:
                 np.min(flat[part], axis=1, out=lo[part])
                 np.max(flat[part], axis=1, out=hi[part])
 
@@ -487,8 +571,17 @@ def _summarise(view: tuple[np.ndarray, bool], extrema: bool, threads: int = 1) -
     threads = min(threads, chunks // 2)
     if threads <= 1:
         run(0, n)
-        return values, lo, hi
-    # runs of whole chunks, one per thread; the caller takes the first
+    else:
+        _split(run, n, step, chunks, threads)
+    if extrema and gate is not None:
+        # once over the whole layer: it reads little (an eighth of the memory, and the few rows needed)
+        _gated_extrema(flat, values, lo, hi, gate)
+    return values, lo, hi
+
+
+def _split(run: Any, n: int, step: int, chunks: int, threads: int) -> None:
+    """``run(start, stop)`` over the batch in runs of whole chunks, one per thread (the caller takes the
+    first)."""
     per = -(-chunks // threads) * step
     bounds = [(i, min(i + per, n)) for i in range(0, n, per)]
     pool = _workers(threads)
@@ -496,7 +589,58 @@ def _summarise(view: tuple[np.ndarray, bool], extrema: bool, threads: int = 1) -
     run(*bounds[0])
     for f in futures:
         f.result()
-    return values, lo, hi
+
+
+def _gated_extrema(
+    flat: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, gate: tuple[float, np.ndarray]
+) -> None:
+    """Fill ``lo`` and ``hi`` with each sample's layer minimum and maximum where NC could use them,
+    NaN elsewhere (``flat``: the samples' layer tensors as rows; ``values``: their neuron values).
+
+    For a non-negative layer NC's scaled value of a neuron is at most ``v / hi``, and at most
+    ``v / m`` for any ``m <= hi`` (:meth:`Probe.gate_extrema`). So, with ``t`` NC's threshold:
+
+    1. ``m`` = the maximum over every 8th block of :data:`_SAMPLE_BLOCK` values of the row (an eighth
+       of its memory; any subset of the row gives a lower bound of its maximum). A sample none of whose
+       uncovered neurons has ``v > t * m`` cannot open an NC cell in this layer: neither extremum is read.
+    2. The others get their maximum; those none of whose uncovered neurons has ``v > t * hi`` still
+       cannot: their minimum is not read.
+
+    Each test keeps a relative margin :data:`_GATE_MARGIN` towards reading (NC's own float32 scaling
+    can round up by a few units of ``2**-24``). A layer of fewer than 16 such blocks per sample reads
+    both extrema (cheaper than the tests).
+    """
+    threshold, open_ = gate
+    n, width = flat.shape
+    blocks = width // _SAMPLE_BLOCK
+    if blocks < 16:  # a small layer: read both
+        np.min(flat, axis=1, out=lo)
+        np.max(flat, axis=1, out=hi)
+        return
+    lo.fill(np.nan)
+    hi.fill(np.nan)
+    if not open_.any():
+        return
+    limit = threshold * (1.0 - _GATE_MARGIN)
+    candidates = values if open_.all() else values[:, open_]
+    sampled = flat[:, : blocks * _SAMPLE_BLOCK].reshape(n, blocks, _SAMPLE_BLOCK)[:, ::8]
+    bound = sampled.max(axis=(1, 2)).astype(np.float64)
+    rows = np.flatnonzero((candidates > limit * bound[:, None]).any(axis=1))
+    if rows.size == 0:
+        return
+    _rows_reduce(np.max, flat, rows, hi)
+    need = rows[(candidates[rows] > limit * hi[rows].astype(np.float64)[:, None]).any(axis=1)]
+    _rows_reduce(np.min, flat, need, lo)
+
+
+def _rows_reduce(reduce: Any, flat: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """``out[rows] = reduce(flat[rows], axis=1)``: row by row for a few rows, the whole block (no
+    gather copy) when a quarter or more are needed."""
+    if rows.size * 4 >= len(flat):
+        reduce(flat, axis=1, out=out)
+    else:
+        for i in rows:
+            out[i] = reduce(flat[i])
 
 
 # -- ONNX -----------------------------------------------------------------------------------------------

@@ -422,6 +422,14 @@ class Fuzzer:
 
     # -- the loop
     def run(self) -> FuzzResult:
+        """Run the loop until the query budget is spent (or the queue stalls)."""
+        try:
+            return self._run()
+        finally:
+            if isinstance(self.probe, Probe):
+                self.probe.gate_extrema(None)  # the gate reads this run's NC bitmap: not for a later run
+
+    def _run(self) -> FuzzResult:
         clock = _Clock()
         start = time.perf_counter()
         probe = self.probe
@@ -446,6 +454,9 @@ class Fuzzer:
         trackers = {c.name: Coverage(c) for c in criteria}
         guide = trackers[self.guide_name]
         book = CoverageBook(trackers, self.guide_name)
+        # from here on the probe may skip the layer minima NC cannot use (removed when the run ends)
+        if isinstance(probe, Probe):
+            probe.gate_extrema(book.extrema_gate())
         kept_obs = _take(obs, keep)
         roots = np.arange(keep.size)
         for t in trackers.values():
