@@ -278,7 +278,8 @@ def test_low_rate_poisoning_rows_are_listed_for_review(badnets_one_percent, digi
     screen = _check_screen(out, planted.y, Poisoning.Params().screen_level)
     assert len(set(screen.tolist()) & set(planted.indices.tolist())) / len(planted.indices) >= 0.7
     if out.details["suspect_classes"]:
-        assert review["source"] == "verdict suspects" and review["rows"] == out.details["indices"]
+        assert review["source"].startswith("verdict suspects")
+        assert review["rows"][: len(out.details["indices"])] == out.details["indices"]
     else:
         assert review["source"] == "label screen" and review["rows"] == screen.tolist()
         assert out.metrics["integrity.poisoning.suspect_count"] == 0
@@ -321,9 +322,42 @@ def test_with_a_verdict_the_review_is_the_verdict_suspects(
     _, _, x_te, y_te = digits_split
     out = Poisoning().run(make_ctx(backdoored_module, x, y, x_te, y_te))
     assert out.details["suspect_classes"] == ["6"]
-    assert out.details["review"]["source"] == "verdict suspects"
-    assert out.details["review"]["rows"] == out.details["indices"]
+    review = out.details["review"]
+    assert review["source"].startswith("verdict suspects")
+    assert review["rows"][: len(out.details["indices"])] == out.details["indices"]
     _check_screen(out, y, 0.01)  # reported beside the verdict
+    _extras_are_screened_rows_of_disagreement_classes(out, y)
+
+
+def _extras_are_screened_rows_of_disagreement_classes(out, y):
+    """Review rows beyond the verdict suspects are screened rows of a class named by label disagreement."""
+    review, n = out.details["review"], len(out.details["indices"])
+    extra = review["rows"][n:]
+    by_disagreement = {
+        v["label"]
+        for v in out.details["verdicts"]
+        if v["evidence"] == "label disagreement" or "confirmed by label disagreement" in v["split"]
+    }
+    assert set(extra) <= set(review["screen"]["rows"]) and not set(extra) & set(out.details["indices"])
+    assert all(y[i] in by_disagreement for i in extra)
+    assert bool(extra) == ("screened rows" in review["source"])
+    return extra
+
+
+def test_label_flip_review_adds_the_named_class_screened_rows(label_flipped, digits_split):
+    """A flip named by label disagreement: flipped rows that the out-of-sample classifier calls a third
+    class (not the source) are not in the verdict's cell, but the calibrated screen lists them; the review
+    list holds the verdict's suspects and those rows, so its recall is at least the verdict's at a
+    precision still far above the base rate."""
+    y, flipped, module = label_flipped
+    x_tr, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, x_tr, y, x_te, y_te))
+    assert out.details["suspect_classes"] == ["3"]
+    _extras_are_screened_rows_of_disagreement_classes(out, y)
+    truth = set(flipped.tolist())
+    review, verdict = set(out.details["review"]["rows"]), set(out.details["indices"])
+    assert len(review & truth) >= len(verdict & truth)
+    assert len(review & truth) / len(review) >= 0.8
 
 
 def test_bad_screen_level_is_named(ctx):

@@ -160,7 +160,9 @@ class Poisoning(Check):
     least ``min_foreign`` of the group look like other classes, and significantly more of it than of any
     other class's group (the same binomial test). ``integrity.poisoning.score``
     is the largest such z-score over classes (0 when no class has a small group that resembles another
-    class); ``suspect_count`` the number of samples in groups of flagged classes.
+    class); ``suspect_count`` the number of samples in groups of flagged classes. ``details.review`` lists
+    the rows to review: the flagged classes' suspects, or, when no class is named, the label screen
+    (:meth:`_review`, calibrated on the labelled evaluation data at ``screen_level``), which names no class.
     """
 
     id = "integrity.poisoning"
@@ -247,7 +249,9 @@ class Poisoning(Check):
     def _review(self, ctx: Context, out: Outcome, y: np.ndarray, probs: np.ndarray) -> None:
         """The rows a reviewer should look at, with or without a class verdict (``details.review``).
 
-        With a verdict, the named classes' suspects (``details.indices``). Without one, the *label screen*:
+        With a verdict, the named classes' suspects (``details.indices``), followed by the screen's rows of
+        the classes named by label disagreement (their verdict rests on the same evidence: flipped rows the
+        out-of-sample classifier calls a third class). Without a verdict, the *label screen*:
         the rows that the out-of-sample classifier (:meth:`_out_of_sample`, which never saw the row) calls
         another class, with a label probability that is rare on clean data. "Rare" is calibrated on the
         labelled evaluation data, which the attacker did not touch: the same kind of classifier, fitted on
@@ -286,11 +290,20 @@ class Poisoning(Check):
             )
         verdict_rows = list(out.details["indices"])
         use_screen = not verdict_rows and "rows" in screen
-        out.details["review"] = {
-            "rows": disputed.tolist() if use_screen else verdict_rows,
-            "source": "label screen" if use_screen else "verdict suspects",
-            "screen": screen,
+        rows = disputed.tolist() if use_screen else verdict_rows
+        source = "label screen" if use_screen else "verdict suspects"
+        # a class named by label disagreement: its screened rows are the same evidence, calibrated
+        by_labels = {
+            v["label"]
+            for v in out.details["verdicts"]
+            if v["evidence"] == "label disagreement" or "confirmed by label disagreement" in v["split"]
         }
+        named_rows = set(verdict_rows)
+        extra = [int(i) for i in disputed if y[i] in by_labels and int(i) not in named_rows]
+        if extra:
+            rows = rows + extra
+            source += " and the screened rows of classes named by label disagreement"
+        out.details["review"] = {"rows": rows, "source": source, "screen": screen}
         if use_screen and len(disputed):
             out.summary = out.summary.rstrip(".") + (
                 f"; {len(disputed)} training rows are listed for review: a classifier that never saw them "
