@@ -125,7 +125,10 @@ def ours(module: Any, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: 
     seconds = time.perf_counter() - t
     return {
         "classes": [int(v["label"]) for v in out.details["verdicts"]],
-        "indices": np.array(out.details["indices"], dtype=np.int64),
+        # the reviewer's list: the verdicts' suspects, or the label screen where no class is named
+        "indices": np.array(out.details["review"]["rows"], dtype=np.int64),
+        "verdict_indices": np.array(out.details["indices"], dtype=np.int64),
+        "review_source": out.details["review"]["source"],
         "seconds": seconds,
     }
 
@@ -195,6 +198,7 @@ def summarise(cases: list[dict[str, Any]], contenders: list[str]) -> list[dict[s
             if not res:
                 continue
             prec = [r["precision"] for r in res if not np.isnan(r["precision"])]
+            vprec = [r["verdict_precision"] for r in res if not np.isnan(r.get("verdict_precision", np.nan))]
             rows.append(
                 {
                     "attack": attack,
@@ -207,6 +211,8 @@ def summarise(cases: list[dict[str, Any]], contenders: list[str]) -> list[dict[s
                     "other_classes_named": float(np.mean([r["other_classes"] for r in res])),
                     "precision": float(np.mean(prec)) if prec else float("nan"),
                     "recall": float(np.mean([r["recall"] for r in res])),
+                    "verdict_precision": float(np.mean(vprec)) if vprec else float("nan"),
+                    "verdict_recall": float(np.mean([r.get("verdict_recall", np.nan) for r in res])),
                     "seconds": float(np.mean([r["seconds"] for r in res])),
                 }
             )
@@ -224,6 +230,10 @@ def score_case(
     """
     precision, recall = sample_scores(res["indices"], truth)
     named = set(res["classes"])
+    extra = {}
+    if "verdict_indices" in res:  # ours: the verdict suspects alone, beside the reviewer's list
+        vp, vr = sample_scores(res["verdict_indices"], truth)
+        extra = {"verdict_precision": vp, "verdict_recall": vr, "review_source": res["review_source"]}
     pair_list = pairs or [(-1, t) for t in targets]
     return {
         "pairs": float(np.mean([t in named for _, t in pair_list])) if pair_list else 0.0,
@@ -235,6 +245,7 @@ def score_case(
         "recall": recall,
         "n_flagged": len(res["indices"]),
         "seconds": res["seconds"],
+        **extra,
     }
 
 
@@ -385,10 +396,12 @@ def signs_grid(seeds: int, n_clean: int, art_version: str | None, n_train: int =
             )
     contenders = ["ours"] + (["ART activation", "ART spectral"] if art_version else [])
     named: dict[str, list[int]] = {c: [] for c in contenders}
+    rows_listed: dict[str, list[int]] = {c: [] for c in contenders}
     for seed in range(n_clean):
         res = run_all(fit(x, y, seed), x, y)
         for name, v in res.items():
             named[name].append(len(v["classes"]))
+            rows_listed[name].append(len(v["indices"]))
         print(f"signs clean twin seed {seed}: ours names {res['ours']['classes']}", flush=True)
     clean = {
         name: {
@@ -396,6 +409,7 @@ def signs_grid(seeds: int, n_clean: int, art_version: str | None, n_train: int =
             "false_alarm_rate": float(np.mean([n > 0 for n in v])),
             "mean_classes": float(np.mean(v)),
             "classes_named": v,
+            "mean_rows": float(np.mean(rows_listed[name])),
         }
         for name, v in named.items()
     }
@@ -430,28 +444,37 @@ def markdown(res: dict[str, Any]) -> str:
         "one pair per class, each with rate/10 of the training set). "
         "Only: named classes are all targets. Other: mean number of non-target classes named. Precision "
         "and recall: flagged training rows against the poisoned rows (precision averaged over cases "
-        "with any flag).",
+        "with any flag). Ours flags `details.review.rows`: the suspects of the named classes, or, where "
+        "no class is named, the label screen (rows an out-of-sample classifier calls another class, with a label "
+        "probability at most 1% of the labelled test rows reach: conformal p <= 0.01); verdict P/R: the "
+        "named classes' suspects alone.",
         "",
-        "| attack | rate | contender | cases | detected | pairs | only | other | precision | recall | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| attack | rate | contender | cases | detected | pairs | only | other | precision | recall "
+        "| verdict P | verdict R | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         lines.append(
             f"| {r['attack']} | {r['rate']:.0%} | {r['contender']} | {r['cases']} | {fmt(r['detected'])} | "
             f"{fmt(r['pairs'])} | "
             f"{fmt(r['target_only'])} | {fmt(r['other_classes_named'], 1)} | {fmt(r['precision'])} | "
-            f"{fmt(r['recall'])} | {fmt(r['seconds'], 1)} |"
+            f"{fmt(r['recall'])} | {fmt(r.get('verdict_precision'))} | {fmt(r.get('verdict_recall'))} | "
+            f"{fmt(r['seconds'], 1)} |"
         )
     lines += [
         "",
         "## Clean twins (false alarms)",
         "",
-        "| contender | twins | any class named | classes named (mean) |",
+        "Rows listed: mean number of training rows flagged (ours: the label screen's rows listed for review, "
+        "no class named).",
+        "",
+        "| contender | twins | any class named | classes named (mean) | rows listed (mean) |",
     ]
-    lines.append("|---|---|---|---|")
+    lines.append("|---|---|---|---|---|")
     for name, c in res["clean"].items():
         lines.append(
-            f"| {name} | {c['twins']} | {fmt(c['false_alarm_rate'])} | {fmt(c['mean_classes'], 1)} |"
+            f"| {name} | {c['twins']} | {fmt(c['false_alarm_rate'])} | {fmt(c['mean_classes'], 1)} | "
+            f"{fmt(c.get('mean_rows', float('nan')), 1)} |"
         )
     if res.get("signs"):
         g = res["signs"]
@@ -470,10 +493,15 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{fmt(r['target_only'])} | {fmt(r['other_classes_named'], 1)} | {fmt(r['precision'])} | "
                 f"{fmt(r['recall'])} | {fmt(r['seconds'], 1)} |"
             )
-        lines += ["", "| clean twins | twins | any class named | classes named (mean) |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "| clean twins | twins | any class named | classes named (mean) | rows listed (mean) |",
+            "|---|---|---|---|---|",
+        ]
         for name, c in g["clean"].items():
             lines.append(
-                f"| {name} | {c['twins']} | {fmt(c['false_alarm_rate'])} | {fmt(c['mean_classes'], 1)} |"
+                f"| {name} | {c['twins']} | {fmt(c['false_alarm_rate'])} | {fmt(c['mean_classes'], 1)} | "
+                f"{fmt(c.get('mean_rows', float('nan')), 1)} |"
             )
     lines += ["", "## Targets", ""]
     for t in res["targets"]:
@@ -673,11 +701,13 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     clean_named: dict[str, list[int]] = {k: [] for k in contenders}
+    clean_rows: dict[str, list[int]] = {k: [] for k in contenders}
     for seed in range(n_clean):
         module = train_model(x, y, seed)
         res = run_all(module, x, y)
         for k, v in res.items():
             clean_named[k].append(len(v["classes"]))
+            clean_rows[k].append(len(v["indices"]))
         print(f"clean twin seed {seed}: ours names {res['ours']['classes']}", flush=True)
     clean = {
         k: {
@@ -685,6 +715,7 @@ def main(argv: list[str] | None = None) -> int:
             "false_alarm_rate": float(np.mean([n > 0 for n in v])),
             "mean_classes": float(np.mean(v)),
             "classes_named": v,
+            "mean_rows": float(np.mean(clean_rows[k])),
         }
         for k, v in clean_named.items()
     }

@@ -235,3 +235,132 @@ def test_without_the_model_level_scan_the_combined_score_is_data_level(clean_twi
     out = Poisoning().run(make_ctx(clean_twin_module, x_tr, y_tr, x_te, y_te))
     assert "model_scan" not in out.details
     assert all("neural cleanse" not in r["combined"]["method"] for r in out.details["classes"])
+
+
+# ---------------------------------------------------------------------------------------------- review list
+
+
+@pytest.fixture(scope="module")
+def badnets_one_percent(digits_split):
+    """BadNets at 1% of the training set (13 samples from every other class, to class 0): about one
+    poisoned sample per source class, below what the class-level tests are sized for."""
+    from roadworthy.backdoor import plant_badnets
+
+    x_tr, y_tr, _, _ = digits_split
+    planted = plant_badnets(x_tr, y_tr, target=0, rate=0.01, size=3, seed=0)
+    return planted, _train_cnn(planted.x, planted.y)
+
+
+def _check_screen(out, y, level):
+    """The label screen's rows are rows the out-of-sample classifier calls another class whose
+    conformal p-value against the evaluation rows is at most ``level``, most disputed first."""
+    screen = out.details["review"]["screen"]
+    assert screen["level"] == level and screen["calibration_rows"] > 0
+    rows, prob, pv, pred = (np.asarray(screen[k]) for k in ("rows", "given_label_prob", "p", "predicted"))
+    assert len(rows) == len(set(rows.tolist())) == len(prob) == len(pv) == len(pred)
+    assert (pv <= level).all() and (pred != y[rows]).all()
+    assert (np.diff(prob) >= 0).all()
+    return rows
+
+
+def test_low_rate_poisoning_rows_are_listed_for_review(badnets_one_percent, digits_split):
+    """Whether or not a class is named, nearly all of a 1% dirty-label backdoor's rows are in the
+    reviewer's list, at a precision far above the 1% base rate; where no class is named the list is
+    the label screen and no verdict is raised by it."""
+    planted, module = badnets_one_percent
+    _, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, planted.x, planted.y, x_te, y_te))
+    review = out.details["review"]
+    rows = set(review["rows"])
+    hits = len(rows & set(planted.indices.tolist()))
+    assert hits / len(planted.indices) >= 0.7
+    assert hits / len(rows) >= 0.1  # 10x the base rate (ART's detectors: 0.01-0.04 here)
+    screen = _check_screen(out, planted.y, Poisoning.Params().screen_level)
+    assert len(set(screen.tolist()) & set(planted.indices.tolist())) / len(planted.indices) >= 0.7
+    if out.details["suspect_classes"]:
+        assert review["source"].startswith("verdict suspects")
+        assert review["rows"][: len(out.details["indices"])] == out.details["indices"]
+    else:
+        assert review["source"] == "label screen" and review["rows"] == screen.tolist()
+        assert out.metrics["integrity.poisoning.suspect_count"] == 0
+        assert "listed for review" in out.summary and "no class is named" in out.summary
+
+
+def test_clean_twin_review_is_the_label_screen_only(clean_twin_module, digits_split):
+    """A clean model names no class; its review list is the label screen: a few percent of the rows,
+    whose labels the out-of-sample classifier disputes; a stricter level lists a subset, a looser one a
+    superset."""
+    x_tr, y_tr, x_te, y_te = digits_split
+    ctx = make_ctx(clean_twin_module, x_tr, y_tr, x_te, y_te)
+    out = Poisoning().run(ctx)
+    assert out.details["suspect_classes"] == [] and out.details["indices"] == []
+    review = out.details["review"]
+    assert review["source"] == "label screen"
+    rows = _check_screen(out, y_tr, 0.01)
+    assert review["rows"] == rows.tolist()
+    assert len(rows) <= 0.05 * len(y_tr)
+    strict = _check_screen(Poisoning(Poisoning.Params(screen_level=0.004)).run(ctx), y_tr, 0.004)
+    loose = _check_screen(Poisoning(Poisoning.Params(screen_level=0.05)).run(ctx), y_tr, 0.05)
+    assert set(strict.tolist()) <= set(rows.tolist()) <= set(loose.tolist())
+
+
+def test_screen_needs_enough_evaluation_rows(clean_twin_module, digits_split):
+    """A level finer than the evaluation data can calibrate lists nothing and says why."""
+    x_tr, y_tr, x_te, y_te = digits_split
+    out = Poisoning(Poisoning.Params(screen_level=0.001)).run(
+        make_ctx(clean_twin_module, x_tr, y_tr, x_te[:100], y_te[:100])
+    )
+    screen = out.details["review"]["screen"]
+    assert "rows" not in screen and "999" in screen["skipped"]
+    assert out.details["review"]["rows"] == []
+
+
+def test_with_a_verdict_the_review_is_the_verdict_suspects(
+    backdoored_module, backdoored_digits, digits_split
+):
+    x, y, _ = backdoored_digits
+    _, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(backdoored_module, x, y, x_te, y_te))
+    assert out.details["suspect_classes"] == ["6"]
+    review = out.details["review"]
+    assert review["source"].startswith("verdict suspects")
+    assert review["rows"][: len(out.details["indices"])] == out.details["indices"]
+    _check_screen(out, y, 0.01)  # reported beside the verdict
+    _extras_are_screened_rows_of_disagreement_classes(out, y)
+
+
+def _extras_are_screened_rows_of_disagreement_classes(out, y):
+    """Review rows beyond the verdict suspects are screened rows of a class named by label disagreement."""
+    review, n = out.details["review"], len(out.details["indices"])
+    extra = review["rows"][n:]
+    by_disagreement = {
+        v["label"]
+        for v in out.details["verdicts"]
+        if v["evidence"] == "label disagreement" or "confirmed by label disagreement" in v["split"]
+    }
+    assert set(extra) <= set(review["screen"]["rows"]) and not set(extra) & set(out.details["indices"])
+    assert all(y[i] in by_disagreement for i in extra)
+    assert bool(extra) == ("screened rows" in review["source"])
+    return extra
+
+
+def test_label_flip_review_adds_the_named_class_screened_rows(label_flipped, digits_split):
+    """A flip named by label disagreement: flipped rows that the out-of-sample classifier calls a third
+    class (not the source) are not in the verdict's cell, but the calibrated screen lists them; the review
+    list holds the verdict's suspects and those rows, so its recall is at least the verdict's at a
+    precision still far above the base rate."""
+    y, flipped, module = label_flipped
+    x_tr, _, x_te, y_te = digits_split
+    out = Poisoning().run(make_ctx(module, x_tr, y, x_te, y_te))
+    assert out.details["suspect_classes"] == ["3"]
+    _extras_are_screened_rows_of_disagreement_classes(out, y)
+    truth = set(flipped.tolist())
+    review, verdict = set(out.details["review"]["rows"]), set(out.details["indices"])
+    assert len(review & truth) >= len(verdict & truth)
+    assert len(review & truth) / len(review) >= 0.8
+
+
+def test_bad_screen_level_is_named(ctx):
+    for level in (0.0, 1.0):
+        with pytest.raises(InvalidInputError, match="screen_level"):
+            Poisoning(Poisoning.Params(screen_level=level)).run(ctx)

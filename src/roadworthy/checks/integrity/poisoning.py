@@ -160,7 +160,9 @@ class Poisoning(Check):
     least ``min_foreign`` of the group look like other classes, and significantly more of it than of any
     other class's group (the same binomial test). ``integrity.poisoning.score``
     is the largest such z-score over classes (0 when no class has a small group that resembles another
-    class); ``suspect_count`` the number of samples in groups of flagged classes.
+    class); ``suspect_count`` the number of samples in groups of flagged classes. ``details.review`` lists
+    the rows to review: the flagged classes' suspects, or, when no class is named, the label screen
+    (:meth:`_review`, calibrated on the labelled evaluation data at ``screen_level``), which names no class.
     """
 
     id = "integrity.poisoning"
@@ -180,6 +182,7 @@ class Poisoning(Check):
         min_class_size: int = 20
         max_dims: int = 64
         n_examples: int = 4
+        screen_level: float = 0.01
 
     Params: ClassVar[type] = Params  # type: ignore[no-redef]
     budget_params: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -195,6 +198,8 @@ class Poisoning(Check):
             raise InvalidInputError(
                 f"`max_relative_size` must be in (0, 0.5]. Got {p.max_relative_size} instead."
             )
+        if not 0.0 < p.screen_level < 1.0:
+            raise InvalidInputError(f"`screen_level` must be in (0, 1). Got {p.screen_level} instead.")
         train = ctx.train_data
         assert train is not None
         y = np.asarray(train.y, dtype=np.int64)
@@ -238,7 +243,106 @@ class Poisoning(Check):
         if pooled:
             out.details["pooled_trigger"] = pooled
         self._combine(ctx, out, flagged)
+        self._review(ctx, out, y, probs)
         return out
+
+    def _review(self, ctx: Context, out: Outcome, y: np.ndarray, probs: np.ndarray) -> None:
+        """The rows a reviewer should look at, with or without a class verdict (``details.review``).
+
+        With a verdict, the named classes' suspects (``details.indices``), followed by the screen's rows of
+        the classes named by label disagreement (their verdict rests on the same evidence: flipped rows the
+        out-of-sample classifier calls a third class). Without a verdict, the *label screen*:
+        the rows that the out-of-sample classifier (:meth:`_out_of_sample`, which never saw the row) calls
+        another class, with a label probability that is rare on clean data. "Rare" is calibrated on the
+        labelled evaluation data, which the attacker did not touch: the same kind of classifier, fitted on
+        the whole training representation, scores every evaluation row's probability of its true label;
+        a training row's conformal p-value is ``(1 + #{evaluation rows scoring at most as low}) /
+        (n_eval + 1)`` and it is listed when that is at most ``screen_level``. Clean rows are then listed
+        at most at about that rate (fewer: the network has seen its training rows, so their features sit
+        closer to their class than unseen rows' do), whatever the data and model. A dirty-label poisoning
+        (BadNets, blended, label flips: samples of other classes relabelled) too small for any class-level
+        test still puts most of its rows there, beside the data's ordinary label noise; the screen names no
+        class and raises no verdict. It is reported beside a verdict too.
+        """
+        p = self.params
+        given = probs[np.arange(len(y)), y]
+        ref = self._reference_scores(ctx, y)
+        screen: dict[str, Any] = {"level": p.screen_level}
+        disputed = np.zeros(0, dtype=np.int64)
+        if ref is None or len(ref) + 1 < 1.0 / p.screen_level:
+            screen["skipped"] = (
+                f"needs at least {int(np.ceil(1.0 / p.screen_level)) - 1} labelled evaluation rows to "
+                f"calibrate a level of {p.screen_level:g}"
+            )
+        else:
+            ref = np.sort(ref)
+            pval = (1.0 + np.searchsorted(ref, given, side="right")) / (len(ref) + 1.0)
+            disputed = np.flatnonzero((probs.argmax(axis=1) != y) & (pval <= p.screen_level))
+            disputed = disputed[np.argsort(given[disputed], kind="stable")]
+            screen.update(
+                {
+                    "rows": disputed.tolist(),
+                    "given_label_prob": [float(f"{v:.3g}") for v in given[disputed]],
+                    "p": [round(float(v), 5) for v in pval[disputed]],
+                    "predicted": [int(v) for v in probs[disputed].argmax(axis=1)],
+                    "calibration_rows": len(ref),
+                }
+            )
+        verdict_rows = list(out.details["indices"])
+        use_screen = not verdict_rows and "rows" in screen
+        rows = disputed.tolist() if use_screen else verdict_rows
+        source = "label screen" if use_screen else "verdict suspects"
+        # a class named by label disagreement: its screened rows are the same evidence, calibrated
+        by_labels = {
+            v["label"]
+            for v in out.details["verdicts"]
+            if v["evidence"] == "label disagreement" or "confirmed by label disagreement" in v["split"]
+        }
+        named_rows = set(verdict_rows)
+        extra = [int(i) for i in disputed if y[i] in by_labels and int(i) not in named_rows]
+        if extra:
+            rows = rows + extra
+            source += " and the screened rows of classes named by label disagreement"
+        out.details["review"] = {"rows": rows, "source": source, "screen": screen}
+        if use_screen and len(disputed):
+            out.summary = out.summary.rstrip(".") + (
+                f"; {len(disputed)} training rows are listed for review: a classifier that never saw them "
+                f"calls them another class, with a label probability that at most {p.screen_level:.0%} of "
+                "the labelled evaluation rows reach; no class is named by them."
+            )
+
+    def _reference_scores(self, ctx: Context, y: np.ndarray) -> np.ndarray | None:
+        """The probability of its true label for every labelled evaluation row, from the out-of-sample
+        classifier's kind (:class:`~roadworthy.checks.integrity.label_issues.TrimmedRDA`) fitted on all
+        training rows, in the training representation (the same standardisation and principal
+        components, fitted on the training rows only). ``None`` without evaluation labels."""
+        from sklearn.decomposition import PCA
+
+        from roadworthy.checks.integrity.label_issues import TrimmedRDA
+
+        data = ctx.data
+        if data is None or data.y is None or len(data.y) == 0:
+            return None
+        y_ref = np.asarray(data.y, dtype=np.int64)
+        k = ctx.n_classes
+        if y_ref.min() < 0 or y_ref.max() >= k:
+            return None
+        tr = np.asarray(ctx.train_features, dtype=np.float32).reshape(len(y), -1)
+        te = np.asarray(ctx.clean_features, dtype=np.float32).reshape(len(y_ref), -1)
+        mu = tr.mean(axis=0)
+        sd = (tr - mu).std(axis=0)
+        sd[sd == 0] = 1.0
+        a, b = (tr - mu) / sd, (te - mu) / sd
+        dims = self.params.max_dims
+        if a.shape[1] > dims and len(a) > dims:
+            seed = ctx.random_state(f"integrity.train_representation.{dims}")
+            pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(a)
+            a, b = pca.transform(a), pca.transform(b)
+        scale = float(np.sqrt((a**2).sum(axis=1).mean() / max(1, a.shape[1]))) or 1.0
+        clf = TrimmedRDA().fit(a / scale, y)
+        pb = np.full((len(b), k), 1e-9)
+        pb[:, clf.classes_] = clf.predict_proba(b / scale)
+        return pb[np.arange(len(y_ref)), y_ref]
 
     def _combine(self, ctx: Context, out: Outcome, flagged: list[Suspicion]) -> None:
         """One score per class over the data-level methods and, when ``integrity.backdoor_scan`` ran
