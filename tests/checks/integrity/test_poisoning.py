@@ -9,12 +9,17 @@ from roadworthy.results import CheckResult
 from tests.checks.integrity.conftest import _train_cnn, make_ctx
 
 
-def test_backdoored_cnn_is_flagged_naming_target_and_source(
-    backdoored_module, backdoored_digits, digits_split
-):
-    x, y, poisoned = backdoored_digits
+@pytest.fixture(scope="module")
+def backdoored_outcome(backdoored_module, backdoored_digits, digits_split):
+    """The poisoning check on the backdoored CNN, run once for the tests that read it."""
+    x, y, _ = backdoored_digits
     _, _, x_te, y_te = digits_split
-    out = Poisoning().run(make_ctx(backdoored_module, x, y, x_te, y_te))
+    return Poisoning().run(make_ctx(backdoored_module, x, y, x_te, y_te))
+
+
+def test_backdoored_cnn_is_flagged_naming_target_and_source(backdoored_outcome, backdoored_digits):
+    _, _, poisoned = backdoored_digits
+    out = backdoored_outcome
     assert out.details["suspect_classes"] == ["6"]
     verdict = out.details["verdicts"][0]
     assert verdict["resembles"] == "3"
@@ -315,12 +320,9 @@ def test_screen_needs_enough_evaluation_rows(clean_twin_module, digits_split):
     assert out.details["review"]["rows"] == []
 
 
-def test_with_a_verdict_the_review_is_the_verdict_suspects(
-    backdoored_module, backdoored_digits, digits_split
-):
-    x, y, _ = backdoored_digits
-    _, _, x_te, y_te = digits_split
-    out = Poisoning().run(make_ctx(backdoored_module, x, y, x_te, y_te))
+def test_with_a_verdict_the_review_is_the_verdict_suspects(backdoored_outcome, backdoored_digits):
+    _, y, _ = backdoored_digits
+    out = backdoored_outcome
     assert out.details["suspect_classes"] == ["6"]
     review = out.details["review"]
     assert review["source"].startswith("verdict suspects")
