@@ -475,6 +475,12 @@ def test_ray_job_submit_runs_the_readme_command(project, tmp_path):
                 "--node-ip-address", "127.0.0.1",
                 "--num-cpus", "2", "--temp-dir", temp, "--disable-usage-stats", "--include-dashboard", "true",
                 "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                # the module's cluster may still run on this machine, its agents on Ray's default ports: a
+                # second agent on a taken port never registers, and the job server then has no agent
+                "--dashboard-agent-listen-port", str(_free_port()),
+                "--dashboard-agent-grpc-port", str(_free_port()),
+                "--runtime-env-agent-port", str(_free_port()),
+                "--metrics-export-port", str(_free_port()),
             ],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
