@@ -157,6 +157,44 @@ def test_an_ood_source_chunk_is_the_same_made_alone_or_in_order(ctx):
         assert np.array_equal(b.take(ctx, src, 16)[0], in_order[16])
 
 
+@pytest.mark.parametrize("with_train", [True, False], ids=["train_bounds", "seed_bounds"])
+def test_fuzz_campaigns_give_the_one_shard_report_in_any_order(
+    digits_model, digits_data, digits_train_data, with_train
+):
+    """``fuzz.deephunter``'s blocks are its two campaigns (guided, random baseline): each on its own
+    fresh "worker" (profiling the bounds and fitting the gate again there), random first, merged in
+    block order, gives the local run's metrics, details, examples, warnings and summary exactly (with
+    training data, and with the bounds profiled on the seeds)."""
+    from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz, FuzzParams
+
+    ctx = Context(
+        model=digits_model,
+        data=digits_data,
+        train_data=digits_train_data if with_train else None,
+        budget="quick",
+        seed=4,
+    )
+    check = DeepHunterFuzz(FuzzParams(max_queries=400, n_seeds=30, n_profile=200, n_examples=3))
+    whole = check.run(_fresh(ctx))
+    assert [(b.index, b.start, b.stop) for b in check.blocks(ctx)] == [(0, 0, 1), (1, 1, 2)]
+    merged, used = _as_a_cluster_would(check, ctx, [1, 0])
+    assert used == 2
+    _same(merged, whole)
+    assert merged.warnings == whole.warnings and merged.summary == whole.summary
+    assert whole.metrics["fuzz.mutants"] > 0 and whole.metrics["fuzz.random.mutants"] > 0
+    assert bool(whole.warnings) is not with_train  # the seeds-profile warning only without training data
+
+
+def test_fuzz_without_the_random_baseline_is_one_block(ctx):
+    from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz, FuzzParams
+
+    check = DeepHunterFuzz(FuzzParams(max_queries=200, n_seeds=20, n_profile=100, random_baseline=False))
+    assert check.blocks(ctx) == [Block(0, 0, 1)]
+    merged, _ = _as_a_cluster_would(check, ctx, [0])
+    _same(merged, check.run(_fresh(ctx)))
+    assert set(merged.details["runs"]) == {"guided"}
+
+
 def test_the_sequential_rule_is_applied_after_each_block_from_32_inputs_on():
     """The rule never looks before 32 inputs (the first wave), then after every block of 16; it reads
     only the parts' per-input results."""

@@ -156,3 +156,32 @@ def test_operators_constraint_and_project_shifts_are_parameters(ctx, monkeypatch
         DeepHunterFuzz(dataclasses.replace(params, shift_severities=(9,))).run(ctx)
     with pytest.raises(InvalidInputError, match="mutation operator"):
         DeepHunterFuzz(dataclasses.replace(params, operators=("warp",))).run(ctx)
+
+
+def test_a_model_wrong_on_every_seed_is_the_checks_error_but_a_bad_parameter_stops_the_run(digits_data):
+    """Run as sample-sharded blocks, the check keeps the rule of every sharded check: an invalid
+    parameter (an unknown shift operator) fails every block for an input reason and stops the run
+    (exit 2); a model that misclassifies every seed is a finding about the model, the check's error."""
+    import dataclasses
+
+    from roadworthy.checks.base import ShardInputError
+    from roadworthy.data.base import Dataset
+    from roadworthy.models.function import FunctionModel
+    from roadworthy.runner.local import run_check
+
+    keep = digits_data.y != 0
+    data = Dataset(
+        x=digits_data.x[keep], y=digits_data.y[keep], modality="image", class_names=digits_data.class_names
+    )
+
+    def always_zero(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), 10), np.float32)
+        out[:, 0] = 5.0
+        return out
+
+    model = FunctionModel(always_zero, input_shape=(1, 16, 16), n_classes=10, output="logits")
+    ctx = Context(model=model, data=data, budget="quick", seed=0)
+    result = run_check(DeepHunterFuzz, ctx, SMALL)
+    assert result.status == "error" and "misclassifies every seed" in result.error
+    with pytest.raises(ShardInputError, match=r"fuzz.deephunter: .*unknown shift"):
+        run_check(DeepHunterFuzz, ctx, dataclasses.replace(SMALL, shifts=("hail",)))

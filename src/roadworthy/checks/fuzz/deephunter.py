@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from roadworthy import evidence
-from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.base import Block, Check, Context, Outcome, Requires, register
 from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.coverage.mutations import ALPHA, BETA, Operator, make_operators
 from roadworthy.data.base import stratified_sample
@@ -277,95 +277,149 @@ class DeepHunterFuzz(Check):
         """The guided run's and the random baseline's queries, and the profiling pass for the bounds."""
         return float(2 * params.max_queries + params.n_profile), 0.0
 
-    def run(self, ctx: Context) -> Outcome:
+    # -- sharding: the guided campaign and the random baseline are the check's two blocks
+    shard_block = 1  #: one campaign per block
+
+    def runs(self) -> tuple[str, ...]:
+        """The campaigns, in block order: ``guided`` and, with ``random_baseline``, ``random``."""
+        return ("guided", "random") if self.params.random_baseline else ("guided",)
+
+    def shard_items(self, ctx: Context) -> int:
+        """Two campaigns (one without the random baseline), each a block of its own.
+
+        The fuzz loop is a sequential queue driven by coverage feedback, so a campaign is never split:
+        a campaign split into sub-campaigns would fuzz with a different, weaker feedback and find
+        other failures. What the campaigns share (the seeds, the coverage bounds profiled on the
+        training data, the validity gate) is computed by whichever block needs it first on a worker
+        and cached there (:meth:`bounds`, :func:`~roadworthy.checks.reference.validity_gate`); the
+        numbers are the same wherever it is computed.
+        """
+        return len(self.runs())
+
+    def seeds(self, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The seeds' evaluation rows, images and labels (a stratified sample; no model call)."""
+        p: FuzzParams = self.params
+        idx = ctx.sample(min(p.n_seeds, ctx.data.n_samples), self.id, "seeds")
+        return (
+            idx,
+            np.asarray(ctx.data.x[idx], dtype=np.float32),
+            np.asarray(ctx.data.y[idx]).astype(np.int64),
+        )
+
+    def bounds(self, ctx: Context, probe: Any, x: np.ndarray) -> tuple[Any, str]:
+        """The KMNC/NBC/SNAC bounds (per-neuron min, max, mean, std) and where they were profiled.
+
+        A stratified sample of ``--train-data`` (``n_profile`` rows), else the seeds ``x``. Computed
+        once per session (or per Ray worker) and shared by both campaigns: the profile streams the same
+        rows in the same batches wherever it runs, so every worker's bounds are bit-identical.
+        """
+        from roadworthy.coverage import profile
+
+        p: FuzzParams = self.params
+        layers = tuple(probe.layout.layers)
+        if ctx.train_data is not None and ctx.train_data.n_samples:
+            rows = stratified_sample(ctx.train_data.y, p.n_profile, ctx.rng(self.id, "profile"))
+            key = f"{self.id}:bounds:training:{p.n_profile}:{layers}"
+            return ctx.cached(
+                key,
+                lambda: profile(
+                    probe, np.asarray(ctx.train_data.x[rows], np.float32), ctx.batch_size, "training"
+                ),
+            ), "training"
+        key = f"{self.id}:bounds:evaluation:{p.n_seeds}:{layers}"
+        return ctx.cached(key, lambda: profile(probe, x, ctx.batch_size, "evaluation")), "evaluation"
+
+    def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
+        """One campaign (``runs()[block.index]``): its :class:`~roadworthy.coverage.fuzzer.FuzzResult`
+        and what the merge reports about its inputs (feedback kind, profile source, the gate)."""
         probes: list[Any] = []
         try:
-            return self._measure(ctx, probes)
+            return self._campaign(ctx, self.runs()[block.index], probes)
         finally:  # the probe's hooks sit on the user's module: never leave them there
             for probe in probes:
                 close = getattr(probe, "close", None)
                 if close is not None:
                     close()
 
-    def _measure(self, ctx: Context, probes: list[Any]) -> Outcome:
-        from roadworthy.coverage import fuzz, make_probe, profile, random_testing
+    def _campaign(self, ctx: Context, name: str, probes: list[Any]) -> dict[str, Any]:
+        from roadworthy.coverage import fuzz, make_probe, random_testing
 
         p: FuzzParams = self.params
-        idx = ctx.sample(min(p.n_seeds, ctx.data.n_samples), self.id, "seeds")
-        x = np.asarray(ctx.data.x[idx], dtype=np.float32)
-        y = np.asarray(ctx.data.y[idx]).astype(np.int64)
+        operators = _operators(p)  # a bad operator or shift name: an input error (exit 2)
+        _, x, y = self.seeds(ctx)
         probe = make_probe(ctx.model, x[:1])
         probes.append(probe)
         white = probe.white_box
-        warnings: list[str] = []
+        source = None
         if white:
             guide = p.criterion.lower()
             if guide not in NEURON_CRITERIA:
                 raise RoadworthyError(
                     f"fuzz.deephunter: `criterion` must be one of {', '.join(NEURON_CRITERIA)}. Got '{p.criterion}'."
                 )
-            if ctx.train_data is not None and ctx.train_data.n_samples:
-                rows = stratified_sample(ctx.train_data.y, p.n_profile, ctx.rng(self.id, "profile"))
-                bounds = profile(
-                    probe, np.asarray(ctx.train_data.x[rows], np.float32), ctx.batch_size, "training"
-                )
-            else:
-                bounds = profile(probe, x, ctx.batch_size, "evaluation")
-                warnings.append(
-                    "KMNC/NBC/SNAC bounds were profiled on the seeds (no --train-data): coverage of corner "
-                    "regions is measured against the evaluation data's range."
-                )
+            bounds, source = self.bounds(ctx, probe, x)
             criteria: tuple[str, ...] = NEURON_CRITERIA
         else:
             guide, bounds, criteria = "prediction", None, ()
         gate, gate_note = _gate(ctx)
-        is_valid = gate.in_envelope if gate is not None else None
-        if gate is None:
-            warnings.append(f"No validity gate ({gate_note}): every failure counts as valid.")
-
-        common = {
-            "criterion": guide,
-            "criteria": list(criteria),
-            "train": bounds,
-            "probe": probe,
-            "mutants_per_seed": p.mutants_per_seed,
-            "seeds_per_iteration": p.seeds_per_iteration,
-            "max_queries": p.max_queries,
-            "is_valid": is_valid,
-            "max_examples": p.n_examples,
-            "batch_size": ctx.batch_size,
-            "operators": _operators(p),
-            "alpha": p.alpha,
-            "beta": p.beta,
-        }
-        runs = {}
-        with ctx.progress.task(f"{self.id}", p.max_queries * (2 if p.random_baseline else 1)) as task:
+        with ctx.progress.task(f"{self.id} ({name})", p.max_queries) as task:
             done = [0]
 
             def advance(q: int, _total: int) -> None:
                 task.advance(max(0, q - done[0]))
                 done[0] = q
 
-            runs["guided"] = fuzz(
-                ctx.model,
-                x,
-                y,
-                seed=ctx.random_state(self.id, "guided"),
-                progress=advance,
-                strategy=p.strategy,
-                **common,
-            )
-            if p.random_baseline:
-                done[0] = 0
-                runs["random"] = random_testing(
+            run = fuzz if name == "guided" else random_testing
+            try:
+                result = run(
                     ctx.model,
                     x,
                     y,
-                    seed=ctx.random_state(self.id, "random"),
+                    criterion=guide,
+                    criteria=list(criteria),
+                    train=bounds,
+                    probe=probe,
+                    mutants_per_seed=p.mutants_per_seed,
+                    seeds_per_iteration=p.seeds_per_iteration,
+                    max_queries=p.max_queries,
+                    is_valid=gate.in_envelope if gate is not None else None,
+                    max_examples=p.n_examples,
+                    batch_size=ctx.batch_size,
+                    operators=operators,
+                    alpha=p.alpha,
+                    beta=p.beta,
+                    seed=ctx.random_state(self.id, name),
                     progress=advance,
-                    strategy=p.random_strategy,
-                    **common,
+                    strategy=p.strategy if name == "guided" else p.random_strategy,
                 )
+            except InvalidInputError as exc:
+                # the parameters were checked above: what fails here is a fact about the model (it
+                # misclassifies every seed), reported as this check's error, not a stop of the run
+                raise RoadworthyError(str(exc)) from exc
+        return {
+            "run": name,
+            "result": result,
+            "white": white,
+            "profile_source": source,
+            "gate": gate.describe() if gate is not None else None,
+            "gate_note": gate_note,
+        }
+
+    def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
+        """The report from the campaigns' results, in block order (no model call)."""
+        p: FuzzParams = self.params
+        idx, x, y = self.seeds(ctx)
+        runs = {part["run"]: part["result"] for part in parts}
+        first = parts[0]
+        white = first["white"]
+        warnings: list[str] = []
+        if first["profile_source"] == "evaluation":
+            warnings.append(
+                "KMNC/NBC/SNAC bounds were profiled on the seeds (no --train-data): coverage of corner "
+                "regions is measured against the evaluation data's range."
+            )
+        if first["gate"] is None:
+            warnings.append(f"No validity gate ({first['gate_note']}): every failure counts as valid.")
         guided = runs["guided"]
         metrics = _run_metrics("fuzz", guided)
         if "random" in runs:
@@ -388,10 +442,10 @@ class DeepHunterFuzz(Check):
             else None,
             "runs": {k: _run_details(r, y, ctx.class_name) for k, r in runs.items()},
         }
-        if gate is not None:
-            details["validity"] = {"gate": gate.describe(), "queries_not_counted": True}
+        if first["gate"] is not None:
+            details["validity"] = {"gate": first["gate"], "queries_not_counted": True}
         else:
-            details["validity"] = {"gate": None, "reason": gate_note}
+            details["validity"] = {"gate": None, "reason": first["gate_note"]}
         details[evidence.KEY] = self._evidence(ctx, runs, white)
         n_valid = len(guided.valid_failures)
         summary = (
