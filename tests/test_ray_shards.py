@@ -381,6 +381,47 @@ def test_sequential_black_box_checks_stop_at_the_same_block_on_ray(local_ray, di
     assert [sh["blocks"] for sh in hsj] == [2, 1]  # 40 inputs: 3 blocks of 16 on 2 workers
 
 
+@pytest.mark.slow
+def test_fuzz_campaigns_on_one_and_two_ray_workers_give_the_local_report(
+    local_ray, digits_module, digits_data, digits_train_data
+):
+    """``fuzz.deephunter`` on Ray: with 2 workers its two campaigns run as two shards (each worker
+    profiles the bounds and fits the gate itself), with 1 worker as one shard of both blocks; the
+    metrics, details (the Ray record aside) and examples are the local backend's."""
+    from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz
+    from roadworthy.config import LoadOptions, ModelRecipe
+    from roadworthy.models import load_model
+    from roadworthy.runner.local import run_checks
+    from roadworthy.runner.ray import run_ray
+
+    model = load_model(digits_module, input_shape=(1, 16, 16))
+    plan = {"fuzz.deephunter": {"max_queries": 300, "n_seeds": 30, "n_profile": 200, "n_examples": 2}}
+
+    def ctx() -> Context:
+        return Context(
+            model=model,
+            data=digits_data,
+            train_data=digits_train_data,
+            budget="quick",
+            seed=2,
+            plan_params=plan,
+        )
+
+    (local,) = run_checks([DeepHunterFuzz], ctx())
+    assert local.status != "error", local.error
+    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
+    for workers, blocks in ((2, [1, 1]), (1, [2])):
+        (remote,) = run_ray([DeepHunterFuzz], ctx(), model_recipe=recipe, workers=workers, cpus_per_task=0.5)
+        assert remote.status == local.status, remote.error
+        assert remote.metrics == local.metrics, workers
+        shards = remote.details.pop("ray")["shards"]
+        assert [sh["blocks"] for sh in shards] == blocks and all(sh["retries"] == 0 for sh in shards)
+        assert json.dumps(remote.details, sort_keys=True, default=str) == json.dumps(
+            local.details, sort_keys=True, default=str
+        )
+        assert [e.changed for e in remote.examples] == [e.changed for e in local.examples]
+
+
 class _FakeAutoAttack:
     """Stands in for ``pyautoattack.AutoAttack`` (not installed in CI): one random-sign step of size
     ``eps`` from a generator seeded by ``seed``, so the check's seeding per block is what is tested."""
