@@ -20,6 +20,13 @@ The check is a thin measurement over :mod:`roadworthy.coverage`:
    drawn uniformly from the queue (no power schedule), so the value of the guidance -- coverage
    feedback with probability-based selection -- is measured, not assumed.
 
+**Sharding** (:class:`~roadworthy.checks.base.Check`'s protocol): the check's blocks are its
+campaigns, the guided run (block 0) and the random baseline (block 1), each with its own generator
+(``ctx.random_state(check, "guided" | "random")``); the local backend runs them one after the other,
+the Ray backend on two workers, and :meth:`DeepHunterFuzz.merge` builds the same report from their
+results. A campaign is never split (the loop is one coverage-driven queue); the bounds and the gate are
+cached per process and bit-identical wherever they are computed.
+
 Metrics: ``fuzz.<criterion>.coverage`` (and ``_before``), ``fuzz.failures``, ``fuzz.valid_failures``,
 ``fuzz.invalid_failures``, ``fuzz.unique_failures``, ``fuzz.failure_rate`` with its interval, and the
 same under ``fuzz.random.``.
