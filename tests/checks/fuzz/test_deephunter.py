@@ -185,3 +185,30 @@ def test_a_model_wrong_on_every_seed_is_the_checks_error_but_a_bad_parameter_sto
     assert result.status == "error" and "misclassifies every seed" in result.error
     with pytest.raises(ShardInputError, match=r"fuzz.deephunter: .*unknown shift"):
         run_check(DeepHunterFuzz, ctx, dataclasses.replace(SMALL, shifts=("hail",)))
+
+
+def test_both_campaigns_share_one_profile_of_the_bounds_per_process(ctx, monkeypatch):
+    """The guided campaign and the random baseline (two blocks) profile the training data once in a
+    process and share the bounds; a fresh context (another worker) profiles again, to the same values."""
+    from roadworthy import coverage
+    from roadworthy.checks.base import Context
+
+    calls: list[int] = []
+    real = coverage.profile
+
+    def counting(probe, x, *args, **kwargs):
+        calls.append(len(x))
+        return real(probe, x, *args, **kwargs)
+
+    monkeypatch.setattr(coverage, "profile", counting)
+    monkeypatch.setattr(deephunter, "_gate", lambda ctx: (None, "not under test"))
+    check = DeepHunterFuzz(SMALL)
+    blocks = check.blocks(ctx)
+    assert len(blocks) == 2
+    parts = check.run_blocks(ctx, blocks)
+    assert calls == [SMALL.n_profile]
+    other = Context(model=ctx.model, data=ctx.data, train_data=ctx.train_data, budget="quick", seed=0)
+    again = check.run_blocks(other, blocks[1:])
+    assert calls == [SMALL.n_profile] * 2
+    assert again[0]["result"].coverage_after == parts[1]["result"].coverage_after
+    assert [p["run"] for p in parts] == ["guided", "random"] and parts[0]["profile_source"] == "training"
