@@ -157,14 +157,19 @@ def test_an_ood_source_chunk_is_the_same_made_alone_or_in_order(ctx):
         assert np.array_equal(b.take(ctx, src, 16)[0], in_order[16])
 
 
-@pytest.mark.parametrize("with_train", [True, False], ids=["train_bounds", "seed_bounds"])
+@pytest.mark.parametrize(
+    ("with_train", "campaigns"),
+    [(True, 1), (False, 1), (True, 3)],
+    ids=["train_bounds", "seed_bounds", "three_sub_campaigns"],
+)
 def test_fuzz_campaigns_give_the_one_shard_report_in_any_order(
-    digits_model, digits_data, digits_train_data, with_train
+    digits_model, digits_data, digits_train_data, with_train, campaigns
 ):
     """``fuzz.deephunter``'s blocks are its two campaigns (guided, random baseline): each on its own
     fresh "worker" (profiling the bounds and fitting the gate again there), random first, merged in
     block order, gives the local run's metrics, details, examples, warnings and summary exactly (with
-    training data, and with the bounds profiled on the seeds)."""
+    training data, with the bounds profiled on the seeds, and with each run split into three
+    sub-campaigns: six blocks in a random order)."""
     from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz, FuzzParams
 
     ctx = Context(
@@ -174,11 +179,15 @@ def test_fuzz_campaigns_give_the_one_shard_report_in_any_order(
         budget="quick",
         seed=4,
     )
-    check = DeepHunterFuzz(FuzzParams(max_queries=400, n_seeds=30, n_profile=200, n_examples=3))
+    check = DeepHunterFuzz(
+        FuzzParams(max_queries=400, n_seeds=30, n_profile=200, n_examples=3, campaigns=campaigns)
+    )
     whole = check.run(_fresh(ctx))
-    assert [(b.index, b.start, b.stop) for b in check.blocks(ctx)] == [(0, 0, 1), (1, 1, 2)]
-    merged, used = _as_a_cluster_would(check, ctx, [1, 0])
-    assert used == 2
+    n = 2 * campaigns
+    assert [(b.index, b.start, b.stop) for b in check.blocks(ctx)] == [(i, i, i + 1) for i in range(n)]
+    order = [1, 0] if n == 2 else list(np.random.default_rng(5).permutation(n))
+    merged, used = _as_a_cluster_would(check, ctx, order)
+    assert used == n and whole.details["campaigns"]["count"] == campaigns
     _same(merged, whole)
     assert merged.warnings == whole.warnings and merged.summary == whole.summary
     assert whole.metrics["fuzz.mutants"] > 0 and whole.metrics["fuzz.random.mutants"] > 0
@@ -386,8 +395,9 @@ def test_fuzz_campaigns_on_one_and_two_ray_workers_give_the_local_report(
     local_ray, digits_module, digits_data, digits_train_data
 ):
     """``fuzz.deephunter`` on Ray: with 2 workers its two campaigns run as two shards (each worker
-    profiles the bounds and fits the gate itself), with 1 worker as one shard of both blocks; the
-    metrics, details (the Ray record aside) and examples are the local backend's."""
+    profiles the bounds and fits the gate itself), with 1 worker as one shard of both blocks, and split
+    into 2 sub-campaigns per run as two shards of two blocks; the metrics, details (the Ray record
+    aside) and examples are the local backend's."""
     from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz
     from roadworthy.config import LoadOptions, ModelRecipe
     from roadworthy.models import load_model
@@ -395,31 +405,43 @@ def test_fuzz_campaigns_on_one_and_two_ray_workers_give_the_local_report(
     from roadworthy.runner.ray import run_ray
 
     model = load_model(digits_module, input_shape=(1, 16, 16))
-    plan = {"fuzz.deephunter": {"max_queries": 300, "n_seeds": 30, "n_profile": 200, "n_examples": 2}}
+    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
 
-    def ctx() -> Context:
+    def ctx(campaigns: int) -> Context:
+        params = {
+            "max_queries": 300,
+            "n_seeds": 30,
+            "n_profile": 200,
+            "n_examples": 2,
+            "campaigns": campaigns,
+        }
         return Context(
             model=model,
             data=digits_data,
             train_data=digits_train_data,
             budget="quick",
             seed=2,
-            plan_params=plan,
+            plan_params={"fuzz.deephunter": params},
         )
 
-    (local,) = run_checks([DeepHunterFuzz], ctx())
-    assert local.status != "error", local.error
-    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
-    for workers, blocks in ((2, [1, 1]), (1, [2])):
-        (remote,) = run_ray([DeepHunterFuzz], ctx(), model_recipe=recipe, workers=workers, cpus_per_task=0.5)
-        assert remote.status == local.status, remote.error
-        assert remote.metrics == local.metrics, workers
+    local = {}
+    for workers, campaigns, blocks in ((2, 1, [1, 1]), (1, 1, [2]), (2, 2, [2, 2])):
+        if campaigns not in local:
+            (local[campaigns],) = run_checks([DeepHunterFuzz], ctx(campaigns))
+            assert local[campaigns].status != "error", local[campaigns].error
+        want = local[campaigns]
+        (remote,) = run_ray(
+            [DeepHunterFuzz], ctx(campaigns), model_recipe=recipe, workers=workers, cpus_per_task=0.5
+        )
+        assert remote.status == want.status, remote.error
+        assert remote.metrics == want.metrics, (workers, campaigns)
         shards = remote.details.pop("ray")["shards"]
         assert [sh["blocks"] for sh in shards] == blocks and all(sh["retries"] == 0 for sh in shards)
         assert json.dumps(remote.details, sort_keys=True, default=str) == json.dumps(
-            local.details, sort_keys=True, default=str
+            want.details, sort_keys=True, default=str
         )
-        assert [e.changed for e in remote.examples] == [e.changed for e in local.examples]
+        assert [e.changed for e in remote.examples] == [e.changed for e in want.examples]
+    assert local[2].details["campaigns"]["count"] == 2 and local[2].metrics != local[1].metrics
 
 
 class _FakeAutoAttack:

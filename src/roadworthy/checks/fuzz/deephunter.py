@@ -109,6 +109,15 @@ class FuzzParams:
     alpha, beta
         DeepHunter's constraint: the fraction of elements a mutant may change, or the fraction of
         the value range every element may move.
+    campaigns
+        Sub-campaigns per run (default 1: one campaign over every seed, DeepHunter's loop). With
+        ``n`` > 1 each run (guided and random) becomes ``n`` independent campaigns, the ``g``-th on the
+        seeds at positions ``g, g + n, g + 2n, ...`` of the seed sample with an ``n``-th of
+        ``max_queries`` and its own generator, merged into one result (coverage: the union of the
+        cells they touched). Each is a block, so a Ray cluster runs up to ``2n`` at once; the local
+        backend runs the same split, so the report does not depend on the backend. It is a different
+        fuzzer: each queue gets feedback only from its own seeds' coverage, so results differ from
+        ``campaigns: 1`` (the report says so).
     """
 
     max_queries: int = 5000
@@ -126,6 +135,7 @@ class FuzzParams:
     shift_severities: tuple[int, ...] = (1, 2)
     alpha: float = ALPHA
     beta: float = BETA
+    campaigns: int = 1
 
 
 def shift_operator(name: str, severities: tuple[int, ...]) -> Operator:
@@ -291,8 +301,14 @@ class DeepHunterFuzz(Check):
         """The campaigns, in block order: ``guided`` and, with ``random_baseline``, ``random``."""
         return ("guided", "random") if self.params.random_baseline else ("guided",)
 
+    def campaigns(self) -> list[tuple[str, int]]:
+        """The blocks: ``(run, sub-campaign)`` pairs, every sub-campaign of ``guided`` then of ``random``."""
+        n = max(1, int(self.params.campaigns))
+        return [(run, g) for run in self.runs() for g in range(n)]
+
     def shard_items(self, ctx: Context) -> int:
-        """Two campaigns (one without the random baseline), each a block of its own.
+        """Two campaigns (one without the random baseline), each a block of its own (``campaigns``
+        sub-campaigns each when the parameter asks for them).
 
         The fuzz loop is a sequential queue driven by coverage feedback, so a campaign is never split:
         a campaign split into sub-campaigns would fuzz with a different, weaker feedback and find
@@ -301,7 +317,7 @@ class DeepHunterFuzz(Check):
         and cached there (:meth:`bounds`, :func:`~roadworthy.checks.reference.validity_gate`); the
         numbers are the same wherever it is computed.
         """
-        return len(self.runs())
+        return len(self.campaigns())
 
     def seeds(self, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The seeds' evaluation rows, images and labels (a stratified sample; no model call)."""
@@ -341,19 +357,41 @@ class DeepHunterFuzz(Check):
         and what the merge reports about its inputs (feedback kind, profile source, the gate)."""
         probes: list[Any] = []
         try:
-            return self._campaign(ctx, self.runs()[block.index], probes)
+            return self._campaign(ctx, *self.campaigns()[block.index], probes)
         finally:  # the probe's hooks sit on the user's module: never leave them there
             for probe in probes:
                 close = getattr(probe, "close", None)
                 if close is not None:
                     close()
 
-    def _campaign(self, ctx: Context, name: str, probes: list[Any]) -> dict[str, Any]:
-        from roadworthy.coverage import fuzz, make_probe, random_testing
+    def split(self, n_seeds: int) -> tuple[list[np.ndarray], list[int]]:
+        """The sub-campaigns' seed positions (round-robin over the seed sample) and query budgets."""
+        p: FuzzParams = self.params
+        n = int(p.campaigns)
+        if n < 1 or n > n_seeds:
+            raise InvalidInputError(
+                f"fuzz.deephunter: `campaigns` must be between 1 and the number of seeds ({n_seeds}). Got {n}."
+            )
+        groups = [np.arange(g, n_seeds, n) for g in range(n)]
+        share, extra = divmod(int(p.max_queries), n)
+        budgets = [share + (1 if g < extra else 0) for g in range(n)]
+        if n > 1 and min(budgets) <= len(groups[0]):
+            raise InvalidInputError(
+                f"fuzz.deephunter: with `campaigns` {n}, each sub-campaign's share of `max_queries` "
+                f"({min(budgets)}) must exceed its seeds ({len(groups[0])}, run once first); lower "
+                "`campaigns` or raise `max_queries`."
+            )
+        return groups, budgets
+
+    def _campaign(self, ctx: Context, name: str, g: int, probes: list[Any]) -> dict[str, Any]:
+        from roadworthy.coverage import NoSeedsError, fuzz, make_probe, random_testing
 
         p: FuzzParams = self.params
         operators = _operators(p)  # a bad operator or shift name: an input error (exit 2)
-        _, x, y = self.seeds(ctx)
+        _, x_all, y_all = self.seeds(ctx)
+        groups, budgets = self.split(len(x_all))  # a bad split: an input error (exit 2)
+        x, y = x_all[groups[g]], y_all[groups[g]]
+        split = len(groups) > 1
         probe = make_probe(ctx.model, x[:1])
         probes.append(probe)
         white = probe.white_box
@@ -364,12 +402,13 @@ class DeepHunterFuzz(Check):
                 raise RoadworthyError(
                     f"fuzz.deephunter: `criterion` must be one of {', '.join(NEURON_CRITERIA)}. Got '{p.criterion}'."
                 )
-            bounds, source = self.bounds(ctx, probe, x)
+            bounds, source = self.bounds(ctx, probe, x_all)  # every sub-campaign: the same bounds
             criteria: tuple[str, ...] = NEURON_CRITERIA
         else:
             guide, bounds, criteria = "prediction", None, ()
         gate, gate_note = _gate(ctx)
-        with ctx.progress.task(f"{self.id} ({name})", p.max_queries) as task:
+        label = f"{name}, campaign {g + 1} of {len(groups)}" if split else name
+        with ctx.progress.task(f"{self.id} ({label})", budgets[g]) as task:
             done = [0]
 
             def advance(q: int, _total: int) -> None:
@@ -388,23 +427,27 @@ class DeepHunterFuzz(Check):
                     probe=probe,
                     mutants_per_seed=p.mutants_per_seed,
                     seeds_per_iteration=p.seeds_per_iteration,
-                    max_queries=p.max_queries,
+                    max_queries=budgets[g],
                     is_valid=gate.in_envelope if gate is not None else None,
                     max_examples=p.n_examples,
                     batch_size=ctx.batch_size,
                     operators=operators,
                     alpha=p.alpha,
                     beta=p.beta,
-                    seed=ctx.random_state(self.id, name),
+                    seed=ctx.random_state(self.id, name, "campaign", g)
+                    if split
+                    else ctx.random_state(self.id, name),
+                    keep_cells=split,
                     progress=advance,
                     strategy=p.strategy if name == "guided" else p.random_strategy,
                 )
-            except InvalidInputError as exc:
-                # the parameters were checked above: what fails here is a fact about the model (it
-                # misclassifies every seed), reported as this check's error, not a stop of the run
-                raise RoadworthyError(str(exc)) from exc
+            except NoSeedsError as exc:
+                if not split:  # a fact about the model, this check's error (not a stop of the run)
+                    raise RoadworthyError(str(exc)) from exc
+                result = None  # a sub-campaign without a correct seed: its seeds count as dropped
         return {
             "run": name,
+            "campaign": g,
             "result": result,
             "white": white,
             "profile_source": source,
@@ -414,9 +457,18 @@ class DeepHunterFuzz(Check):
 
     def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
         """The report from the campaigns' results, in block order (no model call)."""
+        from roadworthy.coverage import merge_results
+
         p: FuzzParams = self.params
         idx, x, y = self.seeds(ctx)
-        runs = {part["run"]: part["result"] for part in parts}
+        groups, budgets = self.split(len(x))
+        try:
+            runs = {
+                run: merge_results([part["result"] for part in parts if part["run"] == run], groups)
+                for run in self.runs()
+            }
+        except InvalidInputError as exc:  # no sub-campaign had a correct seed: the check's error
+            raise RoadworthyError(str(exc)) from exc
         first = parts[0]
         white = first["white"]
         warnings: list[str] = []
@@ -448,6 +500,19 @@ class DeepHunterFuzz(Check):
             if p.random_baseline
             else None,
             "runs": {k: _run_details(r, y, ctx.class_name) for k, r in runs.items()},
+            "campaigns": {
+                "count": len(groups),
+                "seeds": [len(gr) for gr in groups],
+                "max_queries": budgets,
+                "note": "one campaign per run over every seed (DeepHunter's loop)"
+                if len(groups) == 1
+                else (
+                    f"each run is {len(groups)} independent sub-campaigns (round-robin groups of the seed "
+                    "sample, an equal share of the queries, each queue guided only by its own seeds' "
+                    "coverage), merged: coverage is the union of their cells. The same split runs on "
+                    "every backend; the numbers differ from one campaign over every seed."
+                ),
+            },
         }
         if first["gate"] is not None:
             details["validity"] = {"gate": first["gate"], "queries_not_counted": True}
@@ -469,6 +534,8 @@ class DeepHunterFuzz(Check):
                     f"; KMNC {guided.coverage_after['kmnc'].metric:.1%} guided vs "
                     f"{r.coverage_after['kmnc'].metric:.1%} random"
                 )
+        if len(groups) > 1:
+            summary += f" (each run as {len(groups)} sub-campaigns on groups of the seeds)"
         summary += "."
         return Outcome(
             metrics=metrics,
@@ -495,10 +562,7 @@ class DeepHunterFuzz(Check):
         items.append(
             evidence.lines(
                 f"Guiding criterion ({guided.criterion}) feedback cells touched, by model queries",
-                {
-                    k: ([h["queries"] for h in r.history], [h["coverage"] for h in r.history])
-                    for k, r in runs.items()
-                },
+                _history_series(runs),
                 "model queries",
                 "cells touched",
                 ylim=None,
@@ -560,6 +624,21 @@ class DeepHunterFuzz(Check):
             if len(out) >= n:
                 break
         return out
+
+
+def _history_series(runs: dict[str, Any]) -> dict[str, tuple[list[float], list[float]]]:
+    """Cells touched by queries, one line per run (per sub-campaign when the runs were split, each
+    with its own cells, at the queries spent so far by the sub-campaigns before it and itself)."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for k, r in runs.items():
+        if not r.history:
+            out[k] = ([], [])
+        for h in r.history:
+            name = k if "campaign" not in h else f"{k} #{int(h['campaign']) + 1}"
+            xs, ys = out.setdefault(name, ([], []))
+            xs.append(h["queries"])
+            ys.append(h["coverage"])
+    return out
 
 
 def _fmt(v: Any) -> str:
