@@ -24,8 +24,10 @@ The check is a thin measurement over :mod:`roadworthy.coverage`:
 campaigns, the guided run (block 0) and the random baseline (block 1), each with its own generator
 (``ctx.random_state(check, "guided" | "random")``); the local backend runs them one after the other,
 the Ray backend on two workers, and :meth:`DeepHunterFuzz.merge` builds the same report from their
-results. A campaign is never split (the loop is one coverage-driven queue); the bounds and the gate are
-cached per process and bit-identical wherever they are computed.
+results. By default a campaign is not split (the loop is one coverage-driven queue); ``campaigns: n``
+splits each run into ``n`` sub-campaigns on groups of the seeds (a different fuzzer, the same split on
+every backend, merged by :func:`~roadworthy.coverage.merge_results`). The bounds and the gate are cached
+per process and bit-identical wherever they are computed.
 
 Metrics: ``fuzz.<criterion>.coverage`` (and ``_before``), ``fuzz.failures``, ``fuzz.valid_failures``,
 ``fuzz.invalid_failures``, ``fuzz.unique_failures``, ``fuzz.failure_rate`` with its interval, and the
@@ -310,9 +312,9 @@ class DeepHunterFuzz(Check):
         """Two campaigns (one without the random baseline), each a block of its own (``campaigns``
         sub-campaigns each when the parameter asks for them).
 
-        The fuzz loop is a sequential queue driven by coverage feedback, so a campaign is never split:
-        a campaign split into sub-campaigns would fuzz with a different, weaker feedback and find
-        other failures. What the campaigns share (the seeds, the coverage bounds profiled on the
+        The fuzz loop is a sequential queue driven by coverage feedback, so by default a campaign is
+        not split: sub-campaigns fuzz with a different feedback (each queue sees only its own seeds'
+        coverage) and find other failures, so they are opt-in (``campaigns``). What the campaigns share (the seeds, the coverage bounds profiled on the
         training data, the validity gate) is computed by whichever block needs it first on a worker
         and cached there (:meth:`bounds`, :func:`~roadworthy.checks.reference.validity_gate`); the
         numbers are the same wherever it is computed.
