@@ -22,6 +22,7 @@ Writes ``benchmarks/results/fuzz_shards.json`` and ``benchmarks/results/fuzz_sha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -41,7 +42,18 @@ def main() -> None:
     ap.add_argument("--budget", default="standard")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--quality",
+        type=int,
+        nargs="*",
+        default=None,
+        help="instead: what sub-campaigns (`campaigns` 1 and these) do to coverage and failures, 3 seeds, "
+        "local backend; writes results/fuzz_campaigns.{json,md}",
+    )
     args = ap.parse_args()
+    if args.quality is not None:
+        quality(args, [1, *[n for n in (args.quality or [2, 4, 8]) if n != 1]])
+        return
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -133,6 +145,68 @@ def main() -> None:
     (RESULTS / "fuzz_shards.json").write_text(json.dumps(result, indent=2, default=float))
     (RESULTS / "fuzz_shards.md").write_text(table(result))
     print(table(result))
+
+
+QUALITY_METRICS = (
+    "fuzz.kmnc.coverage",
+    "fuzz.nbc.coverage",
+    "fuzz.valid_failures",
+    "fuzz.unique_failures",
+    "fuzz.random.kmnc.coverage",
+    "fuzz.random.valid_failures",
+    "fuzz.random.unique_failures",
+)
+
+
+def quality(args: Any, counts: list[int]) -> None:
+    """The same budget as 1, 2, 4, ... sub-campaigns per run: coverage and failures, 3 seeds."""
+    from roadworthy.checks.base import Context
+    from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz
+    from roadworthy.demo import load_demo_data
+    from roadworthy.demo.model import load_demo_model
+    from roadworthy.models import load_model
+
+    demo = load_demo_data(seed=0, n_train=args.train, n_test=args.images)
+    model = load_model(load_demo_model(), input_shape=demo.test.x.shape[1:])
+    rows: dict[int, dict[str, list[float]]] = {n: {m: [] for m in QUALITY_METRICS} for n in counts}
+    load_before = os.getloadavg()
+    for seed in (0, 1, 2):
+        ctx = Context(model=model, data=demo.test, train_data=demo.train, budget=args.budget, seed=seed)
+        for n in counts:  # one context per seed: the gate and the bounds are fitted once, as in a session
+            base = DeepHunterFuzz(budget=args.budget).params
+            check = DeepHunterFuzz(dataclasses.replace(base, campaigns=n), budget=args.budget)
+            out = check.run(ctx)
+            for m in QUALITY_METRICS:
+                rows[n][m].append(float(out.metrics[m]))
+            print(
+                f"seed {seed}, campaigns {n}: "
+                + ", ".join(f"{m} {out.metrics[m]:.3g}" for m in QUALITY_METRICS)
+            )
+    result = {
+        "images": args.images,
+        "train": args.train,
+        "budget": args.budget,
+        "load": {"before": load_before, "after": os.getloadavg()},
+        "runs": {str(n): v for n, v in rows.items()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fuzz_campaigns.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        f"# `fuzz.deephunter` split into sub-campaigns: demo model, {args.images} evaluation / {args.train} "
+        f"training images, `{args.budget}` budget, seeds 0-2 (mean, and min-max)",
+        "",
+        "The same query budget per run, split into `campaigns` sub-campaigns on round-robin groups of the "
+        "seeds (each queue guided only by its own seeds' coverage), merged. Local backend; the numbers "
+        "do not depend on the machine.",
+        "",
+        "| campaigns | " + " | ".join(f"`{m}`" for m in QUALITY_METRICS) + " |",
+        "|---:|" + "---:|" * len(QUALITY_METRICS),
+    ]
+    for n, v in rows.items():
+        cells = [f"{statistics.mean(v[m]):.3g} ({min(v[m]):.3g}-{max(v[m]):.3g})" for m in QUALITY_METRICS]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    (RESULTS / "fuzz_campaigns.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def _pieces(model: Any, demo: Any, args: Any, repeats: int) -> dict[str, float]:
