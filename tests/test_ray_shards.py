@@ -157,6 +157,53 @@ def test_an_ood_source_chunk_is_the_same_made_alone_or_in_order(ctx):
         assert np.array_equal(b.take(ctx, src, 16)[0], in_order[16])
 
 
+@pytest.mark.parametrize(
+    ("with_train", "campaigns"),
+    [(True, 1), (False, 1), (True, 3)],
+    ids=["train_bounds", "seed_bounds", "three_sub_campaigns"],
+)
+def test_fuzz_campaigns_give_the_one_shard_report_in_any_order(
+    digits_model, digits_data, digits_train_data, with_train, campaigns
+):
+    """``fuzz.deephunter``'s blocks are its two campaigns (guided, random baseline): each on its own
+    fresh "worker" (profiling the bounds and fitting the gate again there), random first, merged in
+    block order, gives the local run's metrics, details, examples, warnings and summary exactly (with
+    training data, with the bounds profiled on the seeds, and with each run split into three
+    sub-campaigns: six blocks in a random order)."""
+    from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz, FuzzParams
+
+    ctx = Context(
+        model=digits_model,
+        data=digits_data,
+        train_data=digits_train_data if with_train else None,
+        budget="quick",
+        seed=4,
+    )
+    check = DeepHunterFuzz(
+        FuzzParams(max_queries=400, n_seeds=30, n_profile=200, n_examples=3, campaigns=campaigns)
+    )
+    whole = check.run(_fresh(ctx))
+    n = 2 * campaigns
+    assert [(b.index, b.start, b.stop) for b in check.blocks(ctx)] == [(i, i, i + 1) for i in range(n)]
+    order = [1, 0] if n == 2 else list(np.random.default_rng(5).permutation(n))
+    merged, used = _as_a_cluster_would(check, ctx, order)
+    assert used == n and whole.details["campaigns"]["count"] == campaigns
+    _same(merged, whole)
+    assert merged.warnings == whole.warnings and merged.summary == whole.summary
+    assert whole.metrics["fuzz.mutants"] > 0 and whole.metrics["fuzz.random.mutants"] > 0
+    assert bool(whole.warnings) is not with_train  # the seeds-profile warning only without training data
+
+
+def test_fuzz_without_the_random_baseline_is_one_block(ctx):
+    from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz, FuzzParams
+
+    check = DeepHunterFuzz(FuzzParams(max_queries=200, n_seeds=20, n_profile=100, random_baseline=False))
+    assert check.blocks(ctx) == [Block(0, 0, 1)]
+    merged, _ = _as_a_cluster_would(check, ctx, [0])
+    _same(merged, check.run(_fresh(ctx)))
+    assert set(merged.details["runs"]) == {"guided"}
+
+
 def test_the_sequential_rule_is_applied_after_each_block_from_32_inputs_on():
     """The rule never looks before 32 inputs (the first wave), then after every block of 16; it reads
     only the parts' per-input results."""
@@ -341,6 +388,60 @@ def test_sequential_black_box_checks_stop_at_the_same_block_on_ray(local_ray, di
     assert where["blocks_run_ahead_dropped"] >= 1  # blocks past the stop ran on idle workers, unused
     hsj = remote["attack.hopskipjump"].details["ray"]["shards"]
     assert [sh["blocks"] for sh in hsj] == [2, 1]  # 40 inputs: 3 blocks of 16 on 2 workers
+
+
+@pytest.mark.slow
+def test_fuzz_campaigns_on_one_and_two_ray_workers_give_the_local_report(
+    local_ray, digits_module, digits_data, digits_train_data
+):
+    """``fuzz.deephunter`` on Ray: with 2 workers its two campaigns run as two shards (each worker
+    profiles the bounds and fits the gate itself), with 1 worker as one shard of both blocks, and split
+    into 2 sub-campaigns per run as two shards of two blocks; the metrics, details (the Ray record
+    aside) and examples are the local backend's."""
+    from roadworthy.checks.fuzz.deephunter import DeepHunterFuzz
+    from roadworthy.config import LoadOptions, ModelRecipe
+    from roadworthy.models import load_model
+    from roadworthy.runner.local import run_checks
+    from roadworthy.runner.ray import run_ray
+
+    model = load_model(digits_module, input_shape=(1, 16, 16))
+    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
+
+    def ctx(campaigns: int) -> Context:
+        params = {
+            "max_queries": 300,
+            "n_seeds": 30,
+            "n_profile": 200,
+            "n_examples": 2,
+            "campaigns": campaigns,
+        }
+        return Context(
+            model=model,
+            data=digits_data,
+            train_data=digits_train_data,
+            budget="quick",
+            seed=2,
+            plan_params={"fuzz.deephunter": params},
+        )
+
+    local = {}
+    for workers, campaigns, blocks in ((2, 1, [1, 1]), (1, 1, [2]), (2, 2, [2, 2])):
+        if campaigns not in local:
+            (local[campaigns],) = run_checks([DeepHunterFuzz], ctx(campaigns))
+            assert local[campaigns].status != "error", local[campaigns].error
+        want = local[campaigns]
+        (remote,) = run_ray(
+            [DeepHunterFuzz], ctx(campaigns), model_recipe=recipe, workers=workers, cpus_per_task=0.5
+        )
+        assert remote.status == want.status, remote.error
+        assert remote.metrics == want.metrics, (workers, campaigns)
+        shards = remote.details.pop("ray")["shards"]
+        assert [sh["blocks"] for sh in shards] == blocks and all(sh["retries"] == 0 for sh in shards)
+        assert json.dumps(remote.details, sort_keys=True, default=str) == json.dumps(
+            want.details, sort_keys=True, default=str
+        )
+        assert [e.changed for e in remote.examples] == [e.changed for e in want.examples]
+    assert local[2].details["campaigns"]["count"] == 2 and local[2].metrics != local[1].metrics
 
 
 class _FakeAutoAttack:

@@ -28,7 +28,16 @@ from roadworthy.coverage.criteria import (
     measure,
     profile,
 )
-from roadworthy.coverage.fuzzer import STRATEGIES, Failure, Fuzzer, FuzzResult, fuzz, random_testing
+from roadworthy.coverage.fuzzer import (
+    STRATEGIES,
+    Failure,
+    Fuzzer,
+    FuzzResult,
+    NoSeedsError,
+    fuzz,
+    merge_results,
+    random_testing,
+)
 from roadworthy.coverage.mutations import Operator, default_operators, make_operators, mutate
 
 __all__ = [
@@ -41,6 +50,7 @@ __all__ = [
     "FuzzResult",
     "Fuzzer",
     "Layout",
+    "NoSeedsError",
     "Observation",
     "Operator",
     "Profile",
@@ -50,6 +60,7 @@ __all__ = [
     "make_operators",
     "make_probe",
     "measure",
+    "merge_results",
     "mutate",
     "profile",
     "random_testing",

@@ -84,6 +84,10 @@ _STALL_LIMIT = 50
 QUEUE_BYTES = 256 * 2**20
 
 
+class NoSeedsError(InvalidInputError):
+    """The model misclassifies every seed: there is nothing to fuzz from."""
+
+
 @dataclass(frozen=True)
 class Failure:
     """One mutant the model got wrong.
@@ -162,6 +166,10 @@ class FuzzResult:
     queue_images
         The queue's image store: ``max_bytes`` (the cap), ``peak_bytes`` (most held at once) and
         ``rebuilt`` (selections whose image had been dropped and was replayed from its seed).
+    cells
+        Only with ``keep_cells=True`` (sub-campaigns to merge, :func:`merge_results`): per criterion,
+        the fitted criterion and its touched-cell bitmaps after the dry run and at the end (packed
+        bits); else empty.
     """
 
     mode: str
@@ -188,6 +196,7 @@ class FuzzResult:
     validity: str
     mutants_by_seed: dict[int, int] = field(default_factory=dict)
     queue_images: dict[str, int] = field(default_factory=dict)
+    cells: dict[str, tuple[Criterion, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def valid_failures(self) -> list[Failure]:
@@ -337,6 +346,7 @@ class Fuzzer:
         queue_invalid: bool = True,
         max_examples: int = 16,
         max_queue_bytes: int = QUEUE_BYTES,
+        keep_cells: bool = False,
         batch_size: int = 256,
         seed: int = 0,
         progress: Callable[[int, int], None] | None = None,
@@ -390,6 +400,7 @@ class Fuzzer:
         self.is_valid, self.validity_on, self.queue_invalid = is_valid, validity_on, queue_invalid
         self.max_examples, self.batch_size = int(max_examples), int(batch_size)
         self.max_queue_bytes = int(max_queue_bytes)
+        self.keep_cells = bool(keep_cells)
         self.seed = int(seed)
         self.progress = progress
         self.rng = np.random.default_rng(seed)
@@ -446,7 +457,7 @@ class Fuzzer:
             keep = np.flatnonzero(pred == self.y)
             truth = self.y[keep]
         if keep.size == 0:
-            raise InvalidInputError("fuzz: the model misclassifies every seed; there is nothing to fuzz from")
+            raise NoSeedsError("fuzz: the model misclassifies every seed; there is nothing to fuzz from")
         n_classes = obs.probs.shape[1]
         criteria = [
             c.fit(probe.layout, profile_data, n_classes=n_classes, n_roots=keep.size) for c in self._wanted
@@ -462,6 +473,7 @@ class Fuzzer:
         for t in trackers.values():
             t.mark(t.criterion.cells(kept_obs, roots))
         coverage_before = {k: t.summary() for k, t in trackers.items()}
+        bits_before = {k: t.packed() for k, t in trackers.items()} if self.keep_cells else {}
         queries = len(self.x)
         queue = [_Entry(False, 0, 0.0, r, ()) for r in range(keep.size)]
         queue_initial = len(queue)
@@ -642,6 +654,9 @@ class Fuzzer:
                 "peak_bytes": images.peak_bytes,
                 "rebuilt": images.rebuilt,
             },
+            cells={k: (t.criterion, bits_before[k], t.packed()) for k, t in trackers.items()}
+            if self.keep_cells
+            else {},
         )
 
     # -- helpers
@@ -757,6 +772,9 @@ def fuzz(model: Any, x: np.ndarray, y: np.ndarray | None = None, **params: Any) 
     batch_size
         Inputs per forward pass (profiling, dry run, and each iteration's mutants, which are split
         into passes of at most this many).
+    keep_cells
+        Keep every criterion's bitmaps in the result (``FuzzResult.cells``), so that sub-campaigns
+        run on groups of seeds can be merged into one result (:func:`merge_results`).
     seed
         Seed of every random choice.
     progress
@@ -784,4 +802,144 @@ def _run_and_close(fuzzer: Fuzzer) -> FuzzResult:
             close()
 
 
-__all__ = ["STRATEGIES", "Failure", "FuzzResult", "Fuzzer", "fuzz", "random_testing"]
+def merge_results(results: Sequence[FuzzResult | None], groups: Sequence[np.ndarray]) -> FuzzResult:
+    """One result from sub-campaigns run on disjoint groups of seeds, as if run one after another.
+
+    Each sub-campaign is a complete fuzzing run (its own queue, coverage feedback, budget and
+    generator) on the seeds ``x[groups[g]]``, run with ``keep_cells=True``. The merged coverage is the
+    union of their touched cells (per seed for the prediction criterion, whose cells are per root
+    seed), so it is the coverage all the mutants reached together; counts add up; failures and
+    ``mutants_by_seed`` are re-indexed into the whole seed array; a failure's ``query`` and the
+    history's ``queries`` are offset by the queries of the sub-campaigns before it, and each history
+    entry names its ``campaign`` (its ``coverage`` is that sub-campaign's own cell ratio).
+
+    Parameters
+    ----------
+    results
+        The sub-campaigns' results, in group order (the same mode, strategy and criteria); ``None``
+        for a group whose every seed the model misclassifies (:class:`NoSeedsError`): its seeds count
+        as dropped.
+    groups
+        Per result, the indices of its seeds in the whole seed array.
+
+    Raises
+    ------
+    NoSeedsError
+        When every group had no seed to fuzz from.
+    """
+    if len(results) != len(groups) or not results:
+        raise InvalidInputError(
+            f"fuzz: merge_results needs one group of seed indices per result. Got {len(results)} results "
+            f"and {len(groups)} groups."
+        )
+    dropped = sum(len(gr) for r, gr in zip(results, groups, strict=True) if r is None)
+    ran = [
+        (g, r, np.asarray(gr, dtype=np.int64))
+        for g, (r, gr) in enumerate(zip(results, groups, strict=True))
+        if r is not None
+    ]
+    if not ran:
+        raise NoSeedsError("fuzz: the model misclassifies every seed; there is nothing to fuzz from")
+    if len(results) == 1 and np.array_equal(groups[0], np.arange(len(groups[0]))):
+        return ran[0][1]
+    campaigns = [g for g, _, _ in ran]
+    results = [r for _, r, _ in ran]
+    groups = [gr for _, _, gr in ran]
+    missing = [g for g, r in enumerate(results) if not r.cells]
+    if missing:
+        raise InvalidInputError(
+            f"fuzz: merge_results needs the sub-campaigns' cells; run them with keep_cells=True "
+            f"(missing for campaign {missing[0]})."
+        )
+    first = results[0]
+
+    def union(name: str, at: int) -> CoverageSummary:
+        criterion = first.cells[name][0]
+        maps = [np.unpackbits(r.cells[name][at])[: r.cells[name][0].n_cells].astype(bool) for r in results]
+        if name == "prediction":  # cells per root seed: the groups' seeds side by side
+            n_roots = [r.cells[name][0].n_roots for r in results]
+            metrics = [r.cells[name][0].metric(b) for r, b in zip(results, maps, strict=True)]
+            total = int(sum(n_roots))
+            metric = (
+                float(sum(m * n for m, n in zip(metrics, n_roots, strict=True)) / total) if total else 0.0
+            )
+            return CoverageSummary(
+                name, metric, int(sum(int(b.sum()) for b in maps)), int(sum(b.size for b in maps))
+            )
+        bits = np.logical_or.reduce(maps)
+        return CoverageSummary(name, criterion.metric(bits), int(bits.sum()), int(bits.size))
+
+    names = list(first.coverage_after)
+    failures: list[Failure] = []
+    history: list[dict[str, float]] = []
+    mutants_by_seed: dict[int, int] = {}
+    operators: dict[str, dict[str, int]] = {}
+    seconds: dict[str, float] = {}
+    offset = 0
+    for g, r, group in zip(campaigns, results, groups, strict=True):
+        failures += [
+            Failure(
+                seed_index=int(group[f.seed_index]),
+                chain=f.chain,
+                true_class=f.true_class,
+                predicted_class=f.predicted_class,
+                confidence=f.confidence,
+                valid=f.valid,
+                query=f.query + offset,
+                digest=f.digest,
+                image=f.image,
+            )
+            for f in r.failures
+        ]
+        history += [{**h, "queries": h["queries"] + offset, "campaign": g} for h in r.history]
+        for seed, n in r.mutants_by_seed.items():
+            mutants_by_seed[int(group[seed])] = n
+        for op, stats in r.operators.items():
+            into = operators.setdefault(op, dict.fromkeys(stats, 0))
+            for k, v in stats.items():
+                into[k] += v
+        for k, v in r.seconds.items():
+            seconds[k] = seconds.get(k, 0.0) + v
+        offset += r.n_queries
+    return FuzzResult(
+        mode=first.mode,
+        strategy=first.strategy,
+        criterion=first.criterion,
+        criterion_params=first.criterion_params,
+        layers=first.layers,
+        profile_source=first.profile_source,
+        n_seeds=sum(r.n_seeds for r in results),
+        n_seeds_dropped=sum(r.n_seeds_dropped for r in results) + dropped,
+        coverage_before={name: union(name, 1) for name in names},
+        coverage_after={name: union(name, 2) for name in names},
+        queue_size_initial=sum(r.queue_size_initial for r in results),
+        queue_size=sum(r.queue_size for r in results),
+        failures=failures,
+        n_queries=sum(r.n_queries for r in results),
+        n_mutants=sum(r.n_mutants for r in results),
+        n_mutation_failures=sum(r.n_mutation_failures for r in results),
+        iterations=sum(r.iterations for r in results),
+        operators=operators,
+        history=history,
+        seconds=seconds,
+        seed=first.seed,
+        validity=first.validity,
+        mutants_by_seed=dict(sorted(mutants_by_seed.items())),
+        queue_images={
+            "max_bytes": first.queue_images.get("max_bytes", 0),
+            "peak_bytes": max(r.queue_images.get("peak_bytes", 0) for r in results),
+            "rebuilt": sum(r.queue_images.get("rebuilt", 0) for r in results),
+        },
+    )
+
+
+__all__ = [
+    "STRATEGIES",
+    "Failure",
+    "FuzzResult",
+    "Fuzzer",
+    "NoSeedsError",
+    "fuzz",
+    "merge_results",
+    "random_testing",
+]

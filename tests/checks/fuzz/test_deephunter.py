@@ -156,3 +156,117 @@ def test_operators_constraint_and_project_shifts_are_parameters(ctx, monkeypatch
         DeepHunterFuzz(dataclasses.replace(params, shift_severities=(9,))).run(ctx)
     with pytest.raises(InvalidInputError, match="mutation operator"):
         DeepHunterFuzz(dataclasses.replace(params, operators=("warp",))).run(ctx)
+
+
+def test_a_model_wrong_on_every_seed_is_the_checks_error_but_a_bad_parameter_stops_the_run(digits_data):
+    """Run as sample-sharded blocks, the check keeps the rule of every sharded check: an invalid
+    parameter (an unknown shift operator) fails every block for an input reason and stops the run
+    (exit 2); a model that misclassifies every seed is a finding about the model, the check's error."""
+    import dataclasses
+
+    from roadworthy.checks.base import ShardInputError
+    from roadworthy.data.base import Dataset
+    from roadworthy.models.function import FunctionModel
+    from roadworthy.runner.local import run_check
+
+    keep = digits_data.y != 0
+    data = Dataset(
+        x=digits_data.x[keep], y=digits_data.y[keep], modality="image", class_names=digits_data.class_names
+    )
+
+    def always_zero(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), 10), np.float32)
+        out[:, 0] = 5.0
+        return out
+
+    model = FunctionModel(always_zero, input_shape=(1, 16, 16), n_classes=10, output="logits")
+    ctx = Context(model=model, data=data, budget="quick", seed=0)
+    for campaigns in (1, 2):
+        result = run_check(DeepHunterFuzz, ctx, dataclasses.replace(SMALL, campaigns=campaigns))
+        assert result.status == "error" and "misclassifies every seed" in result.error
+    # with every class: only the zeros are right; sub-campaigns without a zero among their seeds drop them
+    full = Context(model=model, data=digits_data, budget="quick", seed=0)
+    split = run_check(DeepHunterFuzz, full, dataclasses.replace(SMALL, campaigns=10))
+    assert split.status != "error", split.error
+    guided = split.details["runs"]["guided"]
+    assert split.details["n_seeds"] + split.details["n_seeds_dropped"] == SMALL.n_seeds
+    assert 1 <= split.details["n_seeds"] < 10  # the zeros among the 40 seeds, in fewer than 10 groups
+    assert guided["mutants"] > 0 and split.details["campaigns"]["count"] == 10
+    with pytest.raises(ShardInputError, match=r"fuzz.deephunter: .*unknown shift"):
+        run_check(DeepHunterFuzz, ctx, dataclasses.replace(SMALL, shifts=("hail",)))
+
+
+def test_both_campaigns_share_one_profile_of_the_bounds_per_process(ctx, monkeypatch):
+    """The guided campaign and the random baseline (two blocks) profile the training data once in a
+    process and share the bounds; a fresh context (another worker) profiles again, to the same values."""
+    from roadworthy import coverage
+    from roadworthy.checks.base import Context
+
+    calls: list[int] = []
+    real = coverage.profile
+
+    def counting(probe, x, *args, **kwargs):
+        calls.append(len(x))
+        return real(probe, x, *args, **kwargs)
+
+    monkeypatch.setattr(coverage, "profile", counting)
+    monkeypatch.setattr(deephunter, "_gate", lambda ctx: (None, "not under test"))
+    check = DeepHunterFuzz(SMALL)
+    blocks = check.blocks(ctx)
+    assert len(blocks) == 2
+    parts = check.run_blocks(ctx, blocks)
+    assert calls == [SMALL.n_profile]
+    other = Context(model=ctx.model, data=ctx.data, train_data=ctx.train_data, budget="quick", seed=0)
+    again = check.run_blocks(other, blocks[1:])
+    assert calls == [SMALL.n_profile] * 2
+    assert again[0]["result"].coverage_after == parts[1]["result"].coverage_after
+    assert [p["run"] for p in parts] == ["guided", "random"] and parts[0]["profile_source"] == "training"
+
+
+def test_sub_campaigns_merge_into_one_result_over_every_seed(digits_model, digits_data, digits_train_data):
+    """``merge_results``: sub-campaigns on round-robin groups of seeds merge into one result whose
+    coverage is the union of theirs (never below any of them; after the dry runs exactly the one
+    campaign's, since together they ran every seed once), whose counts add up, and whose failures point
+    at the right seeds of the whole sample."""
+    from roadworthy.coverage import fuzz, make_probe, merge_results, profile
+
+    x = np.asarray(digits_data.x[:36], np.float32)
+    y = np.asarray(digits_data.y[:36]).astype(np.int64)
+    probe = make_probe(digits_model, x[:1])
+    try:
+        bounds = profile(probe, np.asarray(digits_train_data.x[:200], np.float32))
+        kw = {"train": bounds, "probe": probe, "mutants_per_seed": 5, "seeds_per_iteration": 4}
+        whole = fuzz(digits_model, x, y, max_queries=300, seed=1, **kw)
+        groups = [np.arange(g, 36, 3) for g in range(3)]
+        parts = [
+            fuzz(digits_model, x[gr], y[gr], max_queries=100, seed=10 + g, keep_cells=True, **kw)
+            for g, gr in enumerate(groups)
+        ]
+    finally:
+        probe.close()
+    merged = merge_results(parts, groups)
+    for name, s in merged.coverage_after.items():
+        assert s.cells_covered >= max(p.coverage_after[name].cells_covered for p in parts)
+        assert s.cells_covered <= sum(p.coverage_after[name].cells_covered for p in parts)
+        assert merged.coverage_before[name] == whole.coverage_before[name]
+    assert merged.n_queries == sum(p.n_queries for p in parts) <= 300
+    assert merged.n_mutants == sum(p.n_mutants for p in parts) > 0
+    assert merged.n_seeds == whole.n_seeds and sum(merged.mutants_by_seed.values()) == merged.n_mutants
+    assert len(merged.failures) == sum(len(p.failures) for p in parts) > 0
+    for f in merged.failures:  # the seed index points into the whole sample, at a seed of the same class
+        assert f.true_class == y[f.seed_index]
+    assert [f.seed_index % 3 for f in merged.failures[: len(parts[0].failures)]] == [0] * len(
+        parts[0].failures
+    )
+    assert {h["campaign"] for h in merged.history} == {0, 1, 2}
+
+
+def test_campaigns_must_leave_each_sub_campaign_seeds_and_queries(ctx):
+    import dataclasses
+
+    from roadworthy.checks.base import ShardInputError
+    from roadworthy.runner.local import run_check
+
+    for bad, queries, why in ((0, 600, "between 1 and"), (41, 600, "between 1 and"), (20, 50, "must exceed")):
+        with pytest.raises(ShardInputError, match=why):
+            run_check(DeepHunterFuzz, ctx, dataclasses.replace(SMALL, campaigns=bad, max_queries=queries))

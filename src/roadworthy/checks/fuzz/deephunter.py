@@ -20,6 +20,15 @@ The check is a thin measurement over :mod:`roadworthy.coverage`:
    drawn uniformly from the queue (no power schedule), so the value of the guidance -- coverage
    feedback with probability-based selection -- is measured, not assumed.
 
+**Sharding** (:class:`~roadworthy.checks.base.Check`'s protocol): the check's blocks are its
+campaigns, the guided run (block 0) and the random baseline (block 1), each with its own generator
+(``ctx.random_state(check, "guided" | "random")``); the local backend runs them one after the other,
+the Ray backend on two workers, and :meth:`DeepHunterFuzz.merge` builds the same report from their
+results. By default a campaign is not split (the loop is one coverage-driven queue); ``campaigns: n``
+splits each run into ``n`` sub-campaigns on groups of the seeds (a different fuzzer, the same split on
+every backend, merged by :func:`~roadworthy.coverage.merge_results`). The bounds and the gate are cached
+per process and bit-identical wherever they are computed.
+
 Metrics: ``fuzz.<criterion>.coverage`` (and ``_before``), ``fuzz.failures``, ``fuzz.valid_failures``,
 ``fuzz.invalid_failures``, ``fuzz.unique_failures``, ``fuzz.failure_rate`` with its interval, and the
 same under ``fuzz.random.``.
@@ -35,7 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from roadworthy import evidence
-from roadworthy.checks.base import Check, Context, Outcome, Requires, register
+from roadworthy.checks.base import Block, Check, Context, Outcome, Requires, register
 from roadworthy.checks.reference import gate_plan_passes, validity_gate
 from roadworthy.coverage.mutations import ALPHA, BETA, Operator, make_operators
 from roadworthy.data.base import stratified_sample
@@ -102,6 +111,15 @@ class FuzzParams:
     alpha, beta
         DeepHunter's constraint: the fraction of elements a mutant may change, or the fraction of
         the value range every element may move.
+    campaigns
+        Sub-campaigns per run (default 1: one campaign over every seed, DeepHunter's loop). With
+        ``n`` > 1 each run (guided and random) becomes ``n`` independent campaigns, the ``g``-th on the
+        seeds at positions ``g, g + n, g + 2n, ...`` of the seed sample with an ``n``-th of
+        ``max_queries`` and its own generator, merged into one result (coverage: the union of the
+        cells they touched). Each is a block, so a Ray cluster runs up to ``2n`` at once; the local
+        backend runs the same split, so the report does not depend on the backend. It is a different
+        fuzzer: each queue gets feedback only from its own seeds' coverage, so results differ from
+        ``campaigns: 1`` (the report says so).
     """
 
     max_queries: int = 5000
@@ -119,6 +137,7 @@ class FuzzParams:
     shift_severities: tuple[int, ...] = (1, 2)
     alpha: float = ALPHA
     beta: float = BETA
+    campaigns: int = 1
 
 
 def shift_operator(name: str, severities: tuple[int, ...]) -> Operator:
@@ -277,95 +296,191 @@ class DeepHunterFuzz(Check):
         """The guided run's and the random baseline's queries, and the profiling pass for the bounds."""
         return float(2 * params.max_queries + params.n_profile), 0.0
 
-    def run(self, ctx: Context) -> Outcome:
+    # -- sharding: the guided campaign and the random baseline are the check's two blocks
+    shard_block = 1  #: one campaign per block
+
+    def runs(self) -> tuple[str, ...]:
+        """The campaigns, in block order: ``guided`` and, with ``random_baseline``, ``random``."""
+        return ("guided", "random") if self.params.random_baseline else ("guided",)
+
+    def campaigns(self) -> list[tuple[str, int]]:
+        """The blocks: ``(run, sub-campaign)`` pairs, every sub-campaign of ``guided`` then of ``random``."""
+        n = max(1, int(self.params.campaigns))
+        return [(run, g) for run in self.runs() for g in range(n)]
+
+    def shard_items(self, ctx: Context) -> int:
+        """Two campaigns (one without the random baseline), each a block of its own (``campaigns``
+        sub-campaigns each when the parameter asks for them).
+
+        The fuzz loop is a sequential queue driven by coverage feedback, so by default a campaign is
+        not split: sub-campaigns fuzz with a different feedback (each queue sees only its own seeds'
+        coverage) and find other failures, so they are opt-in (``campaigns``). What the campaigns share (the seeds, the coverage bounds profiled on the
+        training data, the validity gate) is computed by whichever block needs it first on a worker
+        and cached there (:meth:`bounds`, :func:`~roadworthy.checks.reference.validity_gate`); the
+        numbers are the same wherever it is computed.
+        """
+        return len(self.campaigns())
+
+    def seeds(self, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The seeds' evaluation rows, images and labels (a stratified sample; no model call)."""
+        p: FuzzParams = self.params
+        idx = ctx.sample(min(p.n_seeds, ctx.data.n_samples), self.id, "seeds")
+        return (
+            idx,
+            np.asarray(ctx.data.x[idx], dtype=np.float32),
+            np.asarray(ctx.data.y[idx]).astype(np.int64),
+        )
+
+    def bounds(self, ctx: Context, probe: Any, x: np.ndarray) -> tuple[Any, str]:
+        """The KMNC/NBC/SNAC bounds (per-neuron min, max, mean, std) and where they were profiled.
+
+        A stratified sample of ``--train-data`` (``n_profile`` rows), else the seeds ``x``. Computed
+        once per session (or per Ray worker) and shared by both campaigns: the profile streams the same
+        rows in the same batches wherever it runs, so every worker's bounds are bit-identical.
+        """
+        from roadworthy.coverage import profile
+
+        p: FuzzParams = self.params
+        layers = tuple(probe.layout.layers)
+        if ctx.train_data is not None and ctx.train_data.n_samples:
+            rows = stratified_sample(ctx.train_data.y, p.n_profile, ctx.rng(self.id, "profile"))
+            key = f"{self.id}:bounds:training:{p.n_profile}:{layers}"
+            return ctx.cached(
+                key,
+                lambda: profile(
+                    probe, np.asarray(ctx.train_data.x[rows], np.float32), ctx.batch_size, "training"
+                ),
+            ), "training"
+        key = f"{self.id}:bounds:evaluation:{p.n_seeds}:{layers}"
+        return ctx.cached(key, lambda: profile(probe, x, ctx.batch_size, "evaluation")), "evaluation"
+
+    def run_block(self, ctx: Context, block: Block) -> dict[str, Any]:
+        """One campaign (``runs()[block.index]``): its :class:`~roadworthy.coverage.fuzzer.FuzzResult`
+        and what the merge reports about its inputs (feedback kind, profile source, the gate)."""
         probes: list[Any] = []
         try:
-            return self._measure(ctx, probes)
+            return self._campaign(ctx, *self.campaigns()[block.index], probes)
         finally:  # the probe's hooks sit on the user's module: never leave them there
             for probe in probes:
                 close = getattr(probe, "close", None)
                 if close is not None:
                     close()
 
-    def _measure(self, ctx: Context, probes: list[Any]) -> Outcome:
-        from roadworthy.coverage import fuzz, make_probe, profile, random_testing
+    def split(self, n_seeds: int) -> tuple[list[np.ndarray], list[int]]:
+        """The sub-campaigns' seed positions (round-robin over the seed sample) and query budgets."""
+        p: FuzzParams = self.params
+        n = int(p.campaigns)
+        if n < 1 or n > n_seeds:
+            raise InvalidInputError(
+                f"fuzz.deephunter: `campaigns` must be between 1 and the number of seeds ({n_seeds}). Got {n}."
+            )
+        groups = [np.arange(g, n_seeds, n) for g in range(n)]
+        share, extra = divmod(int(p.max_queries), n)
+        budgets = [share + (1 if g < extra else 0) for g in range(n)]
+        if n > 1 and min(budgets) <= len(groups[0]):
+            raise InvalidInputError(
+                f"fuzz.deephunter: with `campaigns` {n}, each sub-campaign's share of `max_queries` "
+                f"({min(budgets)}) must exceed its seeds ({len(groups[0])}, run once first); lower "
+                "`campaigns` or raise `max_queries`."
+            )
+        return groups, budgets
+
+    def _campaign(self, ctx: Context, name: str, g: int, probes: list[Any]) -> dict[str, Any]:
+        from roadworthy.coverage import NoSeedsError, fuzz, make_probe, random_testing
 
         p: FuzzParams = self.params
-        idx = ctx.sample(min(p.n_seeds, ctx.data.n_samples), self.id, "seeds")
-        x = np.asarray(ctx.data.x[idx], dtype=np.float32)
-        y = np.asarray(ctx.data.y[idx]).astype(np.int64)
+        operators = _operators(p)  # a bad operator or shift name: an input error (exit 2)
+        _, x_all, y_all = self.seeds(ctx)
+        groups, budgets = self.split(len(x_all))  # a bad split: an input error (exit 2)
+        x, y = x_all[groups[g]], y_all[groups[g]]
+        split = len(groups) > 1
         probe = make_probe(ctx.model, x[:1])
         probes.append(probe)
         white = probe.white_box
-        warnings: list[str] = []
+        source = None
         if white:
             guide = p.criterion.lower()
             if guide not in NEURON_CRITERIA:
                 raise RoadworthyError(
                     f"fuzz.deephunter: `criterion` must be one of {', '.join(NEURON_CRITERIA)}. Got '{p.criterion}'."
                 )
-            if ctx.train_data is not None and ctx.train_data.n_samples:
-                rows = stratified_sample(ctx.train_data.y, p.n_profile, ctx.rng(self.id, "profile"))
-                bounds = profile(
-                    probe, np.asarray(ctx.train_data.x[rows], np.float32), ctx.batch_size, "training"
-                )
-            else:
-                bounds = profile(probe, x, ctx.batch_size, "evaluation")
-                warnings.append(
-                    "KMNC/NBC/SNAC bounds were profiled on the seeds (no --train-data): coverage of corner "
-                    "regions is measured against the evaluation data's range."
-                )
+            bounds, source = self.bounds(ctx, probe, x_all)  # every sub-campaign: the same bounds
             criteria: tuple[str, ...] = NEURON_CRITERIA
         else:
             guide, bounds, criteria = "prediction", None, ()
         gate, gate_note = _gate(ctx)
-        is_valid = gate.in_envelope if gate is not None else None
-        if gate is None:
-            warnings.append(f"No validity gate ({gate_note}): every failure counts as valid.")
-
-        common = {
-            "criterion": guide,
-            "criteria": list(criteria),
-            "train": bounds,
-            "probe": probe,
-            "mutants_per_seed": p.mutants_per_seed,
-            "seeds_per_iteration": p.seeds_per_iteration,
-            "max_queries": p.max_queries,
-            "is_valid": is_valid,
-            "max_examples": p.n_examples,
-            "batch_size": ctx.batch_size,
-            "operators": _operators(p),
-            "alpha": p.alpha,
-            "beta": p.beta,
-        }
-        runs = {}
-        with ctx.progress.task(f"{self.id}", p.max_queries * (2 if p.random_baseline else 1)) as task:
+        label = f"{name}, campaign {g + 1} of {len(groups)}" if split else name
+        with ctx.progress.task(f"{self.id} ({label})", budgets[g]) as task:
             done = [0]
 
             def advance(q: int, _total: int) -> None:
                 task.advance(max(0, q - done[0]))
                 done[0] = q
 
-            runs["guided"] = fuzz(
-                ctx.model,
-                x,
-                y,
-                seed=ctx.random_state(self.id, "guided"),
-                progress=advance,
-                strategy=p.strategy,
-                **common,
-            )
-            if p.random_baseline:
-                done[0] = 0
-                runs["random"] = random_testing(
+            run = fuzz if name == "guided" else random_testing
+            try:
+                result = run(
                     ctx.model,
                     x,
                     y,
-                    seed=ctx.random_state(self.id, "random"),
+                    criterion=guide,
+                    criteria=list(criteria),
+                    train=bounds,
+                    probe=probe,
+                    mutants_per_seed=p.mutants_per_seed,
+                    seeds_per_iteration=p.seeds_per_iteration,
+                    max_queries=budgets[g],
+                    is_valid=gate.in_envelope if gate is not None else None,
+                    max_examples=p.n_examples,
+                    batch_size=ctx.batch_size,
+                    operators=operators,
+                    alpha=p.alpha,
+                    beta=p.beta,
+                    seed=ctx.random_state(self.id, name, "campaign", g)
+                    if split
+                    else ctx.random_state(self.id, name),
+                    keep_cells=split,
                     progress=advance,
-                    strategy=p.random_strategy,
-                    **common,
+                    strategy=p.strategy if name == "guided" else p.random_strategy,
                 )
+            except NoSeedsError as exc:
+                if not split:  # a fact about the model, this check's error (not a stop of the run)
+                    raise RoadworthyError(str(exc)) from exc
+                result = None  # a sub-campaign without a correct seed: its seeds count as dropped
+        return {
+            "run": name,
+            "campaign": g,
+            "result": result,
+            "white": white,
+            "profile_source": source,
+            "gate": gate.describe() if gate is not None else None,
+            "gate_note": gate_note,
+        }
+
+    def merge(self, ctx: Context, parts: list[dict[str, Any]]) -> Outcome:
+        """The report from the campaigns' results, in block order (no model call)."""
+        from roadworthy.coverage import merge_results
+
+        p: FuzzParams = self.params
+        idx, x, y = self.seeds(ctx)
+        groups, budgets = self.split(len(x))
+        try:
+            runs = {
+                run: merge_results([part["result"] for part in parts if part["run"] == run], groups)
+                for run in self.runs()
+            }
+        except InvalidInputError as exc:  # no sub-campaign had a correct seed: the check's error
+            raise RoadworthyError(str(exc)) from exc
+        first = parts[0]
+        white = first["white"]
+        warnings: list[str] = []
+        if first["profile_source"] == "evaluation":
+            warnings.append(
+                "KMNC/NBC/SNAC bounds were profiled on the seeds (no --train-data): coverage of corner "
+                "regions is measured against the evaluation data's range."
+            )
+        if first["gate"] is None:
+            warnings.append(f"No validity gate ({first['gate_note']}): every failure counts as valid.")
         guided = runs["guided"]
         metrics = _run_metrics("fuzz", guided)
         if "random" in runs:
@@ -387,11 +502,24 @@ class DeepHunterFuzz(Check):
             if p.random_baseline
             else None,
             "runs": {k: _run_details(r, y, ctx.class_name) for k, r in runs.items()},
+            "campaigns": {
+                "count": len(groups),
+                "seeds": [len(gr) for gr in groups],
+                "max_queries": budgets,
+                "note": "one campaign per run over every seed (DeepHunter's loop)"
+                if len(groups) == 1
+                else (
+                    f"each run is {len(groups)} independent sub-campaigns (round-robin groups of the seed "
+                    "sample, an equal share of the queries, each queue guided only by its own seeds' "
+                    "coverage), merged: coverage is the union of their cells. The same split runs on "
+                    "every backend; the numbers differ from one campaign over every seed."
+                ),
+            },
         }
-        if gate is not None:
-            details["validity"] = {"gate": gate.describe(), "queries_not_counted": True}
+        if first["gate"] is not None:
+            details["validity"] = {"gate": first["gate"], "queries_not_counted": True}
         else:
-            details["validity"] = {"gate": None, "reason": gate_note}
+            details["validity"] = {"gate": None, "reason": first["gate_note"]}
         details[evidence.KEY] = self._evidence(ctx, runs, white)
         n_valid = len(guided.valid_failures)
         summary = (
@@ -408,6 +536,8 @@ class DeepHunterFuzz(Check):
                     f"; KMNC {guided.coverage_after['kmnc'].metric:.1%} guided vs "
                     f"{r.coverage_after['kmnc'].metric:.1%} random"
                 )
+        if len(groups) > 1:
+            summary += f" (each run as {len(groups)} sub-campaigns on groups of the seeds)"
         summary += "."
         return Outcome(
             metrics=metrics,
@@ -434,10 +564,7 @@ class DeepHunterFuzz(Check):
         items.append(
             evidence.lines(
                 f"Guiding criterion ({guided.criterion}) feedback cells touched, by model queries",
-                {
-                    k: ([h["queries"] for h in r.history], [h["coverage"] for h in r.history])
-                    for k, r in runs.items()
-                },
+                _history_series(runs),
                 "model queries",
                 "cells touched",
                 ylim=None,
@@ -499,6 +626,21 @@ class DeepHunterFuzz(Check):
             if len(out) >= n:
                 break
         return out
+
+
+def _history_series(runs: dict[str, Any]) -> dict[str, tuple[list[float], list[float]]]:
+    """Cells touched by queries, one line per run (per sub-campaign when the runs were split, each
+    with its own cells, at the queries spent so far by the sub-campaigns before it and itself)."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for k, r in runs.items():
+        if not r.history:
+            out[k] = ([], [])
+        for h in r.history:
+            name = k if "campaign" not in h else f"{k} #{int(h['campaign']) + 1}"
+            xs, ys = out.setdefault(name, ([], []))
+            xs.append(h["queries"])
+            ys.append(h["coverage"])
+    return out
 
 
 def _fmt(v: Any) -> str:
