@@ -192,6 +192,20 @@ def test_ddn_l2_curve_reaches_what_pgd_finds_with_restarts(digits_model, digits_
             broken[rows] = digits_model.predict(adv.numpy()).argmax(axis=1) != yc[rows]
         missed_ddn.append(int((broken & ~(ddn_norms <= e)).sum()))
         missed_fmn.append(int((broken & ~(fmn_norms <= e)).sum()))
-    print("missed by DDN", missed_ddn, "by FMN", missed_fmn)
     assert max(missed_ddn) <= 1, missed_ddn
     assert sum(missed_ddn) < sum(missed_fmn), (missed_ddn, missed_fmn)
+
+
+def test_ddn_finds_adversarials_from_a_start_far_too_small(digits_model, batch):
+    """A start 1,000x too small (``init_norm``; the linear guess can be short like this where a model is far
+    from linear): the sphere widens faster with every failure until the first success, so the search still
+    flips the inputs and ends at the boundary for most. Growing by ``1 + gamma`` alone (the paper's rule)
+    it reaches only ~3.5x in 50 steps: nothing found."""
+    x, y = batch
+    correct = digits_model.predict(x).argmax(axis=1) == y
+    eps = (0.25, 0.5, 1.0, 2.0)
+    default = min_norm(digits_model, x, y, "l2", steps=50)
+    far = ddn(digits_model, x, y, steps=50, init_norm=1e-3)
+    assert np.isfinite(far.norms[correct]).mean() > 0.95
+    ours, ref = robust_curve(far.norms, correct, eps), robust_curve(default.norms, correct, eps)
+    assert (ours <= ref + 0.1).all() and ours[-1] <= ref[-1] + 2 / len(y), (ours, ref)

@@ -146,6 +146,7 @@ def ddn(
     gamma_final: float = 0.001,
     batch_size: int = 256,
     settled_at: float = 0.0,
+    init_norm: float | None = None,
 ) -> MinNorm:
     """Smallest L2 adversarial perturbation per input by Decoupled Direction and Norm (Rony et al., CVPR 2019).
 
@@ -157,8 +158,16 @@ def ddn(
 
         adversarial now:  keep delta if its norm is the smallest so far
         delta <- delta + alpha_k * eps * grad CE / ||grad CE||_2       (ascend the cross-entropy)
-        eps   <- eps * (1 - gamma_k)  if adversarial now,  else  eps * (1 + gamma_k)
+        eps   <- eps * (1 - gamma_k)  if adversarial now
+                 eps * (1 + gamma_k)  if not, but adversarial at an earlier step
+                 eps * (1 + gamma_k)^j  if never adversarial yet, after j failed steps in a row
         delta <- eps * delta / ||delta||_2,  then x0 + delta clipped to [0, 1]
+
+    Until its first success an input's sphere widens faster with every failed step (an exponential search
+    on the radius): the linear guess can be short many times over where the model is far from linear, and
+    at ``1 + gamma_k`` per step the sphere grows only about 3.5x in 50 steps (a guess 10x short would end
+    with nothing found, and the huge-strength self-check would blame the model); a close guess is left
+    almost as it is (5% after one failure), and a guess 100x short is reached within about 20 steps.
 
     The direction (the cross-entropy's ascent) and the norm (``eps``, set by success or failure alone) are
     decoupled: the perturbation always sits on the sphere of radius ``eps`` and slides along it towards
@@ -182,6 +191,9 @@ def ddn(
         How fast ``eps`` shrinks after a success (or grows after a failure), cosine-annealed.
     settled_at
         An input leaves the search once its best norm is at or below this (see :func:`fmn`).
+    init_norm
+        The starting radius of every input (the paper's ``init_norm``, 1 there); ``None`` (default): the
+        linear guess above, per input.
 
     Returns
     -------
@@ -200,7 +212,16 @@ def ddn(
     for i in range(0, len(xt), batch_size):
         sl = slice(i, i + batch_size)
         adv[sl], norms[sl] = _ddn_batch(
-            forward, xt[sl], yt[sl], steps, alpha_init, alpha_final, gamma_init, gamma_final, settled_at
+            forward,
+            xt[sl],
+            yt[sl],
+            steps,
+            alpha_init,
+            alpha_final,
+            gamma_init,
+            gamma_final,
+            settled_at,
+            init_norm,
         )
     if was_numpy:
         return MinNorm(adv.cpu().numpy(), norms.cpu().numpy(), "l2")
@@ -302,7 +323,9 @@ def _fmn_batch(forward, x0, y, norm, steps, alpha_init, alpha_final, gamma_init,
     return best_adv, best
 
 
-def _ddn_batch(forward, x0, y, steps, alpha_init, alpha_final, gamma_init, gamma_final, settled_at):  # type: ignore[no-untyped-def]
+def _ddn_batch(
+    forward, x0, y, steps, alpha_init, alpha_final, gamma_init, gamma_final, settled_at, init_norm
+):  # type: ignore[no-untyped-def]
     import torch
 
     from roadworthy.attacks._losses import ce_loss
@@ -321,7 +344,10 @@ def _ddn_batch(forward, x0, y, steps, alpha_init, alpha_final, gamma_init, gamma
     g = torch.zeros_like(xr) if g is None else g.detach()
     m = m.detach()
     best = torch.where(m < 0, torch.zeros_like(best), best)
-    eps = torch.minimum(m.abs() / g.flatten(1).norm(dim=1).double().clamp(min=1e-12), worst)
+    guess = m.abs() / g.flatten(1).norm(dim=1).double().clamp(min=1e-12)
+    eps = torch.minimum(guess if init_norm is None else torch.full_like(guess, float(init_norm)), worst)
+    found = m < 0
+    fails = torch.zeros(n, dtype=torch.float64, device=x0.device)  # failed steps in a row, before a success
     delta = torch.zeros_like(x0)
     rows = torch.arange(n, device=x0.device)[best > settled_at]
     for k in range(1, steps):
@@ -341,13 +367,18 @@ def _ddn_batch(forward, x0, y, steps, alpha_init, alpha_final, gamma_init, gamma
         b = torch.where(smaller, dn, b)
         best[rows] = b
         best_adv[rows[smaller]] = xr.detach()[smaller]
+        f = found[rows] | is_adv
+        found[rows] = f
         gamma = _cosine(k - 1, steps - 1, gamma_init, gamma_final)
         alpha = _cosine(k - 1, steps - 1, alpha_init, alpha_final)
         e_rows = eps[rows]
         # the direction: ascend the cross-entropy by a step relative to the current sphere
         d = d + alpha * e_rows.to(x0.dtype).reshape(view) * direction(g, "l2")
         # the norm, decoupled: the sphere closes in after a success and widens after a failure
-        e_rows = torch.minimum(torch.where(is_adv, e_rows * (1 - gamma), e_rows * (1 + gamma)), worst[rows])
+        j = torch.where(f, torch.zeros_like(e_rows), fails[rows] + 1)
+        fails[rows] = j
+        grow = torch.where(f, e_rows * (1 + gamma), e_rows * (1 + gamma) ** j)
+        e_rows = torch.minimum(torch.where(is_adv, e_rows * (1 - gamma), grow), worst[rows])
         eps[rows] = e_rows
         d = d * (e_rows.to(x0.dtype).reshape(view) / (l2_norm(d) + 1e-12))
         delta[rows] = (xa + d).clamp(0.0, 1.0) - xa
