@@ -11,8 +11,10 @@ classified ones), side by side in one process:
 * **per-strength PGD** (what the PGD checks did before issue 12): one PGD run of ``steps`` steps
   (step ``2.5 * eps / steps``, one random start, fooled inputs dropped early) at each of 5 strengths;
 * **the PGD check** (:meth:`AttackCheck.curve_white_box`, the ``standard`` budget with ``n_samples=n``):
-  one Fast Minimum-Norm run whose inputs leave once broken at or below the smallest strength, plus PGD
-  at the default strength on the inputs that run left standing; per input the smaller flipping strength;
+  one minimum-norm run (Fast Minimum-Norm in L-inf, Decoupled Direction and Norm in L2) whose inputs leave
+  once broken at or below the smallest strength, plus PGD at the default strength on the inputs that run
+  left standing, and PGD at the other strengths on the inputs just above them (``refine_curve``); per
+  input the smallest flipping strength;
 * **the APGD-CE check** the same way (L-inf only).
 
 Printed and written to ``benchmarks/results/curve.{json,md}``: both curves and their gap, wall times and
@@ -292,7 +294,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "# Robustness curve: one minimum-norm run vs one PGD run per strength",
         "",
         f"{meta['machine']}, torch threads 1, {meta['load']}. The check: the `standard` budget's PGD steps "
-        "and `min_norm_steps`, n_samples as shown (one FMN run, PGD at the default strength on the inputs it "
+        "and `min_norm_steps`, n_samples as shown (one minimum-norm run: FMN in L-inf, DDN in L2; PGD at the default strength on the inputs it "
         "left standing there, and PGD at each other strength on the inputs whose smallest flipping strength "
         "found lies within one sweep step above it, paid from the passes the early stops saved: "
         "`refine_curve`); per-strength PGD with the same steps."

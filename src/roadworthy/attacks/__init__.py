@@ -19,6 +19,7 @@ module              attack                                      threat model
 ``pgd``             PGD (Madry et al., ICLR 2018)                white-box, L-inf or L2
 ``apgd``            Auto-PGD, CE or DLR (Croce & Hein, 2020)     white-box, L-inf or L2
 ``fmn``             Fast Minimum-Norm (Pintor et al., 2021)      white-box, L-inf or L2, no budget
+``fmn.ddn``         DDN (Rony et al., CVPR 2019)                 white-box, L2, no budget
 ``square``          Square Attack (Andriushchenko et al., 2020)  scores only, L-inf
 ``hopskipjump``     HopSkipJump (Chen et al., S&P 2020)          labels only, L2
 ``pixels``          few-pixel and line attacks by DE (Su 2019)   scores only, L0
@@ -26,8 +27,8 @@ module              attack                                      threat model
 ``sticker``         universal patch (Brown et al., 2017)         white-box, physical-style
 ==================  ==========================================  ===============================
 
-``fmn`` returns each input's smallest adversarial perturbation, so one run gives the robust accuracy at
-every strength (``robust_curve``). The package's names ``fgsm``, ``pgd`` and ``apgd`` are the functions; import helpers from the modules
+``fmn`` and ``ddn`` return each input's smallest adversarial perturbation, so one run gives the robust
+accuracy at every strength (``robust_curve``); ``min_norm`` picks FMN for L-inf and DDN for L2. The package's names ``fgsm``, ``pgd`` and ``apgd`` are the functions; import helpers from the modules
 (``from roadworthy.attacks.pgd import pgd``). This package imports only roadworthy's ground floor and
 ``roadworthy.models.base``, never ``roadworthy.checks``.
 """
@@ -36,7 +37,7 @@ from roadworthy.attacks._losses import ce_loss, dlr_loss, input_gradient, margin
 from roadworthy.attacks._pool import StartPool
 from roadworthy.attacks.apgd import apgd
 from roadworthy.attacks.fgsm import fgsm
-from roadworthy.attacks.fmn import MinNorm, fmn, robust_curve
+from roadworthy.attacks.fmn import MinNorm, ddn, fmn, min_norm, robust_curve
 from roadworthy.attacks.hopskipjump import hop_skip_jump
 from roadworthy.attacks.laser import laser_attack, render_laser
 from roadworthy.attacks.pgd import pgd
@@ -49,6 +50,7 @@ __all__ = [
     "StartPool",
     "apgd",
     "ce_loss",
+    "ddn",
     "dlr_loss",
     "few_pixel",
     "fgsm",
@@ -58,6 +60,7 @@ __all__ = [
     "laser_attack",
     "line_attack",
     "margin",
+    "min_norm",
     "paste",
     "pgd",
     "render_laser",

@@ -324,7 +324,8 @@ class AttackCheck(Check):
     def curve_white_box(self, ctx: Context, s: Sample, perturb: Perturb, loss: str = "ce") -> Attempt:
         """The whole curve from one minimum-norm run, and the check's own attack at the default strength.
 
-        Fast Minimum-Norm (:func:`roadworthy.attacks.fmn.fmn`, ``min_norm_steps`` steps) finds for every
+        A minimum-norm attack (:func:`roadworthy.attacks.fmn.min_norm`, ``min_norm_steps`` steps: Fast
+        Minimum-Norm in L-inf, Decoupled Direction and Norm in L2) finds for every
         correct input the smallest perturbation that flips it; an input leaves that search as soon as a
         perturbation at or below the smallest strength of the sweep flips it (it counts as broken at
         every strength then). ``perturb`` (PGD, APGD) then runs once, at the default strength ``eps``, on
@@ -365,7 +366,7 @@ class AttackCheck(Check):
         """
         import torch
 
-        from roadworthy.attacks.fmn import fmn
+        from roadworthy.attacks.fmn import min_norm
 
         p = self.params
         name = self.id
@@ -385,7 +386,7 @@ class AttackCheck(Check):
         health = {"zero": 0.0, "nonfinite": 0.0, "n": 0.0}
         if n:
             xt, yt = torch.from_numpy(xc).to(device), torch.from_numpy(yc).to(device)
-            found = fmn(counter, xt, yt, norm, steps=p.min_norm_steps, settled_at=min(sweep))
+            found = min_norm(counter, xt, yt, norm, steps=p.min_norm_steps, settled_at=min(sweep))
             min_adv = found.adv.detach().cpu().numpy()
             raw = found.norms.detach().cpu().numpy()
             finite = np.isfinite(raw)
@@ -573,7 +574,7 @@ class AttackCheck(Check):
             metrics={f"{name}.passes_over_floor": efficiency["ratio"]},
             details={
                 "curve_method": (
-                    f"Fast Minimum-Norm ({p.min_norm_steps} steps) for the curve, {self.label} at {eps_text} "
+                    f"{MIN_NORM_NAMES[norm]} ({p.min_norm_steps} steps) for the curve, {self.label} at {eps_text} "
                     "for the default strength; per input the smaller flipping strength counts"
                 ),
                 "min_norm_robust_accuracy": dict(
@@ -991,6 +992,9 @@ class AttackCheck(Check):
         )
 
 
+#: the minimum-norm attack of each norm (:func:`roadworthy.attacks.fmn.min_norm`), as ``curve_method`` names it
+MIN_NORM_NAMES = {"linf": "Fast Minimum-Norm", "l2": "Decoupled Direction and Norm"}
+
 #: sequential attacks: the first wave, and the inputs each later wave adds
 SEQUENTIAL_FIRST = 32
 SEQUENTIAL_WAVE = 16
@@ -1117,7 +1121,7 @@ class CurveParams(WhiteBoxParams):
     """Parameters of :meth:`AttackCheck.curve_white_box`: the curve from one minimum-norm run."""
 
     min_norm_steps: int = (
-        50  #: Fast Minimum-Norm steps (one forward and backward pass per input still searching)
+        50  #: minimum-norm steps (FMN in L-inf, DDN in L2; one forward and backward pass per input searching)
     )
     #: trust: largest share of inputs the fixed-budget attack flips that the minimum-norm search misses
     max_disagreement: float = trust.MAX_DISAGREEMENT
