@@ -515,3 +515,67 @@ def test_nbc_float32_bounds_decide_as_the_float64_ones() -> None:
         want = c.cells(Observation(probs, v64, lim, lim))
         np.testing.assert_array_equal(got, want)
         assert (got >= 0).any()
+
+
+def test_top_k_sort_keys_order_signed_zeros_and_infinities_as_the_comparison() -> None:
+    """The int64 sort keys of float32 rows count -0.0 as 0.0 (a tie, lower column first) and order
+    infinities and subnormals as the values compare; float64 rows give the same columns."""
+    from roadworthy.coverage.criteria import top_k
+
+    tiny = np.float32(1e-45)  # the smallest subnormal
+    row = [0.0, -0.0, np.inf, -np.inf, tiny, -tiny, 1.0, -0.0, 0.0, 3.4e38, -3.4e38]
+    rng = np.random.default_rng(1)
+    v = np.array([row, row[::-1], *(rng.permutation(row) for _ in range(30))], dtype=np.float32)
+    for k in (1, 4, 7, v.shape[1]):
+        want = np.argsort(-v, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(top_k(v, k), want)
+        np.testing.assert_array_equal(top_k(v.astype(np.float64), k), want)
+    assert top_k(v, 3)[0].tolist() == [2, 9, 6]
+    assert top_k(np.zeros((2, 0), np.float32), 0).shape == (2, 0)
+
+
+def test_coverage_book_shares_corner_cases_only_between_equal_bounds() -> None:
+    """NBC and SNAC with the same bounds and k find the corner cases once; with another k or other
+    bounds each finds its own; every bitmap is the one per-batch marking gives, and the "none" cell
+    -1 marks nothing."""
+    from roadworthy.coverage import CoverageBook
+
+    rng = np.random.default_rng(4)
+    batches = [rng.normal(1.0, 2.5, size=(int(rng.integers(1, 9)), 3)).astype(np.float32) for _ in range(10)]
+    other = Profile(
+        LAYOUT,
+        low=PROFILE.low - 0.5,
+        high=PROFILE.high + 0.5,
+        mean=PROFILE.mean,
+        std=PROFILE.std,
+        n_samples=3,
+    )
+    setups = [
+        {"nbc": (10, PROFILE), "snac": (10, PROFILE)},
+        {"nbc": (10, PROFILE), "snac": (3, PROFILE)},
+        {"nbc": (10, PROFILE), "snac": (10, other)},
+        {"snac": (10, PROFILE)},
+    ]
+    for setup in setups:
+
+        def fitted(setup=setup) -> dict[str, Coverage]:
+            out = {"kmnc": Coverage(make_criterion("kmnc", k=4).fit(LAYOUT, PROFILE))}
+            for name, (k, prof) in setup.items():
+                out[name] = Coverage(make_criterion(name, k=k).fit(LAYOUT, prof))
+            return out
+
+        plain, book = fitted(), CoverageBook(fitted(), "kmnc", buffer_bytes=1 << 20)
+        for b in batches:
+            o = obs(b)
+            for t in plain.values():
+                t.mark(t.criterion.cells(o))
+            book.observe(o)
+        book.flush()
+        for name in setup:
+            assert plain[name].bits.any(), (setup, name)
+            np.testing.assert_array_equal(book.trackers[name].bits, plain[name].bits, err_msg=str(setup))
+    c = Coverage(make_criterion("nc").fit(LAYOUT))
+    c.mark(np.array([[-1, -1], [-1, -1]]))
+    assert not c.bits.any() and c.update(np.array([[-1], [-1]])).tolist() == [False, False]
+    with pytest.raises(AttributeError):
+        c.bits = np.ones(3, bool)
