@@ -264,6 +264,81 @@ def test_layer_summaries_in_chunks_for_every_layout(monkeypatch) -> None:
         assert none_lo is None and none_hi is None
 
 
+def test_layer_summaries_with_torch_threads_for_every_layout(monkeypatch) -> None:
+    """With more than one torch thread the summaries run as torch reductions (chunked, several chunks
+    here, the last one partial): the same means (to float32 rounding) and the exact extrema for every
+    layout; with the NC gate every maximum is read and the minimum only where NC could use it."""
+    import torch
+
+    from roadworthy.coverage import _layers
+
+    monkeypatch.setattr(_layers, "_CHUNK_BYTES", 3 * 4 * 5 * 7 * 4)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(11, 4, 5, 7, generator=g)
+    cases = {
+        "contiguous": base,
+        "channels_last": base.contiguous(memory_format=torch.channels_last),
+        "strided": torch.randn(11, 4, 5, 14, generator=g)[..., ::2],
+        "3-d": torch.randn(11, 6, 9, generator=g),
+    }
+    for name, t in cases.items():
+        values, lo, hi = _layers._summarise_torch(t, True, 2)
+        np.testing.assert_allclose(values, t.flatten(2).mean(2).numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(lo, t.flatten(1).min(1).values.numpy(), err_msg=name)
+        np.testing.assert_array_equal(hi, t.flatten(1).max(1).values.numpy(), err_msg=name)
+        only, none_lo, none_hi = _layers._summarise_torch(t, False, 2)
+        np.testing.assert_array_equal(only, values)
+        assert none_lo is None and none_hi is None
+    relu = torch.relu(base).contiguous(memory_format=torch.channels_last)
+    values, lo, hi = _layers._summarise_torch(relu, True, 2)
+    np.testing.assert_array_equal(hi, relu.flatten(1).max(1).values.numpy())
+    open_ = np.array([True, False, True, True])
+    threshold = float(np.median((values[:, open_] / hi[:, None]).max(axis=1)))  # about half can open a cell
+    could = ((values[:, open_] - 0.0) / hi[:, None] > threshold * (1 - 1e-5)).any(axis=1)
+    _, gated_lo, gated_hi = _layers._summarise_torch(relu, True, 2, (threshold, open_))
+    np.testing.assert_array_equal(gated_hi, hi)
+    assert np.isnan(gated_lo).any() and not np.isnan(gated_lo).all()
+    np.testing.assert_array_equal(np.isnan(gated_lo), ~could)
+    np.testing.assert_array_equal(gated_lo[could], lo[could])
+    _, none_open, _ = _layers._summarise_torch(relu, True, 2, (threshold, np.zeros(4, bool)))
+    assert np.isnan(none_open).all()
+
+
+def test_probe_with_two_torch_threads_summarises_as_with_one() -> None:
+    """The probe's summaries and NC's cells do not depend on torch's thread count (to float32
+    rounding of the means; NC gate on, as in a fuzz loop)."""
+    import torch
+
+    from roadworthy.coverage import CoverageBook
+
+    net = _tiny()
+    x = np.random.default_rng(2).random((40, 1, 8, 8), dtype=np.float32)
+    before = torch.get_num_threads()
+    got = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            probe = make_probe(net, x[:1])
+            nc = Coverage(make_criterion("nc", threshold=0.5).fit(probe.layout))
+            nc.update(nc.criterion.cells(probe(x[:20])))
+            full = probe(x[20:])
+            probe.gate_extrema(CoverageBook({"nc": nc}, "nc").extrema_gate())
+            gated = probe(x[20:])
+            probe.close()
+            got[threads] = (full, gated, nc.bits.copy(), nc.update(nc.criterion.cells(gated)).tolist())
+    finally:
+        torch.set_num_threads(before)
+    (f1, g1, b1, n1), (f2, g2, b2, n2) = got[1], got[2]
+    np.testing.assert_allclose(f2.values, f1.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(g2.layer_max, f2.layer_max)  # every maximum read, with the gate too
+    read = ~np.isnan(g1.layer_min)
+    np.testing.assert_array_equal(g1.layer_min[read], f1.layer_min[read])
+    np.testing.assert_array_equal(f2.layer_min, f1.layer_min)
+    np.testing.assert_array_equal(f2.layer_max, f1.layer_max)
+    np.testing.assert_array_equal(b1, b2)
+    assert n1 == n2
+
+
 def test_probe_switched_off_summarises_nothing() -> None:
     net = _tiny()
     x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
