@@ -209,7 +209,7 @@ def coverage_split(
     }
 
 
-def _summaries_before(out):
+def _summaries_before(out, gate=None):
     """The layer summaries as they were before issue 14's rework (for :func:`summaries_ab` only): NumPy
     reductions along the logical axes of the tensor's view, which for a channels-last map read strided
     memory (the mean) or copy it first (the extrema)."""
@@ -694,7 +694,8 @@ def main() -> None:
         "",
         f"{args.repeats} repeats per row, a fresh batch of 160 mutants each; per repeat the bare forward "
         "pass (hooks off) and the bookkeeping of a hooked pass are timed one after the other, order "
-        "alternating. Bookkeeping = layer summaries in the hooks (split over torch's threads) + the guide's "
+        "alternating. Bookkeeping = layer summaries in the hooks (NumPy on one thread; torch's own "
+        "reductions on torch's threads when it runs more) + the guide's "
         "cells and bitmap (KMNC, asked which mutant was first to a cell) + the measured criteria's bulk "
         "marking (`CoverageBook`: every ~1 MiB of neuron values, timed apart and spread over the batches it "
         "served). `ratio` = (median summaries + median guide + bulk per batch) / median forward; "

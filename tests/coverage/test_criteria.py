@@ -62,6 +62,14 @@ def test_kmnc_sections_and_out_of_range_values() -> None:
     assert cov.summary().metric == pytest.approx(4 / 12)
 
 
+def test_kmnc_non_finite_values_touch_no_section() -> None:
+    """NaN and infinite values, on live neurons and on the empty-range neuron, touch nothing; the
+    bounds themselves touch the first and the last section."""
+    c = make_criterion("kmnc", k=4).fit(LAYOUT, PROFILE)
+    cells = c.cells(obs([[np.nan, np.inf, -np.inf], [np.inf, -np.inf, np.nan], [0.0, 2.0, np.inf]]))
+    assert cells.tolist() == [[-1, -1, -1], [-1, -1, -1], [0, 7, -1]]
+
+
 def test_nbc_and_snac_bucket_the_overshoot() -> None:
     nbc = make_criterion("nbc", k=10).fit(LAYOUT, PROFILE)
     # a0: unit (4 - 0) / 1000 = 0.004; 4.01 overshoots by 0.01 -> upper bucket 2; 100 -> last bucket 9

@@ -267,12 +267,17 @@ class KMultisectionCoverage(Criterion):
         with np.errstate(invalid="ignore", over="ignore"):
             offset = v - self._low
             # offset >= 0 exactly when v >= low (IEEE subtraction keeps the sign; NaN fails both tests)
-            inside = (offset >= 0) & (v <= self._high)
-            section = np.floor(offset / self._span * self.k)
-            np.minimum(section, self.k - 1, out=section)  # the top edge belongs to the last section
-            section = section.astype(np.int64)  # garbage outside the range, masked next
+            outside = offset < 0
+            outside |= ~(v <= self._high)
+            # floor(offset / span * k), in place (the same operations in the same order)
+            np.divide(offset, self._span, out=offset)
+            np.multiply(offset, self.k, out=offset)
+            np.floor(offset, out=offset)
+            np.minimum(offset, self.k - 1, out=offset)  # the top edge belongs to the last section
+            section = offset.astype(np.int64)  # garbage outside the range, masked next
         section += self._base
-        return np.where(inside, section, -1)
+        np.copyto(section, -1, where=outside)
+        return section
 
     def metric(self, bits: np.ndarray) -> float:
         return float(bits.mean()) if bits.size else 0.0
