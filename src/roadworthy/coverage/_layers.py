@@ -456,9 +456,11 @@ class TorchProbe(Probe):
         self._buffer = {}
         self._counts = {}
         self._threads = torch.get_num_threads()
-        t0 = time.perf_counter()
-        self._open = self._open_neurons()  # reading NC's bitmap is bookkeeping too
-        self.reduce_seconds += time.perf_counter() - t0
+        self._open = {}
+        if self.active:
+            t0 = time.perf_counter()
+            self._open = self._open_neurons()  # reading NC's bitmap is bookkeeping too
+            self.reduce_seconds += time.perf_counter() - t0
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             scores = self._forward(t)
