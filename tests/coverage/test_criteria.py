@@ -272,15 +272,14 @@ def test_layer_summaries_in_chunks_for_every_layout(monkeypatch) -> None:
         assert none_lo is None and none_hi is None
 
 
-def test_layer_summaries_with_torch_threads_for_every_layout(monkeypatch) -> None:
-    """With more than one torch thread the summaries run as torch reductions (chunked, several chunks
-    here, the last one partial): the same means (to float32 rounding) and the exact extrema for every
-    layout; with the NC gate every maximum is read and the minimum only where NC could use it."""
+def test_layer_summaries_with_torch_threads_for_every_layout() -> None:
+    """With more than one torch thread the summaries run as torch reductions: the same means (to
+    float32 rounding) and the exact extrema for every layout; with the NC gate every maximum is read and
+    the minimum only where NC could use it."""
     import torch
 
     from roadworthy.coverage import _layers
 
-    monkeypatch.setattr(_layers, "_CHUNK_BYTES", 3 * 4 * 5 * 7 * 4)
     g = torch.Generator().manual_seed(0)
     base = torch.randn(11, 4, 5, 7, generator=g)
     cases = {
@@ -290,25 +289,25 @@ def test_layer_summaries_with_torch_threads_for_every_layout(monkeypatch) -> Non
         "3-d": torch.randn(11, 6, 9, generator=g),
     }
     for name, t in cases.items():
-        values, lo, hi = _layers._summarise_torch(t, True, 2)
+        values, lo, hi = _layers._summarise_torch(t, True)
         np.testing.assert_allclose(values, t.flatten(2).mean(2).numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_array_equal(lo, t.flatten(1).min(1).values.numpy(), err_msg=name)
         np.testing.assert_array_equal(hi, t.flatten(1).max(1).values.numpy(), err_msg=name)
-        only, none_lo, none_hi = _layers._summarise_torch(t, False, 2)
+        only, none_lo, none_hi = _layers._summarise_torch(t, False)
         np.testing.assert_array_equal(only, values)
         assert none_lo is None and none_hi is None
     relu = torch.relu(base).contiguous(memory_format=torch.channels_last)
-    values, lo, hi = _layers._summarise_torch(relu, True, 2)
+    values, lo, hi = _layers._summarise_torch(relu, True)
     np.testing.assert_array_equal(hi, relu.flatten(1).max(1).values.numpy())
     open_ = np.array([True, False, True, True])
     threshold = float(np.median((values[:, open_] / hi[:, None]).max(axis=1)))  # about half can open a cell
     could = ((values[:, open_] - 0.0) / hi[:, None] > threshold * (1 - 1e-5)).any(axis=1)
-    _, gated_lo, gated_hi = _layers._summarise_torch(relu, True, 2, (threshold, open_))
+    _, gated_lo, gated_hi = _layers._summarise_torch(relu, True, (threshold, open_))
     np.testing.assert_array_equal(gated_hi, hi)
     assert np.isnan(gated_lo).any() and not np.isnan(gated_lo).all()
     np.testing.assert_array_equal(np.isnan(gated_lo), ~could)
     np.testing.assert_array_equal(gated_lo[could], lo[could])
-    _, none_open, _ = _layers._summarise_torch(relu, True, 2, (threshold, np.zeros(4, bool)))
+    _, none_open, _ = _layers._summarise_torch(relu, True, (threshold, np.zeros(4, bool)))
     assert np.isnan(none_open).all()
 
 

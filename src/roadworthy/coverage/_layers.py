@@ -419,7 +419,7 @@ class TorchProbe(Probe):
         n = out.shape[0]
         if out.device.type == "cpu":
             if self._threads > 1 and out.dim() > 2:
-                return _summarise_torch(out.float(), self.extrema, self._threads, gate)
+                return _summarise_torch(out.float(), self.extrema, gate)
             return _summarise(_memory_view(out.float()), self.extrema, gate)
         flat_t = out.reshape(n, -1)
         values_t = out.flatten(2).mean(2) if out.dim() > 2 else flat_t
@@ -565,21 +565,22 @@ def _summarise(
 
 
 def _summarise_torch(
-    out: Any, extrema: bool, threads: int, gate: tuple[float, np.ndarray] | None = None
+    out: Any, extrema: bool, gate: tuple[float, np.ndarray] | None = None
 ) -> tuple[np.ndarray, Any, Any]:
     """:func:`_summarise` of a CPU tensor of 3 or more dimensions with torch's own intra-op threads
     (the probe's choice when torch runs more than one thread).
 
     The forward pass's worker threads are torch's (OpenMP) threads; when a parallel region ends they
     keep polling for the next one for a while, so a thread of our own started beside them mostly
-    shares a core with one of them. Torch's reductions run on those same threads instead. The batch is
-    walked in chunks of about ``threads`` x :data:`_CHUNK_BYTES`: the channel sums read a chunk from
-    memory, the maximum (and, without ``gate``, the minimum: one ``aminmax`` pass) reads it again from
-    the cores' caches.
+    shares a core with one of them. Torch's reductions run on those same threads instead: the channel
+    means, then the per-sample maximum (and, without ``gate``, the minimum: one ``aminmax`` pass), each
+    one reduction over the whole layer. One parallel region per reduction, not per cache-sized chunk:
+    every region waits for its slowest thread, which on a shared machine is often one the operating
+    system has paused.
 
-    With ``gate`` every maximum is read (from the cache, cheaper than the gate's tests) and only the
-    minimum is gated: a sample none of whose uncovered neurons has ``v > t * hi`` cannot open an NC cell
-    in this layer (:meth:`Probe.gate_extrema`) and gets a NaN minimum.
+    With ``gate`` every maximum is read and only the minimum is gated: a sample none of whose uncovered
+    neurons has ``v > t * hi`` cannot open an NC cell in this layer (:meth:`Probe.gate_extrema`) and gets
+    a NaN minimum.
     """
     import torch
 
@@ -589,32 +590,21 @@ def _summarise_torch(
     else:
         mat, dim = out.contiguous().reshape(n, c, -1), 2  # (N, C, positions)
     flat = mat.reshape(n, -1)
-    values = torch.empty((n, c), dtype=torch.float32)
-    lo = torch.empty(n, dtype=torch.float32) if extrema else None
-    hi = torch.empty(n, dtype=torch.float32) if extrema else None
-    step = max(1, threads * _CHUNK_BYTES // max(1, flat.shape[1] * flat.element_size()))
-    for i in range(0, n, step):
-        part = slice(i, min(i + step, n))
-        torch.sum(mat[part], dim=dim, out=values[part])
-        if hi is not None:
-            if gate is None:
-                torch.aminmax(flat[part], dim=1, out=(lo[part], hi[part]))
-            else:
-                torch.amax(flat[part], dim=1, out=hi[part])
-    values.div_(mat.shape[dim])
-    if hi is None:
-        return values.numpy(), None, None
-    hi_np, lo_np = hi.numpy(), lo.numpy()
-    if gate is not None:
-        lo_np.fill(np.nan)
-        threshold, open_ = gate
-        if open_.any():
-            v = values.numpy()
-            top = (v if open_.all() else v[:, open_]).max(axis=1).astype(np.float64)
-            need = np.flatnonzero(top > threshold * (1.0 - _GATE_MARGIN) * hi_np.astype(np.float64))
-            if need.size:
-                lo_np[need] = flat[torch.from_numpy(need)].amin(dim=1).numpy()
-    return values.numpy(), lo_np, hi_np
+    values = mat.mean(dim=dim).numpy()
+    if not extrema:
+        return values, None, None
+    if gate is None:
+        lo_t, hi_t = torch.aminmax(flat, dim=1)
+        return values, lo_t.numpy(), hi_t.numpy()
+    hi = flat.amax(dim=1).numpy()
+    lo = np.full(n, np.nan, dtype=np.float32)
+    threshold, open_ = gate
+    if open_.any():
+        top = (values if open_.all() else values[:, open_]).max(axis=1).astype(np.float64)
+        need = np.flatnonzero(top > threshold * (1.0 - _GATE_MARGIN) * hi.astype(np.float64))
+        if need.size:
+            lo[need] = flat[torch.from_numpy(need)].amin(dim=1).numpy()
+    return values, lo, hi
 
 
 def _sampled_blocks(flat: np.ndarray) -> np.ndarray | None:
