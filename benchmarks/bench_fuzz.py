@@ -194,6 +194,7 @@ def coverage_split(
     bookkeeping = med(book_s) + bulk_per_batch
     return {
         "threads": threads,
+        "summaries": "numpy" if threads == 1 else "torch",  # the probe's path (see TorchProbe._reduce)
         "nc_gate": gated,
         "batch": batch,
         "repeats": repeats,
