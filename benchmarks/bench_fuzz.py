@@ -117,7 +117,15 @@ def digits_cnn():
 
 
 def coverage_split(
-    model, seeds, train, criteria, threads: int, repeats: int, batch: int = 160, gate: bool = True
+    model,
+    seeds,
+    train,
+    criteria,
+    threads: int,
+    repeats: int,
+    batch: int = 160,
+    gate: bool = True,
+    summaries: str = "auto",
 ) -> dict:
     """Coverage bookkeeping against the bare forward pass, timed in one process, interleaved.
 
@@ -132,7 +140,9 @@ def coverage_split(
     ``ratio = (median summaries + guide + bulk per batch) / median forward``. ``median_ratio`` is the
     median of the per-repeat ratios plus the same bulk share; ``ratio_of_totals`` sums everything (the
     most sensitive to load changes during the run). ``gate`` lets the probe skip the layer minima NC
-    cannot use, as the loop does (``gate=False``: every minimum read, for comparison).
+    cannot use, as the loop does (``gate=False``: every minimum read, for comparison). ``summaries``
+    picks the probe's summary path (``TorchProbe.summaries``: "auto" as the loop runs, or "numpy" /
+    "torch" to compare them at the same thread count).
     """
     import statistics
     import time
@@ -146,6 +156,7 @@ def coverage_split(
 
     torch.set_num_threads(threads)
     probe = make_probe(model, seeds[:1], extrema="nc" in criteria)
+    probe.summaries = summaries
     prof = profile(probe, train)
     trackers = {c: Coverage(make_criterion(c).fit(probe.layout, prof)) for c in criteria}
     # the loop's book; its bulk marking is timed apart here (same policy: every ~1 MiB of values)
@@ -194,7 +205,8 @@ def coverage_split(
     bookkeeping = med(book_s) + bulk_per_batch
     return {
         "threads": threads,
-        "summaries": "numpy" if threads == 1 else "torch",  # the probe's path (see TorchProbe._reduce)
+        # the probe's summary path for conv layers (TorchProbe.summaries)
+        "summaries": summaries if summaries != "auto" else ("numpy" if threads == 1 else "torch"),
         "nc_gate": gated,
         "batch": batch,
         "repeats": repeats,
@@ -656,9 +668,14 @@ def main() -> None:
             (list(NEURON_CRITERIA), False),
             (["kmnc"], True),
         ):
-            for threads in sorted({args.threads, 1}, reverse=True):
+            runs = [(t, "auto") for t in sorted({args.threads, 1}, reverse=True)]
+            if gate and len(criteria) > 1 and args.threads > 1:
+                runs.insert(1, (args.threads, "numpy"))  # the other summary path at the same threads
+            for threads, summaries in runs:
                 row = {"model": name, "criteria": "all five" if len(criteria) > 1 else "kmnc"}
-                row |= coverage_split(model, seeds, train, criteria, threads, args.repeats, gate=gate)
+                row |= coverage_split(
+                    model, seeds, train, criteria, threads, args.repeats, gate=gate, summaries=summaries
+                )
                 row["load_average"] = [round(v, 1) for v in os.getloadavg()]
                 splits.append(row)
                 print(json.dumps(row))
@@ -705,7 +722,10 @@ def main() -> None:
         "sensitive to other load on the machine. `nc_gate`: the probe skips the layer extrema NC cannot "
         "use (as the fuzz loop does: a ReLU layer's per-sample maximum and minimum are read only where an "
         "uncovered neuron could pass NC's threshold); the all-five rows with `nc_gate` false read every "
-        "extremum, for comparison in the same run. Target: under 0.20.",
+        "extremum, for comparison in the same run. `summaries`: how the probe summarised the conv layers "
+        "(NumPy on the calling thread, or torch's reductions on torch's threads: the default with more than "
+        "one thread); the all-five gated rows are also run with NumPy at the same thread count, to compare the "
+        "two paths. Target: under 0.20.",
         "",
         "| " + " | ".join(k for k in splits[0] if k != "batch") + " |",
         "|" + "---|" * (len(splits[0]) - 1),

@@ -346,6 +346,23 @@ def test_probe_with_two_torch_threads_summarises_as_with_one() -> None:
     assert n1 == n2
 
 
+def test_probe_summary_path_can_be_chosen() -> None:
+    """``TorchProbe.summaries`` forces NumPy or torch's reductions whatever the thread count: the same
+    summaries either way (means to float32 rounding, extrema exact)."""
+    net = _tiny()
+    x = np.random.default_rng(5).random((9, 1, 8, 8), dtype=np.float32)
+    probe = make_probe(net, x[:1])
+    got = {}
+    for path in ("numpy", "torch", "auto"):
+        probe.summaries = path
+        got[path] = probe(x)
+    probe.close()
+    for path in ("torch", "auto"):
+        np.testing.assert_allclose(got[path].values, got["numpy"].values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got[path].layer_min, got["numpy"].layer_min)
+        np.testing.assert_array_equal(got[path].layer_max, got["numpy"].layer_max)
+
+
 def test_probe_switched_off_summarises_nothing() -> None:
     net = _tiny()
     x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)

@@ -372,6 +372,9 @@ class TorchProbe(Probe):
         self._threads = 1  # torch's thread count, read at every call: the summaries use as many
         #: set to False to run the module without summarising layers (e.g. to time the bare forward pass)
         self.active = True
+        #: how CPU layers of 3+ dimensions are summarised: "auto" (NumPy with one torch thread, torch's
+        #: reductions on torch's threads with more), "numpy" or "torch" (benchmarks compare the two)
+        self.summaries = "auto"
         self._keys = set(keys)
         self._buffer: dict[str, tuple[Any, Any, Any]] = {}
         self._counts: dict[str, int] = {}
@@ -418,7 +421,8 @@ class TorchProbe(Probe):
         torch = self._torch
         n = out.shape[0]
         if out.device.type == "cpu":
-            if self._threads > 1 and out.dim() > 2:
+            use_torch = self.summaries == "torch" or (self.summaries == "auto" and self._threads > 1)
+            if use_torch and out.dim() > 2:
                 return _summarise_torch(out.float(), self.extrema, gate)
             return _summarise(_memory_view(out.float()), self.extrema, gate)
         flat_t = out.reshape(n, -1)
