@@ -125,7 +125,7 @@ def coverage_split(
     repeats: int,
     batch: int = 160,
     gate: bool = True,
-    summaries: str = "auto",
+    summaries: str = "numpy",
 ) -> dict:
     """Coverage bookkeeping against the bare forward pass, timed in one process, interleaved.
 
@@ -141,8 +141,8 @@ def coverage_split(
     median of the per-repeat ratios plus the same bulk share; ``ratio_of_totals`` sums everything (the
     most sensitive to load changes during the run). ``gate`` lets the probe skip the layer minima NC
     cannot use, as the loop does (``gate=False``: every minimum read, for comparison). ``summaries``
-    picks the probe's summary path (``TorchProbe.summaries``: "auto" as the loop runs, or "numpy" /
-    "torch" to compare them at the same thread count).
+    picks the probe's summary path (``TorchProbe.summaries``: "numpy" as the loop runs, or "torch" to
+    compare them at the same thread count).
     """
     import statistics
     import time
@@ -205,8 +205,7 @@ def coverage_split(
     bookkeeping = med(book_s) + bulk_per_batch
     return {
         "threads": threads,
-        # the probe's summary path for conv layers (TorchProbe.summaries)
-        "summaries": summaries if summaries != "auto" else ("numpy" if threads == 1 else "torch"),
+        "summaries": summaries,  # the probe's summary path for conv layers (TorchProbe.summaries)
         "nc_gate": gated,
         "batch": batch,
         "repeats": repeats,
@@ -668,9 +667,9 @@ def main() -> None:
             (list(NEURON_CRITERIA), False),
             (["kmnc"], True),
         ):
-            runs = [(t, "auto") for t in sorted({args.threads, 1}, reverse=True)]
+            runs = [(t, "numpy") for t in sorted({args.threads, 1}, reverse=True)]
             if gate and len(criteria) > 1 and args.threads > 1:
-                runs.insert(1, (args.threads, "numpy"))  # the other summary path at the same threads
+                runs.insert(1, (args.threads, "torch"))  # the parallel summary path at the same threads
             for threads, summaries in runs:
                 row = {"model": name, "criteria": "all five" if len(criteria) > 1 else "kmnc"}
                 row |= coverage_split(
@@ -723,9 +722,9 @@ def main() -> None:
         "use (as the fuzz loop does: a ReLU layer's per-sample maximum and minimum are read only where an "
         "uncovered neuron could pass NC's threshold); the all-five rows with `nc_gate` false read every "
         "extremum, for comparison in the same run. `summaries`: how the probe summarised the conv layers "
-        "(NumPy on the calling thread, or torch's reductions on torch's threads: the default with more than "
-        "one thread); the all-five gated rows are also run with NumPy at the same thread count, to compare the "
-        "two paths. Target: under 0.20.",
+        "(`numpy`, the default: on the calling thread; `torch`: torch's reductions on torch's threads, "
+        "`TorchProbe.summaries`); the all-five gated rows are also run with `torch` at the bench's thread "
+        "count, to compare the two paths. Target: under 0.20.",
         "",
         "| " + " | ".join(k for k in splits[0] if k != "batch") + " |",
         "|" + "---|" * (len(splits[0]) - 1),

@@ -312,8 +312,9 @@ def test_layer_summaries_with_torch_threads_for_every_layout() -> None:
 
 
 def test_probe_with_two_torch_threads_summarises_as_with_one() -> None:
-    """The probe's summaries and NC's cells do not depend on torch's thread count (to float32
-    rounding of the means; NC gate on, as in a fuzz loop)."""
+    """The probe's summaries and NC's cells depend neither on torch's thread count nor on the summary
+    path (NumPy or torch's reductions; to float32 rounding of the means; NC gate on, as in a fuzz
+    loop): with the gate, torch's path reads every maximum and gates the minimum only."""
     import torch
 
     from roadworthy.coverage import CoverageBook
@@ -323,41 +324,45 @@ def test_probe_with_two_torch_threads_summarises_as_with_one() -> None:
     before = torch.get_num_threads()
     got = {}
     try:
-        for threads in (1, 2):
+        for threads, path in ((1, "numpy"), (2, "numpy"), (2, "torch")):
             torch.set_num_threads(threads)
             probe = make_probe(net, x[:1])
+            probe.summaries = path
             nc = Coverage(make_criterion("nc", threshold=0.5).fit(probe.layout))
             nc.update(nc.criterion.cells(probe(x[:20])))
             full = probe(x[20:])
             probe.gate_extrema(CoverageBook({"nc": nc}, "nc").extrema_gate())
             gated = probe(x[20:])
             probe.close()
-            got[threads] = (full, gated, nc.bits.copy(), nc.update(nc.criterion.cells(gated)).tolist())
+            got[threads, path] = (full, gated, nc.bits.copy(), nc.update(nc.criterion.cells(gated)).tolist())
     finally:
         torch.set_num_threads(before)
-    (f1, g1, b1, n1), (f2, g2, b2, n2) = got[1], got[2]
-    np.testing.assert_allclose(f2.values, f1.values, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(g2.layer_max, f2.layer_max)  # every maximum read, with the gate too
-    read = ~np.isnan(g1.layer_min)
-    np.testing.assert_array_equal(g1.layer_min[read], f1.layer_min[read])
-    np.testing.assert_array_equal(f2.layer_min, f1.layer_min)
-    np.testing.assert_array_equal(f2.layer_max, f1.layer_max)
-    np.testing.assert_array_equal(b1, b2)
-    assert n1 == n2
+    f1, _, b1, n1 = got[1, "numpy"]
+    for key in ((2, "numpy"), (2, "torch")):
+        f2, g2, b2, n2 = got[key]
+        np.testing.assert_allclose(f2.values, f1.values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(f2.layer_min, f1.layer_min)
+        np.testing.assert_array_equal(f2.layer_max, f1.layer_max)
+        read = ~np.isnan(g2.layer_min)
+        np.testing.assert_array_equal(g2.layer_min[read], f1.layer_min[read])
+        np.testing.assert_array_equal(b1, b2)
+        assert n1 == n2, key
+    np.testing.assert_array_equal(got[2, "torch"][1].layer_max, f1.layer_max)  # every maximum read
 
 
 def test_probe_summary_path_can_be_chosen() -> None:
-    """``TorchProbe.summaries`` forces NumPy or torch's reductions whatever the thread count: the same
-    summaries either way (means to float32 rounding, extrema exact)."""
+    """``TorchProbe.summaries`` picks NumPy (the default) or torch's reductions whatever the thread
+    count: the same summaries either way (means to float32 rounding, extrema exact)."""
     net = _tiny()
     x = np.random.default_rng(5).random((9, 1, 8, 8), dtype=np.float32)
     probe = make_probe(net, x[:1])
     got = {}
-    for path in ("numpy", "torch", "auto"):
+    assert probe.summaries == "numpy"
+    for path in ("numpy", "torch"):
         probe.summaries = path
         got[path] = probe(x)
     probe.close()
-    for path in ("torch", "auto"):
+    for path in ("torch",):
         np.testing.assert_allclose(got[path].values, got["numpy"].values, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(got[path].layer_min, got["numpy"].layer_min)
         np.testing.assert_array_equal(got[path].layer_max, got["numpy"].layer_max)

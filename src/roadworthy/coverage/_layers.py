@@ -372,9 +372,10 @@ class TorchProbe(Probe):
         self._threads = 1  # torch's thread count, read at every call: the summaries use as many
         #: set to False to run the module without summarising layers (e.g. to time the bare forward pass)
         self.active = True
-        #: how CPU layers of 3+ dimensions are summarised: "auto" (NumPy with one torch thread, torch's
-        #: reductions on torch's threads with more), "numpy" or "torch" (benchmarks compare the two)
-        self.summaries = "auto"
+        #: how CPU layers of 3+ dimensions are summarised: "numpy" (default: on the calling thread,
+        #: chunked, see :func:`_summarise`) or "torch" (torch's reductions on torch's threads, see
+        #: :func:`_summarise_torch`; ``benchmarks/bench_fuzz.py`` compares the two)
+        self.summaries = "numpy"
         self._keys = set(keys)
         self._buffer: dict[str, tuple[Any, Any, Any]] = {}
         self._counts: dict[str, int] = {}
@@ -421,8 +422,7 @@ class TorchProbe(Probe):
         torch = self._torch
         n = out.shape[0]
         if out.device.type == "cpu":
-            use_torch = self.summaries == "torch" or (self.summaries == "auto" and self._threads > 1)
-            if use_torch and out.dim() > 2:
+            if self.summaries == "torch" and out.dim() > 2:
                 return _summarise_torch(out.float(), self.extrema, gate)
             return _summarise(_memory_view(out.float()), self.extrema, gate)
         flat_t = out.reshape(n, -1)
@@ -518,7 +518,8 @@ def _summarise(
     :data:`_CHUNK_BYTES`, so the second and third read a chunk from the cache rather than from memory
     (1.6x on a batch of 160 such maps).
 
-    One thread (the caller's): with more torch threads the probe uses :func:`_summarise_torch`.
+    One thread (the caller's), whatever torch's thread count: :func:`_summarise_torch` is the parallel
+    alternative (``TorchProbe.summaries = "torch"``).
 
     ``gate`` -- NC's threshold and the layer's uncovered neurons, for a layer that is non-negative by
     construction -- reads the extrema only of the samples where NC could use them
@@ -572,15 +573,18 @@ def _summarise_torch(
     out: Any, extrema: bool, gate: tuple[float, np.ndarray] | None = None
 ) -> tuple[np.ndarray, Any, Any]:
     """:func:`_summarise` of a CPU tensor of 3 or more dimensions with torch's own intra-op threads
-    (the probe's choice when torch runs more than one thread).
+    (``TorchProbe.summaries = "torch"``; not the default).
 
     The forward pass's worker threads are torch's (OpenMP) threads; when a parallel region ends they
     keep polling for the next one for a while, so a thread of our own started beside them mostly
-    shares a core with one of them. Torch's reductions run on those same threads instead: the channel
-    means, then the per-sample maximum (and, without ``gate``, the minimum: one ``aminmax`` pass), each
-    one reduction over the whole layer. One parallel region per reduction, not per cache-sized chunk:
-    every region waits for its slowest thread, which on a shared machine is often one the operating
-    system has paused.
+    shares a core with one of them (a NumPy helper thread gained nothing at 2 threads). Torch's
+    reductions run on those same threads instead: the channel means, then the per-sample maximum (and,
+    without ``gate``, the minimum: one ``aminmax`` pass), each one reduction over the whole layer. One
+    parallel region per reduction, not per cache-sized chunk: every region waits for its slowest
+    thread, which on a shared machine is often one the operating system has paused. On the loaded
+    2-core machine this path cost 8x the one-thread NumPy summaries (signnet, load 4; the forward pass
+    itself was slower with 2 threads than with 1 there), hence not the default; whether it pays on an
+    idle machine is what ``bench_fuzz.py`` measures side by side.
 
     With ``gate`` every maximum is read and only the minimum is gated: a sample none of whose uncovered
     neurons has ``v > t * hi`` cannot open an NC cell in this layer (:meth:`Probe.gate_extrema`) and gets
