@@ -369,7 +369,6 @@ class TorchProbe(Probe):
             k for k in keys if type(modules[k.split("#")[0]]) in (torch.nn.ReLU, torch.nn.ReLU6)
         }
         self._open: dict[str, Any] = {}
-        self._threads = 1  # torch's thread count, read at every call: the summaries use as many
         #: set to False to run the module without summarising layers (e.g. to time the bare forward pass)
         self.active = True
         #: how CPU layers of 3+ dimensions are summarised: "numpy" (default: on the calling thread,
@@ -459,7 +458,6 @@ class TorchProbe(Probe):
         torch = self._torch
         self._buffer = {}
         self._counts = {}
-        self._threads = torch.get_num_threads()
         self._open = {}
         if self.active:
             t0 = time.perf_counter()
