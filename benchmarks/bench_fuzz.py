@@ -117,7 +117,15 @@ def digits_cnn():
 
 
 def coverage_split(
-    model, seeds, train, criteria, threads: int, repeats: int, batch: int = 160, gate: bool = True
+    model,
+    seeds,
+    train,
+    criteria,
+    threads: int,
+    repeats: int,
+    batch: int = 160,
+    gate: bool = True,
+    summaries: str = "numpy",
 ) -> dict:
     """Coverage bookkeeping against the bare forward pass, timed in one process, interleaved.
 
@@ -132,7 +140,9 @@ def coverage_split(
     ``ratio = (median summaries + guide + bulk per batch) / median forward``. ``median_ratio`` is the
     median of the per-repeat ratios plus the same bulk share; ``ratio_of_totals`` sums everything (the
     most sensitive to load changes during the run). ``gate`` lets the probe skip the layer minima NC
-    cannot use, as the loop does (``gate=False``: every minimum read, for comparison).
+    cannot use, as the loop does (``gate=False``: every minimum read, for comparison). ``summaries``
+    picks the probe's summary path (``TorchProbe.summaries``: "numpy" as the loop runs, or "torch" to
+    compare them at the same thread count).
     """
     import statistics
     import time
@@ -146,6 +156,7 @@ def coverage_split(
 
     torch.set_num_threads(threads)
     probe = make_probe(model, seeds[:1], extrema="nc" in criteria)
+    probe.summaries = summaries
     prof = profile(probe, train)
     trackers = {c: Coverage(make_criterion(c).fit(probe.layout, prof)) for c in criteria}
     # the loop's book; its bulk marking is timed apart here (same policy: every ~1 MiB of values)
@@ -194,6 +205,7 @@ def coverage_split(
     bookkeeping = med(book_s) + bulk_per_batch
     return {
         "threads": threads,
+        "summaries": summaries,  # the probe's summary path for conv layers (TorchProbe.summaries)
         "nc_gate": gated,
         "batch": batch,
         "repeats": repeats,
@@ -209,7 +221,7 @@ def coverage_split(
     }
 
 
-def _summaries_before(out):
+def _summaries_before(out, gate=None):
     """The layer summaries as they were before issue 14's rework (for :func:`summaries_ab` only): NumPy
     reductions along the logical axes of the tensor's view, which for a channels-last map read strided
     memory (the mean) or copy it first (the extrema)."""
@@ -655,9 +667,14 @@ def main() -> None:
             (list(NEURON_CRITERIA), False),
             (["kmnc"], True),
         ):
-            for threads in sorted({args.threads, 1}, reverse=True):
+            runs = [(t, "numpy") for t in sorted({args.threads, 1}, reverse=True)]
+            if gate and len(criteria) > 1 and args.threads > 1:
+                runs.insert(1, (args.threads, "torch"))  # the parallel summary path at the same threads
+            for threads, summaries in runs:
                 row = {"model": name, "criteria": "all five" if len(criteria) > 1 else "kmnc"}
-                row |= coverage_split(model, seeds, train, criteria, threads, args.repeats, gate=gate)
+                row |= coverage_split(
+                    model, seeds, train, criteria, threads, args.repeats, gate=gate, summaries=summaries
+                )
                 row["load_average"] = [round(v, 1) for v in os.getloadavg()]
                 splits.append(row)
                 print(json.dumps(row))
@@ -694,7 +711,8 @@ def main() -> None:
         "",
         f"{args.repeats} repeats per row, a fresh batch of 160 mutants each; per repeat the bare forward "
         "pass (hooks off) and the bookkeeping of a hooked pass are timed one after the other, order "
-        "alternating. Bookkeeping = layer summaries in the hooks (split over torch's threads) + the guide's "
+        "alternating. Bookkeeping = layer summaries in the hooks (NumPy on one thread; torch's own "
+        "reductions on torch's threads when it runs more) + the guide's "
         "cells and bitmap (KMNC, asked which mutant was first to a cell) + the measured criteria's bulk "
         "marking (`CoverageBook`: every ~1 MiB of neuron values, timed apart and spread over the batches it "
         "served). `ratio` = (median summaries + median guide + bulk per batch) / median forward; "
@@ -703,7 +721,10 @@ def main() -> None:
         "sensitive to other load on the machine. `nc_gate`: the probe skips the layer extrema NC cannot "
         "use (as the fuzz loop does: a ReLU layer's per-sample maximum and minimum are read only where an "
         "uncovered neuron could pass NC's threshold); the all-five rows with `nc_gate` false read every "
-        "extremum, for comparison in the same run. Target: under 0.20.",
+        "extremum, for comparison in the same run. `summaries`: how the probe summarised the conv layers "
+        "(`numpy`, the default: on the calling thread; `torch`: torch's reductions on torch's threads, "
+        "`TorchProbe.summaries`); the all-five gated rows are also run with `torch` at the bench's thread "
+        "count, to compare the two paths. Target: under 0.20.",
         "",
         "| " + " | ".join(k for k in splits[0] if k != "batch") + " |",
         "|" + "---|" * (len(splits[0]) - 1),

@@ -62,6 +62,14 @@ def test_kmnc_sections_and_out_of_range_values() -> None:
     assert cov.summary().metric == pytest.approx(4 / 12)
 
 
+def test_kmnc_non_finite_values_touch_no_section() -> None:
+    """NaN and infinite values, on live neurons and on the empty-range neuron, touch nothing; the
+    bounds themselves touch the first and the last section."""
+    c = make_criterion("kmnc", k=4).fit(LAYOUT, PROFILE)
+    cells = c.cells(obs([[np.nan, np.inf, -np.inf], [np.inf, -np.inf, np.nan], [0.0, 2.0, np.inf]]))
+    assert cells.tolist() == [[-1, -1, -1], [-1, -1, -1], [0, 7, -1]]
+
+
 def test_nbc_and_snac_bucket_the_overshoot() -> None:
     nbc = make_criterion("nbc", k=10).fit(LAYOUT, PROFILE)
     # a0: unit (4 - 0) / 1000 = 0.004; 4.01 overshoots by 0.01 -> upper bucket 2; 100 -> last bucket 9
@@ -262,6 +270,102 @@ def test_layer_summaries_in_chunks_for_every_layout(monkeypatch) -> None:
         only, none_lo, none_hi = _layers._summarise(_layers._memory_view(t), False)
         np.testing.assert_array_equal(only, values)
         assert none_lo is None and none_hi is None
+
+
+def test_layer_summaries_with_torch_threads_for_every_layout() -> None:
+    """With more than one torch thread the summaries run as torch reductions: the same means (to
+    float32 rounding) and the exact extrema for every layout; with the NC gate every maximum is read and
+    the minimum only where NC could use it."""
+    import torch
+
+    from roadworthy.coverage import _layers
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(11, 4, 5, 7, generator=g)
+    cases = {
+        "contiguous": base,
+        "channels_last": base.contiguous(memory_format=torch.channels_last),
+        "strided": torch.randn(11, 4, 5, 14, generator=g)[..., ::2],
+        "3-d": torch.randn(11, 6, 9, generator=g),
+    }
+    for name, t in cases.items():
+        values, lo, hi = _layers._summarise_torch(t, True)
+        np.testing.assert_allclose(values, t.flatten(2).mean(2).numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(lo, t.flatten(1).min(1).values.numpy(), err_msg=name)
+        np.testing.assert_array_equal(hi, t.flatten(1).max(1).values.numpy(), err_msg=name)
+        only, none_lo, none_hi = _layers._summarise_torch(t, False)
+        np.testing.assert_array_equal(only, values)
+        assert none_lo is None and none_hi is None
+    relu = torch.relu(base).contiguous(memory_format=torch.channels_last)
+    values, lo, hi = _layers._summarise_torch(relu, True)
+    np.testing.assert_array_equal(hi, relu.flatten(1).max(1).values.numpy())
+    open_ = np.array([True, False, True, True])
+    threshold = float(np.median((values[:, open_] / hi[:, None]).max(axis=1)))  # about half can open a cell
+    could = ((values[:, open_] - 0.0) / hi[:, None] > threshold * (1 - 1e-5)).any(axis=1)
+    _, gated_lo, gated_hi = _layers._summarise_torch(relu, True, (threshold, open_))
+    np.testing.assert_array_equal(gated_hi, hi)
+    assert np.isnan(gated_lo).any() and not np.isnan(gated_lo).all()
+    np.testing.assert_array_equal(np.isnan(gated_lo), ~could)
+    np.testing.assert_array_equal(gated_lo[could], lo[could])
+    _, none_open, _ = _layers._summarise_torch(relu, True, (threshold, np.zeros(4, bool)))
+    assert np.isnan(none_open).all()
+
+
+def test_probe_with_two_torch_threads_summarises_as_with_one() -> None:
+    """The probe's summaries and NC's cells depend neither on torch's thread count nor on the summary
+    path (NumPy or torch's reductions; to float32 rounding of the means; NC gate on, as in a fuzz
+    loop): with the gate, torch's path reads every maximum and gates the minimum only."""
+    import torch
+
+    from roadworthy.coverage import CoverageBook
+
+    net = _tiny()
+    x = np.random.default_rng(2).random((40, 1, 8, 8), dtype=np.float32)
+    before = torch.get_num_threads()
+    got = {}
+    try:
+        for threads, path in ((1, "numpy"), (2, "numpy"), (2, "torch")):
+            torch.set_num_threads(threads)
+            probe = make_probe(net, x[:1])
+            probe.summaries = path
+            nc = Coverage(make_criterion("nc", threshold=0.5).fit(probe.layout))
+            nc.update(nc.criterion.cells(probe(x[:20])))
+            full = probe(x[20:])
+            probe.gate_extrema(CoverageBook({"nc": nc}, "nc").extrema_gate())
+            gated = probe(x[20:])
+            probe.close()
+            got[threads, path] = (full, gated, nc.bits.copy(), nc.update(nc.criterion.cells(gated)).tolist())
+    finally:
+        torch.set_num_threads(before)
+    f1, _, b1, n1 = got[1, "numpy"]
+    for key in ((2, "numpy"), (2, "torch")):
+        f2, g2, b2, n2 = got[key]
+        np.testing.assert_allclose(f2.values, f1.values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(f2.layer_min, f1.layer_min)
+        np.testing.assert_array_equal(f2.layer_max, f1.layer_max)
+        read = ~np.isnan(g2.layer_min)
+        np.testing.assert_array_equal(g2.layer_min[read], f1.layer_min[read])
+        np.testing.assert_array_equal(b1, b2)
+        assert n1 == n2, key
+    np.testing.assert_array_equal(got[2, "torch"][1].layer_max, f1.layer_max)  # every maximum read
+
+
+def test_probe_summary_path_can_be_chosen() -> None:
+    """``TorchProbe.summaries`` picks NumPy (the default) or torch's reductions whatever the thread
+    count: the same summaries either way (means to float32 rounding, extrema exact)."""
+    net = _tiny()
+    x = np.random.default_rng(5).random((9, 1, 8, 8), dtype=np.float32)
+    probe = make_probe(net, x[:1])
+    got = {}
+    assert probe.summaries == "numpy"
+    for path in ("numpy", "torch"):
+        probe.summaries = path
+        got[path] = probe(x)
+    probe.close()
+    for path in ("torch",):
+        np.testing.assert_allclose(got[path].values, got["numpy"].values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got[path].layer_min, got["numpy"].layer_min)
+        np.testing.assert_array_equal(got[path].layer_max, got["numpy"].layer_max)
 
 
 def test_probe_switched_off_summarises_nothing() -> None:
@@ -515,3 +619,67 @@ def test_nbc_float32_bounds_decide_as_the_float64_ones() -> None:
         want = c.cells(Observation(probs, v64, lim, lim))
         np.testing.assert_array_equal(got, want)
         assert (got >= 0).any()
+
+
+def test_top_k_sort_keys_order_signed_zeros_and_infinities_as_the_comparison() -> None:
+    """The int64 sort keys of float32 rows count -0.0 as 0.0 (a tie, lower column first) and order
+    infinities and subnormals as the values compare; float64 rows give the same columns."""
+    from roadworthy.coverage.criteria import top_k
+
+    tiny = np.float32(1e-45)  # the smallest subnormal
+    row = [0.0, -0.0, np.inf, -np.inf, tiny, -tiny, 1.0, -0.0, 0.0, 3.4e38, -3.4e38]
+    rng = np.random.default_rng(1)
+    v = np.array([row, row[::-1], *(rng.permutation(row) for _ in range(30))], dtype=np.float32)
+    for k in (1, 4, 7, v.shape[1]):
+        want = np.argsort(-v, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(top_k(v, k), want)
+        np.testing.assert_array_equal(top_k(v.astype(np.float64), k), want)
+    assert top_k(v, 3)[0].tolist() == [2, 9, 6]
+    assert top_k(np.zeros((2, 0), np.float32), 0).shape == (2, 0)
+
+
+def test_coverage_book_shares_corner_cases_only_between_equal_bounds() -> None:
+    """NBC and SNAC with the same bounds and k find the corner cases once; with another k or other
+    bounds each finds its own; every bitmap is the one per-batch marking gives, and the "none" cell
+    -1 marks nothing."""
+    from roadworthy.coverage import CoverageBook
+
+    rng = np.random.default_rng(4)
+    batches = [rng.normal(1.0, 2.5, size=(int(rng.integers(1, 9)), 3)).astype(np.float32) for _ in range(10)]
+    other = Profile(
+        LAYOUT,
+        low=PROFILE.low - 0.5,
+        high=PROFILE.high + 0.5,
+        mean=PROFILE.mean,
+        std=PROFILE.std,
+        n_samples=3,
+    )
+    setups = [
+        {"nbc": (10, PROFILE), "snac": (10, PROFILE)},
+        {"nbc": (10, PROFILE), "snac": (3, PROFILE)},
+        {"nbc": (10, PROFILE), "snac": (10, other)},
+        {"snac": (10, PROFILE)},
+    ]
+    for setup in setups:
+
+        def fitted(setup=setup) -> dict[str, Coverage]:
+            out = {"kmnc": Coverage(make_criterion("kmnc", k=4).fit(LAYOUT, PROFILE))}
+            for name, (k, prof) in setup.items():
+                out[name] = Coverage(make_criterion(name, k=k).fit(LAYOUT, prof))
+            return out
+
+        plain, book = fitted(), CoverageBook(fitted(), "kmnc", buffer_bytes=1 << 20)
+        for b in batches:
+            o = obs(b)
+            for t in plain.values():
+                t.mark(t.criterion.cells(o))
+            book.observe(o)
+        book.flush()
+        for name in setup:
+            assert plain[name].bits.any(), (setup, name)
+            np.testing.assert_array_equal(book.trackers[name].bits, plain[name].bits, err_msg=str(setup))
+    c = Coverage(make_criterion("nc").fit(LAYOUT))
+    c.mark(np.array([[-1, -1], [-1, -1]]))
+    assert not c.bits.any() and c.update(np.array([[-1], [-1]])).tolist() == [False, False]
+    with pytest.raises(AttributeError):
+        c.bits = np.ones(3, bool)

@@ -24,10 +24,8 @@ Three probes exist:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,9 +369,12 @@ class TorchProbe(Probe):
             k for k in keys if type(modules[k.split("#")[0]]) in (torch.nn.ReLU, torch.nn.ReLU6)
         }
         self._open: dict[str, Any] = {}
-        self._threads = 1  # torch's thread count, read at every call: the summaries use as many
         #: set to False to run the module without summarising layers (e.g. to time the bare forward pass)
         self.active = True
+        #: how CPU layers of 3+ dimensions are summarised: "numpy" (default: on the calling thread,
+        #: chunked, see :func:`_summarise`) or "torch" (torch's reductions on torch's threads, see
+        #: :func:`_summarise_torch`; ``benchmarks/bench_fuzz.py`` compares the two)
+        self.summaries = "numpy"
         self._keys = set(keys)
         self._buffer: dict[str, tuple[Any, Any, Any]] = {}
         self._counts: dict[str, int] = {}
@@ -420,7 +421,9 @@ class TorchProbe(Probe):
         torch = self._torch
         n = out.shape[0]
         if out.device.type == "cpu":
-            return _summarise(_memory_view(out.float()), self.extrema, self._threads, gate)
+            if self.summaries == "torch" and out.dim() > 2:
+                return _summarise_torch(out.float(), self.extrema, gate)
+            return _summarise(_memory_view(out.float()), self.extrema, gate)
         flat_t = out.reshape(n, -1)
         values_t = out.flatten(2).mean(2) if out.dim() > 2 else flat_t
         values = values_t.float().cpu().numpy()
@@ -455,8 +458,11 @@ class TorchProbe(Probe):
         torch = self._torch
         self._buffer = {}
         self._counts = {}
-        self._threads = torch.get_num_threads()
-        self._open = self._open_neurons()
+        self._open = {}
+        if self.active:
+            t0 = time.perf_counter()
+            self._open = self._open_neurons()  # reading NC's bitmap is bookkeeping too
+            self.reduce_seconds += time.perf_counter() - t0
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             scores = self._forward(t)
@@ -495,27 +501,9 @@ def _memory_view(out: Any) -> tuple[np.ndarray, bool]:
     return out.contiguous().numpy(), False
 
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-
-
-def _workers(n: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``n - 1`` helper threads for the layer summaries (the caller is the n-th)."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size != n - 1:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="roadworthy-coverage")
-            _pool_size = n - 1
-        return _pool
-
-
 def _summarise(
     view: tuple[np.ndarray, bool],
     extrema: bool,
-    threads: int = 1,
     gate: tuple[float, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, Any, Any]:
     """Neuron values ``(N, units)`` and the per-sample layer minimum and maximum of one layer.
@@ -528,13 +516,13 @@ def _summarise(
     :data:`_CHUNK_BYTES`, so the second and third read a chunk from the cache rather than from memory
     (1.6x on a batch of 160 such maps).
 
-    With ``threads > 1`` (the probe passes torch's thread count, the threads the forward pass itself
-    used) a layer of at least two chunks per thread is split into one run of chunks per thread; NumPy
-    releases the GIL inside the reductions, so the runs proceed in parallel.
+    One thread (the caller's), whatever torch's thread count: :func:`_summarise_torch` is the parallel
+    alternative (``TorchProbe.summaries = "torch"``).
 
     ``gate`` -- NC's threshold and the layer's uncovered neurons, for a layer that is non-negative by
     construction -- reads the extrema only of the samples where NC could use them
-    (:func:`_gated_extrema`); the others get NaN.
+    (:func:`_gated_extrema`); the others get NaN. The gate's first bound (every 8th block of each
+    sample) is read from each chunk right after its mean, from the cache.
     """
     a, last = view
     n = a.shape[0]
@@ -555,6 +543,9 @@ def _summarise(
     lo = np.empty(n, np.float32) if extrema else None
     hi = np.empty(n, np.float32) if extrema else None
     step = max(1, _CHUNK_BYTES // max(1, flat.shape[1] * flat.itemsize))
+    # the NC gate's first bound, read from each chunk while the mean has just brought it into the cache
+    sampled = _sampled_blocks(flat) if extrema and gate is not None and gate[1].any() else None
+    bound = np.empty(n, np.float32) if sampled is not None else None
 
     def run(start: int, stop: int) -> None:
         for i in range(start, stop, step):
@@ -566,33 +557,79 @@ def _summarise(
             if extrema and gate is None:
                 np.min(flat[part], axis=1, out=lo[part])
                 np.max(flat[part], axis=1, out=hi[part])
+            elif sampled is not None:
+                np.max(sampled[part], axis=(1, 2), out=bound[part])
 
-    chunks = -(-n // step)
-    threads = min(threads, chunks // 2)
-    if threads <= 1:
-        run(0, n)
-    else:
-        _split(run, n, step, chunks, threads)
+    run(0, n)
     if extrema and gate is not None:
-        # once over the whole layer: it reads little (an eighth of the memory, and the few rows needed)
-        _gated_extrema(flat, values, lo, hi, gate)
+        # then over the whole layer: it reads little (the few rows needed)
+        _gated_extrema(flat, values, lo, hi, gate, bound)
     return values, lo, hi
 
 
-def _split(run: Any, n: int, step: int, chunks: int, threads: int) -> None:
-    """``run(start, stop)`` over the batch in runs of whole chunks, one per thread (the caller takes the
-    first)."""
-    per = -(-chunks // threads) * step
-    bounds = [(i, min(i + per, n)) for i in range(0, n, per)]
-    pool = _workers(threads)
-    futures = [pool.submit(run, a, b) for a, b in bounds[1:]]
-    run(*bounds[0])
-    for f in futures:
-        f.result()
+def _summarise_torch(
+    out: Any, extrema: bool, gate: tuple[float, np.ndarray] | None = None
+) -> tuple[np.ndarray, Any, Any]:
+    """:func:`_summarise` of a CPU tensor of 3 or more dimensions with torch's own intra-op threads
+    (``TorchProbe.summaries = "torch"``; not the default).
+
+    The forward pass's worker threads are torch's (OpenMP) threads; when a parallel region ends they
+    keep polling for the next one for a while, so a thread of our own started beside them mostly
+    shares a core with one of them (a NumPy helper thread gained nothing at 2 threads). Torch's
+    reductions run on those same threads instead: the channel means, then the per-sample maximum (and,
+    without ``gate``, the minimum: one ``aminmax`` pass), each one reduction over the whole layer. One
+    parallel region per reduction, not per cache-sized chunk: every region waits for its slowest
+    thread, which on a shared machine is often one the operating system has paused. On the loaded
+    2-core machine this path cost 8x the one-thread NumPy summaries (signnet, load 4; the forward pass
+    itself was slower with 2 threads than with 1 there), hence not the default; whether it pays on an
+    idle machine is what ``bench_fuzz.py`` measures side by side.
+
+    With ``gate`` every maximum is read and only the minimum is gated: a sample none of whose uncovered
+    neurons has ``v > t * hi`` cannot open an NC cell in this layer (:meth:`Probe.gate_extrema`) and gets
+    a NaN minimum.
+    """
+    import torch
+
+    n, c = out.shape[0], out.shape[1]
+    if out.dim() == 4 and not out.is_contiguous() and out.is_contiguous(memory_format=torch.channels_last):
+        mat, dim = out.permute(0, 2, 3, 1).reshape(n, -1, c), 1  # (N, positions, C), a view
+    else:
+        mat, dim = out.contiguous().reshape(n, c, -1), 2  # (N, C, positions)
+    flat = mat.reshape(n, -1)
+    values = mat.mean(dim=dim).numpy()
+    if not extrema:
+        return values, None, None
+    if gate is None:
+        lo_t, hi_t = torch.aminmax(flat, dim=1)
+        return values, lo_t.numpy(), hi_t.numpy()
+    hi = flat.amax(dim=1).numpy()
+    lo = np.full(n, np.nan, dtype=np.float32)
+    threshold, open_ = gate
+    if open_.any():
+        top = (values if open_.all() else values[:, open_]).max(axis=1).astype(np.float64)
+        need = np.flatnonzero(top > threshold * (1.0 - _GATE_MARGIN) * hi.astype(np.float64))
+        if need.size:
+            lo[need] = flat[torch.from_numpy(need)].amin(dim=1).numpy()
+    return values, lo, hi
+
+
+def _sampled_blocks(flat: np.ndarray) -> np.ndarray | None:
+    """Every 8th block of :data:`_SAMPLE_BLOCK` values of each row of ``flat``, as a view
+    ``(N, blocks, _SAMPLE_BLOCK)``; None for a row of fewer than 16 blocks (both extrema are read)."""
+    n, width = flat.shape
+    blocks = width // _SAMPLE_BLOCK
+    if blocks < 16:
+        return None
+    return flat[:, : blocks * _SAMPLE_BLOCK].reshape(n, blocks, _SAMPLE_BLOCK)[:, ::8]
 
 
 def _gated_extrema(
-    flat: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, gate: tuple[float, np.ndarray]
+    flat: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    gate: tuple[float, np.ndarray],
+    bound: np.ndarray | None = None,
 ) -> None:
     """Fill ``lo`` and ``hi`` with each sample's layer minimum and maximum where NC could use them,
     NaN elsewhere (``flat``: the samples' layer tensors as rows; ``values``: their neuron values).
@@ -611,9 +648,8 @@ def _gated_extrema(
     both extrema (cheaper than the tests).
     """
     threshold, open_ = gate
-    n, width = flat.shape
-    blocks = width // _SAMPLE_BLOCK
-    if blocks < 16:  # a small layer: read both
+    sampled = _sampled_blocks(flat)
+    if sampled is None:  # a small layer: read both
         np.min(flat, axis=1, out=lo)
         np.max(flat, axis=1, out=hi)
         return
@@ -622,14 +658,15 @@ def _gated_extrema(
     if not open_.any():
         return
     limit = threshold * (1.0 - _GATE_MARGIN)
-    candidates = values if open_.all() else values[:, open_]
-    sampled = flat[:, : blocks * _SAMPLE_BLOCK].reshape(n, blocks, _SAMPLE_BLOCK)[:, ::8]
-    bound = sampled.max(axis=(1, 2)).astype(np.float64)
-    rows = np.flatnonzero((candidates > limit * bound[:, None]).any(axis=1))
+    # the largest value of a sample's uncovered neurons decides: one neuron above the bound is enough
+    top = (values if open_.all() else values[:, open_]).max(axis=1).astype(np.float64)
+    if bound is None:
+        bound = sampled.max(axis=(1, 2))
+    rows = np.flatnonzero(top > limit * bound.astype(np.float64))
     if rows.size == 0:
         return
     _rows_reduce(np.max, flat, rows, hi)
-    need = rows[(candidates[rows] > limit * hi[rows].astype(np.float64)[:, None]).any(axis=1)]
+    need = rows[top[rows] > limit * hi[rows].astype(np.float64)]
     _rows_reduce(np.min, flat, need, lo)
 
 

@@ -171,8 +171,9 @@ class Criterion:
         raise NotImplementedError
 
     def open_cells(self, obs: Observation, bits: np.ndarray, roots: np.ndarray | None = None) -> np.ndarray:
-        """The cells :meth:`cells` gives that are not yet set in ``bits``, as cell ids (``-1`` padded),
-        for marking: a criterion may skip the work for cells already touched (default: all cells)."""
+        """The cells :meth:`cells` gives that are not yet set in ``bits``, for marking: cell ids in an
+        array of any shape, ``-1`` for none. A criterion may skip the work for cells already touched and
+        may return a cell more than once (default: :meth:`cells`)."""
         return self.cells(obs, roots)
 
     def params(self) -> dict[str, Any]:
@@ -206,18 +207,28 @@ class NeuronCoverage(Criterion):
         return np.where(scaled > self.threshold, self._ids, -1)
 
     def open_cells(self, obs: Observation, bits: np.ndarray, roots: np.ndarray | None = None) -> np.ndarray:
-        # one cell per neuron: a covered neuron needs no more scaling and comparing (NC saturates early)
-        open_ = np.flatnonzero(~bits)
-        if open_.size == 0:
-            return np.full((len(obs.values), 0), -1, dtype=np.int64)
-        if open_.size == bits.size:
-            return self.cells(obs, roots)
-        layer = self._layer[open_]
-        lo = obs.layer_min[:, layer]
-        span = obs.layer_max[:, layer] - lo
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scaled = np.where(span > 0, (obs.values[:, open_] - lo) / span, 0.0)
-        return np.where(scaled > self.threshold, open_, -1)
+        # one cell per neuron: a covered neuron needs no more scaling and comparing (NC saturates early).
+        # Layer by layer, only the rows with a non-empty span: a constant layer scales to 0, and a layer
+        # whose extrema the probe skipped (NaN, see Probe.gate_extrema) has no cell -- the same rows
+        # :meth:`cells` gives no cell, with the same float operations for the others.
+        offsets = self.layout.offsets
+        found = []
+        for j in range(len(self.layout.sizes)):
+            a, b = int(offsets[j]), int(offsets[j + 1])
+            open_ = np.flatnonzero(~bits[a:b])
+            if open_.size == 0:
+                continue
+            lo = obs.layer_min[:, j]
+            span = obs.layer_max[:, j] - lo
+            rows = np.flatnonzero(span > 0)
+            if rows.size == 0:
+                continue
+            cols = slice(a, b) if open_.size == b - a else a + open_
+            v = obs.values[rows][:, cols]
+            scaled = (v - lo[rows, None]) / span[rows, None]
+            hit = np.flatnonzero(scaled > self.threshold)
+            found.append(a + open_[hit % open_.size])
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def metric(self, bits: np.ndarray) -> float:
         return float(bits.mean()) if bits.size else 0.0
@@ -256,12 +267,17 @@ class KMultisectionCoverage(Criterion):
         with np.errstate(invalid="ignore", over="ignore"):
             offset = v - self._low
             # offset >= 0 exactly when v >= low (IEEE subtraction keeps the sign; NaN fails both tests)
-            inside = (offset >= 0) & (v <= self._high)
-            section = np.floor(offset / self._span * self.k)
-            np.minimum(section, self.k - 1, out=section)  # the top edge belongs to the last section
-            section = section.astype(np.int64)  # garbage outside the range, masked next
+            outside = offset < 0
+            outside |= ~(v <= self._high)
+            # floor(offset / span * k), in place (the same operations in the same order)
+            np.divide(offset, self._span, out=offset)
+            np.multiply(offset, self.k, out=offset)
+            np.floor(offset, out=offset)
+            np.minimum(offset, self.k - 1, out=offset)  # the top edge belongs to the last section
+            section = offset.astype(np.int64)  # garbage outside the range, masked next
         section += self._base
-        return np.where(inside, section, -1)
+        np.copyto(section, -1, where=outside)
+        return section
 
     def metric(self, bits: np.ndarray) -> float:
         return float(bits.mean()) if bits.size else 0.0
@@ -306,24 +322,61 @@ class NeuronBoundaryCoverage(Criterion):
         self._low32 = np.where(low32 < self._low, np.nextafter(low32, np.float32(np.inf)), low32)
 
     def cells(self, obs: Observation, roots: np.ndarray | None = None) -> np.ndarray:
-        # corner cases are rare: find them with one float32 comparison per side (exact, see _fit), and
-        # bucket only those, in float64
+        upper, lower = self.corners(obs, lower="lower" in self.sides)
+        out = np.full(obs.values.shape, -1, dtype=np.int64)
+        flat = out.reshape(-1)
+        n_side = self.layout.n_neurons * self.k
+        flat[upper[0]] = (len(self.sides) - 1) * n_side + upper[1]
+        if lower is not None:
+            flat[lower[0]] = lower[1]
+        return out
+
+    def open_cells(self, obs: Observation, bits: np.ndarray, roots: np.ndarray | None = None) -> np.ndarray:
+        return self.from_corners(*self.corners(obs, lower="lower" in self.sides))
+
+    def corners(
+        self, obs: Observation, lower: bool = True
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        """The corner cases of ``obs``: for the upper side (and the lower one with ``lower``), the flat
+        positions in ``obs.values`` and the side-relative cell ids ``neuron * k + bucket``.
+
+        Corner cases are rare: they are found with one float32 comparison per side (exact, see
+        ``_fit``) over the flattened values, and only those are bucketed, in float64.
+        """
         if obs.values.dtype == np.float32:
             v, high, low = obs.values, self._high32, self._low32
         else:  # values of another type (a hand-built observation): compare in float64
             v, high, low = obs.values64(), self._high, self._low
+        n = self.layout.n_neurons
+        flat = v.reshape(-1)
+        at = np.flatnonzero(v > high)
+        cols = at % n
+        over = flat[at].astype(np.float64) - self._high[cols]
+        upper = (at, self._base[cols] + self._bucket(over, cols))
+        if not lower:
+            return upper, None
+        at = np.flatnonzero(v < low)
+        cols = at % n
+        under = self._low[cols] - flat[at].astype(np.float64)
+        return upper, (at, self._base[cols] + self._bucket(under, cols))
+
+    def from_corners(
+        self, upper: tuple[np.ndarray, np.ndarray], lower: tuple[np.ndarray, np.ndarray] | None
+    ) -> np.ndarray:
+        """This criterion's cell ids (1-D) from :meth:`corners` (computed by this criterion or by
+        another of the family with the same bounds and ``k``: SNAC's cells are NBC's upper side)."""
         n_side = self.layout.n_neurons * self.k
-        out = np.full(v.shape, -1, dtype=np.int64)
-        rows, cols = np.nonzero(v > high)
-        if rows.size:
-            over = v[rows, cols].astype(np.float64) - self._high[cols]
-            out[rows, cols] = (len(self.sides) - 1) * n_side + self._base[cols] + self._bucket(over, cols)
+        ids = upper[1] + (len(self.sides) - 1) * n_side
         if "lower" in self.sides:
-            rows, cols = np.nonzero(v < low)
-            if rows.size:
-                under = self._low[cols] - v[rows, cols].astype(np.float64)
-                out[rows, cols] = self._base[cols] + self._bucket(under, cols)
-        return out
+            if lower is None:
+                raise InvalidInputError("coverage: NBC needs the lower corner cases")
+            ids = np.concatenate([lower[1], ids])
+        return ids
+
+    def corner_key(self) -> tuple[Any, ...]:
+        """What decides the corner cells: criteria of the NBC family with equal keys share
+        :meth:`corners` (used by :class:`CoverageBook`)."""
+        return (self.k, self.layout.sizes, self._low.tobytes(), self._high.tobytes())
 
     def _bucket(self, overshoot: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Bucket of a positive overshoot of neurons ``cols``: whole units of the neuron's range over
@@ -392,12 +445,29 @@ class TopKNeuronCoverage(Criterion):
 def top_k(v: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the ``k`` largest values of each row, largest first, ties to the lower index.
 
-    The same as ``np.argsort(-v, axis=1, kind="stable")[:, :k]`` (the definition), computed with
-    NumPy's default (unstable, SIMD) sort, 3-5x faster on rows of 16-64 values. An unstable sort orders
-    distinct values exactly as a stable one; it can only differ where equal values meet. So a row whose
-    first ``k + 1`` sorted values hold a tie (or NaN, which compares unequal to itself) is sorted again
-    stably, and the result never depends on how the fast sort broke a tie.
+    The same as ``np.argsort(-v, axis=1, kind="stable")[:, :k]`` (the definition), 2-7x faster on rows
+    of 16-64 values. For float32 rows without NaN, each value and its column become one int64 sort
+    key: the high 32 bits are the bits of ``-v`` mapped to integers of the same order (``-0.0`` counted
+    as ``0.0``, as the comparison does), the low 32 bits the column. The keys are distinct, so NumPy's
+    SIMD sort orders them exactly as the stable sort orders the values, the lower column first among
+    equal values. Other rows go through :func:`_top_k_argsort`.
     """
+    if v.dtype != np.float32 or v.shape[1] == 0 or np.isnan(v).any():
+        return _top_k_argsort(v, k)
+    neg = -v + np.float32(0.0)  # a fresh C-ordered array; -0.0 + 0.0 is +0.0
+    bits = neg.view(np.int32)
+    key = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).astype(np.int64)  # order-preserving (no NaN here)
+    key <<= 32
+    key |= np.arange(v.shape[1], dtype=np.int64)
+    key.sort(axis=1)
+    return key[:, :k] & 0xFFFFFFFF
+
+
+def _top_k_argsort(v: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_k` for any dtype and NaN: NumPy's default (unstable, SIMD) argsort; an unstable sort
+    orders distinct values exactly as a stable one and can only differ where equal values meet, so a
+    row whose first ``k + 1`` sorted values hold a tie (or NaN, which compares unequal to itself) is
+    sorted again stably."""
     width = v.shape[1]
     neg = -v
     order = np.argsort(neg, axis=1)
@@ -502,12 +572,20 @@ class Coverage:
     Notes
     -----
     The bitmap is a boolean array, one byte per cell (fancy-index updates are faster than on packed
-    bits); :meth:`packed` returns it as packed bits for storage.
+    bits); :meth:`packed` returns it as packed bits for storage. :attr:`bits` is a view of an array one
+    cell longer whose last cell is always set: the cell id ``-1`` ("none") indexes it, so updates need
+    no pass to drop the ``-1`` entries.
     """
 
     def __init__(self, criterion: Criterion) -> None:
         self.criterion = criterion
-        self.bits = np.zeros(criterion.n_cells, dtype=bool)
+        self._cells = np.zeros(criterion.n_cells + 1, dtype=bool)
+        self._cells[-1] = True  # the "none" cell, -1
+
+    @property
+    def bits(self) -> np.ndarray:
+        """The bitmap, ``(n_cells,)`` bool, True where a cell was touched (a view: change it in place)."""
+        return self._cells[:-1]
 
     def update(self, cells: np.ndarray) -> np.ndarray:
         """Mark ``cells`` touched and say which inputs touched a cell for the first time.
@@ -527,24 +605,20 @@ class Coverage:
         """
         n = cells.shape[0]
         flat = cells.reshape(-1)
-        rows = np.repeat(np.arange(n), cells.shape[1] if cells.ndim == 2 else 1)
-        keep = flat >= 0
-        flat, rows = flat[keep], rows[keep]
-        fresh = ~self.bits[flat]
-        flat, rows = flat[fresh], rows[fresh]
+        # positions (row-major) of the cells not touched before; -1 reads the always-set last cell
+        fresh = np.flatnonzero(~self._cells[flat])
         new = np.zeros(n, dtype=bool)
-        if flat.size:
+        if fresh.size:
             # first occurrence of each fresh cell in row-major order = the earliest input touching it
-            uniq, first = np.unique(flat, return_index=True)
-            new[rows[first]] = True
-            self.bits[uniq] = True
+            uniq, first = np.unique(flat[fresh], return_index=True)
+            new[fresh[first] // (flat.size // n)] = True
+            self._cells[uniq] = True
         return new
 
     def mark(self, cells: np.ndarray) -> None:
-        """Mark ``cells`` touched, without asking which input was first (cheaper than :meth:`update`;
-        for criteria that are measured but do not guide)."""
-        flat = cells.reshape(-1)
-        self.bits[flat[flat >= 0]] = True
+        """Mark ``cells`` touched (any shape, ``-1`` for none), without asking which input was first
+        (cheaper than :meth:`update`; for criteria that are measured but do not guide)."""
+        self._cells[cells.reshape(-1)] = True
 
     def summary(self) -> CoverageSummary:
         """The current paper metric and cell counts."""
@@ -589,6 +663,16 @@ class CoverageBook:
         self.buffer_bytes = int(buffer_bytes)
         self._held: list[tuple[Observation, np.ndarray | None]] = []
         self._held_bytes = 0
+        # measured criteria of the NBC family: (corner key, whether the lower side is needed) by tracker
+        family: list[tuple[Coverage, NeuronBoundaryCoverage]] = [
+            (t, t.criterion)
+            for t in trackers.values()
+            if t is not self.guide and isinstance(t.criterion, NeuronBoundaryCoverage)
+        ]
+        lower: dict[tuple[Any, ...], bool] = {}
+        for _, c in family:
+            lower[c.corner_key()] = lower.get(c.corner_key(), False) or "lower" in c.sides
+        self._corner_keys = {id(t): (c.corner_key(), lower[c.corner_key()]) for t, c in family}
 
     def observe(self, obs: Observation, roots: np.ndarray | None = None) -> np.ndarray:
         """Record a batch; returns ``(N,)`` bool, the inputs that touched a new cell of the guide."""
@@ -616,9 +700,20 @@ class CoverageBook:
                 np.concatenate([o.layer_max for o, _ in held]),
             )
             roots = None if held[0][1] is None else np.concatenate([r for _, r in held])
+        corners: dict[tuple[Any, ...], Any] = {}
         for tracker in self.trackers.values():
-            if tracker is not self.guide:
-                tracker.mark(tracker.criterion.open_cells(obs, tracker.bits, roots))
+            if tracker is self.guide:
+                continue
+            c = tracker.criterion
+            key = self._corner_keys.get(id(tracker))
+            if key is None:
+                tracker.mark(c.open_cells(obs, tracker.bits, roots))
+                continue
+            # NBC and SNAC with the same bounds and k find the corner cases once
+            if key[0] not in corners:
+                corners[key[0]] = c.corners(obs, lower=key[1])
+            assert isinstance(c, NeuronBoundaryCoverage)
+            tracker.mark(c.from_corners(*corners[key[0]]))
 
     def extrema_gate(self) -> ExtremaGate | None:
         """The NC gate for a probe feeding this book (:meth:`~roadworthy.coverage._layers.Probe.gate_extrema`),
