@@ -6,6 +6,7 @@ Run by hand from the repository root::
     .venv/bin/python -m benchmarks.bench_fuzz --compare [--budget standard] [--seeds 3]  # guided vs random
     .venv/bin/python -m benchmarks.bench_fuzz --summaries-ab [--repeats 40]  # summaries before/after
     .venv/bin/python -m benchmarks.bench_fuzz --memory  # peak RSS of the loop at 224 px
+    .venv/bin/python -m benchmarks.bench_fuzz --micro-ab [--repeats 60]  # probe in micro-batches vs full
 
 Two models: the demo road-sign CNN (``signnet``, five 3x3 conv stages of 32-128 channels, ~30 MMAC per
 image) and a small 32-px CNN (two conv layers of 16 and 32 channels and a hidden linear layer). Seeds
@@ -24,6 +25,11 @@ coverage split measured fairly (:func:`coverage_split`): the bare forward pass a
 in the same process, interleaved, ``--repeats`` times, with ``--threads`` and with 1 torch thread (the
 ratio least sensitive to other load). Writes ``benchmarks/results/fuzz.json`` and
 ``benchmarks/results/fuzz.md``.
+
+``--micro-ab``: the probed forward pass of the small CNN in cache-sized micro-batches (each hook
+summarising a map still in the cache) against the full batch, at 1 thread and ``--threads``
+(:func:`micro_ab`; ``benchmarks/results/fuzz_micro.md`` / ``.json``). Measured, it loses at every size:
+the fixed cost of each extra probed pass outweighs what the cache saves; the loop keeps the full batch.
 
 ``--compare``: coverage-guided fuzzing against random testing at equal model queries, through the
 public API exactly as a user runs it (``roadworthy.check(..., suites=["fuzz"])``: the ``fuzz.deephunter``
@@ -219,6 +225,164 @@ def coverage_split(
         "median_ratio": round(med(ratios) + bulk_per_batch / med(fwd), 3),
         "ratio_of_totals": round((sum(book_s) + sum(bulk)) / sum(fwd), 3),
     }
+
+
+def monitored_bytes_per_sample(probe, example) -> int:
+    """Bytes of one sample's monitored layer outputs (the maps the probe's hooks summarise)."""
+    sizes = []
+    reduce = probe._reduce
+
+    def spy(out, gate=None):
+        sizes.append(out[0].numel() * out.element_size())
+        return reduce(out, gate)
+
+    probe._reduce = spy
+    try:
+        probe(example[:1])
+    finally:
+        del probe._reduce  # back to the class's method
+    return int(sum(sizes))
+
+
+def micro_observe(probe, x, micro: int):
+    """The probe over ``x`` in micro-batches of ``micro`` samples, merged into one observation (as the fuzz
+    loop merges its forward batches): each hook summarises a micro-batch's map right after the forward
+    pass wrote it, while it is still in the cache."""
+    import numpy as np
+
+    from roadworthy.coverage import Observation
+
+    if micro >= len(x):
+        return probe(x)
+    parts = [probe(x[i : i + micro]) for i in range(0, len(x), micro)]
+    merged = [
+        np.concatenate([getattr(p, f) for p in parts]) for f in ("probs", "values", "layer_min", "layer_max")
+    ]
+    return Observation(*merged)
+
+
+def micro_ab(model, seeds, train, threads: int, repeats: int, budgets_mib, batch: int = 160) -> list[dict]:
+    """Cache-resident summaries by micro-batching the probed forward pass, against the full batch.
+
+    The fuzz loop's probe (all five criteria, NC gate on, KMNC guiding) runs each batch of ``batch``
+    mutants in micro-batches sized so one micro-batch's monitored maps take about ``budget`` MiB (from the
+    layer shapes: at least one sample; ``0`` = the whole batch, as the loop runs now). Per repeat, order
+    alternating, on the same fresh batch of mutants: the bare forward pass at the full batch (hooks off),
+    the bare forward pass in each budget's micro-batches, and the probed pass in each budget's
+    micro-batches followed by the guide's update (``CoverageBook.observe``). The measured criteria's bulk
+    marking is the same for every row (same observations) and left out.
+
+    ``ratio`` = (probed + guide - bare forward at the full batch) / bare forward at the full batch: the
+    bookkeeping with any change of the forward pass's speed from micro-batching counted in it (a slower
+    forward counts as bookkeeping cost; a faster one would lower it, see ``ratio_same_batch``).
+    ``ratio_same_batch`` = (probed + guide - bare forward in the same micro-batches) / that forward: the
+    bookkeeping alone. ``bit_equal``: the micro-batched observation equals the full batch's bit for bit
+    (``max_abs_diff`` of the neuron values otherwise).
+    """
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    from roadworthy.coverage import CoverageBook, make_probe, profile
+    from roadworthy.coverage.criteria import NEURON_CRITERIA, Coverage, make_criterion
+    from roadworthy.coverage.mutations import mutate
+
+    torch.set_num_threads(threads)
+    probe = make_probe(model, seeds[:1])
+    per_sample = monitored_bytes_per_sample(probe, seeds)
+    prof = profile(probe, train)
+    criteria = list(NEURON_CRITERIA)
+    trackers = {c: Coverage(make_criterion(c).fit(probe.layout, prof)) for c in criteria}
+    buffer_bytes = CoverageBook(trackers, criteria[0]).buffer_bytes
+    book = CoverageBook(trackers, criteria[0], buffer_bytes=2**62)
+    probe.gate_extrema(book.extrema_gate())
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(16):
+        pick = rng.integers(0, len(seeds), batch)
+        x = seeds[pick]
+        m = mutate(x, x, np.zeros(batch, bool), np.zeros(batch, np.int64), np.zeros(batch), rng)
+        pool.append(np.ascontiguousarray(m.x))
+    micro = {b: batch if not b else max(1, int(b * 2**20) // per_sample) for b in budgets_mib}
+    # bit-equality against the full batch (before the timing, gate off: every extremum compared)
+    probe.gate_extrema(None)
+    full = probe(pool[0])
+    same = {}
+    for b, m in micro.items():
+        obs = micro_observe(probe, pool[0], m)
+        diff = float(np.abs(obs.values - full.values).max())
+        equal = all(
+            np.array_equal(getattr(obs, f), getattr(full, f))
+            for f in ("probs", "values", "layer_min", "layer_max")
+        )
+        same[b] = (equal, diff)
+    probe.gate_extrema(book.extrema_gate())
+
+    def bare(x, m):
+        probe.active = False
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(x), m):
+                    probe._forward(torch.from_numpy(x[i : i + m]))
+        finally:
+            probe.active = True
+
+    configs = [("bare", m) for m in sorted(set(micro.values()), reverse=True)] + [
+        ("probed", b) for b in micro
+    ]
+    times: dict[tuple, list[float]] = {c: [] for c in configs}
+    reduce: dict[float, list[float]] = {b: [] for b in micro}
+    guide: dict[float, list[float]] = {b: [] for b in micro}
+    try:
+        for r in range(repeats):
+            x = pool[r % len(pool)]
+            for kind, key in configs if r % 2 == 0 else configs[::-1]:
+                if kind == "bare":
+                    t = time.perf_counter()
+                    bare(x, key)
+                    times[(kind, key)].append(time.perf_counter() - t)
+                    continue
+                r0 = probe.reduce_seconds
+                t = time.perf_counter()
+                obs = micro_observe(probe, x, micro[key])
+                times[(kind, key)].append(time.perf_counter() - t)
+                reduce[key].append(probe.reduce_seconds - r0)
+                t = time.perf_counter()
+                book.observe(obs)
+                guide[key].append(time.perf_counter() - t)
+                if book._held_bytes >= buffer_bytes:
+                    book.flush()  # the measured criteria's bulk marking: the same for every row, not timed
+    finally:
+        probe.close()
+    med = {c: statistics.median(v) for c, v in times.items()}
+    fwd_full = med[("bare", batch)]
+    rows = []
+    for b, m in micro.items():
+        fwd_m = med[("bare", m)]
+        probed = med[("probed", b)]
+        g = statistics.median(guide[b])
+        rows.append(
+            {
+                "threads": threads,
+                "budget_mib": b,
+                "micro_batch": m,
+                "micro_batches": -(-batch // m),
+                "forward_full_ms": round(fwd_full * 1e3, 2),
+                "forward_micro_ms": round(fwd_m * 1e3, 2),
+                "probed_ms": round(probed * 1e3, 2),
+                "summaries_ms": round(statistics.median(reduce[b]) * 1e3, 2),
+                "guide_ms": round(g * 1e3, 2),
+                "bookkeeping_ms": round((probed + g - fwd_full) * 1e3, 2),
+                "ratio": round((probed + g - fwd_full) / fwd_full, 3),
+                "ratio_same_batch": round((probed + g - fwd_m) / fwd_m, 3),
+                "bit_equal": same[b][0],
+                "max_abs_diff": same[b][1],
+                "load_average": [round(v, 1) for v in os.getloadavg()],
+            }
+        )
+    return rows
 
 
 def _summaries_before(out, gate=None):
@@ -565,6 +729,52 @@ def compare(args: argparse.Namespace) -> None:
     (RESULTS / "fuzz_compare.md").write_text("\n".join(lines))
 
 
+def micro(args: argparse.Namespace) -> None:
+    """``--micro-ab``: :func:`micro_ab` on the small 32-px CNN at 1 torch thread and at ``--threads``."""
+    from roadworthy.demo.signs import make_signs
+    from roadworthy.models.torch import TorchModel
+
+    seeds, _ = make_signs(100, seed=1)
+    train, _ = make_signs(2000, seed=0)
+    model = TorchModel(small_cnn(), input_shape=(3, 32, 32))
+    budgets = [float(v) for v in args.micro_mib.split(",")]
+    rows = []
+    for threads in sorted({1, args.threads}):
+        for row in micro_ab(model, seeds, train, threads, args.repeats, budgets):
+            rows.append(row)
+            print(json.dumps(row))
+    meta = {"repeats": args.repeats, "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fuzz_micro.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    head = list(rows[0])
+    (RESULTS / "fuzz_micro.md").write_text(
+        "\n".join(
+            [
+                "# Micro-batched probe: cache-resident layer summaries vs the full batch (small 32-px CNN)",
+                "",
+                "All five criteria, NC gate on, KMNC guiding, batches of 160 DeepHunter mutants. Each row "
+                "runs the probed forward pass in micro-batches whose monitored maps take about `budget_mib` "
+                "MiB (0: the whole batch, as the fuzz loop runs), so each hook summarises a map still in the "
+                "cache. Per repeat, order alternating, on the same batch: the bare forward pass at the full "
+                "batch and in every row's micro-batches (hooks off), and the probed micro-batched pass plus "
+                "the guide's update. `ratio` = (probed + guide - bare forward at the full batch) / bare "
+                "forward at the full batch (any slowdown of the forward pass from micro-batching counted as "
+                "bookkeeping); `ratio_same_batch` against the bare forward in the same micro-batches. The "
+                "measured criteria's bulk marking (~0.3 ms per batch, `fuzz.md`) is the same for every row "
+                "and left out. `bit_equal`: the micro-batched observation equals the full batch's bit for "
+                f"bit (oneDNN picks its convolution by batch size). {args.repeats} repeats, medians; load "
+                f"average at the end {', '.join(f'{v:.1f}' for v in meta['load_average_end'])} on "
+                f"{meta['cpu_count']} cores (shared machine).",
+                "",
+                "| " + " | ".join(head) + " |",
+                "|" + "---|" * len(head),
+                *("| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows),
+                "",
+            ]
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=3000)
@@ -574,6 +784,16 @@ def main() -> None:
         "--summaries-ab", action="store_true", help="layer summaries before vs after the rework"
     )
     parser.add_argument("--compare", action="store_true", help="coverage-guided vs random testing")
+    parser.add_argument(
+        "--micro-ab",
+        action="store_true",
+        help="probed forward in cache-sized micro-batches vs the full batch",
+    )
+    parser.add_argument(
+        "--micro-mib",
+        default="0,1,2,4,8",
+        help="--micro-ab: monitored MiB per micro-batch (0: the full batch)",
+    )
     parser.add_argument("--memory", action="store_true", help="peak memory of the loop at 224 px")
     parser.add_argument("--memory-batch", type=int, default=32, help="--memory: inputs per forward pass")
     parser.add_argument("--budget", default="standard", help="--compare: the check's budget")
@@ -584,6 +804,9 @@ def main() -> None:
         return
     if args.memory:
         memory(args)
+        return
+    if args.micro_ab:
+        micro(args)
         return
     if args.summaries_ab:
         from roadworthy.demo.model import load_demo_model
