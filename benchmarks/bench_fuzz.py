@@ -28,7 +28,7 @@ ratio least sensitive to other load). Writes ``benchmarks/results/fuzz.json`` an
 
 ``--micro-ab``: the probed forward pass of the small CNN in cache-sized micro-batches (each hook
 summarising a map still in the cache) against the full batch, at 1 thread and ``--threads``
-(:func:`micro_ab`; ``benchmarks/results/fuzz_micro.md`` / ``.json``). Measured, it loses at every size:
+(:func:`micro_ab`; ``benchmarks/results/fuzz_micro.md`` / ``.json``). Measured, it wins at no size:
 the fixed cost of each extra probed pass outweighs what the cache saves; the loop keeps the full batch.
 
 ``--compare``: coverage-guided fuzzing against random testing at equal model queries, through the
