@@ -115,10 +115,20 @@ def fmn(
     NumPy or torch like ``x``. Every returned input lies in [0, 1]; the norms are measured on the
     returned inputs, so ``norm(adv - x) == norms`` wherever finite.
     """
-    import torch
-
     check_args(0.0, norm, steps)
     alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
+    return _in_batches(
+        model, x, y, norm, batch_size,
+        lambda forward, xb, yb: _fmn_batch(
+            forward, xb, yb, norm, steps, alpha_init, alpha_final, gamma_init, gamma_final, settled_at
+        ),
+    )  # fmt: skip
+
+
+def _in_batches(model: Any, x: Any, y: Any, norm: str, batch_size: int, run: Any) -> MinNorm:
+    """``run(forward, x_batch, y_batch) -> (adv, norms)`` over gradient-sized batches, as one :class:`MinNorm`."""
+    import torch
+
     forward = as_forward(model)
     xt, yt, was_numpy = to_torch(model, x, y)
     xt = xt.detach()
@@ -127,9 +137,7 @@ def fmn(
     batch_size = grad_batch(xt, batch_size)
     for i in range(0, len(xt), batch_size):
         sl = slice(i, i + batch_size)
-        adv[sl], norms[sl] = _fmn_batch(
-            forward, xt[sl], yt[sl], norm, steps, alpha_init, alpha_final, gamma_init, gamma_final, settled_at
-        )
+        adv[sl], norms[sl] = run(forward, xt[sl], yt[sl])
     if was_numpy:
         return MinNorm(adv.cpu().numpy(), norms.cpu().numpy(), norm)
     return MinNorm(adv, norms, norm)
@@ -199,33 +207,15 @@ def ddn(
     -------
     A :class:`MinNorm` in ``l2``, as :func:`fmn` returns it.
     """
-    import torch
 
     check_args(0.0, "l2", steps)
     alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
-    forward = as_forward(model)
-    xt, yt, was_numpy = to_torch(model, x, y)
-    xt = xt.detach()
-    adv = xt.clone()
-    norms = torch.full((len(xt),), math.inf, dtype=torch.float64, device=xt.device)
-    batch_size = grad_batch(xt, batch_size)
-    for i in range(0, len(xt), batch_size):
-        sl = slice(i, i + batch_size)
-        adv[sl], norms[sl] = _ddn_batch(
-            forward,
-            xt[sl],
-            yt[sl],
-            steps,
-            alpha_init,
-            alpha_final,
-            gamma_init,
-            gamma_final,
-            settled_at,
-            init_norm,
-        )
-    if was_numpy:
-        return MinNorm(adv.cpu().numpy(), norms.cpu().numpy(), "l2")
-    return MinNorm(adv, norms, "l2")
+    return _in_batches(
+        model, x, y, "l2", batch_size,
+        lambda forward, xb, yb: _ddn_batch(
+            forward, xb, yb, steps, alpha_init, alpha_final, gamma_init, gamma_final, settled_at, init_norm
+        ),
+    )  # fmt: skip
 
 
 def min_norm(model: Any, x: Any, y: Any, norm: str, steps: int, settled_at: float = 0.0) -> MinNorm:
