@@ -407,6 +407,34 @@ def test_the_model_bytes_rebuild_the_model_with_the_same_trust_rules(tmp_path, d
         _rebuild(untrusted)
 
 
+def test_a_cancelled_shard_stops_at_its_next_model_call(monkeypatch):
+    """Inside a Ray task the driver cancelled (a block run ahead past its check's stop), the worker's
+    next model call raises instead of computing; outside the block the model's methods are its own."""
+    ray = pytest.importorskip("ray")
+    from roadworthy.runner.ray import _cancellable, _Cancelled
+
+    class Flag:
+        cancelled = False
+
+        def is_canceled(self) -> bool:
+            return self.cancelled
+
+    flag = Flag()
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: flag)
+
+    class Model:
+        def predict(self, x):
+            return x * 2
+
+    model = Model()
+    with _cancellable(model):
+        assert model.predict(3) == 6  # not cancelled: the call goes through
+        flag.cancelled = True
+        with pytest.raises(_Cancelled):
+            model.predict(3)
+    assert "predict" not in vars(model) and model.predict(3) == 6
+
+
 def test_ray_errors_become_one_clean_line():
     from roadworthy.runner.ray import clean_line
 

@@ -339,6 +339,8 @@ def test_sequential_black_box_checks_stop_at_the_same_block_on_ray(local_ray, di
     where = remote["attack.square"].details["ray"]
     assert seq["stopped_early"] and len(where["shards"]) == seq["attacked_inputs"] // 16
     assert where["blocks_run_ahead_dropped"] >= 1  # blocks past the stop ran on idle workers, unused
+    # those still queued or running at the stop were cancelled (ray.cancel), not left to finish
+    assert 0 <= where["blocks_run_ahead_cancelled"] <= where["blocks_run_ahead_dropped"]
     hsj = remote["attack.hopskipjump"].details["ray"]["shards"]
     assert [sh["blocks"] for sh in hsj] == [2, 1]  # 40 inputs: 3 blocks of 16 on 2 workers
 

@@ -4,13 +4,15 @@ in parallel on Ray worker actors.
 One actor per worker (:class:`Worker`) rebuilds the model once and keeps one cache (clean predictions
 and features, the validity gate) for every check and shard it runs. A check that implements the
 sharding protocol (:meth:`~roadworthy.checks.base.Check.shard_items`: the shift checks, the attacks
-but FGSM and the sticker, the OOD detectors) is split into shards of whole blocks of its sample, at
-most one per worker; the blocks' parts come back here and :meth:`~roadworthy.checks.base.Check.merge`
+but the sticker, the OOD detectors, the integrity checks' shared embedding) is split into shards of
+whole blocks of its sample, at most one per worker (checks with the same
+:meth:`~roadworthy.checks.base.Check.shard_key` and blocks share one set of shards); the blocks' parts come back here and :meth:`~roadworthy.checks.base.Check.merge`
 computes the metrics from the merged per-sample arrays. Randomness is keyed per block, so 1 worker, 4
 workers and the local backend give bit-identical metrics. A check with a sequential rule
 (:meth:`~roadworthy.checks.base.Check.stops_early`: Square, few-pixel, line, laser) goes one block per
 task (:class:`_Sequence`): its parts are consumed in block order and its own rule decides after each
-whether to stop, as on the local backend; later blocks run ahead only on workers nothing else needs.
+whether to stop, as on the local backend; later blocks run ahead only on workers nothing else needs
+(those still running at the stop are cancelled: they stop at their next model call).
 A check whose every shard failed for an input reason stops the run
 (:class:`~roadworthy.checks.base.ShardInputError`, exit 2): no verdict.
 
@@ -20,6 +22,10 @@ object store once, and so does the model: a model file's *bytes* (a folder's as 
 once through the object store and each worker process rebuilds the model from them once (a temporary
 file, the same loader and the same ``--trust-pickle`` rule as here), then keeps it for every check and
 shard it runs. A model given as a Python object travels pickled, like any task argument.
+
+The session starts the worker actors (:func:`prepare_ray`, its backend hook) before it times the model
+and plans the run, so their start overlaps that work; :func:`run_ray` then hands them the session's
+inputs.
 
 A local instance (no address) starts as one machine: node address 127.0.0.1, every Ray server on
 loopback (:func:`_one_machine`).
@@ -802,6 +808,10 @@ def _run_on(
                 if k < 0:
                     got = _error_result(by_id[cid], got["error"], {"retries": tries[(cid, k)]})
             free.append(slot)
+            if cid not in sequences:
+                # the freed worker takes its next item before this result is merged and recorded here
+                # (merging, the partial report): the worker does not wait for the driver
+                submit()
             if k < 0:
                 result = got
                 if result.details.get("model_input_error"):
@@ -837,6 +847,7 @@ def _run_on(
                                     ray.cancel(ref_)
                                 sq.cancelled += 1
                                 free.append(slot_)
+                        submit()  # the freed workers go on while the prefix is merged here
                         result = _merged(by_id[cid], ctx, decided, started[cid])
                         result.details["ray"]["blocks_run_ahead_dropped"] = sq.handed - sq.used
                         result.details["ray"]["blocks_run_ahead_cancelled"] = sq.cancelled
