@@ -100,6 +100,7 @@ def main() -> None:
         help="then local (torch on one thread) and Ray with one worker this many times each, alternately; "
         "the overhead is the ratio of their medians (0: skip)",
     )
+    ap.add_argument("--name", default=None, help="results file name (default: ray, ray.quick or ray.subset)")
     ap.add_argument(
         "--no-prepare-too",
         action="store_true",
@@ -247,7 +248,7 @@ def main() -> None:
             **{f"{w}_workers_s": driver_s + critical_path(items, w) for w in (1, 2, 4, 8, 32)},
         }
     RESULTS.mkdir(exist_ok=True)
-    name = "ray.quick" if args.quick else ("ray.subset" if args.suites else "ray")
+    name = args.name or ("ray.quick" if args.quick else ("ray.subset" if args.suites else "ray"))
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=float))
     (RESULTS / f"{name}.md").write_text(table(result))
     print(table(result))

@@ -422,6 +422,7 @@ def test_the_session_starts_the_backend_before_it_plans_and_always_closes_it(
             events.append("close")
 
     def prepare(**options):
+        assert len(options["sample"]) == 2  # a few rows the workers warm the model up on
         events.append(("prepare", options["workers"], options["model_recipe"] is recipe))
         return Pool()
 

@@ -344,7 +344,11 @@ class Session:
             )
         # the backend's start (Ray: its worker processes) overlaps the model timing and planning below
         prepare = PREPARE.get(self.backend)
-        prepared = prepare(model_recipe=self.model_recipe, **self.backend_options) if prepare else None
+        prepared = (
+            prepare(model_recipe=self.model_recipe, sample=self.data.x[:2], **self.backend_options)
+            if prepare
+            else None
+        )
         try:
             return self._run(classes, started, backend, prepared)
         finally:

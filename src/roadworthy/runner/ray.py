@@ -139,12 +139,15 @@ class Worker:
     shard it runs (clean predictions and features, the validity gate, the attack order), as the local
     backend shares them in its one :class:`~roadworthy.checks.base.Context`."""
 
-    def __init__(self, shipped: Any, payload: dict[str, Any] | None = None) -> None:
-        """Imports the checks and rebuilds the model at once: the actor starts while the driver still
-        times the model and plans the run (:func:`prepare_ray`); the session's inputs come later
-        (:meth:`configure`), before the first check."""
+    def __init__(self, shipped: Any, payload: dict[str, Any] | None = None, warm: Any = None) -> None:
+        """Imports the checks and rebuilds the model at once, and with ``warm`` (a few input rows) warms
+        up what a fresh process would otherwise pay during its first check (:meth:`_warm_up`): the
+        actor starts while the driver still times the model and plans the run (:func:`prepare_ray`);
+        the session's inputs come later (:meth:`configure`), before the first check."""
         from roadworthy.checks import load_builtin_checks
+        from roadworthy.memory import keep_freed_memory
 
+        keep_freed_memory()  # as the driver's session does: freed batch memory reused, not re-faulted
         load_builtin_checks()
         self.shipped, self.payload = shipped, payload
         self.cache: dict[str, Any] = {}
@@ -154,6 +157,27 @@ class Worker:
             self.model = _rebuild(shipped)
         except Exception as exc:  # noqa: BLE001 - said by the first check or shard (input errors in one line)
             self.failure = exc
+        if warm is not None and self.model is not None:
+            self._warm_up(warm)
+
+    def _warm_up(self, x: Any) -> None:
+        """The libraries the checks import lazily (scikit-learn's neighbours and PCA, with pandas behind
+        them: about 0.6 s) and, for a torch model, one forward and one input-gradient call on ``x``
+        (thread pools, allocator, autograd), as the driver's process has them after its model timing.
+        Nothing is kept and no number depends on it; a failure here is left to the real calls."""
+        with contextlib.suppress(Exception):
+            import sklearn.decomposition
+            import sklearn.neighbors  # noqa: F401
+        if not hasattr(self.model, "forward_torch"):
+            return  # a remote (HTTP) or non-torch model: no call that is not a check's
+        with contextlib.suppress(Exception):
+            import numpy as np
+            import torch
+
+            xb = np.ascontiguousarray(x, dtype=np.float32)
+            self.model.predict(xb)
+            t = torch.from_numpy(xb).to(getattr(self.model, "device", "cpu")).requires_grad_(True)
+            torch.autograd.grad(self.model.forward_torch(t).sum(), t)
 
     def configure(self, payload: dict[str, Any]) -> None:
         """The session's inputs (data, seed, budget, plan) for every later check and shard."""
@@ -600,6 +624,7 @@ def prepare_ray(
     timeout: float = 30.0,
     workers: int | None = None,
     cpus_per_task: float = 1.0,
+    sample: Any = None,
     **_: object,
 ) -> RayPool:
     """Connect to Ray, ship the model and start the worker actors without waiting for them.
@@ -607,7 +632,8 @@ def prepare_ray(
     The session calls this before it times the model and plans the run (a backend hook), so that the
     actors' start (a new process importing roadworthy, torch and the model: seconds) overlaps the
     driver's own work; :func:`run_ray` then configures them with the session's inputs. The parameters
-    are :func:`run_ray`'s. An unreachable cluster stops here, before any planning (exit 2).
+    are :func:`run_ray`'s; ``sample``: a few input rows the actors warm the model up on
+    (:meth:`Worker._warm_up`). An unreachable cluster stops here, before any planning (exit 2).
     """
     ray = require("ray", "ray", "--backend ray")
     if model_recipe is None:
@@ -619,7 +645,7 @@ def prepare_ray(
     n_workers = _worker_count(ray, workers, cpus_per_task)
     # retries are ours (no restarts), so each result can say how many it took
     actor_class = ray.remote(Worker).options(num_cpus=cpus_per_task, max_restarts=0, max_task_retries=0)
-    actors = [actor_class.remote(shipped) for _ in range(n_workers)]
+    actors = [actor_class.remote(shipped, None, sample) for _ in range(n_workers)]
     return RayPool(shipped, actor_class, actors, n_workers)
 
 
