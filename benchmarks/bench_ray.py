@@ -100,6 +100,13 @@ def main() -> None:
         help="then local (torch on one thread) and Ray with one worker this many times each, alternately; "
         "the overhead is the ratio of their medians (0: skip)",
     )
+    ap.add_argument("--name", default=None, help="results file name (default: ray, ray.quick or ray.subset)")
+    ap.add_argument(
+        "--no-prepare-too",
+        action="store_true",
+        help="in the alternating runs, also Ray with one worker without the session's prepare hook (the "
+        "worker actors then start after the plan, as before the hook): what the overlap saves",
+    )
     ap.add_argument(
         "--one-thread-only",
         action="store_true",
@@ -124,6 +131,7 @@ def main() -> None:
 
     import torch
 
+    load_before = os.getloadavg()
     # warm-up (imports, first calls), then the local backend
     roadworthy.check(model, (data[0][:64], data[1][:64]), suites=suites[:1], budget="quick")
     runs: dict[str, Any] = {}
@@ -144,6 +152,10 @@ def main() -> None:
     connect(None, 120, num_cpus=max(args.workers))  # as `--backend ray` starts one: on 127.0.0.1 only
     one: Any = None
     pairs: dict[str, list[float]] = {"local-1-thread": [], "ray-1": []}
+    if args.no_prepare_too:
+        pairs["ray-1-no-prepare"] = []
+    from roadworthy import runner
+
     try:
         for w in args.workers:
             start = time.perf_counter()
@@ -157,21 +169,30 @@ def main() -> None:
             if w == 1:
                 one = remote
         # the one-worker overhead, side by side: on a shared host the load drifts between runs minutes
-        # apart, so local (one thread) and Ray (one worker) alternate and their medians are compared
+        # apart, so local (one thread) and Ray (one worker) alternate and their medians are compared;
+        # the driver runs torch on one thread in both (its model timing, plan and sanity.latency), so the
+        # difference is Ray's alone
+        hook = runner.PREPARE["ray"]
         for _ in range(max(0, args.repeats)):
             torch.set_num_threads(1)
             try:
                 start = time.perf_counter()
                 roadworthy.check(model, data, **kw)
                 pairs["local-1-thread"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                roadworthy.check(model, data, backend="ray", workers=1, cpus_per_task=1.0, **kw)
+                pairs["ray-1"].append(time.perf_counter() - start)
+                if args.no_prepare_too:
+                    runner.PREPARE.pop("ray")
+                    try:
+                        start = time.perf_counter()
+                        roadworthy.check(model, data, backend="ray", workers=1, cpus_per_task=1.0, **kw)
+                        pairs["ray-1-no-prepare"].append(time.perf_counter() - start)
+                    finally:
+                        runner.PREPARE["ray"] = hook
             finally:
                 torch.set_num_threads(threads)
-            start = time.perf_counter()
-            roadworthy.check(model, data, backend="ray", workers=1, cpus_per_task=1.0, **kw)
-            pairs["ray-1"].append(time.perf_counter() - start)
-            print(
-                f"alternating: local-1-thread {pairs['local-1-thread'][-1]:.1f} s, ray-1 {pairs['ray-1'][-1]:.1f} s"
-            )
+            print("alternating: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in pairs.items()), flush=True)
     finally:
         ray.shutdown()
     if not args.one_thread_only:
@@ -212,7 +233,11 @@ def main() -> None:
             "runs_s": pairs,
             "median_s": med,
             "overhead": med["ray-1"] / med["local-1-thread"],
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
         }
+        if "ray-1-no-prepare" in med:
+            result["alternating"]["overhead_no_prepare"] = med["ray-1-no-prepare"] / med["local-1-thread"]
     if one is not None:
         items, worker_s = _items(one)
         driver_s = max(0.0, runs["ray-1"]["wall_s"] - worker_s)
@@ -223,7 +248,7 @@ def main() -> None:
             **{f"{w}_workers_s": driver_s + critical_path(items, w) for w in (1, 2, 4, 8, 32)},
         }
     RESULTS.mkdir(exist_ok=True)
-    name = "ray.quick" if args.quick else ("ray.subset" if args.suites else "ray")
+    name = args.name or ("ray.quick" if args.quick else ("ray.subset" if args.suites else "ray"))
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=float))
     (RESULTS / f"{name}.md").write_text(table(result))
     print(table(result))
@@ -262,12 +287,27 @@ def table(r: dict[str, Any]) -> str:
         a = r["alternating"]
         lines += [
             "",
-            f"Alternating, {len(a['runs_s']['ray-1'])} times each (same process, Ray already started): local "
-            f"with torch on one thread {', '.join(f'{x:.1f}' for x in a['runs_s']['local-1-thread'])} s, Ray with "
+            f"Alternating, {len(a['runs_s']['ray-1'])} times each (same process, Ray already started, the "
+            "driver's torch on one thread in both): local "
+            f"{', '.join(f'{x:.1f}' for x in a['runs_s']['local-1-thread'])} s, Ray with "
             f"one worker {', '.join(f'{x:.1f}' for x in a['runs_s']['ray-1'])} s; medians "
             f"{a['median_s']['local-1-thread']:.1f} vs {a['median_s']['ray-1']:.1f} s: **{a['overhead']:.2f}x** "
             "(target <= 1.15).",
         ]
+        if "overhead_no_prepare" in a:
+            lines += [
+                "",
+                "Without the session's prepare hook (worker actors started after the plan): "
+                f"{', '.join(f'{x:.1f}' for x in a['runs_s']['ray-1-no-prepare'])} s, median "
+                f"{a['median_s']['ray-1-no-prepare']:.1f} s: {a['overhead_no_prepare']:.2f}x.",
+            ]
+        if "load_before" in a:
+            lines += [
+                "",
+                "Load average (1, 5, 15 min) at the start: "
+                f"{', '.join(f'{x:.1f}' for x in a['load_before'])}; at the end: "
+                f"{', '.join(f'{x:.1f}' for x in a['load_after'])} (2 cores).",
+            ]
     if "estimate" in r:
         e = r["estimate"]
         lines += [

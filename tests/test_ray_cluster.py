@@ -407,6 +407,82 @@ def test_the_model_bytes_rebuild_the_model_with_the_same_trust_rules(tmp_path, d
         _rebuild(untrusted)
 
 
+def test_the_session_starts_the_backend_before_it_plans_and_always_closes_it(
+    monkeypatch, digits_model, digits_data
+):
+    """The backend's prepare hook (Ray: the worker actors start) runs before the model timing and the
+    plan, its pool reaches the run function, and is closed after the run, or when planning fails."""
+    from roadworthy import session as S
+    from roadworthy.runner import run_checks
+
+    events: list = []
+
+    class Pool:
+        def close(self) -> None:
+            events.append("close")
+
+    def prepare(**options):
+        assert len(options["sample"]) == 2  # a few rows the workers warm the model up on
+        events.append(("prepare", options["workers"], options["model_recipe"] is recipe))
+        return Pool()
+
+    def backend(classes, ctx, prepared=None, **kw):
+        events.append(("run", isinstance(prepared, Pool)))
+        return run_checks(classes, ctx, **kw)
+
+    plan = S.Session.make_plan
+    monkeypatch.setitem(S.BACKENDS, "ray", backend)
+    monkeypatch.setitem(S.PREPARE, "ray", prepare)
+    monkeypatch.setattr(S.Session, "make_plan", lambda self, c: events.append("plan") or plan(self, c))
+    recipe = object()
+
+    def run():
+        return S.Session(
+            model=digits_model, data=digits_data, suites=["clean"], budget="quick", backend="ray",
+            model_recipe=recipe, backend_options={"workers": 3},
+        ).run()  # fmt: skip
+
+    assert run().metrics["clean.accuracy"] > 0.5
+    assert events == [("prepare", 3, True), "plan", ("run", True), "close"]
+    events.clear()
+
+    def broken(self, classes):
+        raise InvalidInputError("the plan failed")
+
+    monkeypatch.setattr(S.Session, "make_plan", broken)
+    with pytest.raises(InvalidInputError, match="the plan failed"):
+        run()
+    assert events == [("prepare", 3, True), "close"]
+
+
+def test_a_cancelled_shard_stops_at_its_next_model_call(monkeypatch):
+    """Inside a Ray task the driver cancelled (a block run ahead past its check's stop), the worker's
+    next model call raises instead of computing; outside the block the model's methods are its own."""
+    ray = pytest.importorskip("ray")
+    from roadworthy.runner.ray import _cancellable, _Cancelled
+
+    class Flag:
+        cancelled = False
+
+        def is_canceled(self) -> bool:
+            return self.cancelled
+
+    flag = Flag()
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: flag)
+
+    class Model:
+        def predict(self, x):
+            return x * 2
+
+    model = Model()
+    with _cancellable(model):
+        assert model.predict(3) == 6  # not cancelled: the call goes through
+        flag.cancelled = True
+        with pytest.raises(_Cancelled):
+            model.predict(3)
+    assert "predict" not in vars(model) and model.predict(3) == 6
+
+
 def test_ray_errors_become_one_clean_line():
     from roadworthy.runner.ray import clean_line
 

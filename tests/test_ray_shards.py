@@ -386,6 +386,8 @@ def test_sequential_black_box_checks_stop_at_the_same_block_on_ray(local_ray, di
     where = remote["attack.square"].details["ray"]
     assert seq["stopped_early"] and len(where["shards"]) == seq["attacked_inputs"] // 16
     assert where["blocks_run_ahead_dropped"] >= 1  # blocks past the stop ran on idle workers, unused
+    # those still queued or running at the stop were cancelled (ray.cancel), not left to finish
+    assert 0 <= where["blocks_run_ahead_cancelled"] <= where["blocks_run_ahead_dropped"]
     hsj = remote["attack.hopskipjump"].details["ray"]["shards"]
     assert [sh["blocks"] for sh in hsj] == [2, 1]  # 40 inputs: 3 blocks of 16 on 2 workers
 
@@ -444,6 +446,67 @@ def test_fuzz_campaigns_on_one_and_two_ray_workers_give_the_local_report(
     assert local[2].details["campaigns"]["count"] == 2 and local[2].metrics != local[1].metrics
 
 
+@pytest.mark.slow
+def test_integrity_checks_share_one_embedding_on_ray(local_ray, digits_module, digits_split):
+    """label_issues, outliers and poisoning on 2 Ray workers: the embedding's shards run once (the
+    later checks are served by the first one's, recorded as ``shared_with``) and every metric is the
+    local backend's."""
+    from roadworthy.config import LoadOptions, ModelRecipe
+    from roadworthy.data.base import Dataset
+    from roadworthy.models import load_model
+    from roadworthy.runner.local import run_checks
+    from roadworthy.runner.ray import run_ray
+
+    x_tr, y_tr, x_te, y_te = digits_split
+    names = [str(i) for i in range(10)]
+    model = load_model(digits_module, input_shape=(1, 16, 16))
+    train = Dataset(x=x_tr[:600], y=y_tr[:600], modality="image", class_names=names, path="train")
+    test = Dataset(x=x_te[:200], y=y_te[:200], modality="image", class_names=names, path="test")
+    classes = list(_integrity().values())
+
+    def ctx() -> Context:
+        return Context(model=model, data=test, train_data=train, budget="quick", seed=4)
+
+    local = {r.id: r for r in run_checks(classes, ctx())}
+    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
+    remote = {r.id: r for r in run_ray(classes, ctx(), model_recipe=recipe, workers=2, cpus_per_task=0.5)}
+    for cid in INTEGRITY:
+        assert remote[cid].status == local[cid].status != "error", remote[cid].error
+        assert remote[cid].metrics == local[cid].metrics, cid
+        shards = remote[cid].details["ray"]["shards"]
+        assert [sh["blocks"] for sh in shards] == [7, 6]  # 800 rows: 13 blocks of 64 on 2 workers
+    owner = INTEGRITY[0]
+    assert all("shared_with" not in sh for sh in remote[owner].details["ray"]["shards"])
+    for cid in INTEGRITY[1:]:
+        assert {sh.get("shared_with") for sh in remote[cid].details["ray"]["shards"]} == {owner}
+    assert remote[owner].model_passes["forward"] >= 800  # the shards' feature passes, counted once
+    assert remote["integrity.outliers"].model_passes["forward"] == 0
+
+
+@pytest.mark.slow
+def test_a_worker_starts_warm_with_the_drivers_memory_settings(local_ray, digits_module, digits_data):
+    """A worker actor started by the prepare hook has, before its first check, the model rebuilt, the
+    checks' lazily imported libraries loaded, and glibc's freed-memory settings of the driver's session
+    (without them every batch was page-faulted afresh: the worker ran the checks about 20% slower)."""
+    from roadworthy.config import LoadOptions, ModelRecipe
+    from roadworthy.runner.ray import prepare_ray
+
+    recipe = ModelRecipe(digits_module, LoadOptions(), (1, 16, 16))
+    pool = prepare_ray(recipe, workers=1, cpus_per_task=0.5, sample=digits_data.x[:2])
+
+    def state(worker) -> tuple:
+        import sys
+
+        from roadworthy import memory
+
+        return memory._applied, "sklearn.neighbors" in sys.modules, worker.model is not None, worker.failure
+
+    try:
+        assert local_ray.get(pool.actors[0].__ray_call__.remote(state)) == (True, True, True, None)
+    finally:
+        pool.close()
+
+
 class _FakeAutoAttack:
     """Stands in for ``pyautoattack.AutoAttack`` (not installed in CI): one random-sign step of size
     ``eps`` from a generator seeded by ``seed``, so the check's seeding per block is what is tested."""
@@ -474,3 +537,58 @@ def test_autoattack_blocks_give_the_one_shard_numbers_in_any_split(ctx, monkeypa
     assert len(check.blocks(ctx)) == 3 and 0 < whole.metrics["attack.autoattack.robust_accuracy"] < 1
     _same(check.merge(_fresh(ctx), _in_groups(check, ctx, [1, 2])), whole)
     assert whole.details["threat_model"]["package"] == "pyautoattack fake"
+
+
+# ------------------------------------------------------------------------------------- integrity
+
+
+def _integrity() -> dict:
+    from roadworthy.checks.integrity.label_issues import LabelIssues
+    from roadworthy.checks.integrity.outliers import Outliers
+    from roadworthy.checks.integrity.poisoning import Poisoning
+
+    return {c.id: c for c in (LabelIssues, Outliers, Poisoning)}
+
+
+INTEGRITY = ["integrity.label_issues", "integrity.outliers", "integrity.poisoning"]
+
+
+@pytest.mark.parametrize("cid", INTEGRITY)
+def test_integrity_embedding_blocks_give_the_one_shard_numbers_in_any_order(ctx, cid):
+    """The integrity checks' shared embedding (training rows' features and shrunk inputs, then the
+    evaluation rows' features) is computed block by block on separate fresh "workers" in random order;
+    merged in block order it gives the local run's metrics, details and examples exactly."""
+    check = _integrity()[cid].planned("quick")
+    whole = check.run(_fresh(ctx))
+    blocks = check.blocks(ctx)
+    n_train, n_eval = len(ctx.train_data.x), len(ctx.data.x)
+    assert blocks[-1].stop == n_train + n_eval and n_train % 64  # one block holds rows of both sets
+    order = list(np.random.default_rng(11).permutation(len(blocks)))
+    merged, used = _as_a_cluster_would(check, ctx, order)
+    assert used == len(blocks)
+    _same(merged, whole)
+
+
+def test_integrity_checks_embed_once_per_session(ctx):
+    """The second and third integrity check of a session read the merged embedding: the model's feature
+    layer is not called again (poisoning's trigger tests still call ``predict``), the same arrays."""
+    from roadworthy.checks.integrity._embedding import EMBEDDING
+
+    classes = _integrity()
+    fresh = _fresh(ctx)
+    first = run_check(classes[INTEGRITY[0]], fresh)
+    emb = fresh.peek(EMBEDDING)
+    assert first.model_passes["forward"] == len(ctx.train_data.x) + len(ctx.data.x)
+    assert emb.train_features.shape[0] == len(ctx.train_data.x) and emb.eval_features.shape[0] == len(
+        ctx.data.x
+    )
+    calls = []
+    features = fresh.model.features
+    fresh.model.features = lambda x: calls.append(len(x)) or features(x)
+    try:
+        for cid in INTEGRITY[1:]:
+            assert run_check(classes[cid], fresh).status != "error"
+            assert fresh.peek(EMBEDDING) is emb
+    finally:
+        del fresh.model.features
+    assert calls == []

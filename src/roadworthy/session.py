@@ -42,7 +42,7 @@ from roadworthy.results import (
     RunInfo,
     ToolInfo,
 )
-from roadworthy.runner import BACKENDS
+from roadworthy.runner import BACKENDS, PREPARE
 
 __all__ = ["PARTIAL_NAME", "Session", "select_checks", "write_text_atomic"]
 
@@ -337,6 +337,27 @@ class Session:
         keep_freed_memory()
         started = time.perf_counter()
         classes = select_checks(self.suites, self.budget)
+        backend = BACKENDS.get(self.backend)
+        if backend is None:
+            raise InvalidInputError(
+                f"--backend must be one of {', '.join(BACKENDS)}. Got {self.backend!r} instead."
+            )
+        # the backend's start (Ray: its worker processes) overlaps the model timing and planning below
+        prepare = PREPARE.get(self.backend)
+        prepared = (
+            prepare(model_recipe=self.model_recipe, sample=self.data.x[:2], **self.backend_options)
+            if prepare
+            else None
+        )
+        try:
+            return self._run(classes, started, backend, prepared)
+        finally:
+            if prepared is not None:
+                prepared.close()
+
+    def _run(
+        self, classes: list[type[Check]], started: float, backend: Callable[..., Any], prepared: Any
+    ) -> Report:
         self.make_plan(classes)
         options = self.run_options(classes)
         key = _run_key(options)
@@ -369,11 +390,6 @@ class Session:
                     unwritable.append(str(exc))
 
         unwritable: list[str] = []
-        backend = BACKENDS.get(self.backend)
-        if backend is None:
-            raise InvalidInputError(
-                f"--backend must be one of {', '.join(BACKENDS)}. Got {self.backend!r} instead."
-            )
         try:
             results = backend(
                 classes,
@@ -383,6 +399,7 @@ class Session:
                 say=self.say,
                 model_recipe=self.model_recipe,
                 **self.backend_options,
+                **({"prepared": prepared} if prepared is not None else {}),
             )
         except KeyboardInterrupt as exc:
             reason = getattr(exc, "reason", None) or "interrupted (SIGINT)"

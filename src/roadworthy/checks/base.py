@@ -194,6 +194,12 @@ class Check:
         how they were computed), so any split of the blocks stops at the same block."""
         return False
 
+    def shard_key(self, ctx: Context) -> Any:
+        """A hashable key shared by checks whose blocks compute the same parts (the integrity checks'
+        common embedding), else ``None``. The Ray backend runs such shards once for every check with
+        the same key and the same blocks, and hands each of them the parts."""
+        return None
+
     def blocks(self, ctx: Context) -> list[Block]:
         """This check's blocks in ``ctx`` (empty when it is not sharded)."""
         n = self.shard_items(ctx)
@@ -432,6 +438,10 @@ class Context:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
+
+    def peek(self, key: str) -> Any:
+        """What :meth:`cached` holds under ``key``, or ``None`` when nothing was computed yet."""
+        return self._cache.get(key)
 
     # -- shifted outputs shared between checks
     def share_shifted(self, out: ShiftedOutputs) -> None:

@@ -4,13 +4,15 @@ in parallel on Ray worker actors.
 One actor per worker (:class:`Worker`) rebuilds the model once and keeps one cache (clean predictions
 and features, the validity gate) for every check and shard it runs. A check that implements the
 sharding protocol (:meth:`~roadworthy.checks.base.Check.shard_items`: the shift checks, the attacks
-but FGSM and the sticker, the OOD detectors) is split into shards of whole blocks of its sample, at
-most one per worker; the blocks' parts come back here and :meth:`~roadworthy.checks.base.Check.merge`
+but the sticker, the OOD detectors, the integrity checks' shared embedding) is split into shards of
+whole blocks of its sample, at most one per worker (checks with the same
+:meth:`~roadworthy.checks.base.Check.shard_key` and blocks share one set of shards); the blocks' parts come back here and :meth:`~roadworthy.checks.base.Check.merge`
 computes the metrics from the merged per-sample arrays. Randomness is keyed per block, so 1 worker, 4
 workers and the local backend give bit-identical metrics. A check with a sequential rule
 (:meth:`~roadworthy.checks.base.Check.stops_early`: Square, few-pixel, line, laser) goes one block per
 task (:class:`_Sequence`): its parts are consumed in block order and its own rule decides after each
-whether to stop, as on the local backend; later blocks run ahead only on workers nothing else needs.
+whether to stop, as on the local backend; later blocks run ahead only on workers nothing else needs
+(those still running at the stop are cancelled: they stop at their next model call).
 A check whose every shard failed for an input reason stops the run
 (:class:`~roadworthy.checks.base.ShardInputError`, exit 2): no verdict.
 
@@ -20,6 +22,10 @@ object store once, and so does the model: a model file's *bytes* (a folder's as 
 once through the object store and each worker process rebuilds the model from them once (a temporary
 file, the same loader and the same ``--trust-pickle`` rule as here), then keeps it for every check and
 shard it runs. A model given as a Python object travels pickled, like any task argument.
+
+The session starts the worker actors (:func:`prepare_ray`, its backend hook) before it times the model
+and plans the run, so their start overlaps that work; :func:`run_ray` then hands them the session's
+inputs.
 
 A local instance (no address) starts as one machine: node address 127.0.0.1, every Ray server on
 loopback (:func:`_one_machine`).
@@ -133,21 +139,58 @@ class Worker:
     shard it runs (clean predictions and features, the validity gate, the attack order), as the local
     backend shares them in its one :class:`~roadworthy.checks.base.Context`."""
 
-    def __init__(self, shipped: Any, payload: dict[str, Any]) -> None:
+    def __init__(self, shipped: Any, payload: dict[str, Any] | None = None, warm: Any = None) -> None:
+        """Imports the checks and rebuilds the model at once, and with ``warm`` (a few input rows) warms
+        up what a fresh process would otherwise pay during its first check (:meth:`_warm_up`): the
+        actor starts while the driver still times the model and plans the run (:func:`prepare_ray`);
+        the session's inputs come later (:meth:`configure`), before the first check."""
         from roadworthy.checks import load_builtin_checks
+        from roadworthy.memory import keep_freed_memory
 
+        keep_freed_memory()  # as the driver's session does: freed batch memory reused, not re-faulted
         load_builtin_checks()
         self.shipped, self.payload = shipped, payload
         self.cache: dict[str, Any] = {}
         self.model: Any = None
+        self.failure: BaseException | None = None
+        try:
+            self.model = _rebuild(shipped)
+        except Exception as exc:  # noqa: BLE001 - said by the first check or shard (input errors in one line)
+            self.failure = exc
+        if warm is not None and self.model is not None:
+            self._warm_up(warm)
+
+    def _warm_up(self, x: Any) -> None:
+        """The libraries the checks import lazily (scikit-learn's neighbours and PCA, with pandas behind
+        them: about 0.6 s) and, for a torch model, one forward and one input-gradient call on ``x``
+        (thread pools, allocator, autograd), as the driver's process has them after its model timing.
+        Nothing is kept and no number depends on it; a failure here is left to the real calls."""
+        with contextlib.suppress(Exception):
+            import sklearn.decomposition
+            import sklearn.neighbors  # noqa: F401
+        if not hasattr(self.model, "forward_torch"):
+            return  # a remote (HTTP) or non-torch model: no call that is not a check's
+        with contextlib.suppress(Exception):
+            import numpy as np
+            import torch
+
+            xb = np.ascontiguousarray(x, dtype=np.float32)
+            self.model.predict(xb)
+            t = torch.from_numpy(xb).to(getattr(self.model, "device", "cpu")).requires_grad_(True)
+            torch.autograd.grad(self.model.forward_torch(t).sum(), t)
+
+    def configure(self, payload: dict[str, Any]) -> None:
+        """The session's inputs (data, seed, budget, plan) for every later check and shard."""
+        self.payload = payload
+        self.cache = {}
 
     def _context(self) -> Context | str:
         """The context on this worker, or the model's input error (the same on every worker)."""
-        if self.model is None:
-            try:
-                self.model = _rebuild(self.shipped)
-            except InvalidInputError as exc:
-                return str(exc)
+        if self.failure is not None:
+            if isinstance(self.failure, InvalidInputError):
+                return str(self.failure)
+            raise self.failure
+        assert self.payload is not None, "Worker.configure was not called"
         return Context(model=self.model, **self.payload, _cache=self.cache)
 
     def check(self, check_id: str) -> CheckResult:
@@ -190,16 +233,71 @@ class Worker:
         check = CHECKS[check_id].planned(ctx.budget, ctx.plan_params.get(check_id))
         start = time.perf_counter()
         try:
-            with warnings.catch_warnings(record=True) as caught, counting_passes(ctx.model, out["passes"]):
+            with (
+                warnings.catch_warnings(record=True) as caught,
+                counting_passes(ctx.model, out["passes"]),
+                _cancellable(ctx.model),
+            ):
                 warnings.simplefilter("always", RoadworthyWarning)
                 out["parts"] = check.run_blocks(ctx, blocks)
             out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, RoadworthyWarning)]
+        except _Cancelled:
+            out["cancelled"] = True
         except InvalidInputError as exc:
             out["input_error"] = clean_line(str(exc))
         except Exception as exc:  # noqa: BLE001 - the shard's error, reported by the driver
             out["error"] = f"{type(exc).__name__}: {clean_line(str(exc))}"
         out["seconds"] = time.perf_counter() - start
         return out
+
+
+class _Cancelled(Exception):
+    """The driver cancelled this shard (a block run ahead past its check's stop)."""
+
+
+@contextlib.contextmanager
+def _cancellable(model: Any) -> Iterator[None]:
+    """Inside the block, every call of the model's ``predict``, ``features`` or ``forward_torch`` first
+    asks Ray whether the driver cancelled this task (``ray.cancel``) and stops it with
+    :class:`_Cancelled` if so: a block run ahead and then dropped frees its worker at its next model
+    call instead of running to its end. What a stopped block computed is dropped (nothing is cached
+    half-done: :meth:`~roadworthy.checks.base.Context.cached` keeps only finished values)."""
+    try:
+        import ray
+
+        context = ray.get_runtime_context()
+        context.is_canceled()  # not available (an old Ray, no task): nothing to check
+    except Exception:  # noqa: BLE001
+        yield
+        return
+
+    def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if context.is_canceled():
+                raise _Cancelled
+            return method(*args, **kwargs)
+
+        return call
+
+    saved = {}
+    for name in ("predict", "features", "forward_torch"):
+        method = getattr(model, name, None)
+        if method is None or not callable(method):
+            continue
+        try:
+            saved[name] = vars(model).get(name)
+            setattr(model, name, guarded(method))
+        except (AttributeError, TypeError):  # slots or a read-only attribute: not guarded
+            saved.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, before in saved.items():
+            with contextlib.suppress(AttributeError):
+                if before is None:
+                    delattr(model, name)
+                else:
+                    setattr(model, name, before)
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -433,6 +531,7 @@ def _merged(cls: type[Check], ctx: Context, shards: list[dict[str, Any]], starte
             "blocks": sh.get("blocks", 0),
             "retries": sh.get("retries", 0),
             "seconds": round(sh.get("seconds", 0.0), 3),
+            **({"shared_with": sh["shared_with"]} if "shared_with" in sh else {}),
         }
         for sh in shards
     ]
@@ -473,6 +572,7 @@ class _Sequence:
     used: int = 0  #: blocks consumed, a prefix
     parts: list[Any] = field(default_factory=list)
     done: bool = False
+    cancelled: int = 0  #: blocks still running at the stop, cancelled
 
     def hand_out(self, cid: str) -> tuple[str, int, list[Block]]:
         block = self.blocks[self.handed]
@@ -494,6 +594,61 @@ class _Sequence:
         return None
 
 
+@dataclass
+class RayPool:
+    """Worker actors started before the run is planned (:func:`prepare_ray`), handed to :func:`run_ray`.
+
+    ``actors`` are starting (or ready): each imports roadworthy's checks and rebuilds the model from
+    ``shipped`` while the driver times the model and plans; ``n_workers`` is how many the cluster holds.
+    """
+
+    shipped: Any
+    actor_class: Any
+    actors: list[Any]
+    n_workers: int
+
+    def close(self) -> None:
+        """Stop every actor of the pool (a run that ended before using it)."""
+        import ray
+
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        self.actors = []
+
+
+def prepare_ray(
+    model_recipe: Callable[[], Any] | None = None,
+    num_cpus: int | None = None,
+    address: str | None = None,
+    timeout: float = 30.0,
+    workers: int | None = None,
+    cpus_per_task: float = 1.0,
+    sample: Any = None,
+    **_: object,
+) -> RayPool:
+    """Connect to Ray, ship the model and start the worker actors without waiting for them.
+
+    The session calls this before it times the model and plans the run (a backend hook), so that the
+    actors' start (a new process importing roadworthy, torch and the model: seconds) overlaps the
+    driver's own work; :func:`run_ray` then configures them with the session's inputs. The parameters
+    are :func:`run_ray`'s; ``sample``: a few input rows the actors warm the model up on
+    (:meth:`Worker._warm_up`). An unreachable cluster stops here, before any planning (exit 2).
+    """
+    ray = require("ray", "ray", "--backend ray")
+    if model_recipe is None:
+        raise InvalidInputError(
+            "--backend ray needs a model that can be rebuilt in a worker (a file or a picklable object)"
+        )
+    connect(address, timeout, num_cpus)
+    shipped = _ship(model_recipe, ray)
+    n_workers = _worker_count(ray, workers, cpus_per_task)
+    # retries are ours (no restarts), so each result can say how many it took
+    actor_class = ray.remote(Worker).options(num_cpus=cpus_per_task, max_restarts=0, max_task_retries=0)
+    actors = [actor_class.remote(shipped, None, sample) for _ in range(n_workers)]
+    return RayPool(shipped, actor_class, actors, n_workers)
+
+
 def run_ray(
     classes: Sequence[type[Check]],
     ctx: Context,
@@ -506,6 +661,7 @@ def run_ray(
     timeout: float = 30.0,
     workers: int | None = None,
     cpus_per_task: float = 1.0,
+    prepared: RayPool | None = None,
     **_: object,
 ) -> list[CheckResult]:
     """Run ``classes`` with Ray; results come back in dependency order, like the local backend's.
@@ -526,12 +682,30 @@ def run_ray(
         sharded check is split into at most ``workers`` shards of whole blocks, merged here.
     cpus_per_task
         CPUs reserved for each worker.
+    prepared
+        The pool :func:`prepare_ray` started with these settings (the session's hook), else one is
+        started here.
     """
-    ray = require("ray", "ray", "--backend ray")
-    if model_recipe is None:
-        raise InvalidInputError(
-            "--backend ray needs a model that can be rebuilt in a worker (a file or a picklable object)"
-        )
+    own = prepared is None
+    pool = prepared or prepare_ray(model_recipe, num_cpus, address, timeout, workers, cpus_per_task)
+    try:
+        return _run_on(pool, classes, ctx, on_result, done, say)
+    finally:
+        if own:  # a pool started here ends here (the session closes its own)
+            pool.close()
+
+
+def _run_on(
+    pool: RayPool,
+    classes: Sequence[type[Check]],
+    ctx: Context,
+    on_result: Callable[[CheckResult], None] | None,
+    done: dict[str, CheckResult] | None,
+    say: Callable[[str], None] | None,
+) -> list[CheckResult]:
+    """:func:`run_ray`'s work on the workers of ``pool`` (it takes them over and stops them at the end)."""
+    import ray
+
     ordered = order_checks(classes)
     # the parity suite compares with ctx.reference_model, which stays in this process: it runs here
     parallel = [
@@ -542,8 +716,7 @@ def run_ray(
         and c.id not in DRIVER_CHECKS
         and not (done and c.id in done and done[c.id].status != "error")
     ]
-    connect(address, timeout, num_cpus)
-    shipped = _ship(model_recipe, ray)
+    shipped, actor_class, n_workers = pool.shipped, pool.actor_class, pool.n_workers
     payload = {
         "data": ctx.data,
         "train_data": ctx.train_data,
@@ -561,7 +734,9 @@ def run_ray(
     n_shards: dict[str, int] = {}
     # checks with a sequential rule: one block per task, in order (the shard number is the block's index)
     sequences: dict[str, _Sequence] = {}
-    n_workers = _worker_count(ray, workers, cpus_per_task)
+    # checks whose shards compute the same parts (Check.shard_key): the first one's shards serve the others
+    shared: dict[tuple[Any, tuple[Block, ...]], str] = {}
+    aliases: dict[str, list[str]] = {}
     for cls in parallel:
         check = cls.planned(ctx.budget, ctx.plan_params.get(cls.id))
         blocks = check.blocks(ctx) if cls.unmet(ctx) is None and check.shard_items(ctx) is not None else None
@@ -574,12 +749,22 @@ def run_ray(
             continue
         groups = [g for g in _split(blocks, n_workers) if g] or [[]]
         n_shards[cls.id] = len(groups)
+        key = check.shard_key(ctx)
+        if key is not None:  # the same parts as an earlier check's (the integrity embedding): run once
+            owner = shared.setdefault((key, tuple(blocks)), cls.id)
+            if owner != cls.id:
+                aliases.setdefault(owner, []).append(cls.id)
+                continue
         items.extend((cls.id, k, g) for k, g in enumerate(groups))
     ahead = sum(len(sq.blocks) - 1 for sq in sequences.values())  # blocks that may run ahead
-    limit = min(n_workers, max(1, len(items) + ahead))
-    # retries are ours (no restarts), so each result can say how many it took
-    actor_class = ray.remote(Worker).options(num_cpus=cpus_per_task, max_restarts=0, max_task_retries=0)
-    actors = [actor_class.remote(shipped, payload_ref) for _ in range(limit)] if items else []
+    limit = min(n_workers, max(1, len(items) + ahead)) if items else 0
+    actors, spare = pool.actors[:limit], pool.actors[limit:]
+    pool.actors = []  # this run owns them now (stopped at its end)
+    for actor in spare:  # more workers than work: stopped now, their CPUs free for the others
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
+    for actor in actors:
+        actor.configure.remote(payload_ref)  # before any check: an actor runs its calls in order
     free = list(range(len(actors)))
     by_id = {c.id: c for c in parallel}
     queue = list(items)
@@ -649,6 +834,10 @@ def run_ray(
                 if k < 0:
                     got = _error_result(by_id[cid], got["error"], {"retries": tries[(cid, k)]})
             free.append(slot)
+            if cid not in sequences:
+                # the freed worker takes its next item before this result is merged and recorded here
+                # (merging, the partial report): the worker does not wait for the driver
+                submit()
             if k < 0:
                 result = got
                 if result.details.get("model_input_error"):
@@ -674,24 +863,31 @@ def run_ray(
                     sq.got[k] = got
                     decided = sq.consume(ctx)
                     if decided is not None:
-                        # blocks handed out past the stop are dropped (still running ones finish unread)
+                        # blocks handed out past the stop are dropped: cancelled (a running one stops
+                        # at its next model call), their workers free for the next item
                         queue[:] = [it for it in queue if it[0] != cid]
                         for ref_, (it, slot_) in list(pending.items()):
                             if it[0] == cid:
                                 del pending[ref_]
+                                with contextlib.suppress(Exception):
+                                    ray.cancel(ref_)
+                                sq.cancelled += 1
                                 free.append(slot_)
+                        submit()  # the freed workers go on while the prefix is merged here
                         result = _merged(by_id[cid], ctx, decided, started[cid])
                         result.details["ray"]["blocks_run_ahead_dropped"] = sq.handed - sq.used
+                        result.details["ray"]["blocks_run_ahead_cancelled"] = sq.cancelled
                         record(result)
                     elif not waiting(cid):  # the next block is needed now
                         queue.append(sq.hand_out(cid))
                     submit()
                     continue
-                shards[cid][k] = got
-                if len(shards[cid]) == n_shards[cid]:
-                    record(
-                        _merged(by_id[cid], ctx, [shards[cid][i] for i in range(n_shards[cid])], started[cid])
-                    )
+                for target in (cid, *aliases.get(cid, ())):
+                    # a check served by another's shards: the same parts, no model passes of its own
+                    shards[target][k] = got if target == cid else {**got, "passes": {}, "shared_with": cid}
+                    if len(shards[target]) == n_shards[target]:
+                        parts = [shards[target][i] for i in range(n_shards[target])]
+                        record(_merged(by_id[target], ctx, parts, started[cid]))
             submit()
     finally:
         for actor in actors:

@@ -11,13 +11,9 @@ import numpy as np
 
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.integrity._embedding import (
-    prefetch_features,
-    train_representation,
-)
+from roadworthy.checks.integrity._embedding import EmbeddingShards, train_representation
 from roadworthy.errors import InvalidInputError, plural
 from roadworthy.stats import proportion_metrics
-from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
     from roadworthy.results import Example
@@ -214,7 +210,7 @@ def confident_learning(
 
 
 @register
-class LabelIssues(Check):
+class LabelIssues(EmbeddingShards, Check):
     """Training samples whose given label is probably wrong, by confident learning.
 
     Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR 2021.
@@ -252,12 +248,7 @@ class LabelIssues(Check):
         "thorough": {"max_iter": 500},
     }
 
-    def run(self, ctx: Context) -> Outcome:
-        prefetch_features(ctx)  # the model runs with all its threads; the small-matrix work below with one
-        with single_threaded_blas():
-            return self._run(ctx)
-
-    def _run(self, ctx: Context) -> Outcome:
+    def measure(self, ctx: Context) -> Outcome:
         p = self.params
         if p.filter_by not in FILTERS:
             raise InvalidInputError(

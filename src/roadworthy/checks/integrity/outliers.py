@@ -10,14 +10,13 @@ import numpy as np
 from roadworthy import evidence
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
 from roadworthy.checks.integrity._embedding import (
-    prefetch_features,
+    EmbeddingShards,
+    embedding,
     reduce_dims,
-    shrink_inputs,
     train_representation,
 )
 from roadworthy.errors import InvalidInputError
 from roadworthy.stats import proportion_metrics
-from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
     pass
@@ -33,7 +32,7 @@ def knn_distance(z: np.ndarray, k: int) -> np.ndarray:
 
 
 @register
-class Outliers(Check):
+class Outliers(EmbeddingShards, Check):
     """Training samples far from every other sample, in the model's features or in the inputs.
 
     The score of a sample is its mean distance to its ``k`` nearest neighbours (a kNN outlier score,
@@ -58,12 +57,7 @@ class Outliers(Check):
 
     Params: ClassVar[type] = Params  # type: ignore[no-redef]
 
-    def run(self, ctx: Context) -> Outcome:
-        prefetch_features(ctx)  # the model runs with all its threads; the small-matrix work below with one
-        with single_threaded_blas():
-            return self._run(ctx)
-
-    def _run(self, ctx: Context) -> Outcome:
+    def measure(self, ctx: Context) -> Outcome:
         p = self.params
         if p.k < 1:
             raise InvalidInputError(f"`k` must be at least 1. Got {p.k} instead.")
@@ -74,7 +68,7 @@ class Outliers(Check):
         views = {}
         if "features" in ctx.capabilities:
             views["features"] = train_representation(ctx, p.max_dims)[0]
-        shrunk = ctx.cached("integrity.train_inputs_shrunk", lambda: shrink_inputs(train.x))
+        shrunk = embedding(ctx).train_shrunk
         views["inputs"] = reduce_dims(
             shrunk, p.max_dims, ctx.random_state(self.id, "inputs"), per_column=train.modality != "image"
         )

@@ -10,13 +10,8 @@ import numpy as np
 from roadworthy import evidence
 from roadworthy.backdoor.clusters import SIGNIFICANCE
 from roadworthy.checks.base import Check, Context, Outcome, Requires, register
-from roadworthy.checks.integrity._embedding import (
-    prefetch_features,
-    reduce_dims,
-    shrink_inputs,
-)
+from roadworthy.checks.integrity._embedding import EmbeddingShards, embedding, reduce_dims
 from roadworthy.errors import InvalidInputError
-from roadworthy.threads import single_threaded_blas
 
 if TYPE_CHECKING:
     from roadworthy.results import Example
@@ -137,7 +132,7 @@ def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
 
 
 @register
-class Poisoning(Check):
+class Poisoning(EmbeddingShards, Check):
     """Backdoor and targeted label-flip poisoning, found per class in the training data.
 
     Activation clustering (Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks by Activation
@@ -187,12 +182,7 @@ class Poisoning(Check):
     Params: ClassVar[type] = Params  # type: ignore[no-redef]
     budget_params: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    def run(self, ctx: Context) -> Outcome:
-        prefetch_features(ctx)  # the model runs with all its threads; the small-matrix work below with one
-        with single_threaded_blas():
-            return self._run(ctx)
-
-    def _run(self, ctx: Context) -> Outcome:
+    def measure(self, ctx: Context) -> Outcome:
         p = self.params
         if not 0.0 < p.max_relative_size <= 0.5:
             raise InvalidInputError(
@@ -205,13 +195,14 @@ class Poisoning(Check):
         y = np.asarray(train.y, dtype=np.int64)
         k = ctx.n_classes
         labels = [c for c in range(k) if (y == c).sum() >= p.min_class_size]
+        emb = embedding(ctx)
         views = {
             "features": reduce_dims(
-                ctx.train_features, p.max_dims, ctx.random_state(self.id, "features"), per_column=True
+                emb.train_features, p.max_dims, ctx.random_state(self.id, "features"), per_column=True
             )
         }
         if train.modality == "image":
-            shrunk = ctx.cached("integrity.train_inputs_shrunk", lambda: shrink_inputs(train.x))
+            shrunk = emb.train_shrunk
             views["inputs"] = reduce_dims(
                 shrunk, p.max_dims, ctx.random_state(self.id, "inputs"), per_column=False
             )
@@ -327,8 +318,11 @@ class Poisoning(Check):
         k = ctx.n_classes
         if y_ref.min() < 0 or y_ref.max() >= k:
             return None
-        tr = np.asarray(ctx.train_features, dtype=np.float32).reshape(len(y), -1)
-        te = np.asarray(ctx.clean_features, dtype=np.float32).reshape(len(y_ref), -1)
+        emb = embedding(ctx)
+        if emb.train_features is None or emb.eval_features is None:
+            return None
+        tr = np.asarray(emb.train_features, dtype=np.float32).reshape(len(y), -1)
+        te = np.asarray(emb.eval_features, dtype=np.float32).reshape(len(y_ref), -1)
         mu = tr.mean(axis=0)
         sd = (tr - mu).std(axis=0)
         sd[sd == 0] = 1.0
@@ -606,7 +600,7 @@ class Poisoning(Check):
         image = train.modality == "image"
         scan = scan_training_data(
             y,
-            features=ctx.train_features,
+            features=embedding(ctx).train_features,
             x=train.x if image else None,
             model=ctx.model if image else None,
             max_dims=min(p.max_dims, 32),
