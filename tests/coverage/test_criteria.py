@@ -549,14 +549,16 @@ def test_nc_skips_covered_neurons_but_marks_the_same_cells() -> None:
         assert not set(covered) & {int(v) for v in got.ravel()}
 
 
-def test_nc_gate_skips_only_minima_nc_cannot_use() -> None:
+@pytest.mark.parametrize("side", [16, 32])
+def test_nc_gate_skips_only_minima_nc_cannot_use(side: int) -> None:
     """With NC's bitmap as the gate, a ReLU layer's extrema are read only for the samples that could
     open an uncovered NC cell; NC marks exactly the cells it marks with every extremum read, and
-    ``update`` flags the same inputs as new. A layer that is not a ReLU's output is never gated."""
+    ``update`` flags the same inputs as new. A layer that is not a ReLU's output is never gated. Maps of
+    8x16x16 values are bounded from blocks of 128 values, 8x32x32 from blocks of 512."""
     import torch
     from torch import nn
 
-    from roadworthy.coverage import CoverageBook
+    from roadworthy.coverage import CoverageBook, _layers
 
     torch.manual_seed(0)
     net = nn.Sequential(
@@ -565,10 +567,11 @@ def test_nc_gate_skips_only_minima_nc_cannot_use() -> None:
         nn.Conv2d(8, 8, 3, padding=1),
         nn.GELU(),
         nn.Flatten(),
-        nn.Linear(8 * 16 * 16, 10),
+        nn.Linear(8 * side * side, 10),
     ).eval()
+    assert _layers._sampled_blocks(np.zeros((1, 8 * side * side), np.float32)).shape[2] == side * side // 2
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(200, 1, 16, 16)).astype(np.float32)
+    x = rng.uniform(0, 1, size=(200, 1, side, side)).astype(np.float32)
     probe = make_probe(net, x[:1])
     assert probe.layout.layers == ("1", "3")
     nc = Coverage(make_criterion("nc", threshold=0.6).fit(probe.layout))
@@ -593,6 +596,23 @@ def test_nc_gate_skips_only_minima_nc_cannot_use() -> None:
     assert plain.update(nc.criterion.cells(full)).tolist() == fast.update(nc.criterion.cells(gated)).tolist()
     np.testing.assert_array_equal(plain.bits, fast.bits)
     assert plain.bits.sum() >= nc.bits.sum()
+
+
+def test_nc_gate_bound_blocks_by_row_width() -> None:
+    """The gate's first bound reads every 8th block of a row: blocks of 512 values where the row holds
+    16 or more, else of 128, and no bound (both extrema read) for a row shorter than 16 blocks of 128.
+    Any such bound is at most the row's maximum."""
+    from roadworthy.coverage import _layers
+
+    rng = np.random.default_rng(1)
+    for width, expected in ((100_000, (25, 512)), (8192, (2, 512)), (8191, (8, 128)), (2048, (2, 128))):
+        flat = rng.random((3, width), dtype=np.float32)
+        view = _layers._sampled_blocks(flat)
+        assert view.shape[1:] == expected, width
+        assert np.shares_memory(view, flat)  # a view: nothing copied
+        np.testing.assert_array_equal(view[:, 1], flat[:, 8 * expected[1] : 9 * expected[1]])
+        assert (view.max(axis=(1, 2)) <= flat.max(axis=1)).all()
+    assert _layers._sampled_blocks(np.zeros((3, 2047), np.float32)) is None
 
 
 def test_nbc_float32_bounds_decide_as_the_float64_ones() -> None:

@@ -68,8 +68,10 @@ _TRANSPARENT = (
 )
 # Layer summaries reduce the batch in chunks of about this many bytes (fits a core's L2 cache).
 _CHUNK_BYTES = 1 << 20
-# The NC gate's first test bounds a sample's layer maximum from every 8th block of this many values.
-_SAMPLE_BLOCK = 128
+# The NC gate's first test bounds a sample's layer maximum from every 8th block of values: blocks of the
+# largest of these sizes that leaves a row 16 or more blocks (longer runs read faster: 5-6% less summary
+# time on the demo's CNN than 128 throughout, benchmarks/README.md); a shorter row reads both extrema.
+_SAMPLE_BLOCKS = (512, 128)
 # Relative margin of the NC gate's tests (see :func:`_gated_extrema`): far above the float32 rounding of
 # NC's scaling (about 3 units of 2**-24), so a sample the test skips is certain to stay at or under NC's
 # threshold.
@@ -614,13 +616,15 @@ def _summarise_torch(
 
 
 def _sampled_blocks(flat: np.ndarray) -> np.ndarray | None:
-    """Every 8th block of :data:`_SAMPLE_BLOCK` values of each row of ``flat``, as a view
-    ``(N, blocks, _SAMPLE_BLOCK)``; None for a row of fewer than 16 blocks (both extrema are read)."""
+    """Every 8th block of values of each row of ``flat``, as a view ``(N, blocks, size)`` (``size``: the
+    largest of :data:`_SAMPLE_BLOCKS` that leaves 16 or more blocks); None for a row too short for 16
+    blocks of the smallest size (both extrema are read)."""
     n, width = flat.shape
-    blocks = width // _SAMPLE_BLOCK
-    if blocks < 16:
-        return None
-    return flat[:, : blocks * _SAMPLE_BLOCK].reshape(n, blocks, _SAMPLE_BLOCK)[:, ::8]
+    for size in _SAMPLE_BLOCKS:
+        blocks = width // size
+        if blocks >= 16:
+            return flat[:, : blocks * size].reshape(n, blocks, size)[:, ::8]
+    return None
 
 
 def _gated_extrema(
@@ -637,7 +641,7 @@ def _gated_extrema(
     For a non-negative layer NC's scaled value of a neuron is at most ``v / hi``, and at most
     ``v / m`` for any ``m <= hi`` (:meth:`Probe.gate_extrema`). So, with ``t`` NC's threshold:
 
-    1. ``m`` = the maximum over every 8th block of :data:`_SAMPLE_BLOCK` values of the row (an eighth
+    1. ``m`` = the maximum over every 8th block of values of the row (:func:`_sampled_blocks`: an eighth
        of its memory; any subset of the row gives a lower bound of its maximum). A sample none of whose
        uncovered neurons has ``v > t * m`` cannot open an NC cell in this layer: neither extremum is read.
     2. The others get their maximum; those none of whose uncovered neurons has ``v > t * hi`` still
