@@ -257,6 +257,11 @@ def coverage_split(
         "ratio": round(bookkeeping / med(fwd), 3),
         "median_ratio": round(med(ratios) + bulk_per_batch / med(fwd), 3),
         "ratio_of_totals": round((sum(book_s) + sum(bulk)) / sum(fwd), 3),
+        # the same with the hooks timed from outside (hook dispatch included): the stricter figure
+        "ratio_outside": round(
+            (med([p - f for p, f in zip(probed, fwd, strict=True)]) + med(cells) + bulk_per_batch) / med(fwd),
+            3,
+        ),
     }
 
 
@@ -987,7 +992,9 @@ def main() -> None:
         "path's threads) and compute nothing, and `read_once_ratio` the median of that over the same "
         "repeat's forward pass: the least that bookkeeping which looks at every monitored value can cost "
         "on this model and machine (noisy for signnet, whose forward pass varies by several ms between "
-        "repeats). Target: under 0.20.",
+        "repeats). `ratio_outside` = (`probed_extra_ms` + guide + bulk per batch) / forward: `ratio` with "
+        "the hooks timed from outside, the hooks' dispatch included (the stricter of the two). Target: "
+        "under 0.20 (the table below asks it of both `ratio` and `ratio_outside`).",
         "",
         "| " + " | ".join(k for k in splits[0] if k != "batch") + " |",
         "|" + "---|" * (len(splits[0]) - 1),
@@ -995,8 +1002,9 @@ def main() -> None:
         "",
         "## Against the targets (all five criteria, NC gate on, NumPy summaries: as the loop runs)",
         "",
-        "| model | mutants_per_s (>= 1,000) | threads | ratio (< 0.20) | read_once_ratio | met |",
-        "|---|---|---|---|---|---|",
+        "| model | mutants_per_s (>= 1,000) | threads | ratio (< 0.20) | ratio_outside (< 0.20) | "
+        "read_once_ratio | met |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in models:
         loop = next(r for r in rows if r["model"] == name and r["criteria"] == "all five")
@@ -1007,10 +1015,10 @@ def main() -> None:
                 and r["nc_gate"]
                 and r["summaries"] == "numpy"
             ):
-                met = loop["mutants_per_s"] >= 1000 and r["ratio"] < 0.20
+                met = loop["mutants_per_s"] >= 1000 and max(r["ratio"], r["ratio_outside"]) < 0.20
                 lines.append(
                     f"| {name} | {loop['mutants_per_s']} | {r['threads']} | {r['ratio']} | "
-                    f"{r['read_once_ratio']} | {'yes' if met else 'no'} |"
+                    f"{r['ratio_outside']} | {r['read_once_ratio']} | {'yes' if met else 'no'} |"
                 )
     lines.append("")
     (RESULTS / "fuzz.md").write_text("\n".join(lines))
